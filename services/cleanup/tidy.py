@@ -1,0 +1,130 @@
+"""The cleanup rules, each a small function over the queue: what to remove, what to quarantine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.queue import (
+    ARCHIVE,
+    ATTEMPTS,
+    ERROR,
+    INCOMING,
+    PROCESSED,
+    PROCESSING,
+    QUARANTINE,
+    QUARANTINE_NOTE_SUFFIX,
+    TMP,
+    FileQueue,
+    is_job_name,
+)
+from shared.settings import CleanupSettings
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+
+
+@dataclass
+class Report:
+    removed: Counter[str] = field(default_factory=Counter)
+    quarantined: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Tidier:
+    def __init__(self, queue: FileQueue, logs_dir: Path, settings: CleanupSettings) -> None:
+        self._queue = queue
+        self._logs_dir = logs_dir
+        self._settings = settings
+
+    def run(self, now: float | None = None) -> Report:
+        report = Report()
+        moment = time.time() if now is None else now
+        self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, "tmp", report)
+        self._quarantine_strays(moment, report)
+        self._quarantine_unreadable_results(report)
+        self._remove_stale_attempts(report)
+        self._remove_older(self._logs_dir, self._settings.log_retention_days * DAY_S, moment, "logs", report)
+        for folder, days in (
+            (ERROR, self._settings.error_retention_days),
+            (ARCHIVE, self._settings.archive_retention_days),
+        ):
+            if days is not None:
+                self._remove_older(self._queue.folder(folder), days * DAY_S, moment, folder, report)
+        return report
+
+    def _remove_older(self, folder: Path, max_age_s: float, now: float, kind: str, report: Report) -> None:
+        for path in _files(folder):
+            try:
+                if now - path.stat().st_mtime > max_age_s:
+                    path.unlink()
+                    report.removed[kind] += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                report.errors.append(f"{path}: {exc}")
+
+    def _quarantine_strays(self, now: float, report: Report) -> None:
+        """Files in incoming/ that are no job: orphan metadata of the original layout, other types."""
+        incoming = self._queue.folder(INCOMING)
+        for path in _files(incoming):
+            if is_job_name(path.name) or path.name.startswith("."):
+                continue
+            if path.suffix == ".json" and self._has_job(path.stem):
+                continue
+            try:
+                if now - path.stat().st_mtime < self._settings.tmp_max_age_s:
+                    continue  # may still be on its way (a claim or a copy in progress)
+            except FileNotFoundError:
+                continue
+            why = (
+                "metadata without its job file"
+                if path.suffix == ".json"
+                else "not a job file (jobs are .txt)"
+            )
+            self._quarantine(path, why, report)
+
+    def _has_job(self, job_id: str) -> bool:
+        return any(self._queue.job_path(folder, job_id).exists() for folder in (INCOMING, PROCESSING))
+
+    def _quarantine_unreadable_results(self, report: Report) -> None:
+        for folder in (PROCESSED, ERROR):
+            for path in self._queue.result_files(folder):
+                try:
+                    json.loads(path.read_bytes())
+                except FileNotFoundError:
+                    continue
+                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                    self._quarantine(path, f"result file is not valid JSON: {exc}", report)
+
+    def _remove_stale_attempts(self, report: Report) -> None:
+        for path in _files(self._queue.folder(ATTEMPTS)):
+            job_id = path.stem
+            if not self._has_job(job_id) and self._queue.result_path(job_id) is not None:
+                path.unlink(missing_ok=True)
+                report.removed["attempts"] += 1
+
+    def _quarantine(self, path: Path, why: str, report: Report) -> None:
+        target = self._queue.folder(QUARANTINE) / path.name
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return
+        note = f"{path.parent.name}/{path.name}: {why}\n"
+        self._queue.write_atomic(target.with_name(target.name + QUARANTINE_NOTE_SUFFIX), note.encode("utf-8"))
+        report.quarantined += 1
+        log.warning("quarantined %s: %s", path, why)
+
+
+def _files(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return [Path(entry.path) for entry in entries if entry.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []

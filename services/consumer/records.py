@@ -1,0 +1,72 @@
+"""The result record: one JSON file per job holding everything about how it ended."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.jobfile import Job
+from shared.messages import utc_now
+from shared.parsing import ParsedResponse
+from shared.scoring import ScoreResult
+
+Status = Literal["passed", "rejected", "failed", "malformed"]
+
+
+class Attempt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    number: int
+    owner: str
+    started_at: datetime
+    finished_at: datetime
+    llm_seconds: float = 0.0
+    outcome: Literal["answered", "backend_error", "released"]
+    error: str | None = None
+
+
+class JobResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    version: Literal[1] = 1
+    job_id: str
+    status: Status
+    reason: str
+    wrapper: str
+    format: str | None = None
+    backend: str
+    model: str
+    prompt: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    response: str | None = None
+    truncated: bool = False
+    fields: dict[str, str] = Field(default_factory=dict)
+    parse_problems: list[str] = Field(default_factory=list)
+    score: ScoreResult | None = None
+    threshold: int
+    scorer: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    created_at: datetime | None = None
+    finished_at: datetime = Field(default_factory=utc_now)
+    llm_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+    @property
+    def folder(self) -> Literal["processed", "error"]:
+        return "processed" if self.status == "passed" else "error"
+
+
+def scored_status(score: int, threshold: int) -> tuple[Status, str]:
+    if score >= threshold:
+        return "passed", f"score {score} >= threshold {threshold}"
+    return "rejected", f"score {score} < threshold {threshold}"
+
+
+def describe_parse(parsed: ParsedResponse) -> list[str]:
+    problems = list(parsed.problems)
+    problems.extend(f"duplicated section: {key}" for key in parsed.duplicates)
+    return problems
+
+
+def job_meta(job: Job | None) -> dict[str, Any]:
+    return job.meta.model_dump(mode="json", exclude_none=True) if job else {}

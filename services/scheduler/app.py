@@ -1,0 +1,117 @@
+"""The scheduler: the only thing that keeps time. Publishes ``syntx.tick.<schedule>`` per cron slot.
+
+Ticks carry a message id ``<schedule>@<slot>``, so JetStream drops the duplicates that several
+scheduler replicas publish for the same slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from services.scheduler.timetable import Entry, SlotLog, build_entries, missed_slot
+from shared import bus as bus_module
+from shared import subjects
+from shared.messages import Tick
+from shared.runner import presence
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP_S = 30.0
+UPCOMING = 3
+
+
+class ScheduleView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    cron: str
+    enabled: bool
+    missed: str
+    next: list[datetime]
+    last_fired: datetime | None
+
+
+class SchedulesReply(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    timezone: str
+    schedules: list[ScheduleView]
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, bus: bus_module.Bus) -> None:
+        self._settings = settings
+        self._bus = bus
+        self._zone = settings.zone
+        self._entries = build_entries(settings.schedules)
+        self._slots = SlotLog(settings.data_dir / "scheduler" / "last_slots.json", self._zone)
+        self._rng = random.Random()
+
+    def now(self) -> datetime:
+        return datetime.now(self._zone)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        for entry in self._entries:
+            paused = "" if entry.settings.enabled else " (paused)"
+            log.info("schedule %s: %s%s", entry.name, entry.settings.cron, paused)
+        async with asyncio.TaskGroup() as group:
+            for entry in self._entries:
+                if entry.settings.enabled:
+                    group.create_task(self._run_entry(entry, stop), name=f"schedule {entry.name}")
+
+    async def _run_entry(self, entry: Entry, stop: asyncio.Event) -> None:
+        missed = missed_slot(entry, self._slots.get(entry.name), self.now())
+        if missed is not None:
+            log.info("schedule %s missed its slot %s; running it once now", entry.name, missed.isoformat())
+            await self.fire(entry, missed)
+        slot = entry.next_slot(self.now())
+        while not stop.is_set():
+            if await _wait_until(slot.timestamp() + entry.jitter_s(self._rng), stop):
+                return
+            await self.fire(entry, slot)
+            slot = entry.next_slot(max(slot, self.now()))
+
+    async def fire(self, entry: Entry, slot: datetime) -> None:
+        tick = Tick(schedule=entry.name, slot=slot, source="scheduler")
+        await self._bus.publish(subjects.tick(entry.name), tick, msg_id=f"{entry.name}@{slot.isoformat()}")
+        self._slots.record(entry.name, slot)
+        log.info("tick %s for slot %s", entry.name, slot.isoformat())
+
+    async def describe(self, _request: bytes) -> SchedulesReply:
+        now = self.now()
+        views = [
+            ScheduleView(
+                name=entry.name,
+                cron=entry.settings.cron,
+                enabled=entry.settings.enabled,
+                missed=entry.settings.missed,
+                next=entry.upcoming(now, UPCOMING),
+                last_fired=self._slots.get(entry.name),
+            )
+            for entry in self._entries
+        ]
+        return SchedulesReply(timezone=self._settings.timezone, schedules=views)
+
+
+async def _wait_until(due_epoch_s: float, stop: asyncio.Event) -> bool:
+    """Wait for a wall-clock time in short steps (robust to clock jumps); True if stopped first."""
+    while (remaining := due_epoch_s - time.time()) > 0:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=min(remaining, MAX_SLEEP_S))
+        except TimeoutError:
+            continue
+        return True
+    return stop.is_set()
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    async with bus_module.connect(settings.nats, name="scheduler") as bus:
+        scheduler = Scheduler(settings, bus)
+        await bus.serve(subjects.SCHEDULES, scheduler.describe, queue="scheduler")
+        async with presence(bus, "scheduler"):
+            await scheduler.run(stop)

@@ -1,0 +1,92 @@
+"""Which tick is due when: slots of every enabled schedule, missed-run handling, persisted last slots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from shared.cron import Schedule, parse_schedule
+from shared.settings import ScheduleSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    settings: ScheduleSettings
+    schedule: Schedule
+
+    def next_slot(self, after: datetime) -> datetime:
+        return self.schedule.next_after(after)
+
+    def upcoming(self, after: datetime, count: int) -> list[datetime]:
+        slots: list[datetime] = []
+        moment = after
+        for _ in range(count):
+            moment = self.next_slot(moment)
+            slots.append(moment)
+        return slots
+
+    def jitter_s(self, rng: random.Random) -> float:
+        return rng.uniform(0, self.settings.jitter_s) if self.settings.jitter_s else 0.0
+
+
+def build_entries(schedules: dict[str, ScheduleSettings]) -> list[Entry]:
+    return [Entry(name, spec, parse_schedule(spec.cron)) for name, spec in sorted(schedules.items())]
+
+
+def last_slot_before(entry: Entry, moment: datetime, window_s: float) -> datetime | None:
+    """The latest slot in (moment - window, moment], or None."""
+    start = moment - timedelta(seconds=window_s)
+    latest = None
+    slot = entry.next_slot(start)
+    while slot <= moment:
+        latest = slot
+        slot = entry.next_slot(slot)
+    return latest
+
+
+def missed_slot(entry: Entry, last_fired: datetime | None, now: datetime) -> datetime | None:
+    """The one slot to run now under ``missed: run_once``; None under ``skip`` or when nothing was missed."""
+    if entry.settings.missed == "skip" or last_fired is None:
+        return None
+    latest = last_slot_before(entry, now, entry.settings.catchup_window_s)
+    if latest is None or latest <= last_fired:
+        return None
+    return latest
+
+
+class SlotLog:
+    """The last slot fired per schedule, kept in a small JSON file so restarts can catch up."""
+
+    def __init__(self, path: Path, zone: ZoneInfo) -> None:
+        self._path = path
+        self._zone = zone
+        self._slots = self._load()
+
+    def _load(self) -> dict[str, datetime]:
+        try:
+            raw = json.loads(self._path.read_text(encoding="utf-8"))
+            return {name: datetime.fromisoformat(value).astimezone(self._zone) for name, value in raw.items()}
+        except FileNotFoundError:
+            return {}
+        except (ValueError, AttributeError, TypeError) as exc:
+            log.warning("ignoring unreadable scheduler state %s: %s", self._path, exc)
+            return {}
+
+    def get(self, name: str) -> datetime | None:
+        return self._slots.get(name)
+
+    def record(self, name: str, slot: datetime) -> None:
+        self._slots[name] = slot
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self._path.with_suffix(".part")
+        data = {key: value.isoformat() for key, value in self._slots.items()}
+        staging.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        staging.replace(self._path)

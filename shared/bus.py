@@ -1,0 +1,245 @@
+"""A thin typed layer over nats-py: streams, events, ticks, request/reply; drains on exit.
+
+Malformed messages are logged, counted in :attr:`Bus.malformed` and dropped; a failing handler is
+logged and never stops delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BadRequestError, NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from shared import subjects
+from shared.messages import Event, Tick, decode_event, decode_tick, encode
+from shared.settings import NatsSettings
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Event], Awaitable[None]]
+TickHandler = Callable[[Tick], Awaitable[None]]
+Responder = Callable[[bytes], Awaitable[BaseModel]]
+
+TICK_STREAM_MAX_AGE_S = 86400.0
+FETCH_WAIT_S = 1.0
+FETCH_BATCH = 16
+
+
+class Bus:
+    def __init__(self, nc: Client, settings: NatsSettings) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream()
+        self._settings = settings
+        self.malformed: Counter[str] = Counter()
+
+    @property
+    def client(self) -> Client:
+        return self._nc
+
+    async def ensure_streams(self) -> None:
+        await self._ensure_stream(
+            js_api.StreamConfig(
+                name=subjects.TICK_STREAM,
+                subjects=[subjects.TICK_ALL],
+                duplicate_window=self._settings.duplicate_window_s,
+                max_age=TICK_STREAM_MAX_AGE_S,
+                storage=js_api.StorageType.FILE,
+            )
+        )
+        await self._ensure_stream(
+            js_api.StreamConfig(
+                name=subjects.EVENT_STREAM,
+                subjects=list(subjects.EVENT_SUBJECTS),
+                max_age=self._settings.stream_max_age_s,
+                storage=js_api.StorageType.FILE,
+            )
+        )
+
+    async def _ensure_stream(self, config: js_api.StreamConfig) -> None:
+        try:
+            await self._js.add_stream(config)
+        except BadRequestError:  # exists with another config: bring it to ours
+            await self._js.update_stream(config)
+
+    async def publish(self, subject: str, message: BaseModel, *, msg_id: str | None = None) -> None:
+        """Publish into JetStream (acknowledged); fall back to a core publish if JetStream fails."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        data = encode(message)
+        try:
+            await self._js.publish(subject, data, headers=headers, timeout=self._settings.connect_timeout_s)
+        except Exception as exc:
+            log.warning("jetstream publish on %s failed (%s); sending as core message", subject, exc)
+            await self._nc.publish(subject, data, headers=headers)
+
+    async def subscribe_events(self, subject: str, handler: EventHandler) -> Subscription:
+        async def on_message(msg: Msg) -> None:
+            try:
+                event = decode_event(msg.data)
+            except ValidationError as exc:
+                self._count_malformed(msg.subject, exc)
+                return
+            await _guarded(handler(event), f"handler for {msg.subject}")
+
+        return await self._nc.subscribe(subject, cb=on_message)
+
+    async def serve(self, subject: str, responder: Responder, *, queue: str) -> Subscription:
+        async def on_request(msg: Msg) -> None:
+            try:
+                reply = await responder(msg.data)
+            except ValidationError as exc:
+                self._count_malformed(msg.subject, exc)
+                return
+            if msg.reply:
+                await msg.respond(encode(reply))
+
+        return await self._nc.subscribe(subject, queue=queue, cb=on_request)
+
+    async def request(self, subject: str, payload: bytes = b"", wait_s: float = 5.0) -> bytes:
+        reply = await self._nc.request(subject, payload, timeout=wait_s)
+        data: bytes = reply.data
+        return data
+
+    async def consume_ticks(self, schedule: str, handler: TickHandler, stop: asyncio.Event) -> None:
+        """Subscribe to one schedule's ticks and run ``handler`` for them until ``stop``."""
+        await (await self.subscribe_ticks(schedule)).run(handler, stop)
+
+    async def subscribe_ticks(self, schedule: str) -> TickSubscription:
+        """Create (or bind to) the durable tick consumer now, so no tick after this call is missed."""
+        return TickSubscription(self, schedule, await self._tick_subscription(schedule))
+
+    async def _tick_subscription(self, schedule: str) -> JetStreamContext.PullSubscription:
+        config = js_api.ConsumerConfig(
+            deliver_policy=js_api.DeliverPolicy.NEW,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            inactive_threshold=7 * 86400.0,
+        )
+        return await self._js.pull_subscribe(
+            subjects.tick(schedule),
+            durable=subjects.durable_name(schedule),
+            stream=subjects.TICK_STREAM,
+            config=config,
+        )
+
+    async def ack_tick(self, msg: Msg, schedule: str) -> Tick | None:
+        await msg.ack()  # a tick means "run now": acknowledged on receipt, the queue on disk is the truth
+        try:
+            return decode_tick(msg.data, schedule)
+        except ValidationError as exc:
+            self._count_malformed(msg.subject, exc)
+            return None
+
+    def _count_malformed(self, subject: str, exc: ValidationError) -> None:
+        self.malformed[subject] += 1
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        log.warning("dropping malformed message on %s: %s: %s", subject, where, first["msg"])
+
+    async def flush(self) -> None:
+        await self._nc.flush()
+
+
+class TickSubscription:
+    """A schedule's durable pull consumer. A backlog of pending ticks is coalesced into one run."""
+
+    def __init__(self, bus: Bus, schedule: str, pull: JetStreamContext.PullSubscription) -> None:
+        self._bus = bus
+        self._schedule = schedule
+        self._pull = pull
+
+    async def run(self, handler: TickHandler, stop: asyncio.Event) -> None:
+        try:
+            await self._fetch_until(handler, stop)
+        finally:
+            # Unfetched status replies would keep a later drain() waiting until its timeout.
+            await self._pull.unsubscribe()
+
+    async def _fetch_until(self, handler: TickHandler, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                messages = await self._pull.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+            except TimeoutError:  # nats-py raises both its own and asyncio's; both mean "no tick"
+                continue
+            ticks = [tick for msg in messages if (tick := await self._bus.ack_tick(msg, self._schedule))]
+            if ticks:
+                await _guarded(handler(_coalesce(ticks)), f"tick handler for {self._schedule}")
+
+
+def _coalesce(ticks: Sequence[Tick]) -> Tick:
+    """Several pending ticks of one schedule run once; an explicit batch override is kept."""
+    latest = ticks[-1]
+    batch = next((tick.batch for tick in reversed(ticks) if tick.batch is not None), None)
+    if len(ticks) > 1:
+        log.info("coalesced %d pending ticks for %s into one run", len(ticks), latest.schedule)
+    return latest.model_copy(update={"batch": batch})
+
+
+async def _guarded(work: Awaitable[None], what: str) -> None:
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s failed", what)
+
+
+def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "servers": [settings.url or "nats://127.0.0.1:4222"],
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "connect_timeout": settings.connect_timeout_s,
+        "drain_timeout": settings.drain_timeout_s,
+        "error_cb": _log_error,
+    }
+    if settings.user:
+        options["user"] = settings.user
+    if settings.password:
+        options["password"] = settings.password.get_secret_value()
+    if settings.token:
+        options["token"] = settings.token.get_secret_value()
+    if settings.creds_file:
+        options["user_credentials"] = str(settings.creds_file)
+    return options
+
+
+@asynccontextmanager
+async def connect(settings: NatsSettings, *, name: str) -> AsyncIterator[Bus]:
+    nc = Client()
+
+    async def disconnected() -> None:
+        if not (nc.is_closed or nc.is_draining):
+            log.warning("nats: disconnected from %s, reconnecting", settings.url)
+
+    async def reconnected() -> None:
+        log.info("nats: reconnected to %s", nc.connected_url.netloc if nc.connected_url else settings.url)
+
+    options = connect_options(settings, name)
+    options.update(disconnected_cb=disconnected, reconnected_cb=reconnected)
+    await nc.connect(**options)
+    bus = Bus(nc, settings)
+    try:
+        await bus.ensure_streams()
+        yield bus
+    finally:
+        if not nc.is_closed:
+            try:
+                await nc.drain()
+            except (TimeoutError, NotFoundError) as exc:
+                log.warning("drain did not finish cleanly: %s", exc)
+
+
+async def _log_error(exc: Exception) -> None:
+    log.warning("nats: %s", exc)

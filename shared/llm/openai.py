@@ -1,0 +1,55 @@
+"""Backend ``openai``: any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, LM Studio)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+from shared.llm.base import Completion
+from shared.llm.http import JsonHttp, endpoint
+from shared.llm.replies import optional_at, text_at
+from shared.settings import BackendSettings
+
+
+class OpenAIBackend:
+    """``POST {url}/chat/completions``; sends ``Authorization: Bearer`` only if the key variable is set."""
+
+    def __init__(self, settings: BackendSettings, *, concurrency: int) -> None:
+        self.name = "openai"
+        self.model = settings.model
+        self._settings = settings
+        url = endpoint(settings.url, "/chat/completions")
+        key = os.environ.get(settings.api_key_env) or None
+        self._has_key = key is not None
+        self._http = JsonHttp(
+            url,
+            backend=self.name,
+            timeouts=settings.timeouts,
+            retries=settings.retries,
+            concurrency=concurrency,
+            headers={"Authorization": f"Bearer {key}"} if key else None,
+            secret=key,
+        )
+
+    def __repr__(self) -> str:
+        key = f"${self._settings.api_key_env}" if self._has_key else None
+        return f"OpenAIBackend(url={self._http.url!r}, model={self.model!r}, key={key!r})"
+
+    async def complete(self, prompt: str, *, expected_headers: Sequence[str] = ()) -> Completion:
+        started = time.monotonic()
+        payload = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": self._settings.max_new_tokens,
+            "temperature": self._settings.temperature,
+            "top_p": self._settings.top_p,
+        }
+        reply = await self._http.post(payload)
+        text = text_at(reply, "choices", 0, "message", "content")
+        truncated = optional_at(reply.data, "choices", 0, "finish_reason") == "length"
+        duration_s = time.monotonic() - started
+        return Completion(text, self.name, self.model, duration_s, reply.attempts, truncated=truncated)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,127 @@
+"""Judging an HTTP reply (retry, fail, or a JSON object) and reading fields out of it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.llm.base import BackendError
+from shared.llm.retry import retry_after_s
+
+SNIPPET_CHARS = 200
+
+
+@dataclass(frozen=True)
+class JsonReply:
+    """A 2xx reply whose body is a JSON object."""
+
+    data: dict[str, Any]
+    attempts: int
+    status: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed attempt: ``what`` names it, ``detail`` adds what the server said."""
+
+    what: str
+    retryable: bool
+    status: int | None = None
+    detail: str = ""
+    wait_s: float | None = None
+
+
+def judge(response: httpx.Response, where: str) -> JsonReply | Failure:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        wait_s = retry_after_s(response.headers.get("retry-after"))
+        return Failure(f"HTTP {status} from {where}", True, status, _server_said(response), wait_s)
+    if not 200 <= status < 300:
+        return Failure(f"HTTP {status} from {where}", False, status, _server_said(response))
+    if not response.content.strip():
+        return Failure("invalid reply: empty body", False, status)
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type").split(";")[0].strip()
+        return Failure(f"invalid reply: body is not JSON ({kind})", False, status, _starts_with(response))
+    if not isinstance(data, dict):
+        return Failure(f"invalid reply: expected a JSON object, got {json_type(data)}", False, status)
+    return JsonReply(data, 1, status)
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _snippet(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"
+
+
+def _server_said(response: httpx.Response) -> str:
+    text = _snippet(response)
+    return f"; server said: {text}" if text else ""
+
+
+def _starts_with(response: httpx.Response) -> str:
+    return f"; body starts with: {_snippet(response)[:80]!r}"
+
+
+def text_at(reply: JsonReply, *path: str | int) -> str:
+    """The string at ``path`` (keys and list indexes), or a non-retryable :class:`BackendError`."""
+    value = _dig(reply, path)
+    if not isinstance(value, str):
+        raise _invalid(reply, f"{_label(path)!r} is {json_type(value)}, not a string")
+    return value
+
+
+def optional_at(data: Any, *path: str | int) -> Any:
+    """The value at ``path`` or None when any step is missing."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(data, list) or not -len(data) <= step < len(data):
+                return None
+        elif not isinstance(data, dict) or step not in data:
+            return None
+        data = data[step]
+    return data
+
+
+def _dig(reply: JsonReply, path: tuple[str | int, ...]) -> Any:
+    value: Any = reply.data
+    for depth, step in enumerate(path):
+        here, label = _label(path[:depth]), _label(path[: depth + 1])
+        if isinstance(step, int):
+            if not isinstance(value, list):
+                raise _invalid(reply, f"{here!r} is {json_type(value)}, not an array")
+            if step >= len(value):
+                raise _invalid(reply, f"missing key {label!r} ({here!r} has {len(value)} items)")
+        else:
+            if not isinstance(value, dict):
+                raise _invalid(reply, f"{here!r} is {json_type(value)}, not an object")
+            if step not in value:
+                raise _invalid(reply, f"missing key {label!r}")
+        value = value[step]
+    return value
+
+
+def _label(path: tuple[str | int, ...]) -> str:
+    label = ""
+    for step in path:
+        if isinstance(step, int):
+            label += f"[{step}]"
+        else:
+            label += f".{step}" if label else step
+    return label
+
+
+def _invalid(reply: JsonReply, what: str) -> BackendError:
+    return BackendError(
+        f"invalid reply: {what}", retryable=False, attempts=reply.attempts, status=reply.status
+    )

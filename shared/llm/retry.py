@@ -1,0 +1,50 @@
+"""Retry timing: exponential backoff with full jitter, and the ``Retry-After`` header."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from shared.settings import RetrySettings
+
+
+def backoff_delay(attempt: int, retries: RetrySettings, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): uniform in [0, capped exponential]."""
+    exponent = min(attempt - 1, 64)
+    ceiling = min(retries.backoff_max_s, retries.backoff_base_s * 2.0**exponent)
+    return rng.uniform(0.0, ceiling)
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """Parse ``Retry-After`` (delay seconds or an HTTP-date) into seconds from ``now``; None if unusable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds: float | None = float(text)
+    except ValueError:
+        seconds = _seconds_until(text, now or datetime.now(UTC))
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _seconds_until(http_date: str, now: datetime) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - now).total_seconds()
+
+
+def next_delay(
+    attempt: int, retries: RetrySettings, rng: random.Random, requested_s: float | None = None
+) -> float:
+    """The wait before the next attempt: the server's request (capped at ``backoff_max_s``) or backoff."""
+    if requested_s is not None:
+        return min(requested_s, retries.backoff_max_s)
+    return backoff_delay(attempt, retries, rng)

@@ -1,0 +1,47 @@
+"""Backend ``syntx``: the original wrapper service, ``POST /api/chat`` → ``{"response": str}``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from shared.llm.base import Completion
+from shared.llm.http import JsonHttp, endpoint
+from shared.llm.replies import text_at
+from shared.settings import BackendSettings
+
+
+class SyntxBackend:
+    """Sends the whole prompt; the service adds its own wrapper and calls its model."""
+
+    def __init__(self, settings: BackendSettings, *, concurrency: int) -> None:
+        self.name = "syntx"
+        self.model = settings.model
+        self._settings = settings
+        url = endpoint(settings.url, "/api/chat")
+        self._http = JsonHttp(
+            url,
+            backend=self.name,
+            timeouts=settings.timeouts,
+            retries=settings.retries,
+            concurrency=concurrency,
+        )
+
+    def __repr__(self) -> str:
+        return f"SyntxBackend(url={self._http.url!r}, model={self.model!r})"
+
+    async def complete(self, prompt: str, *, expected_headers: Sequence[str] = ()) -> Completion:
+        started = time.monotonic()
+        payload = {
+            "prompt": prompt,
+            "max_new_tokens": self._settings.max_new_tokens,
+            "temperature": self._settings.temperature,
+            "top_p": self._settings.top_p,
+            "do_sample": True,
+        }
+        reply = await self._http.post(payload)
+        text = text_at(reply, "response")
+        return Completion(text, self.name, self.model, time.monotonic() - started, reply.attempts)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,136 @@
+"""Message payloads: JSON validated by pydantic. Frozen, versioned and tagged by ``kind``.
+
+Events are facts in the past tense. A tick may arrive with an empty body (``nats pub
+syntx.tick.producer ""``); :func:`decode_tick` turns that into a tick with defaults.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    version: Literal[1] = 1
+    id: str = Field(default_factory=lambda: uuid4().hex)
+    at: datetime = Field(default_factory=utc_now)
+
+
+class Tick(Message):
+    """Run now. Every field is optional so that an empty body is a valid tick."""
+
+    kind: Literal["tick"] = "tick"
+    schedule: str | None = None
+    slot: datetime | None = Field(None, description="the scheduled time this tick stands for")
+    batch: int | None = Field(None, ge=1, le=10_000, description="override the configured batch size")
+    source: str = "operator"
+
+
+class JobCreated(Message):
+    kind: Literal["job.created"] = "job.created"
+    job_id: str
+    source: Literal["producer", "watcher", "retry"] = "producer"
+    topic: str | None = None
+    category: str | None = None
+    style: str | None = None
+    language: str | None = None
+    generation: int | None = None
+
+
+class JobScored(Message):
+    kind: Literal["job.scored"] = "job.scored"
+    job_id: str
+    wrapper: str
+    backend: str
+    model: str
+    score: int = Field(ge=0, le=100)
+    threshold: int = Field(ge=0, le=100)
+    status: Literal["passed", "rejected"]
+    format: str | None
+    topic: str | None = None
+    category: str | None = None
+    style: str | None = None
+    language: str | None = None
+    generation: int | None = None
+    llm_seconds: float = Field(ge=0)
+    total_seconds: float = Field(ge=0)
+    attempt: int = Field(ge=1)
+    scorer: str
+
+
+class JobFailed(Message):
+    kind: Literal["job.failed"] = "job.failed"
+    job_id: str
+    wrapper: str
+    backend: str
+    reason: str
+    attempt: int = Field(ge=1)
+    will_retry: bool
+    final_status: Literal["failed", "malformed"] | None = None
+
+
+class ProducerGeneration(Message):
+    kind: Literal["producer.generation"] = "producer.generation"
+    generation: int = Field(ge=1)
+    learned_from: int = Field(ge=0)
+    produced: int = Field(ge=0)
+    requested: int = Field(ge=0)
+    queue_state: str
+    incoming: int = Field(ge=0)
+    skipped_reason: str | None = None
+    archived: int = Field(0, ge=0)
+    favoured: list[str] = Field(default_factory=list)
+
+
+class CleanupReport(Message):
+    kind: Literal["cleanup.report"] = "cleanup.report"
+    removed: dict[str, int] = Field(default_factory=dict)
+    quarantined: int = Field(0, ge=0)
+    kept: dict[str, int] = Field(default_factory=dict)
+    errors: list[str] = Field(default_factory=list)
+
+
+class ServiceHeartbeat(Message):
+    """Sent by every service when it is ready and then periodically; the monitor tracks liveness."""
+
+    kind: Literal["service.heartbeat"] = "service.heartbeat"
+    service: str
+    instance: str
+    started_at: datetime
+    stopping: bool = False
+
+
+Event = Annotated[
+    JobCreated | JobScored | JobFailed | ProducerGeneration | CleanupReport | ServiceHeartbeat,
+    Field(discriminator="kind"),
+]
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def encode(message: BaseModel) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def decode_event(data: bytes) -> Event:
+    """Raises ``pydantic.ValidationError`` on anything that is not a known event."""
+    return _EVENT_ADAPTER.validate_json(data)
+
+
+def decode_tick(data: bytes, schedule: str) -> Tick:
+    """An empty or whitespace body is a valid tick; otherwise a JSON object with Tick fields."""
+    if not data.strip():
+        return Tick(schedule=schedule)
+    tick = Tick.model_validate_json(data)
+    return tick if tick.schedule == schedule else tick.model_copy(update={"schedule": schedule})
+
+
+def as_jsonable(message: BaseModel) -> dict[str, Any]:
+    return message.model_dump(mode="json")

@@ -1,0 +1,91 @@
+"""The service runner: settings and logging in ``main()``, SIGTERM/SIGINT -> one stop event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from shared import subjects
+from shared.bus import Bus
+from shared.logs import setup_logging
+from shared.messages import ServiceHeartbeat, utc_now
+from shared.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+ServiceBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
+CONFIG_EXIT_CODE = 2
+HEARTBEAT_INTERVAL_S = 15.0
+
+
+def load_or_exit() -> Settings:
+    """Build the settings; on a bad value print one line per problem and exit with code 2."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)  # noqa: T201 - logging is not set up before the settings
+        raise SystemExit(CONFIG_EXIT_CODE) from None
+
+
+def service_main(service: str, body: ServiceBody) -> None:
+    settings = load_or_exit()
+    setup_logging(service, settings.logging, settings.logs_dir)
+    log.info("starting %s (data %s)", service, settings.data_dir.resolve())
+    try:
+        asyncio.run(_serve(settings, body))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(CONFIG_EXIT_CODE) from None
+    except Exception:
+        log.exception("%s crashed", service)
+        raise SystemExit(1) from None
+    log.info("%s stopped", service)
+
+
+async def _serve(settings: Settings, body: ServiceBody) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await body(settings, stop)
+
+
+def instance_name(service: str) -> str:
+    import os
+
+    return f"{service}@{socket.gethostname()}:{os.getpid()}"
+
+
+@asynccontextmanager
+async def presence(bus: Bus, service: str) -> AsyncIterator[None]:
+    """Announce the service as ready now and every few seconds; say goodbye on exit."""
+    started = utc_now()
+    instance = instance_name(service)
+    await _beat(bus, service, instance, started, stopping=False)
+    task = asyncio.create_task(_beat_forever(bus, service, instance, started), name=f"{service} heartbeat")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await _beat(bus, service, instance, started, stopping=True)
+
+
+async def _beat_forever(bus: Bus, service: str, instance: str, started: datetime) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)  # a period, not a wait for an event
+        await _beat(bus, service, instance, started, stopping=False)
+
+
+async def _beat(bus: Bus, service: str, instance: str, started: datetime, *, stopping: bool) -> None:
+    beat = ServiceHeartbeat(service=service, instance=instance, started_at=started, stopping=stopping)
+    try:
+        await bus.client.publish(subjects.SERVICE_HEARTBEAT, beat.model_dump_json().encode())
+        await bus.flush()
+    except Exception as exc:
+        log.debug("heartbeat not sent: %s", exc)

@@ -1,0 +1,48 @@
+"""Every NATS subject and stream name the system uses. No other module spells a subject."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "syntx"
+
+TICK_PREFIX: Final = f"{PREFIX}.tick"
+TICK_ALL: Final = f"{TICK_PREFIX}.>"
+
+JOB_CREATED: Final = f"{PREFIX}.job.created"
+JOB_SCORED: Final = f"{PREFIX}.job.scored"
+JOB_FAILED: Final = f"{PREFIX}.job.failed"
+JOB_ALL: Final = f"{PREFIX}.job.>"
+PRODUCER_GENERATION: Final = f"{PREFIX}.producer.generation"
+CLEANUP_REPORT: Final = f"{PREFIX}.cleanup.report"
+
+SERVICE_HEARTBEAT: Final = f"{PREFIX}.service.heartbeat"
+
+STATUS: Final = f"{PREFIX}.status"
+SCHEDULES: Final = f"{PREFIX}.schedules"
+PRODUCER_STATS: Final = f"{PREFIX}.producer.stats"
+
+TICK_STREAM: Final = "SYNTX_TICKS"
+EVENT_STREAM: Final = "SYNTX_EVENTS"
+EVENT_SUBJECTS: Final = (JOB_ALL, PRODUCER_GENERATION, CLEANUP_REPORT)
+
+
+def tick(schedule: str) -> str:
+    """``producer`` -> ``syntx.tick.producer``; ``consumer.sigma`` -> ``syntx.tick.consumer.sigma``."""
+    return f"{TICK_PREFIX}.{schedule}"
+
+
+def schedule_of(subject: str) -> str:
+    """The schedule name a tick subject is for."""
+    if not subject.startswith(TICK_PREFIX + "."):
+        raise ValueError(f"{subject!r} is not a tick subject")
+    return subject[len(TICK_PREFIX) + 1 :]
+
+
+def consumer_schedule(wrapper: str) -> str:
+    return f"consumer.{wrapper}"
+
+
+def durable_name(schedule: str) -> str:
+    """JetStream consumer names may not contain dots."""
+    return "tick-" + schedule.replace(".", "_")

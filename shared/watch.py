@@ -1,0 +1,64 @@
+"""Filesystem notifications handed to asyncio. The observer thread never runs our code beyond a
+``call_soon_threadsafe``; consumers of events work on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger(__name__)
+
+Change = tuple[str, str, str]  # (kind, folder name, file name); kind: "added", "removed" or "written"
+ChangeSink = Callable[[Change], None]
+
+
+class _Forwarder(FileSystemEventHandler):
+    def __init__(self, loop: asyncio.AbstractEventLoop, sink: ChangeSink) -> None:
+        self._loop = loop
+        self._sink = sink
+
+    def _send(self, kind: str, path: str | bytes) -> None:
+        target = Path(path.decode() if isinstance(path, bytes) else path)
+        self._loop.call_soon_threadsafe(self._sink, (kind, target.parent.name, target.name))
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._send("added", event.src_path)
+
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._send("removed", event.src_path)
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._send("written", event.src_path)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._send("removed", event.src_path)
+            self._send("added", event.dest_path)
+
+
+@asynccontextmanager
+async def watching(
+    folders: Iterable[Path], sink: ChangeSink, *, polling: bool = False
+) -> AsyncIterator[None]:
+    """Deliver ``(kind, folder, name)`` for files added to or removed from ``folders`` while inside."""
+    observer: BaseObserver = PollingObserver() if polling else Observer()
+    handler = _Forwarder(asyncio.get_running_loop(), sink)
+    for folder in folders:
+        observer.schedule(handler, str(folder), recursive=False)
+    observer.start()
+    try:
+        yield
+    finally:
+        observer.stop()
+        await asyncio.to_thread(observer.join)

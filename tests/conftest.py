@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.settings import DEFAULT_CONFIG, Settings, load_settings
+from tests.natsserver import NatsServer, start_nats
+
+
+@pytest.fixture(autouse=True)
+def _no_syntx_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build their settings explicitly; an operator's SYNTX_* variables must not leak in."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("SYNTX_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = start_nats(tmp_path / "jetstream")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, nats_server: NatsServer) -> Settings:
+    return load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url},
+        monitor={"host": "127.0.0.1", "port": 0},
+    )

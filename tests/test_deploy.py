@@ -1,0 +1,583 @@
+"""Static checks of the deployment: docker-compose.yml, deploy/Dockerfile, Prometheus, alert rules, Grafana.
+
+No Docker engine and no network are needed: the compose file is validated against the Compose
+Specification schema shipped by the ``check-jsonschema`` package, and every name the files share with
+the code (modules, console scripts, wrappers, settings keys, metric names) is checked against the code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+import types
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import jsonschema  # type: ignore[import-untyped,unused-ignore]
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from services.monitor.metrics import MonitorMetrics, exported_metric_names
+from shared.settings import DEFAULT_CONFIG, MonitorSettings, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEPLOY = ROOT / "deploy"
+DOCKERFILE = DEPLOY / "Dockerfile"
+PROMETHEUS_FILE = DEPLOY / "prometheus.yml"
+ALERTS_FILE = DEPLOY / "alerts.yml"
+ALERT_TESTS_FILE = DEPLOY / "alerts.test.yml"
+GRAFANA = DEPLOY / "grafana"
+DATASOURCES_FILE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
+DASHBOARD_PROVIDERS_FILE = GRAFANA / "provisioning" / "dashboards" / "syntx.yml"
+DASHBOARD_DIR = GRAFANA / "dashboards"
+
+SCHEMA_PACKAGE = "check_jsonschema.builtin_schemas.vendor"
+SCHEMA_NAME = "compose-spec.json"
+
+APP_SERVICES = {"scheduler", "producer", "consumer-syntex-system", "consumer-sigma", "monitor", "cleanup"}
+ALL_SERVICES = APP_SERVICES | {"nats", "prometheus", "grafana"}
+CONSUMER_SERVICES = {"consumer-syntex-system": "syntex_system", "consumer-sigma": "sigma"}
+
+# Variables Prometheus or Grafana add themselves; everything else must come from the monitor.
+PROMETHEUS_OWN_METRICS = {"up"}
+METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:$])(syntx_[a-z0-9_]+|up)(?![A-Za-z0-9_:])")
+PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.DOTALL)
+DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|us|ns|s|m|h|d|w|y))+$")
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h|d|w|y)")
+DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+    "d": 86400.0, "w": 7 * 86400.0, "y": 365 * 86400.0,
+}  # fmt: skip
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{path} must hold a mapping"
+    return data
+
+
+def interpolate(value: Any, environ: dict[str, str] | None = None) -> Any:
+    """Resolve ``${VAR}``, ``${VAR:-default}`` … as ``docker compose config`` does (default: empty env)."""
+    env = environ or {}
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        if match.group("bare"):
+            return env.get(match.group("bare"), "")
+        parsed = BRACED.match(match.group("braced"))
+        assert parsed, f"bad variable reference {match.group(0)!r}"
+        name, op, arg = parsed.group("name"), parsed.group("op"), parsed.group("arg") or ""
+        current = env.get(name)
+        unset = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in (":-", "-"):
+            return arg if unset else str(current)
+        if op in (":+", "+"):
+            return "" if unset else arg
+        if op in (":?", "?"):
+            assert not unset, f"{name} is required: {arg}"
+        return current or ""
+
+    return VARIABLE.sub(substitute, value)
+
+
+def variable_references(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from variable_references(key)
+            yield from variable_references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from variable_references(item)
+    elif isinstance(value, str):
+        for match in VARIABLE.finditer(value):
+            if match.group(0) != "$$":
+                yield match.group(0)
+
+
+def compose() -> dict[str, Any]:
+    """The compose file as Compose sees it with an empty environment (anchors merged, defaults used)."""
+    data = interpolate(load_yaml(COMPOSE_FILE))
+    assert isinstance(data, dict)
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    found = compose()["services"]
+    assert isinstance(found, dict)
+    return found
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        return {item.partition("=")[0]: item.partition("=")[2] for item in raw}
+    return {str(key): "" if value is None else str(value) for key, value in raw.items()}
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source (a named volume or a repository path) of the short-syntax volumes."""
+    found: dict[str, str] = {}
+    for volume in service.get("volumes", []):
+        assert isinstance(volume, str), "use the short volume syntax"
+        source, target, *_ = volume.split(":")
+        found[target] = source
+    return found
+
+
+def repo_path(source: str) -> Path:
+    assert source.startswith("./"), f"{source} is not a repository path"
+    return ROOT / source[2:]
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    cmd = service.get("command")
+    assert isinstance(cmd, list) and all(isinstance(part, str) for part in cmd), "use the exec form"
+    return cmd
+
+
+def seconds(duration: str) -> float:
+    assert DURATION.match(duration), f"{duration!r} is not a duration"
+    return sum(float(number) * DURATION_UNITS[unit] for number, unit in DURATION_PART.findall(duration))
+
+
+def published_container_ports(service: dict[str, Any]) -> set[int]:
+    return {int(str(port).split(":")[-1].split("/")[0]) for port in service.get("ports", [])}
+
+
+def monitor_port() -> int:
+    monitor_env = environment(services()["monitor"])
+    default = MonitorSettings.model_fields["port"].default
+    assert isinstance(default, int)
+    return int(monitor_env.get("SYNTX_MONITOR__PORT", default))
+
+
+def dashboards() -> dict[Path, dict[str, Any]]:
+    found = {
+        path: json.loads(path.read_text(encoding="utf-8")) for path in sorted(DASHBOARD_DIR.glob("*.json"))
+    }
+    assert found, f"no dashboard JSON in {DASHBOARD_DIR}"
+    return found
+
+
+def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        yield panel
+        yield from all_panels(panel.get("panels", []))
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every query variable."""
+    for panel in all_panels(dashboard.get("panels", [])):
+        for target in panel.get("targets", []):
+            if "expr" in target:
+                yield f"panel {panel.get('title')!r} {target.get('refId')}", str(target["expr"])
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") == "query":
+            query = variable.get("query")
+            text = query.get("query") if isinstance(query, dict) else query
+            yield f"variable {variable.get('name')}", str(text)
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(ALERTS_FILE)["groups"] for rule in group["rules"]]
+
+
+def metric_names(promql: str) -> set[str]:
+    return set(METRIC_NAME.findall(PROMQL_STRING.sub('""', promql)))
+
+
+def scrapeable_metric_names() -> set[str]:
+    """What Prometheus can query from the monitor: the sample names of every family, labelled or not.
+
+    ``exported_metric_names`` lists samples that exist now plus family names; a labelled counter with no
+    children yet has no ``_total`` sample, and a family name like ``syntx_jobs_scored`` is never a series.
+    """
+    registry = MonitorMetrics(CollectorRegistry()).registry
+    names = set(exported_metric_names(registry))
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created")}
+    for family in registry.collect():
+        if family.type in suffixes:
+            names.discard(family.name)
+            names |= {family.name + suffix for suffix in suffixes[family.type]}
+    return names
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    logical: list[str] = []
+    pending = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        logical.append(pending + stripped)
+        pending = ""
+    assert not pending, "Dockerfile ends inside a continued line"
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in logical
+    ]
+
+
+def settings_key_exists(path: list[str]) -> bool:
+    """Whether ``path`` (from ``SYNTX_A__B__C``) names a field of :class:`Settings`."""
+    current: Any = Settings
+    for index, part in enumerate(path):
+        current = _unwrap_optional(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                return False
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]  # any key: consumers.<name>, schedules.<name>
+        else:
+            return index == len(path)  # a scalar or list cannot have sub-keys
+    return True
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X | None`` -> ``X`` (preferring a model or a dict arm, which can have sub-keys)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        arms = [arm for arm in get_args(annotation) if arm is not type(None)]
+        structured = [
+            arm
+            for arm in arms
+            if get_origin(arm) is dict or (isinstance(arm, type) and issubclass(arm, BaseModel))
+        ]
+        return (structured or arms)[0]
+    return annotation
+
+
+# --- compose ----------------------------------------------------------------------------------------------
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    schema_file = resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_NAME)
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    assert schema.get("title") == "Compose Specification"
+    validator_type = jsonschema.validators.validator_for(schema)
+    validator_type.check_schema(schema)
+    validator = validator_type(schema)
+    for document in (load_yaml(COMPOSE_FILE), compose()):  # as written, and with variables resolved
+        errors = sorted(validator.iter_errors(document), key=lambda error: list(error.absolute_path))
+        problems = [
+            f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}" for error in errors
+        ]
+        assert not problems, "\n".join(problems)
+
+
+def test_compose_variables_all_have_defaults() -> None:
+    """``docker compose up`` on a fresh machine needs no environment and prints no warning."""
+    references = set(variable_references(load_yaml(COMPOSE_FILE)))
+    missing = {ref for ref in references if not re.match(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?-", ref)}
+    assert not missing, f"variables without a default: {sorted(missing)}"
+    secrets = {ref for ref in references if "API_KEY" in ref}
+    assert secrets, "API keys are passed through from the host environment"
+    assert all(ref.endswith(":-}") for ref in secrets), f"API keys must default to empty: {sorted(secrets)}"
+
+
+def test_compose_runs_every_service_on_one_image_and_one_volume() -> None:
+    found = services()
+    assert set(found) == ALL_SERVICES
+    assert "x-syntx" in load_yaml(COMPOSE_FILE), "the shared app settings live in the x-syntx extension field"
+    images = set()
+    for name in APP_SERVICES:
+        service = found[name]
+        build = service["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE, name
+        images.add(service["image"])
+        assert environment(service)["SYNTX_NATS__URL"] == "nats://nats:4222", name
+        assert environment(service).get("SYNTX_DATA_DIR", "/data") == "/data", name
+        assert mounts(service)["/data"] == "syntx-data", name
+        assert service["depends_on"]["nats"]["condition"] == "service_healthy", name
+        assert service["restart"] == "unless-stopped", name
+        assert service["stop_signal"] == "SIGTERM", name
+        assert "container_name" not in service, f"{name}: a fixed container name prevents --scale"
+    assert len(images) == 1, f"all app services must run the same image, got {images}"
+    assert "syntx-data" in compose()["volumes"]
+
+    grace = {name: seconds(found[name]["stop_grace_period"]) for name in APP_SERVICES}
+    for consumer in CONSUMER_SERVICES:
+        assert grace[consumer] >= 60, f"{consumer} lets in-flight LLM calls finish"
+        assert all(grace[consumer] >= grace[other] for other in APP_SERVICES), consumer
+        assert not found[consumer].get("ports"), f"{consumer}: published ports prevent --scale"
+
+
+def test_nats_runs_jetstream_with_a_health_check() -> None:
+    nats = services()["nats"]
+    assert nats["image"] == "nats:2.10-alpine"
+    cmd = command(nats)
+    assert "-js" in cmd
+    store = cmd[cmd.index("-sd") + 1]
+    assert store == "/data/jetstream" and mounts(nats)["/data"] == "nats-data"
+    assert cmd[cmd.index("-m") + 1] == "8222"
+    test = nats["healthcheck"]["test"]
+    assert test[0] == "CMD" and "wget" in test and "http://localhost:8222/healthz" in test
+
+
+def test_monitor_publishes_metrics_and_checks_its_health() -> None:
+    monitor = services()["monitor"]
+    port = monitor_port()
+    assert port in published_container_ports(monitor)
+    test = monitor["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert f"http://localhost:{port}/healthz" in test[3] and "urllib" in test[3]
+    compile(test[3], "healthcheck", "exec")
+
+
+def test_every_app_service_command_resolves() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    for name in APP_SERVICES:
+        cmd = command(services()[name])
+        if cmd[:2] == ["python", "-m"]:
+            module = cmd[2]
+            assert module.startswith("services."), f"{name}: {module}"
+            # By spec, not by import: the services are written elsewhere and may have side effects.
+            assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{name}: no {module}.__main__"
+        else:
+            assert cmd[0] in scripts, f"{name}: {cmd[0]} is no console script of pyproject.toml"
+        if "--wrapper" in cmd:
+            wrapper = cmd[cmd.index("--wrapper") + 1]
+            assert name in CONSUMER_SERVICES and CONSUMER_SERVICES[name] == wrapper, name
+            assert (ROOT / "wrappers" / f"{wrapper}.txt").is_file(), f"{name}: no wrapper template {wrapper}"
+            key = f"SYNTX_CONSUMERS__{wrapper.upper()}__WRAPPER"
+            assert environment(services()[name]).get(key) == wrapper, f"{name}: {key}"
+    for name in CONSUMER_SERVICES:
+        assert command(services()[name])[2] == "services.consumer"
+
+
+def test_compose_environment_maps_onto_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    syntx_env: dict[str, str] = {}
+    for name in APP_SERVICES:
+        for key, value in environment(services()[name]).items():
+            if key.startswith("SYNTX_"):
+                path = key.removeprefix("SYNTX_").lower().split("__")
+                assert settings_key_exists(path), f"{name}: {key} is no settings key ({'.'.join(path)})"
+                syntx_env[key] = value
+    assert "SYNTX_NATS__URL" in syntx_env
+
+    for key in list(os.environ):
+        if key.startswith("SYNTX_"):
+            monkeypatch.delenv(key)
+    for key, value in syntx_env.items():
+        monkeypatch.setenv(key, value)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n", encoding="utf-8")
+    # The environment alone must give valid settings, and so must it on top of the shipped config.
+    for paths in ([empty], [DEFAULT_CONFIG] if DEFAULT_CONFIG.is_file() else [empty]):
+        settings = load_settings(paths)
+        assert settings.nats.url == "nats://nats:4222"
+        assert settings.data_dir == Path("/data")
+        assert set(CONSUMER_SERVICES.values()) <= set(settings.consumers)
+        assert settings.monitor.port == monitor_port()
+
+
+# --- image ------------------------------------------------------------------------------------------------
+
+
+def test_dockerfile_builds_one_non_root_image_for_every_service() -> None:
+    instructions = dockerfile_instructions()
+    kinds = [kind for kind, _ in instructions]
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    env = " ".join(args for kind, args in instructions if kind == "ENV")
+    assert "PYTHONUNBUFFERED=1" in env and "SYNTX_DATA_DIR=/data" in env
+    users = [args for kind, args in instructions if kind == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image runs as a non-root user"
+    assert kinds.index("USER") > max(i for i, kind in enumerate(kinds) if kind == "RUN"), (
+        "USER after installs"
+    )
+    assert any(kind == "RUN" and "pip install" in args for kind, args in instructions)
+    volumes = [json.loads(args) for kind, args in instructions if kind == "VOLUME"]
+    assert ["/data"] in volumes
+    cmd = [args for kind, args in instructions if kind in ("CMD", "ENTRYPOINT")]
+    assert len(cmd) == 1 and json.loads(cmd[0]) == ["syntx", "--help"], "exec form, harmless default"
+    for kind, args in instructions:
+        if kind == "COPY":
+            *sources, _target = args.split()
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+
+
+def test_dockerignore_keeps_the_context_small_but_complete() -> None:
+    patterns = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for excluded in (".git", ".venv", "data", ".mypy_cache", ".pytest_cache", ".ruff_cache"):
+        assert excluded in patterns, f".dockerignore must exclude {excluded}"
+    assert any("__pycache__" in pattern for pattern in patterns)
+    copied = [args.split()[:-1] for kind, args in dockerfile_instructions() if kind == "COPY"]
+    for source in (source for sources in copied for source in sources):
+        assert source not in patterns, f".dockerignore excludes {source}, which the Dockerfile copies"
+
+
+# --- metrics, alerts, dashboards --------------------------------------------------------------------------
+
+
+def test_dashboards_and_alerts_query_only_exported_metrics() -> None:
+    exported = scrapeable_metric_names()
+    queries = [
+        (f"{path.name}: {where}", expr)
+        for path, board in dashboards().items()
+        for where, expr in dashboard_queries(board)
+    ]
+    queries += [(f"alerts.yml: {rule['alert']}", str(rule["expr"])) for rule in alert_rules()]
+    used: set[str] = set()
+    unknown: list[str] = []
+    for where, expr in queries:
+        names = metric_names(expr)
+        assert names, f"{where}: no metric in {expr!r}"
+        used |= names
+        unknown += [f"{where}: {name}" for name in sorted(names - exported - PROMETHEUS_OWN_METRICS)]
+    assert not unknown, "metrics the monitor does not export:\n" + "\n".join(unknown)
+    wanted = {
+        "syntx_queue_jobs", "syntx_queue_state", "syntx_queue_oldest_incoming_age_seconds",
+        "syntx_jobs_scored_total", "syntx_job_score_bucket", "syntx_llm_request_seconds_bucket",
+        "syntx_backend_failures_total", "syntx_producer_generation", "syntx_services_up", "up",
+    }  # fmt: skip
+    assert wanted <= used, f"not shown or alerted on: {sorted(wanted - used)}"
+
+
+def test_metric_name_parsing() -> None:
+    expr = (
+        'sum by (wrapper) (rate(syntx_jobs_scored_total{status="syntx_fake",x=~"up"}[$window])) and up == 0'
+    )
+    assert metric_names(expr) == {"syntx_jobs_scored_total", "up"}
+    assert metric_names("max(syntx_services_up) < 1") == {"syntx_services_up"}
+    assert "syntx_jobs_scored_total" in scrapeable_metric_names()
+    assert "syntx_jobs_scored" not in scrapeable_metric_names()
+    assert "syntx_job_score_bucket" in scrapeable_metric_names()
+
+
+def test_alert_rules_cover_the_operational_failures() -> None:
+    rules = alert_rules()
+    names = [rule["alert"] for rule in rules]
+    assert len(names) == len(set(names)), "alert names are unique"
+    for rule in rules:
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+        seconds(str(rule.get("for", "0s")))
+
+    def rule_for(*fragments: str) -> dict[str, Any]:
+        matching = [rule for rule in rules if all(fragment in rule["expr"] for fragment in fragments)]
+        assert matching, f"no alert rule on {fragments}"
+        return matching[0]
+
+    assert seconds(rule_for('state="OVERFLOW"')["for"]) == 30 * 60
+    assert seconds(rule_for('state="STARVING"')["for"]) == 6 * 3600
+    assert "6 * 3600" in rule_for("syntx_queue_oldest_incoming_age_seconds")["expr"]
+    assert 'status="rejected"' in rule_for("syntx_jobs_scored_total")["expr"]
+    rule_for("syntx_backend_failures_total")
+    rule_for("syntx_services_up")
+    monitor_down = rule_for("up{")
+    assert re.search(r"\bup\{job=\"[^\"]+\"\}\s*==\s*0", monitor_down["expr"])
+
+
+def test_alert_rules_pass_their_promtool_unit_tests() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus')")
+    for args in (["check", "rules", str(ALERTS_FILE)], ["test", "rules", str(ALERT_TESTS_FILE)]):
+        result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_the_monitor_and_loads_the_alerts() -> None:
+    config = load_yaml(PROMETHEUS_FILE)
+    prometheus = services()["prometheus"]
+    mounted = mounts(prometheus)
+    config_flag = next(arg for arg in command(prometheus) if arg.startswith("--config.file="))
+    assert repo_path(mounted[config_flag.split("=", 1)[1]]) == PROMETHEUS_FILE
+
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    monitor_jobs = [
+        job
+        for job in jobs.values()
+        for static in job.get("static_configs", [])
+        if f"monitor:{monitor_port()}" in static["targets"]
+    ]
+    assert len(monitor_jobs) == 1, "exactly one job scrapes the monitor as compose names it"
+    job = monitor_jobs[0]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert seconds(job.get("scrape_interval", config["global"]["scrape_interval"])) == 15
+
+    for rule_file in config["rule_files"]:
+        assert repo_path(mounted[rule_file]) == ALERTS_FILE
+    # Alert and panel queries on `up` name the job that scrapes the monitor.
+    queries = [str(rule["expr"]) for rule in alert_rules()]
+    queries += [expr for board in dashboards().values() for _, expr in dashboard_queries(board)]
+    for expr in queries:
+        for job_name in re.findall(r"\bup\{job=\"([^\"]+)\"", expr):
+            assert job_name in jobs, f"{expr}: no scrape job {job_name}"
+
+
+def test_grafana_provisioning_points_at_what_compose_mounts() -> None:
+    grafana = services()["grafana"]
+    mounted = mounts(grafana)
+    assert repo_path(mounted["/etc/grafana/provisioning"]) == GRAFANA / "provisioning"
+
+    datasources = load_yaml(DATASOURCES_FILE)["datasources"]
+    assert len(datasources) == 1
+    datasource = datasources[0]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert 9090 in published_container_ports(services()["prometheus"])
+
+    providers = load_yaml(DASHBOARD_PROVIDERS_FILE)["providers"]
+    paths = [provider["options"]["path"] for provider in providers]
+    assert paths and all(repo_path(mounted[path]) == DASHBOARD_DIR for path in paths)
+    home = environment(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        home_path = Path(home)
+        assert str(home_path.parent) in paths and (DASHBOARD_DIR / home_path.name).is_file()
+    assert environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == "admin"  # ${GRAFANA_ADMIN_PASSWORD:-admin}
+
+
+def test_dashboard_json_is_consistent() -> None:
+    datasource_uid = load_yaml(DATASOURCES_FILE)["datasources"][0]["uid"]
+    uids = set()
+    for path, board in dashboards().items():
+        assert board.get("uid") and board.get("title"), path.name
+        uids.add(board["uid"])
+        panels = list(all_panels(board["panels"]))
+        ids = [panel["id"] for panel in panels]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
+        variables = {variable["name"] for variable in board.get("templating", {}).get("list", [])}
+        for panel in panels:
+            grid = panel["gridPos"]
+            assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, f"{path.name}: {panel['title']}"
+            sources = [panel.get("datasource")] + [
+                target.get("datasource") for target in panel.get("targets", [])
+            ]
+            for source in filter(None, sources):
+                assert source["uid"] == datasource_uid, f"{path.name}: {panel['title']}"
+        for where, expr in dashboard_queries(board):
+            for name in re.findall(r"\$(?!__)([A-Za-z_][A-Za-z0-9_]*)", expr):
+                assert name in variables, f"{path.name}: {where} uses undefined ${name}"
+    assert len(uids) == len(dashboards()), "dashboard uids are unique"
