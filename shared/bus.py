@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
@@ -237,7 +238,7 @@ async def connect(settings: NatsSettings, *, name: str) -> AsyncIterator[Bus]:
         if not nc.is_closed:
             try:
                 await nc.drain()
-            except (TimeoutError, NotFoundError) as exc:
+            except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("drain did not finish cleanly: %s", exc)
 
 

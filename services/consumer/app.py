@@ -141,6 +141,7 @@ class Consumer:
 
     async def shutdown(self) -> None:
         """Give in-flight jobs the grace period, then cancel them (they go back to ``incoming/``)."""
+        self._wake.set()  # lets the watch loop see the stop at once
         pending = set(self._inflight)
         if not pending:
             return

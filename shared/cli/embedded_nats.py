@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
+
 READY_MARKER = b"Server is ready"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
+
+
+def die_with_parent() -> None:
+    """Runs in a child between fork and exec: SIGTERM when the parent (``syntx up``) goes away."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedNatsError(RuntimeError):
@@ -57,6 +68,8 @@ class EmbeddedNats:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C reaches `syntx up` only: NATS must outlive the services' drain
+            preexec_fn=die_with_parent,
         )
         try:
             await asyncio.wait_for(self._wait_ready(), START_TIMEOUT_S)

@@ -9,15 +9,13 @@ process (Linux parent-death signal), so none outlives it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
 import os
 import signal
 import sys
 from dataclasses import dataclass, field
 
-from shared.cli.embedded_nats import EmbeddedNats
+from shared.cli.embedded_nats import EmbeddedNats, die_with_parent
 from shared.runner import CONFIG_EXIT_CODE
 from shared.settings import CONFIG_ENV, Settings
 
@@ -26,7 +24,6 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 40.0
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 60.0
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -51,12 +48,6 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
     return specs
 
 
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGTERM when ``syntx up`` goes away."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclass
 class Child:
     spec: ServiceSpec
@@ -77,7 +68,7 @@ class Child:
             stderr=asyncio.subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         assert self.process.stdout is not None
         self.pumps = [asyncio.create_task(self._pump(self.process.stdout), name=f"{self.spec.name} output")]
