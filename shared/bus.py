@@ -217,7 +217,10 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def connect(settings: NatsSettings, *, name: str) -> AsyncIterator[Bus]:
+async def connect(
+    settings: NatsSettings, *, name: str, max_reconnect_attempts: int = -1
+) -> AsyncIterator[Bus]:
+    """Services keep trying forever (-1); a command passes a small number to fail fast."""
     nc = Client()
 
     async def disconnected() -> None:
@@ -228,7 +231,11 @@ async def connect(settings: NatsSettings, *, name: str) -> AsyncIterator[Bus]:
         log.info("nats: reconnected to %s", nc.connected_url.netloc if nc.connected_url else settings.url)
 
     options = connect_options(settings, name)
-    options.update(disconnected_cb=disconnected, reconnected_cb=reconnected)
+    options.update(
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        max_reconnect_attempts=max_reconnect_attempts,
+    )
     await nc.connect(**options)
     bus = Bus(nc, settings)
     try:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
 _EVERY = re.compile(r"^@every\s+(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ALIASES = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
-_EPOCH = datetime(1970, 1, 1).astimezone()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # not the host's local midnight: replicas must agree
 
 
 class ScheduleError(ValueError):
@@ -29,6 +29,7 @@ class Schedule:
     expression: str
     cron: str | None = None
     interval_s: float | None = None
+    fixed_hours: bool = False  # hour field not a wildcard: runs once in the hour repeated at fall back
 
     def next_after(self, moment: datetime) -> datetime:
         if moment.tzinfo is None:
@@ -37,7 +38,21 @@ class Schedule:
             return _next_interval_slot(moment, self.interval_s)
         assert self.cron is not None
         result: datetime = croniter(self.cron, moment).get_next(datetime)
+        if self.fixed_hours and _repeated_wall_time(result):  # ran on the first pass already (as cron does)
+            return self.next_after(result)
         return result
+
+
+def _repeated_wall_time(moment: datetime) -> bool:
+    """The second occurrence of a wall-clock time that happens twice when the clocks go back."""
+    return moment.fold == 1 and moment.replace(fold=0).utcoffset() != moment.utcoffset()
+
+
+def _fixed_hours(cron: str) -> bool:
+    """Like Vixie cron: jobs whose hour field is a wildcard (``*``, ``*/2``) run in both passes."""
+    if cron.startswith("@"):
+        return cron != "@hourly"
+    return not cron.split(" ")[1].startswith("*")
 
 
 def _next_interval_slot(moment: datetime, interval_s: float) -> datetime:
@@ -65,4 +80,4 @@ def parse_schedule(expression: str) -> Schedule:
         raise ScheduleError(f"{expression!r}: cron needs 5 fields (or 6 with seconds first)")
     if not croniter.is_valid(text):
         raise ScheduleError(f"{expression!r}: not a valid cron expression")
-    return Schedule(expression, cron=text)
+    return Schedule(expression, cron=text, fixed_hours=_fixed_hours(text))

@@ -41,7 +41,7 @@ class NatsSettings(_Section):
 
 
 class ScheduleSettings(_Section):
-    cron: str = Field(description="5-field cron, 6-field cron with seconds last, or '@every 30s'")
+    cron: str = Field(description="5-field cron, 6-field cron with seconds first, or '@every 30s'")
     enabled: bool = True
     missed: Literal["skip", "run_once"] = "run_once"
     catchup_window_s: float = Field(3600.0, ge=0)
@@ -88,13 +88,14 @@ class BackendSettings(_Section):
 
 
 class ConsumerSettings(_Section):
-    wrapper: str
+    wrapper: str = Field(description="wrapper template name; defaults to the consumer's own name")
     backend: BackendSettings = BackendSettings()
     batch: int = Field(20, ge=1, le=10_000)
     concurrency: int = Field(4, ge=1, le=256)
     threshold: int = Field(90, ge=0, le=100)
     scorer: str = "default"
     watch: bool = False
+    watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
     max_attempts: int = Field(3, ge=1, le=100)
     lease_s: float = Field(120.0, gt=0)
     max_job_bytes: int = Field(256 * 1024, gt=0)
@@ -199,6 +200,16 @@ class Settings(BaseSettings):
     styles: dict[str, str] = Field(default_factory=dict)
     languages: dict[str, float] = Field(default_factory=lambda: {"de": 1.0})
 
+    @field_validator("consumers", mode="before")
+    @classmethod
+    def _wrapper_defaults_to_name(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {
+            name: {"wrapper": name, **spec} if isinstance(spec, dict) and "wrapper" not in spec else spec
+            for name, spec in value.items()
+        }
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -267,7 +278,7 @@ def read_yaml_files(paths: list[Path]) -> dict[str, Any]:
         except FileNotFoundError as exc:
             raise ConfigError(f"config file {path} does not exist (set {CONFIG_ENV} to another)") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
         if loaded is None:
             continue
         if not isinstance(loaded, dict):
@@ -276,6 +287,14 @@ def read_yaml_files(paths: list[Path]) -> dict[str, Any]:
             )
         merged = deep_merge(merged, loaded)
     return merged
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the parser expected and where (PyYAML's own text spans several lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings:
@@ -292,7 +311,7 @@ def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings
     try:
         return settings_type(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from exc
+        raise ConfigError(describe_validation_error(exc, Settings)) from exc
 
 
 class _DictSource(PydanticBaseSettingsSource):

@@ -49,13 +49,17 @@ class _Forwarder(FileSystemEventHandler):
 
 @asynccontextmanager
 async def watching(
-    folders: Iterable[Path], sink: ChangeSink, *, polling: bool = False
+    folders: Iterable[Path], sink: ChangeSink, *, polling: bool = False, recursive: bool = False
 ) -> AsyncIterator[None]:
-    """Deliver ``(kind, folder, name)`` for files added to or removed from ``folders`` while inside."""
+    """Deliver ``(kind, folder, name)`` for files added to or removed from ``folders`` while inside.
+
+    Watch a common parent with ``recursive=True`` to see moves between its folders as one event each:
+    separately watched folders report a move out only after watchdog's pairing timeout.
+    """
     observer: BaseObserver = PollingObserver() if polling else Observer()
     handler = _Forwarder(asyncio.get_running_loop(), sink)
     for folder in folders:
-        observer.schedule(handler, str(folder), recursive=False)
+        observer.schedule(handler, str(folder), recursive=recursive)
     observer.start()
     try:
         yield

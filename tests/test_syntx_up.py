@@ -92,11 +92,15 @@ async def test_demo_reaches_a_result_within_a_minute_and_ctrl_c_leaves_nothing(t
     ("command", "variable", "value", "key"),
     [
         (["syntx", "up"], "SYNTX_PRODUCER__BATCH", "lots", "producer.batch"),
-        (["python", "-m", "services.consumer", "--wrapper", "sigma"], "SYNTX_CONSUMERS__SIGMA__THRESHOLD", "150",
-         "consumers.sigma.threshold"),
+        (
+            ["python", "-m", "services.consumer", "--wrapper", "sigma"],
+            "SYNTX_CONSUMERS__SIGMA__THRESHOLD",
+            "150",
+            "consumers.sigma.threshold",
+        ),
         (["python", "-m", "services.scheduler"], "SYNTX_TIMEZONE", "Mars/Olympus", "timezone"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_configuration_value_stops_startup_with_one_clear_line(
     tmp_path: Path, command: list[str], variable: str, value: str, key: str
 ) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from services.consumer.processing import ConsumerContext, JobProcessor, Outcome
 from shared import subjects
 from shared.messages import Event, Tick
-from shared.queue import INCOMING, FileQueue
+from shared.queue import INCOMING, PROCESSING, FileQueue
 from shared.watch import Change, watching
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ class Consumer:
 
     async def drain(self, limit: int | None) -> int:
         """Claim and process jobs until ``limit`` were claimed, the queue is empty, or we stop."""
-        claimed: list[asyncio.Task[Outcome]] = []
+        self._drop_finished_claims()
+        claimed: dict[str, asyncio.Task[Outcome]] = {}  # a job released in this pass waits for the next
         while not self._stop.is_set() and (limit is None or len(claimed) < limit):
             if await self._backend_paused():
                 break
@@ -58,12 +59,21 @@ class Consumer:
             if not started:
                 break
         if claimed:
-            await asyncio.wait(claimed)
+            await asyncio.wait(claimed.values())
         return len(claimed)
 
-    async def _claim_pass(self, claimed: list[asyncio.Task[Outcome]], limit: int | None) -> int:
+    def _drop_finished_claims(self) -> None:
+        """A claim whose result exists is a crash leftover (result written, claim not yet removed)."""
+        for job_id in list(self.queue.job_ids(PROCESSING)):
+            if self.queue.result_path(job_id) is not None:
+                log.info("job %s already has a result; removing its leftover claim", job_id)
+                self.queue.forget_claim(job_id)
+
+    async def _claim_pass(self, claimed: dict[str, asyncio.Task[Outcome]], limit: int | None) -> int:
         started = 0
         for job_id in self.queue.incoming_ids():
+            if job_id in claimed:
+                continue
             if self._stop.is_set() or (limit is not None and len(claimed) >= limit) or self._paused():
                 break
             await self._slots.acquire()
@@ -73,7 +83,7 @@ class Consumer:
             task = asyncio.create_task(self._run(job_id), name=f"job {job_id}")
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-            claimed.append(task)
+            claimed[job_id] = task
             started += 1
         return started
 

@@ -66,4 +66,10 @@ async def run(settings: Settings, stop: asyncio.Event, name: str) -> None:
         )
         ticks = await bus.subscribe_ticks(subjects.consumer_schedule(name))
         async with presence(bus, service_name(name)):
-            await run_consumer(consumer, ticks.run(consumer.on_tick, stop), stop=stop, watch=config.watch)
+            await run_consumer(
+                consumer,
+                ticks.run(consumer.on_tick, stop),
+                stop=stop,
+                watch=config.watch,
+                polling=config.watch_polling,
+            )

@@ -19,7 +19,7 @@ from shared import bus as bus_module
 from shared import subjects
 from shared.bus import Bus
 from shared.messages import Tick, decode_tick, utc_now
-from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, RESULT_FOLDERS, FileQueue
+from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue
 from shared.queue_state import queue_health, queue_state
 from shared.runner import presence
 from shared.settings import Settings
@@ -28,7 +28,6 @@ from shared.watch import watching
 log = logging.getLogger(__name__)
 
 STATUS_LOG = "queue_status_hourly.log"
-WATCHED = (INCOMING, "processing", *RESULT_FOLDERS, "quarantine", ".tmp")
 
 
 class Monitor:
@@ -115,7 +114,7 @@ class Monitor:
         self._bus = bus
         self.queue.ensure()
         http = HttpEndpoint({"/metrics": self.metrics_reply, "/healthz": self.health_reply})
-        async with watching([self.queue.folder(name) for name in WATCHED], self.counter.on_change):
+        async with watching([self.queue.root], self.counter.on_change, recursive=True):
             self.counter.reconcile()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)
             log.info("metrics on http://%s:%d/metrics", self._settings.monitor.host, port)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -41,12 +42,18 @@ def build_entries(schedules: dict[str, ScheduleSettings]) -> list[Entry]:
     return [Entry(name, spec, parse_schedule(spec.cron)) for name, spec in sorted(schedules.items())]
 
 
+def _instant(moment: datetime) -> datetime:
+    """Compare and subtract in UTC: within one zone Python ignores ``fold`` (the repeated hour)."""
+    return moment.astimezone(UTC)
+
+
 def last_slot_before(entry: Entry, moment: datetime, window_s: float) -> datetime | None:
     """The latest slot in (moment - window, moment], or None."""
-    start = moment - timedelta(seconds=window_s)
+    end = _instant(moment)
+    start = (end - timedelta(seconds=window_s)).astimezone(moment.tzinfo)
     latest = None
     slot = entry.next_slot(start)
-    while slot <= moment:
+    while _instant(slot) <= end:
         latest = slot
         slot = entry.next_slot(slot)
     return latest
@@ -57,7 +64,7 @@ def missed_slot(entry: Entry, last_fired: datetime | None, now: datetime) -> dat
     if entry.settings.missed == "skip" or last_fired is None:
         return None
     latest = last_slot_before(entry, now, entry.settings.catchup_window_s)
-    if latest is None or latest <= last_fired:
+    if latest is None or _instant(latest) <= _instant(last_fired):
         return None
     return latest
 
@@ -86,7 +93,7 @@ class SlotLog:
     def record(self, name: str, slot: datetime) -> None:
         self._slots[name] = slot
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self._path.with_suffix(".part")
+        staging = self._path.with_suffix(f".{os.getpid()}.part")  # replicas may share the directory
         data = {key: value.isoformat() for key, value in self._slots.items()}
         staging.write_text(json.dumps(data, indent=1), encoding="utf-8")
         staging.replace(self._path)

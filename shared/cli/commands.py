@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 NO_ANSWER_EXIT = 3
 REQUEST_TIMEOUT_S = 5.0
+CONNECT_ATTEMPTS = 1  # one retry, then "cannot reach NATS" instead of waiting forever
 
 
 def out(text: str = "") -> None:
@@ -41,20 +43,36 @@ async def up(settings: Settings, paths: list[str]) -> int:
     return await Supervisor(settings, paths).run()
 
 
+def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
+    return bus_module.connect(_nats(settings), name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS)
+
+
+def _unreachable(settings: Settings) -> int:
+    sys.stderr.write(f"cannot reach NATS at {_nats(settings).url}: is `syntx up` running?\n")
+    return NO_ANSWER_EXIT
+
+
 async def trigger(settings: Settings, schedule: str, batch: int | None) -> int:
     if schedule not in settings.schedules:
         known = ", ".join(sorted(settings.schedules))
         log.warning("%s is not a configured schedule (%s); publishing anyway", schedule, known)
-    async with bus_module.connect(_nats(settings), name="syntx-cli") as bus:
-        await bus.publish(subjects.tick(schedule), Tick(schedule=schedule, batch=batch, source="operator"))
+    try:
+        async with _connect(settings) as bus:
+            tick = Tick(schedule=schedule, batch=batch, source="operator")
+            await bus.publish(subjects.tick(schedule), tick)
+    except nats.errors.NoServersError:
+        return _unreachable(settings)
     out(f"tick sent: {subjects.tick(schedule)}" + (f" (batch {batch})" if batch else ""))
     return 0
 
 
 async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") -> dict[str, Any] | None:
     try:
-        async with bus_module.connect(_nats(settings), name="syntx-cli") as bus:
+        async with _connect(settings) as bus:
             data = await bus.request(subject, body, wait_s=REQUEST_TIMEOUT_S)
+    except nats.errors.NoServersError:
+        _unreachable(settings)
+        return None
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         sys.stderr.write(f"no answer from the {who} on {subject}: is `syntx up` running?\n")
         return None

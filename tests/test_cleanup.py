@@ -1,0 +1,222 @@
+"""Cleanup: staging leftovers, strays and broken results to quarantine, retention; the service over NATS."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from services.cleanup.app import run as run_cleanup
+from services.cleanup.tidy import DAY_S, Tidier
+from shared import subjects
+from shared.jobfile import JobMeta
+from shared.messages import CleanupReport
+from shared.queue import (
+    ARCHIVE,
+    ATTEMPTS,
+    ERROR,
+    INCOMING,
+    PROCESSED,
+    PROCESSING,
+    QUARANTINE,
+    TMP,
+    FileQueue,
+)
+from shared.settings import DEFAULT_CONFIG, CleanupSettings, load_settings
+from tests.harness import HEARTBEATS, observer, running
+from tests.natsserver import NatsServer
+
+NOW = 1_800_000_000.0  # a fixed "now"; file ages are set relative to it
+HOUR = 3600.0
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> FileQueue:
+    files = FileQueue(tmp_path / "queue")
+    files.ensure()
+    return files
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    return folder
+
+
+def put(path: Path, age_s: float, content: str = "x") -> Path:
+    path.write_text(content, encoding="utf-8")
+    os.utime(path, (NOW - age_s, NOW - age_s))
+    return path
+
+
+def tidier(queue: FileQueue, logs: Path, **settings: float | None) -> Tidier:
+    return Tidier(queue, logs, CleanupSettings(**settings))
+
+
+def names(queue: FileQueue, folder: str) -> set[str]:
+    return {path.name for path in queue.folder(folder).iterdir()}
+
+
+def test_stale_staging_files_are_removed_fresh_ones_kept(queue: FileQueue, logs: Path) -> None:
+    put(queue.folder(TMP) / "old.json.a1b2.part", 2 * HOUR)
+    put(queue.folder(TMP) / "fresh.txt.c3d4.part", 10)
+    report = tidier(queue, logs).run(now=NOW)
+    assert names(queue, TMP) == {"fresh.txt.c3d4.part"}
+    assert report.removed == {"tmp": 1}
+    assert report.quarantined == 0 and report.errors == []
+
+
+def test_orphan_metadata_is_quarantined_once_older_than_the_staging_age(queue: FileQueue, logs: Path) -> None:
+    put(queue.folder(INCOMING) / "orphan.json", 2 * HOUR, '{"topic": "x"}')
+    put(queue.folder(INCOMING) / "young.json", 60, '{"topic": "x"}')
+    put(queue.folder(INCOMING) / "waiting.json", 2 * HOUR, '{"topic": "x"}')
+    put(queue.folder(INCOMING) / "waiting.txt", 2 * HOUR)
+    put(queue.folder(INCOMING) / "claimed.json", 2 * HOUR, '{"topic": "x"}')
+    put(queue.folder(PROCESSING) / "claimed.txt", 2 * HOUR)
+
+    report = tidier(queue, logs).run(now=NOW)
+
+    assert report.quarantined == 1
+    assert names(queue, INCOMING) == {"young.json", "waiting.json", "waiting.txt", "claimed.json"}
+    assert names(queue, QUARANTINE) == {"orphan.json", "orphan.json.why.txt"}
+    note = (queue.folder(QUARANTINE) / "orphan.json.why.txt").read_text(encoding="utf-8")
+    assert note == "incoming/orphan.json: metadata without its job file\n"
+    assert (queue.folder(QUARANTINE) / "orphan.json").read_text(encoding="utf-8") == '{"topic": "x"}'
+    assert queue.count(QUARANTINE) == 1  # the note does not count
+
+    later = tidier(queue, logs).run(now=NOW + 2 * HOUR)
+    assert later.quarantined == 1
+    assert "young.json" in names(queue, QUARANTINE)
+
+
+def test_a_non_job_file_in_incoming_is_quarantined(queue: FileQueue, logs: Path) -> None:
+    put(queue.folder(INCOMING) / "prompt.md", 2 * HOUR, "# a prompt in the wrong format")
+    put(queue.folder(INCOMING) / "job.txt", 2 * HOUR)
+    put(queue.folder(INCOMING) / "job_response.txt", 2 * HOUR)
+    put(queue.folder(INCOMING) / ".partial", 2 * HOUR)
+    report = tidier(queue, logs).run(now=NOW)
+    assert report.quarantined == 2
+    assert names(queue, INCOMING) == {"job.txt", ".partial"}
+    assert (queue.folder(QUARANTINE) / "prompt.md.why.txt").read_text(encoding="utf-8") == (
+        "incoming/prompt.md: not a job file (jobs are .txt)\n"
+    )
+    assert {"prompt.md", "job_response.txt"} <= names(queue, QUARANTINE)
+
+
+def test_a_result_that_is_not_json_is_quarantined(queue: FileQueue, logs: Path) -> None:
+    put(queue.folder(PROCESSED) / "good.json", 10, '{"status": "passed"}')
+    put(queue.folder(PROCESSED) / "cut.json", 10, '{"status": "pas')
+    (queue.folder(ERROR) / "binary.json").write_bytes(b"\xff\xfe\x00")  # not even UTF-8
+    report = tidier(queue, logs).run(now=NOW)
+    assert report.quarantined == 2
+    assert names(queue, PROCESSED) == {"good.json"}
+    assert names(queue, ERROR) == set()
+    assert {"cut.json", "binary.json"} <= names(queue, QUARANTINE)
+    note = (queue.folder(QUARANTINE) / "cut.json.why.txt").read_text(encoding="utf-8")
+    assert note.startswith("processed/cut.json: result file is not valid JSON: ")
+
+
+def test_quarantine_never_overwrites_an_earlier_file_of_the_same_name(queue: FileQueue, logs: Path) -> None:
+    put(queue.folder(PROCESSED) / "same.json", 10, "first {")
+    assert tidier(queue, logs).run(now=NOW).quarantined == 1
+    put(queue.folder(ERROR) / "same.json", 10, "second {")
+    assert tidier(queue, logs).run(now=NOW).quarantined == 1
+    contents = {
+        path.read_text(encoding="utf-8")
+        for path in queue.folder(QUARANTINE).iterdir()
+        if not path.name.endswith(".why.txt")
+    }
+    assert contents == {"first {", "second {"}
+    notes = [path for path in queue.folder(QUARANTINE).iterdir() if path.name.endswith(".why.txt")]
+    assert len(notes) == 2
+    assert queue.count(QUARANTINE) == 2
+
+
+def test_logs_older_than_the_retention_are_removed(queue: FileQueue, logs: Path) -> None:
+    put(logs / "producer.log.3", 91 * DAY_S)
+    put(logs / "producer.log", 1)
+    put(logs / "evolution.jsonl", 89 * DAY_S)
+    report = tidier(queue, logs).run(now=NOW)
+    assert {path.name for path in logs.iterdir()} == {"producer.log", "evolution.jsonl"}
+    assert report.removed == {"logs": 1}
+    tidier(queue, logs, log_retention_days=30).run(now=NOW)
+    assert {path.name for path in logs.iterdir()} == {"producer.log"}
+
+
+def test_error_and_archive_retention_only_when_configured(queue: FileQueue, logs: Path) -> None:
+    put(queue.folder(ERROR) / "old-error.json", 400 * DAY_S, "{}")
+    put(queue.folder(ERROR) / "new-error.json", DAY_S, "{}")
+    put(queue.folder(ARCHIVE) / "old-archive.json", 400 * DAY_S, "{}")
+    put(queue.folder(ARCHIVE) / "new-archive.json", DAY_S, "{}")
+    put(queue.folder(PROCESSED) / "old-passed.json", 400 * DAY_S, "{}")
+
+    kept = tidier(queue, logs).run(now=NOW)
+    assert kept.removed == {}
+    assert names(queue, ERROR) == {"old-error.json", "new-error.json"}
+    assert names(queue, ARCHIVE) == {"old-archive.json", "new-archive.json"}
+
+    report = tidier(queue, logs, error_retention_days=30).run(now=NOW)
+    assert report.removed == {ERROR: 1}
+    assert names(queue, ERROR) == {"new-error.json"}
+    assert names(queue, ARCHIVE) == {"old-archive.json", "new-archive.json"}
+
+    report = tidier(queue, logs, archive_retention_days=365).run(now=NOW)
+    assert report.removed == {ARCHIVE: 1}
+    assert names(queue, ARCHIVE) == {"new-archive.json"}
+    assert names(queue, PROCESSED) == {"old-passed.json"}  # passed results are never expired
+
+
+def test_stale_attempt_files_are_removed(queue: FileQueue, logs: Path) -> None:
+    finished = queue.add_job("finished", JobMeta())
+    waiting = queue.add_job("waiting", JobMeta())
+    queue.claim(finished)
+    queue.write_result(PROCESSED, finished, {"status": "passed"})
+    queue.job_path(PROCESSING, finished).unlink()  # a crash before forget_claim removed the history
+    for job_id in (finished, waiting):
+        queue.write_attempts(job_id, [{"number": 1, "outcome": "released"}])
+
+    report = tidier(queue, logs).run(now=time.time())
+
+    assert report.removed == {"attempts": 1}
+    assert names(queue, ATTEMPTS) == {f"{waiting}.json"}
+
+
+def test_an_empty_queue_is_left_alone(queue: FileQueue, logs: Path) -> None:
+    report = tidier(queue, logs).run(now=NOW)
+    assert (report.removed, report.quarantined, report.errors) == ({}, 0, [])
+    assert all(count == 0 for count in queue.counts().values())
+
+
+async def test_the_cleanup_service_reports_a_tick(tmp_path: Path, nats_server: NatsServer) -> None:
+    settings = load_settings([DEFAULT_CONFIG], data_dir=tmp_path / "data", nats={"url": nats_server.url})
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    long_ago = time.time() - 10 * DAY_S
+    for name in ("a.txt.1.part", "b.json.2.part"):
+        path = queue.folder(TMP) / name
+        path.write_text("x", encoding="utf-8")
+        os.utime(path, (long_ago, long_ago))
+    (queue.folder(TMP) / "now.part").write_text("x", encoding="utf-8")
+    stray = queue.folder(INCOMING) / "notes.pdf"
+    stray.write_text("x", encoding="utf-8")
+    os.utime(stray, (long_ago, long_ago))
+    queue.add_job("waits", JobMeta())
+
+    async with (
+        observer(nats_server.url, HEARTBEATS, subjects.CLEANUP_REPORT) as (nc, events),
+        running(settings, {"cleanup": run_cleanup}, events),
+    ):
+        await nc.publish(subjects.tick("cleanup"), b"")
+        await events.wait_for(lambda found: any(isinstance(event, CleanupReport) for event in found))
+
+    [report] = events.of(CleanupReport)
+    assert report.removed == {"tmp": 2}
+    assert report.quarantined == 1
+    assert report.errors == []
+    assert report.kept[INCOMING] == 1
+    assert report.kept[TMP] == 1
+    assert report.kept[QUARANTINE] == 1
+    assert names(queue, QUARANTINE) == {"notes.pdf", "notes.pdf.why.txt"}

@@ -1,0 +1,289 @@
+"""The ``syntx`` command, called as the operator calls it (``main([...])``), against real files and NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.monitor.app import run as run_monitor
+from services.scheduler.app import run as run_scheduler
+from shared import bus as bus_module
+from shared.cli.main import main
+from shared.jobfile import parse_job
+from shared.messages import Tick
+from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue
+from shared.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from tests.harness import HEARTBEATS, free_port, observer, running
+from tests.natsserver import NatsServer
+
+SIGMA_ANSWER = (
+    "1. Σ-DRIFTGRADIENT: abrupt - schneller Wechsel.\n2. Σ-MECHANISMUSKNOTEN: MN-04 Impulsumkehr.\n"
+    "3. Σ-FREQUENZFELD: FF-γ Überlast.\n4. Σ-DICHTELEVEL: DL-5 Kompressionsphase.\n"
+    "5. Σ-ZWEISTRÖME: DFV-A Flow A dominiert.\n6. Σ-KERNEXTRAKT: Rückzug als Schutz."
+)
+SIGMA_KEYS = (
+    "sigma_drift",
+    "sigma_mechanismus",
+    "sigma_frequenz",
+    "sigma_dichte",
+    "sigma_strome",
+    "sigma_extrakt",
+)
+
+
+def syntx(*argv: str) -> int | str | None:
+    """Run the command; return its exit code."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    return exited.value.code
+
+
+@pytest.fixture
+def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The operator's environment: the shipped config, a data directory of this test."""
+    monkeypatch.setenv(CONFIG_ENV, str(DEFAULT_CONFIG))
+    monkeypatch.setenv("SYNTX_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def with_nats(environment: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
+    return load_settings()
+
+
+# -- trigger ---------------------------------------------------------------------------------------
+
+
+async def test_trigger_publishes_a_tick_with_the_batch(
+    with_nats: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    received: list[Tick] = []
+    stop = asyncio.Event()
+
+    async def on_tick(tick: Tick) -> None:
+        received.append(tick)
+        stop.set()
+
+    async with bus_module.connect(with_nats.nats, name="test") as bus:
+        ticks = await bus.subscribe_ticks("consumer.sigma")
+        assert await asyncio.to_thread(syntx, "trigger", "consumer.sigma", "--batch", "3") == 0
+        async with asyncio.timeout(15):
+            await ticks.run(on_tick, stop)
+
+    [tick] = received
+    assert (tick.schedule, tick.batch, tick.source) == ("consumer.sigma", 3, "operator")
+    assert capsys.readouterr().out == "tick sent: syntx.tick.consumer.sigma (batch 3)\n"
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+
+async def test_status_without_a_monitor_exits_3(
+    with_nats: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await asyncio.to_thread(syntx, "status") == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "no answer from the monitor on syntx.status: is `syntx up` running?\n"
+
+
+async def test_status_without_nats_exits_3_instead_of_waiting_forever(
+    environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("SYNTX_NATS__URL", url)
+    async with asyncio.timeout(15):
+        assert await asyncio.to_thread(syntx, "status") == 3
+    assert f"cannot reach NATS at {url}: is `syntx up` running?\n" in capsys.readouterr().err
+
+
+async def test_status_with_a_monitor_prints_the_counts(
+    with_nats: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = with_nats.model_copy(update={"monitor": with_nats.monitor.model_copy(update={"port": 0})})
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    (queue.folder(INCOMING) / "a.txt").write_text("prompt", encoding="utf-8")
+    async with (
+        observer(with_nats.nats.url or "", HEARTBEATS) as (_nc, events),
+        running(settings, {"monitor": run_monitor}, events),
+    ):
+        assert await asyncio.to_thread(syntx, "status") == 0
+        text = capsys.readouterr().out
+        assert await asyncio.to_thread(syntx, "status", "--json", "--exact") == 0
+        reply = json.loads(capsys.readouterr().out)
+    assert text.startswith("queue state LOW, health OK, oldest waiting job ")
+    assert re.search(r"^incoming\s+1$", text, re.MULTILINE)
+    assert re.search(r"^monitor\s+1$", text, re.MULTILINE)
+    assert reply["counts"][INCOMING] == 1 and reply["queue_state"] == "LOW"
+
+
+# -- retry -----------------------------------------------------------------------------------------
+
+
+def error_result(job_id: str, status: str, prompt: str | None = "Erkläre: Katzen") -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "status": status,
+        "reason": "backend down" if status == "failed" else "score 40 < threshold 90",
+        "prompt": prompt,
+        "meta": {
+            "topic": "Katzen",
+            "category": "harmlos",
+            "style": "casual",
+            "language": "de",
+            "generation": 4,
+        },
+    }
+
+
+def test_retry_requeues_failed_jobs_and_keeps_the_old_result(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    for job_id, status in (("f1", "failed"), ("f2", "failed"), ("r1", "rejected")):
+        queue.write_result(ERROR, job_id, error_result(job_id, status))
+    queue.write_result(ERROR, "f3", error_result("f3", "failed", prompt=None))
+    before = (queue.folder(ERROR) / "f1.json").read_bytes()
+
+    assert syntx("retry") == 0
+
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "2 job(s) back in incoming/"
+    assert "skip f3: the result holds no prompt (status failed)" in out
+    assert queue.incoming_ids() == ["f1", "f2"]
+    job = parse_job("f1", queue.job_path(INCOMING, "f1").read_bytes(), 4096)
+    assert job.prompt == "Erkläre: Katzen"
+    assert (job.meta.topic, job.meta.category, job.meta.style, job.meta.generation) == (
+        "Katzen",
+        "harmlos",
+        "casual",
+        4,
+    )
+    assert (queue.folder(ARCHIVE) / "f1.try-1.json").read_bytes() == before
+    assert {path.name for path in queue.result_files(ERROR)} == {"r1.json", "f3.json"}
+    assert queue.result_path("f1") is None  # a new result can be written
+
+    assert syntx("retry", "--rejected") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 job(s) back in incoming/"
+    assert queue.incoming_ids() == ["f1", "f2", "r1"]
+    assert (queue.folder(ARCHIVE) / "r1.try-1.json").exists()
+
+
+def test_a_second_retry_keeps_both_earlier_results(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    queue.write_result(ERROR, "j1", error_result("j1", "failed"))
+    assert syntx("retry", "j1") == 0
+    queue.claim("j1")
+    queue.forget_claim("j1")
+    queue.write_result(ERROR, "j1", {**error_result("j1", "rejected"), "reason": "second"})
+    assert syntx("retry", "j1") == 0  # a named job is retried whatever its status
+    assert (
+        json.loads((queue.folder(ARCHIVE) / "j1.try-2.json").read_text(encoding="utf-8"))["reason"]
+        == "second"
+    )
+    assert (queue.folder(ARCHIVE) / "j1.try-1.json").exists()
+    assert queue.incoming_ids() == ["j1"]
+    assert syntx("retry", "nope") == 0
+    assert "skip nope.json: not a readable result in error/" in capsys.readouterr().out
+
+
+# -- score -----------------------------------------------------------------------------------------
+
+
+def check_breakdown(text: str) -> int:
+    match = re.search(r"^scorer (\S+)  format sigma  total (\d+)/100$", text, re.MULTILINE)
+    assert match, text
+    assert match.group(1) == "syntx-2"
+    rows = [line for line in text.splitlines() if line.startswith("sigma_")]
+    assert [row.split()[0] for row in rows] == list(SIGMA_KEYS)
+    assert all(re.search(r"\s\d+\.\d\s+\d+\.\d\s+\d+\s", row) for row in rows), rows
+    return int(match.group(2))
+
+
+def test_score_a_response_text(environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "answer.txt"
+    path.write_text(SIGMA_ANSWER, encoding="utf-8")
+    assert syntx("score", str(path)) == 0
+    text = capsys.readouterr().out
+    total = check_breakdown(text)
+    assert "completeness " in text and "section" in text
+
+    assert syntx("score", str(path), "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"] == total
+    assert data["format"] == "sigma"
+    assert [field["key"] for field in data["fields"]] == list(SIGMA_KEYS)
+
+
+def test_score_a_result_json(environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "job.json"
+    record = {"response": SIGMA_ANSWER, "format": "sigma", "prompt": "Was passiert bei Überlast?"}
+    path.write_text(json.dumps(record), encoding="utf-8")
+    assert syntx("score", str(path)) == 0
+    total = check_breakdown(capsys.readouterr().out)
+    assert syntx("score", str(path), "--json", "--scorer", "v1") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["scorer"] == "v1" and 0 <= data["total"] <= 100
+    assert 0 <= total <= 100
+
+
+def test_score_without_a_known_format(
+    environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plain.txt"
+    path.write_text("Das ist einfach ein Fließtext ohne jede Struktur.", encoding="utf-8")
+    assert syntx("score", str(path)) == 1
+    assert capsys.readouterr().err.startswith(f"no known format in {path}; name one with --format (")
+
+
+# -- schedules -------------------------------------------------------------------------------------
+
+
+async def test_schedules_prints_the_table_of_a_running_scheduler(
+    with_nats: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SYNTX_SCHEDULES__CLEANUP__ENABLED", "false")
+    settings = load_settings()
+    assert settings.schedules["cleanup"].cron == "0 2 * * *"
+    async with (
+        observer(settings.nats.url or "", HEARTBEATS) as (_nc, events),
+        running(settings, {"scheduler": run_scheduler}, events),
+    ):
+        assert await asyncio.to_thread(syntx, "schedules") == 0
+        text = capsys.readouterr().out
+        assert await asyncio.to_thread(syntx, "schedules", "--json") == 0
+        reply = json.loads(capsys.readouterr().out)
+
+    lines = text.splitlines()
+    assert lines[0] == "time zone Europe/Berlin"
+    assert lines[1].split() == ["schedule", "cron", "enabled", "next"]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    rows = {line.split()[0]: line for line in lines[3:]}
+    assert set(rows) == set(settings.schedules)
+    assert re.search(
+        rf"^consumer\.sigma\s+0 4,10,16,22 \* \* \*\s+yes\s+{stamp}, {stamp}, {stamp}$",
+        rows["consumer.sigma"],
+    )
+    assert re.search(rf"^cleanup\s+0 2 \* \* \*\s+paused\s+{stamp}", rows["cleanup"])
+    assert re.search(rf"^producer\s+0 \*/2 \* \* \*\s+yes\s+{stamp}", rows["producer"])
+    by_name = {entry["name"]: entry for entry in reply["schedules"]}
+    assert by_name["cleanup"]["enabled"] is False
+    assert all(len(entry["next"]) == 3 for entry in reply["schedules"])
+
+
+async def test_schedules_without_a_scheduler_exits_3(
+    with_nats: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await asyncio.to_thread(syntx, "schedules") == 3
+    assert "no answer from the scheduler on syntx.schedules" in capsys.readouterr().err

@@ -1,0 +1,296 @@
+"""The monitor: counts kept by file notifications and reconciliation, the status line, HTTP, bad events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.monitor.app import Monitor
+from services.monitor.app import run as run_monitor
+from services.monitor.counter import QueueCounter
+from shared import bus as bus_module
+from shared import subjects
+from shared.jobfile import JobMeta
+from shared.messages import Event, JobScored, ServiceHeartbeat, encode
+from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, QUARANTINE, TMP, FileQueue
+from shared.settings import DEFAULT_CONFIG, Settings, load_settings
+from shared.watch import Change, watching
+from tests.harness import HEARTBEATS, free_port, observer, running
+from tests.natsserver import NatsServer
+
+WATCHED = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> FileQueue:
+    files = FileQueue(tmp_path / "queue")
+    files.ensure()
+    return files
+
+
+class CountWaiter:
+    """A change sink that feeds the counter and wakes the test once the kept counts equal ``expected``.
+
+    A rename between two watched folders reaches the counter as an addition at once and as a removal
+    only after watchdog gave up pairing it (about half a second), so only the complete set of counts
+    of every folder is a safe condition to wait for.
+    """
+
+    def __init__(self, counter: QueueCounter) -> None:
+        self.counter = counter
+        self.expected: dict[str, int] = {}
+        self.reached = asyncio.Event()
+
+    def expect(self, counts: dict[str, int]) -> asyncio.Event:
+        self.expected = counts
+        self.reached = asyncio.Event()
+        self._check()
+        return self.reached
+
+    def on_change(self, change: Change) -> None:
+        self.counter.on_change(change)
+        self._check()
+
+    def _check(self) -> None:
+        if self.counter.counts() == self.expected:
+            self.reached.set()
+
+
+def counts(**values: int) -> dict[str, int]:
+    every = dict.fromkeys(WATCHED, 0)
+    every.update({folder if folder != "tmp" else TMP: count for folder, count in values.items()})
+    return every
+
+
+async def test_counts_follow_file_notifications(queue: FileQueue) -> None:
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    waiter = CountWaiter(counter)
+    async with watching([queue.root], waiter.on_change, recursive=True):
+        reached = waiter.expect(counts(incoming=5))
+        ids = [queue.add_job(f"prompt {index}", JobMeta()) for index in range(5)]
+        (queue.folder(INCOMING) / "x_response.txt").write_text("ignored", encoding="utf-8")
+        (queue.folder(INCOMING) / ".hidden.txt").write_text("ignored", encoding="utf-8")
+        await asyncio.wait_for(reached.wait(), timeout=10)
+
+        reached = waiter.expect(counts(incoming=1, processing=2, processed=1, error=1))
+        for job_id in ids[:4]:
+            queue.claim(job_id)
+        queue.write_result(PROCESSED, ids[0], {"status": "passed"})
+        queue.write_result(ERROR, ids[1], {"status": "rejected"})
+        queue.forget_claim(ids[0])
+        queue.forget_claim(ids[1])
+        assert queue.counts() == waiter.expected
+        await asyncio.wait_for(reached.wait(), timeout=10)
+
+        reached = waiter.expect(counts(incoming=1, processing=2, error=1, archive=1, quarantine=1))
+        queue.move_result(queue.folder(PROCESSED) / f"{ids[0]}.json", ARCHIVE)
+        (queue.folder(QUARANTINE) / "bad.md").write_text("?", encoding="utf-8")
+        (queue.folder(QUARANTINE) / "bad.md.why.txt").write_text("note", encoding="utf-8")
+        assert queue.counts() == waiter.expected
+        await asyncio.wait_for(reached.wait(), timeout=10)
+
+    assert counter.reconcile() == 0
+
+
+async def test_reconcile_corrects_drift_after_changes_while_not_watching(queue: FileQueue) -> None:
+    kept = [queue.add_job("kept", JobMeta()) for _ in range(2)]
+    counter = QueueCounter(queue)
+    assert counter.reconcile() == 2
+    assert counter.count(INCOMING) == 2
+
+    queue.add_job("new 1", JobMeta())
+    queue.add_job("new 2", JobMeta())
+    queue.job_path(INCOMING, kept[0]).unlink()
+    queue.write_result(ERROR, "e1", {"status": "failed"})
+    assert counter.count(INCOMING) == 2  # nobody told the counter
+
+    assert counter.reconcile() == 4
+    assert counter.counts() == queue.counts()
+    assert (counter.count(INCOMING), counter.count(ERROR)) == (3, 1)
+    assert counter.drift_corrections == 6
+    assert counter.reconcile() == 0
+
+
+def test_oldest_incoming_age(queue: FileQueue) -> None:
+    counter = QueueCounter(queue)
+    assert counter.oldest_incoming_age_s() == 0.0
+    job_id = queue.add_job("old", JobMeta())
+    path = queue.job_path(INCOMING, job_id)
+    stat = path.stat()
+    os.utime(path, (stat.st_atime, stat.st_mtime - 600))
+    counter.reconcile()
+    assert 600 <= counter.oldest_incoming_age_s() < 700
+
+
+def local_settings(tmp_path: Path, timezone: str) -> Settings:
+    return load_settings([DEFAULT_CONFIG], data_dir=tmp_path / "data", timezone=timezone)
+
+
+@pytest.mark.parametrize(
+    ("timezone", "moment", "stamp"),
+    [
+        ("Europe/Berlin", datetime(2025, 12, 6, 13, 0, tzinfo=UTC), "2025-12-06 14:00"),
+        ("Europe/Berlin", datetime(2025, 7, 1, 12, 0, 59, tzinfo=UTC), "2025-07-01 14:00"),
+        ("Asia/Kolkata", datetime(2025, 12, 31, 20, 0, tzinfo=UTC), "2026-01-01 01:30"),
+        ("UTC", datetime(2025, 12, 6, 13, 5, tzinfo=UTC), "2025-12-06 13:05"),
+    ],
+)
+def test_status_line_format_in_the_configured_zone(
+    tmp_path: Path, timezone: str, moment: datetime, stamp: str
+) -> None:
+    monitor = Monitor(local_settings(tmp_path, timezone))
+    queue = monitor.queue
+    queue.ensure()
+    for index in range(12):
+        queue.add_job(f"p{index}", JobMeta())
+    for name, folder, count in (("p", PROCESSED, 85), ("e", ERROR, 5), ("a", ARCHIVE, 45)):
+        for index in range(count):
+            (queue.folder(folder) / f"{name}{index}.json").write_text("{}", encoding="utf-8")
+    (queue.folder(PROCESSED) / "p0_response.txt").write_text("not counted", encoding="utf-8")
+    monitor.counter.reconcile()
+    assert monitor.status_line(moment) == (f"{stamp} | Incoming: 12 | Processed: 85 | Error: 5 | Archive: 45")
+
+
+# -- the service over NATS -------------------------------------------------------------------------
+
+
+def monitor_settings(tmp_path: Path, nats_server: NatsServer, port: int) -> Settings:
+    return load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url},
+        monitor={"host": "127.0.0.1", "port": port, "reconcile_s": 3600},
+    )
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    series = f"{name}{{{labels}}}" if labels else name
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    assert match, f"{series} not in /metrics"
+    return float(match.group(1))
+
+
+async def test_metrics_and_healthz_over_http(tmp_path: Path, nats_server: NatsServer) -> None:
+    port = free_port()
+    settings = monitor_settings(tmp_path, nats_server, port)
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    for index in range(3):
+        queue.add_job(f"p{index}", JobMeta())
+    queue.write_result(ERROR, "e1", {"status": "failed"})
+    async with (
+        observer(nats_server.url, HEARTBEATS) as (_nc, events),
+        running(settings, {"monitor": run_monitor}, events),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
+    ):
+        metrics = await client.get("/metrics")
+        health = await client.get("/healthz")
+        missing = await client.get("/nothing")
+        posted = await client.post("/metrics")
+
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert metric(text, "syntx_queue_jobs", 'folder="incoming"') == 3
+    assert metric(text, "syntx_queue_jobs", 'folder="error"') == 1
+    assert metric(text, "syntx_queue_jobs", 'folder="processed"') == 0
+    assert metric(text, "syntx_queue_state", 'state="LOW"') == 1
+    assert metric(text, "syntx_queue_state", 'state="STARVING"') == 0
+    assert metric(text, "syntx_health_ok") == 1
+    assert metric(text, "syntx_jobs_scored_total", 'status="passed",wrapper="sigma"') == 0
+
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "nats": "connected"}
+    assert (missing.status_code, posted.status_code) == (404, 405)
+
+
+async def test_malformed_events_are_dropped_and_the_monitor_keeps_serving(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = monitor_settings(tmp_path, nats_server, 0)
+    monitor = Monitor(settings)
+    handled: list[Event] = []
+    valid_seen = asyncio.Event()
+    original = monitor.tracker.on_event
+
+    async def on_event(event: Event) -> None:
+        await original(event)
+        handled.append(event)
+        if isinstance(event, JobScored):
+            valid_seen.set()
+
+    monitor.tracker.on_event = on_event  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, logger="shared.bus")
+    stop = asyncio.Event()
+    async with (
+        observer(nats_server.url, HEARTBEATS) as (nc, events),
+        bus_module.connect(settings.nats, name="monitor") as bus,
+    ):
+        task = asyncio.create_task(monitor.serve(bus, stop))
+        await events.wait_for(ready(task))
+
+        await nc.publish(subjects.JOB_SCORED, b"{this is not json")
+        wrong = json.loads(encode(scored("j1")))
+        wrong["score"] = "very good"
+        await nc.publish(subjects.JOB_SCORED, json.dumps(wrong).encode())
+        await nc.publish(subjects.JOB_SCORED, encode(scored("j2")))
+        await asyncio.wait_for(valid_seen.wait(), timeout=10)
+
+        reply = json.loads((await nc.request(subjects.STATUS, b"", timeout=5)).data)
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+    assert bus.malformed[subjects.JOB_SCORED] == 2
+    assert [event.job_id for event in handled if isinstance(event, JobScored)] == ["j2"]
+    dropped = [message for message in caplog.messages if message.startswith("dropping malformed message")]
+    assert len(dropped) == 2
+    assert any("score" in message for message in dropped)
+    assert reply["scored"] == {"sigma": {"passed": 1, "rejected": 0}}
+    assert reply["queue_state"] == "STARVING"
+
+
+def ready(task: asyncio.Task[None]) -> Callable[[list[Event]], bool]:
+    def check(events: list[Event]) -> bool:
+        if task.done():
+            task.result()
+        return any(isinstance(event, ServiceHeartbeat) and event.service == "monitor" for event in events)
+
+    return check
+
+
+def scored(job_id: str) -> JobScored:
+    return JobScored(
+        job_id=job_id,
+        wrapper="sigma",
+        backend="offline",
+        model="offline-responder",
+        score=95,
+        threshold=90,
+        status="passed",
+        format="sigma",
+        llm_seconds=0.1,
+        total_seconds=0.2,
+        attempt=1,
+        scorer="syntx-2",
+    )
+
+
+async def test_status_request_with_reconcile_recounts(tmp_path: Path) -> None:
+    monitor = Monitor(local_settings(tmp_path, "UTC"))
+    monitor.queue.ensure()
+    monitor.counter.reconcile()
+    monitor.queue.add_job("p", JobMeta())  # no watcher: the kept counts do not know yet
+    stale = await monitor.status(b"")
+    fresh = await monitor.status(b'{"reconcile": true}')
+    assert (stale.counts[INCOMING], fresh.counts[INCOMING]) == (0, 1)
+    assert fresh.queue_state == "LOW"

@@ -1,0 +1,274 @@
+"""Settings: defaults < YAML files (layered) < SYNTX_* environment < keyword overrides; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    ConfigError,
+    Settings,
+    config_paths,
+    load_settings,
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def base_yaml(tmp_path: Path) -> Path:
+    return write(
+        tmp_path / "base.yaml",
+        "data_dir: /srv/base\n"
+        "timezone: Europe/Berlin\n"
+        "producer:\n  batch: 12\n  back_pressure: {low: 4, high: 20, overflow: 40}\n"
+        "consumers:\n"
+        "  sigma:\n    wrapper: sigma\n    batch: 7\n    concurrency: 9\n    threshold: 85\n"
+        "    backend: {kind: offline, model: m-base}\n"
+        "monitor: {port: 9200, reconcile_s: 10}\n",
+    )
+
+
+def problems(exc: pytest.ExceptionInfo[ConfigError]) -> list[str]:
+    return str(exc.value).splitlines()
+
+
+def test_defaults_without_any_yaml(tmp_path: Path) -> None:
+    settings = load_settings([write(tmp_path / "empty.yaml", "")])
+    assert settings.data_dir == Path("data")
+    assert settings.timezone == "Europe/Berlin"
+    assert settings.producer.batch == 20
+    assert (settings.producer.back_pressure.low, settings.producer.back_pressure.high) == (5, 25)
+    assert set(settings.consumers) == {"syntex_system", "sigma"}
+    assert settings.schedules["consumer.sigma"].cron == "0 4,10,16,22 * * *"
+    assert settings.cleanup.error_retention_days is None
+    assert settings.queue_dir == Path("data") / "queue"
+
+
+def test_the_shipped_config_loads() -> None:
+    settings = load_settings([DEFAULT_CONFIG])
+    assert len(settings.topics) == 7
+    assert sum(len(topics) for topics in settings.topics.values()) == 56
+    assert set(settings.styles) == {"technisch", "kreativ", "akademisch", "casual"}
+
+
+def test_yaml_overrides_defaults(base_yaml: Path) -> None:
+    settings = load_settings([base_yaml])
+    assert settings.data_dir == Path("/srv/base")
+    assert settings.producer.batch == 12
+    assert settings.producer.back_pressure.overflow == 40
+    assert settings.producer.back_pressure.error_warning == 10  # default kept inside the section
+    assert settings.consumers["sigma"].batch == 7
+    assert settings.monitor.host == "0.0.0.0"
+
+
+def test_later_yaml_files_win_and_merge_deeply(tmp_path: Path, base_yaml: Path) -> None:
+    second = write(tmp_path / "second.yaml", "producer:\n  batch: 3\nconsumers:\n  sigma: {batch: 2}\n")
+    third = write(tmp_path / "third.yaml", "producer:\n  back_pressure: {low: 2}\n")
+    settings = load_settings([base_yaml, second, third])
+    assert settings.producer.batch == 3
+    assert settings.producer.back_pressure.low == 2
+    assert settings.producer.back_pressure.high == 20  # from base
+    sigma = settings.consumers["sigma"]
+    assert (sigma.batch, sigma.concurrency, sigma.threshold, sigma.backend.model) == (2, 9, 85, "m-base")
+
+
+def test_environment_overrides_yaml(base_yaml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTX_DATA_DIR", "/srv/env")
+    monkeypatch.setenv("SYNTX_NATS__URL", "nats://nats.example:4222")
+    monkeypatch.setenv("SYNTX_PRODUCER__BACK_PRESSURE__HIGH", "30")
+    monkeypatch.setenv("SYNTX_MONITOR__PORT", "9300")
+    settings = load_settings([base_yaml])
+    assert settings.data_dir == Path("/srv/env")
+    assert settings.nats.url == "nats://nats.example:4222"
+    assert settings.producer.back_pressure.high == 30
+    assert settings.producer.back_pressure.low == 4  # YAML kept beside the env value
+    assert settings.producer.batch == 12
+    assert (settings.monitor.port, settings.monitor.reconcile_s) == (9300, 10)
+
+
+def test_a_partial_env_override_of_one_consumer_keeps_the_rest_from_yaml(
+    base_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNTX_CONSUMERS__SIGMA__BATCH", "5")
+    monkeypatch.setenv("SYNTX_CONSUMERS__SIGMA__BACKEND__MODEL", "m-env")
+    sigma = load_settings([base_yaml]).consumers["sigma"]
+    assert sigma.batch == 5
+    assert sigma.backend.model == "m-env"
+    assert (sigma.wrapper, sigma.concurrency, sigma.threshold, sigma.backend.kind) == (
+        "sigma",
+        9,
+        85,
+        "offline",
+    )
+
+
+def test_keyword_overrides_beat_the_environment(base_yaml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTX_DATA_DIR", "/srv/env")
+    monkeypatch.setenv("SYNTX_PRODUCER__BATCH", "8")
+    settings = load_settings([base_yaml], data_dir=Path("/srv/kw"), producer={"seed": 4})
+    assert settings.data_dir == Path("/srv/kw")
+    assert settings.producer.seed == 4
+    assert settings.producer.batch == 8  # env below keywords, still merged
+    assert settings.producer.back_pressure.high == 20  # YAML below both
+
+
+def test_config_paths_from_the_environment(tmp_path: Path) -> None:
+    assert config_paths({}) == [DEFAULT_CONFIG]
+    assert config_paths({CONFIG_ENV: f"{tmp_path}/a.yaml:{tmp_path}/b.yaml"}) == [
+        tmp_path / "a.yaml",
+        tmp_path / "b.yaml",
+    ]
+
+
+def test_syntx_config_is_read_when_no_paths_are_given(
+    tmp_path: Path, base_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    second = write(tmp_path / "second.yaml", "producer: {batch: 4}\n")
+    monkeypatch.setenv(CONFIG_ENV, f"{base_yaml}:{second}")
+    settings = load_settings()
+    assert (settings.data_dir, settings.producer.batch) == (Path("/srv/base"), 4)
+
+
+def test_settings_are_frozen(base_yaml: Path) -> None:
+    settings: Settings = load_settings([base_yaml])
+    with pytest.raises(ValueError, match="frozen"):
+        settings.producer.batch = 1  # type: ignore[misc]
+
+
+# -- errors: one line per problem, naming key, value and what is allowed -------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("bogus: 1\n", "config: bogus = 1 is not a known setting (known here: cleanup, consumers, "),
+        (
+            "producer:\n  batchsize: 3\n",
+            "config: producer.batchsize = 3 is not a known setting "
+            "(known here: back_pressure, batch, generator, learning, seed, templates)",
+        ),
+        (
+            "consumers:\n  sigma: {wrapper: sigma, backend: {modell: x}}\n",
+            "config: consumers.sigma.backend.modell = 'x' is not a known setting (known here: api_key_env, ",
+        ),
+        (
+            "producer: {batch: 0}\n",
+            "config: producer.batch = 0: Input should be greater than or equal to 1",
+        ),
+        (
+            "consumers:\n  sigma: {wrapper: sigma, threshold: 101}\n",
+            "config: consumers.sigma.threshold = 101: Input should be less than or equal to 100",
+        ),
+        (
+            "schedules:\n  producer: {cron: '61 * * * *'}\n",
+            "config: schedules.producer.cron = '61 * * * *': ",
+        ),
+        (
+            "timezone: Mars/Olympus\n",
+            "config: timezone = 'Mars/Olympus': unknown IANA time zone 'Mars/Olympus'",
+        ),
+        (
+            "producer:\n  back_pressure: {low: 30, high: 25}\n",
+            "config: producer.back_pressure = {'low': 30, 'high': 25}: "
+            "need low < high <= overflow, got 30, 25, 50",
+        ),
+        (
+            "consumers:\n  sigma: {wrapper: sigma, backend: {kind: openai}}\n",
+            "config: consumers.sigma.backend = {'kind': 'openai'}: backend kind 'openai' needs a url",
+        ),
+        (
+            "consumers:\n  extra: {batch: 0}\n",
+            "config: consumers.extra.batch = 0: Input should be greater than or equal to 1",
+        ),
+        (
+            "schedules:\n  producer: {cron: '0 * * * *', missed: sometimes}\n",
+            "config: schedules.producer.missed = 'sometimes': Input should be 'skip' or 'run_once'",
+        ),
+    ],
+)
+def test_a_bad_value_is_one_clear_line(tmp_path: Path, text: str, line: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings([write(tmp_path / "bad.yaml", text)])
+    lines = problems(caught)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(line)
+
+
+def test_a_bad_cron_says_what_is_allowed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings([write(tmp_path / "bad.yaml", "schedules:\n  producer: {cron: 'x y'}\n")])
+    assert problems(caught) == [
+        "config: schedules.producer.cron = 'x y': 'x y': cron needs 5 fields (or 6 with seconds first)"
+    ]
+
+
+def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
+    text = "bogus: 1\nproducer: {batch: 0}\ntimezone: Nowhere/City\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings([write(tmp_path / "bad.yaml", text)])
+    lines = problems(caught)
+    assert len(lines) == 3
+    assert any(line.startswith("config: bogus ") for line in lines)
+    assert any(line.startswith("config: producer.batch = 0") for line in lines)
+    assert any(line.startswith("config: timezone = 'Nowhere/City'") for line in lines)
+
+
+def test_a_bad_environment_value_names_the_key(base_yaml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTX_PRODUCER__BATCH", "many")
+    with pytest.raises(ConfigError) as caught:
+        load_settings([base_yaml])
+    assert problems(caught) == [
+        "config: producer.batch = 'many': "
+        "Input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+def test_a_remote_backend_from_the_environment_needs_a_url(
+    base_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNTX_CONSUMERS__SIGMA__BACKEND__KIND", "ollama")
+    with pytest.raises(ConfigError, match="backend kind 'ollama' needs a url"):
+        load_settings([base_yaml])
+    monkeypatch.setenv("SYNTX_CONSUMERS__SIGMA__BACKEND__URL", "http://127.0.0.1:11434")
+    backend = load_settings([base_yaml]).consumers["sigma"].backend
+    assert (backend.kind, backend.url, backend.model) == ("ollama", "http://127.0.0.1:11434", "m-base")
+
+
+def test_a_missing_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_settings([missing])
+    assert problems(caught) == [f"config file {missing} does not exist (set {CONFIG_ENV} to another)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"), [("- a\n- b\n", "list"), ("just a string\n", "str"), ("42\n", "int")]
+)
+def test_yaml_that_is_not_a_mapping(tmp_path: Path, text: str, kind: str) -> None:
+    path = write(tmp_path / "list.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings([path])
+    assert problems(caught) == [f"config file {path} must hold a mapping at the top, not {kind}"]
+
+
+def test_invalid_yaml_is_reported_on_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "broken.yaml", "producer:\n  batch: [1, 2\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings([path])
+    lines = problems(caught)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"config file {path} is not valid YAML: ")
+    assert "line 3" in lines[0]
+
+
+def test_a_consumer_without_a_wrapper_uses_its_own_name(tmp_path: Path) -> None:
+    config = tmp_path / "syntx.yaml"
+    config.write_text("consumers:\n  sigma: {batch: 3}\n", encoding="utf-8")
+    assert load_settings([config]).consumers["sigma"].wrapper == "sigma"
