@@ -75,6 +75,18 @@ class JobFailed(Message):
     attempt: int = Field(ge=1)
     will_retry: bool
     final_status: Literal["failed", "malformed"] | None = None
+    cause: Literal["backend", "malformed", "lease_expired"] = "backend"
+
+
+class BackendState(Message):
+    """A consumer's backend stopped answering (claims pause, probes follow) or answers again."""
+
+    kind: Literal["consumer.backend"] = "consumer.backend"
+    wrapper: str
+    backend: str
+    available: bool
+    consecutive_failures: int = Field(ge=0)
+    pause_s: float = Field(ge=0)
 
 
 class ProducerGeneration(Message):
@@ -94,6 +106,7 @@ class CleanupReport(Message):
     kind: Literal["cleanup.report"] = "cleanup.report"
     removed: dict[str, int] = Field(default_factory=dict)
     quarantined: int = Field(0, ge=0)
+    expired_claims: dict[str, int] = Field(default_factory=dict, description="released / failed / finished")
     kept: dict[str, int] = Field(default_factory=dict)
     errors: list[str] = Field(default_factory=list)
 
@@ -109,7 +122,7 @@ class ServiceHeartbeat(Message):
 
 
 Event = Annotated[
-    JobCreated | JobScored | JobFailed | ProducerGeneration | CleanupReport | ServiceHeartbeat,
+    JobCreated | JobScored | JobFailed | BackendState | ProducerGeneration | CleanupReport | ServiceHeartbeat,
     Field(discriminator="kind"),
 ]
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

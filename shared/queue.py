@@ -8,9 +8,9 @@ is renamed into place, so no reader ever sees half a file. Attempt history survi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -35,6 +35,9 @@ JOB_SUFFIX: Final = ".txt"
 RESULT_SUFFIX: Final = ".json"
 QUARANTINE_NOTE_SUFFIX: Final = ".why.txt"
 ResultFolder = Literal["processed", "error"]
+
+
+CLAIM_NAME: Final = re.compile(r"^(?P<job>.+)\.claim-(?P<token>[0-9a-f]{8})\.(?P<state>txt|done)$")
 
 
 def new_job_id(now: datetime | None = None) -> str:
@@ -72,29 +75,46 @@ class FileQueue:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def write_atomic(self, target: Path, data: bytes, *, fsync: bool = False) -> None:
-        """Write ``data`` to ``.tmp/`` and rename it to ``target``."""
+    def write_atomic(
+        self, target: Path, data: bytes, *, fsync: bool = False, exclusive: bool = False
+    ) -> bool:
+        """Write ``data`` to ``.tmp/`` and move it to ``target`` in one step.
+
+        ``exclusive``: never replace an existing ``target`` (returns False instead); a hard link
+        either creates the name or fails, so of two concurrent writers exactly one wins.
+        """
         staging = self.folder(TMP) / f"{target.name}.{secrets.token_hex(4)}.part"
         with staging.open("wb") as handle:
             handle.write(data)
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.replace(staging, target)
+        if not exclusive:
+            os.replace(staging, target)
+            return True
+        try:
+            os.link(staging, target)
+        except FileExistsError:
+            return False
+        finally:
+            staging.unlink()
+        return True
 
     def add_job(self, prompt: str, meta: JobMeta, job_id: str | None = None) -> str:
         job_id = job_id or new_job_id()
         self.write_atomic(self.job_path(INCOMING, job_id), render_job(prompt, meta).encode("utf-8"))
         return job_id
 
-    def write_result(self, folder: ResultFolder, job_id: str, record: dict[str, Any]) -> bool:
+    def write_result(
+        self, folder: ResultFolder, job_id: str, record: dict[str, Any], *, fsync: bool = False
+    ) -> bool:
         """Write a result once; returns False when one already exists (results are immutable)."""
-        existing = self.result_path(job_id)
-        if existing is not None:
+        if self.result_path(job_id) is not None:
             return False
-        data = json.dumps(record, ensure_ascii=False, indent=2, default=str).encode("utf-8")
-        self.write_atomic(self.folder(folder) / f"{job_id}{RESULT_SUFFIX}", data, fsync=True)
-        return True
+        data = json.dumps(record, ensure_ascii=False, indent=1, default=str).encode("utf-8")
+        return self.write_atomic(
+            self.folder(folder) / f"{job_id}{RESULT_SUFFIX}", data, fsync=fsync, exclusive=True
+        )
 
     # -- paths and lookups -----------------------------------------------------------------------
 
@@ -120,7 +140,14 @@ class FileQueue:
         return sorted(name[: -len(JOB_SUFFIX)] for name in self._names(INCOMING) if is_job_name(name))
 
     def job_ids(self, folder: str) -> Iterator[str]:
-        return (name[: -len(JOB_SUFFIX)] for name in self._names(folder) if is_job_name(name))
+        """Job ids of the job files in ``folder`` (in ``processing/``: of the claims in flight)."""
+        for name in self._names(folder):
+            if is_job_name(name):
+                claim = CLAIM_NAME.match(name)
+                yield claim["job"] if claim else name[: -len(JOB_SUFFIX)]
+
+    def file_names(self, folder: str) -> Iterator[str]:
+        return self._names(folder)
 
     def result_files(self, folder: str) -> Iterator[Path]:
         base = self.folder(folder)
@@ -142,38 +169,7 @@ class FileQueue:
         except FileNotFoundError:
             return
 
-    # -- moving jobs -----------------------------------------------------------------------------
-
-    def claim(self, job_id: str) -> bool:
-        """Atomically move a job from ``incoming/`` to ``processing/``; exactly one caller wins."""
-        try:
-            os.rename(self.job_path(INCOMING, job_id), self.job_path(PROCESSING, job_id))
-        except FileNotFoundError:
-            return False
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(self.sidecar_path(INCOMING, job_id), self.sidecar_path(PROCESSING, job_id))
-        return True
-
-    def release(self, job_id: str) -> bool:
-        """Return a claimed job to ``incoming/`` (its sidecar first, so the job never waits alone)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(self.sidecar_path(PROCESSING, job_id), self.sidecar_path(INCOMING, job_id))
-        try:
-            os.rename(self.job_path(PROCESSING, job_id), self.job_path(INCOMING, job_id))
-        except FileNotFoundError:
-            return False
-        return True
-
-    def forget_claim(self, job_id: str) -> None:
-        """After the result is written: remove the claimed files and the attempt history."""
-        for path in (
-            self.job_path(PROCESSING, job_id),
-            self.sidecar_path(PROCESSING, job_id),
-            self.sidecar_path(INCOMING, job_id),
-            self.attempts_path(job_id),
-        ):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+    # -- moving results ------------------------------------------------------------------------
 
     def move_result(self, path: Path, folder: str) -> Path:
         target = self.folder(folder) / path.name

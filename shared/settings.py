@@ -87,6 +87,14 @@ class BackendSettings(_Section):
         return self
 
 
+class QueueSettings(_Section):
+    lease_s: float = Field(120.0, gt=0, description="a claim not renewed for this long has expired")
+    max_attempts: int = Field(
+        3, ge=1, le=100, description="failed attempts (backend errors, crashes) per job"
+    )
+    fsync: bool = Field(True, description="flush each result to disk before its claim is removed")
+
+
 class ConsumerSettings(_Section):
     wrapper: str = Field(description="wrapper template name; defaults to the consumer's own name")
     backend: BackendSettings = BackendSettings()
@@ -96,8 +104,7 @@ class ConsumerSettings(_Section):
     scorer: str = "default"
     watch: bool = False
     watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
-    max_attempts: int = Field(3, ge=1, le=100)
-    lease_s: float = Field(120.0, gt=0)
+    shutdown_grace_s: float = Field(30.0, ge=0, description="on stop, how long in-flight calls may finish")
     max_job_bytes: int = Field(256 * 1024, gt=0)
 
 
@@ -190,6 +197,7 @@ class Settings(BaseSettings):
     timezone: str = "Europe/Berlin"
     nats: NatsSettings = NatsSettings()
     logging: LoggingSettings = LoggingSettings()
+    queue: QueueSettings = QueueSettings()
     wrapper_dirs: list[Path] = Field(default_factory=lambda: [PROJECT_ROOT / "wrappers"])
     schedules: dict[str, ScheduleSettings] = Field(default_factory=_default_schedules)
     consumers: dict[str, ConsumerSettings] = Field(default_factory=_default_consumers)

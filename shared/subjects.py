@@ -13,6 +13,7 @@ JOB_CREATED: Final = f"{PREFIX}.job.created"
 JOB_SCORED: Final = f"{PREFIX}.job.scored"
 JOB_FAILED: Final = f"{PREFIX}.job.failed"
 JOB_ALL: Final = f"{PREFIX}.job.>"
+CONSUMER_BACKEND: Final = f"{PREFIX}.consumer.backend"
 PRODUCER_GENERATION: Final = f"{PREFIX}.producer.generation"
 CLEANUP_REPORT: Final = f"{PREFIX}.cleanup.report"
 
@@ -24,7 +25,7 @@ PRODUCER_STATS: Final = f"{PREFIX}.producer.stats"
 
 TICK_STREAM: Final = "SYNTX_TICKS"
 EVENT_STREAM: Final = "SYNTX_EVENTS"
-EVENT_SUBJECTS: Final = (JOB_ALL, PRODUCER_GENERATION, CLEANUP_REPORT)
+EVENT_SUBJECTS: Final = (JOB_ALL, CONSUMER_BACKEND, PRODUCER_GENERATION, CLEANUP_REPORT)
 
 
 def tick(schedule: str) -> str:

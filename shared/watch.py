@@ -16,8 +16,27 @@ from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
 
-Change = tuple[str, str, str]  # (kind, folder name, file name); kind: "added", "removed" or "written"
+# (kind, folder name, file name); kind: "added", "removed", "written", or "overflow" (events were lost:
+# the kernel's inotify queue overflowed — rescan the folders).
+Change = tuple[str, str, str]
+OVERFLOW: Change = ("overflow", "", "")
+WATCHDOG_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 ChangeSink = Callable[[Change], None]
+
+
+class _OverflowAlarm(logging.Filter):
+    """watchdog handles an inotify queue overflow internally and only logs it; we turn that log
+    record into an ``overflow`` change so watchers rescan instead of missing files."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sink: ChangeSink) -> None:
+        super().__init__()
+        self._loop = loop
+        self._sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "overflow" in record.getMessage().lower():
+            self._loop.call_soon_threadsafe(self._sink, OVERFLOW)
+        return True
 
 
 class _Forwarder(FileSystemEventHandler):
@@ -56,13 +75,18 @@ async def watching(
     Watch a common parent with ``recursive=True`` to see moves between its folders as one event each:
     separately watched folders report a move out only after watchdog's pairing timeout.
     """
+    loop = asyncio.get_running_loop()
     observer: BaseObserver = PollingObserver() if polling else Observer()
-    handler = _Forwarder(asyncio.get_running_loop(), sink)
+    handler = _Forwarder(loop, sink)
+    alarm = _OverflowAlarm(loop, sink)
+    inotify_log = logging.getLogger(WATCHDOG_INOTIFY_LOGGER)
+    inotify_log.addFilter(alarm)
     for folder in folders:
         observer.schedule(handler, str(folder), recursive=recursive)
     observer.start()
     try:
         yield
     finally:
+        inotify_log.removeFilter(alarm)
         observer.stop()
         await asyncio.to_thread(observer.join)

@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
@@ -56,8 +56,11 @@ UNSCRIPTED = Reply(status=500, body=b"unscripted request", content_type="text/pl
 class ScriptedServer:
     """``script(...)`` queues replies; requests beyond the script get ``default``."""
 
-    def __init__(self, default: Reply = UNSCRIPTED) -> None:
+    def __init__(
+        self, default: Reply = UNSCRIPTED, chooser: Callable[[Recorded], Reply] | None = None
+    ) -> None:
         self.default = default
+        self.chooser = chooser
         self.requests: list[Recorded] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -120,7 +123,10 @@ class ScriptedServer:
         async with self._seen:
             self.requests.append(request)
             self._seen.notify_all()
-        reply = self._script.popleft() if self._script else self.default
+        if self._script:
+            reply = self._script.popleft()
+        else:
+            reply = self.chooser(request) if self.chooser else self.default
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:

@@ -11,6 +11,7 @@ import pytest
 from services.cleanup.app import run as run_cleanup
 from services.cleanup.tidy import DAY_S, Tidier
 from shared import subjects
+from shared.claims import Claims, new_token
 from shared.jobfile import JobMeta
 from shared.messages import CleanupReport
 from shared.queue import (
@@ -172,9 +173,10 @@ def test_error_and_archive_retention_only_when_configured(queue: FileQueue, logs
 def test_stale_attempt_files_are_removed(queue: FileQueue, logs: Path) -> None:
     finished = queue.add_job("finished", JobMeta())
     waiting = queue.add_job("waiting", JobMeta())
-    queue.claim(finished)
+    claim = Claims(queue, new_token()).take(finished)
+    assert claim is not None
     queue.write_result(PROCESSED, finished, {"status": "passed"})
-    queue.job_path(PROCESSING, finished).unlink()  # a crash before forget_claim removed the history
+    claim.path.unlink()  # a crash before the claim's history was removed
     for job_id in (finished, waiting):
         queue.write_attempts(job_id, [{"number": 1, "outcome": "released"}])
 

@@ -13,6 +13,7 @@ import pytest
 from services.monitor.app import run as run_monitor
 from services.scheduler.app import run as run_scheduler
 from shared import bus as bus_module
+from shared.claims import Claims, new_token
 from shared.cli.main import main
 from shared.jobfile import parse_job
 from shared.messages import Tick
@@ -184,8 +185,10 @@ def test_a_second_retry_keeps_both_earlier_results(
     queue.ensure()
     queue.write_result(ERROR, "j1", error_result("j1", "failed"))
     assert syntx("retry", "j1") == 0
-    queue.claim("j1")
-    queue.forget_claim("j1")
+    claims = Claims(queue, new_token())
+    claim = claims.take("j1")
+    assert claim is not None
+    claims.forget(claim)
     queue.write_result(ERROR, "j1", {**error_result("j1", "rejected"), "reason": "second"})
     assert syntx("retry", "j1") == 0  # a named job is retried whatever its status
     assert (

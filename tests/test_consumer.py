@@ -56,11 +56,14 @@ async def server() -> AsyncIterator[ScriptedServer]:
     await scripted.close()
 
 
-def make_settings(tmp_path: Path, nats_server: NatsServer, **consumer: Any) -> Settings:
+def make_settings(
+    tmp_path: Path, nats_server: NatsServer, max_attempts: int = 3, **consumer: Any
+) -> Settings:
     return load_settings(
         [DEFAULT_CONFIG],
         data_dir=tmp_path / "data",
         nats={"url": nats_server.url},
+        queue={"max_attempts": max_attempts},
         consumers={WRAPPER: consumer},
     )
 
@@ -255,7 +258,9 @@ async def test_a_non_retryable_reply_fails_the_job_after_max_attempts(
     assert (final.will_retry, final.final_status, final.attempt) == (False, "failed", 3)
     record = result(queue, job_id)
     assert (record["folder"], record["status"]) == (ERROR, "failed")
-    assert record["reason"].startswith(f"backend failed 3 times; last: {last_error}"), record["reason"]
+    assert record["reason"].startswith(f"gave up after 3 failed attempts; last: {last_error}"), record[
+        "reason"
+    ]
     assert [(a["number"], a["outcome"]) for a in record["attempts"]] == [
         (n, "backend_error") for n in (1, 2, 3)
     ]
@@ -335,11 +340,12 @@ async def test_watch_mode_claims_new_files_without_a_tick(
 
 
 async def test_stop_releases_a_job_whose_call_does_not_finish_in_the_grace_period(
-    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
 ) -> None:
-    monkeypatch.setattr(consumer_service, "SHUTDOWN_GRACE_S", 0.2)
     server.default = Reply(action="hang")
-    settings = make_settings(tmp_path, nats_server, backend=http_backend(server.url, read_s=60.0))
+    settings = make_settings(
+        tmp_path, nats_server, backend=http_backend(server.url, read_s=60.0), shutdown_grace_s=0.2
+    )
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     job_id = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
@@ -381,7 +387,7 @@ async def test_a_claim_whose_result_exists_is_removed_without_a_second_result(
     def on_change(change: Change) -> None:
         kind, folder, name = change
         if kind == "removed" and folder == PROCESSING:
-            removed.add(name.removesuffix(".txt"))
+            removed.add(name.split(".claim-")[0].removesuffix(".txt"))
             if removed >= set(prior):
                 gone.set()
 

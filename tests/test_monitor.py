@@ -19,6 +19,7 @@ from services.monitor.app import run as run_monitor
 from services.monitor.counter import QueueCounter
 from shared import bus as bus_module
 from shared import subjects
+from shared.claims import Claims, new_token
 from shared.jobfile import JobMeta
 from shared.messages import Event, JobScored, ServiceHeartbeat, encode
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, QUARANTINE, TMP, FileQueue
@@ -83,12 +84,13 @@ async def test_counts_follow_file_notifications(queue: FileQueue) -> None:
         await asyncio.wait_for(reached.wait(), timeout=10)
 
         reached = waiter.expect(counts(incoming=1, processing=2, processed=1, error=1))
-        for job_id in ids[:4]:
-            queue.claim(job_id)
+        claims = Claims(queue, new_token())
+        taken = [claims.take(job_id) for job_id in ids[:4]]
         queue.write_result(PROCESSED, ids[0], {"status": "passed"})
         queue.write_result(ERROR, ids[1], {"status": "rejected"})
-        queue.forget_claim(ids[0])
-        queue.forget_claim(ids[1])
+        for claim in taken[:2]:
+            assert claim is not None
+            claims.forget(claim)
         assert queue.counts() == waiter.expected
         await asyncio.wait_for(reached.wait(), timeout=10)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -92,57 +91,6 @@ def test_incoming_ids_are_fifo(queue: FileQueue) -> None:
     for job_id in ids:
         queue.add_job("p", JobMeta(), job_id=job_id)
     assert queue.incoming_ids() == sorted(ids)
-
-
-# -- claim and release -----------------------------------------------------------------------------
-
-
-def test_two_threads_racing_claim_each_job_exactly_once(queue: FileQueue) -> None:
-    ids = [queue.add_job(f"prompt {index}", JobMeta()) for index in range(200)]
-    start = threading.Barrier(2)
-    won: dict[str, list[str]] = {"a": [], "b": []}
-
-    def claim_all(name: str, order: list[str]) -> None:
-        start.wait()
-        won[name].extend(job_id for job_id in order if queue.claim(job_id))
-
-    threads = [
-        threading.Thread(target=claim_all, args=("a", ids)),
-        threading.Thread(target=claim_all, args=("b", list(reversed(ids)))),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not set(won["a"]) & set(won["b"])
-    assert sorted(won["a"] + won["b"]) == sorted(ids)
-    assert queue.count(INCOMING) == 0
-    assert sorted(queue.job_ids(PROCESSING)) == sorted(ids)
-
-
-def test_claim_and_release_move_the_job_with_its_sidecar(queue: FileQueue) -> None:
-    job_id = queue.add_job("prompt", META)
-    queue.sidecar_path(INCOMING, job_id).write_text('{"topic": "x"}', encoding="utf-8")
-
-    assert queue.claim(job_id) is True
-    assert queue.claim(job_id) is False
-    assert queue.job_path(PROCESSING, job_id).exists() and queue.sidecar_path(PROCESSING, job_id).exists()
-    assert not queue.job_path(INCOMING, job_id).exists()
-
-    assert queue.release(job_id) is True
-    assert queue.release(job_id) is False
-    assert queue.incoming_ids() == [job_id]
-    assert queue.sidecar_path(INCOMING, job_id).exists()
-    assert list(queue.job_ids(PROCESSING)) == []
-
-
-def test_forget_claim_removes_the_claimed_files_and_attempts(queue: FileQueue) -> None:
-    job_id = queue.add_job("prompt", META)
-    queue.claim(job_id)
-    queue.write_attempts(job_id, [{"number": 1}])
-    queue.forget_claim(job_id)
-    assert queue.counts()[PROCESSING] == 0
-    assert not queue.attempts_path(job_id).exists()
 
 
 # -- results ---------------------------------------------------------------------------------------

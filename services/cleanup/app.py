@@ -1,16 +1,21 @@
-"""Cleanup: on its tick, remove staging leftovers and expired logs/results, quarantine broken files."""
+"""Cleanup: on its tick, remove staging leftovers and expired logs/results, quarantine broken files,
+and take over claims whose lease expired (their consumer died) — so they are recovered even when no
+consumer of theirs runs any more."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
 from services.cleanup.tidy import Tidier
 from shared import bus as bus_module
 from shared import subjects
 from shared.bus import Bus
+from shared.claims import Claims, new_token
 from shared.messages import CleanupReport, Tick
 from shared.queue import FileQueue
+from shared.recovery import recover_expired
 from shared.runner import presence
 from shared.settings import Settings
 
@@ -24,20 +29,31 @@ class Cleanup:
         self._tidier = Tidier(queue, settings.logs_dir, settings.cleanup)
         self._bus = bus
         self._queue = queue
+        self._claims = Claims(queue, new_token())
+        self._queue_settings = settings.queue
 
     async def on_tick(self, _tick: Tick) -> None:
         report = await asyncio.to_thread(self._tidier.run)
+        recovered = await asyncio.to_thread(
+            recover_expired, self._claims, self._queue_settings.lease_s, self._queue_settings.max_attempts
+        )
+        expired = Counter(item.outcome for item in recovered)
         kept = self._queue.counts()
         await self._bus.publish(
             subjects.CLEANUP_REPORT,
             CleanupReport(
-                removed=dict(report.removed), quarantined=report.quarantined, kept=kept, errors=report.errors
+                removed=dict(report.removed),
+                quarantined=report.quarantined,
+                expired_claims=dict(expired),
+                kept=kept,
+                errors=report.errors,
             ),
         )
         log.info(
-            "cleanup: removed %s, quarantined %d, %d errors",
+            "cleanup: removed %s, quarantined %d, expired claims %s, %d errors",
             dict(report.removed) or "nothing",
             report.quarantined,
+            dict(expired) or "none",
             len(report.errors),
         )
 

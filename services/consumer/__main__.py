@@ -7,6 +7,7 @@ import asyncio
 import os
 
 from services.consumer.service import run, service_name
+from shared.failpoints import FailpointError, Failpoints
 from shared.runner import service_main
 from shared.settings import Settings
 
@@ -19,8 +20,13 @@ def main() -> None:
         parser.error("name the consumer: --wrapper NAME or SYNTX_CONSUMER=NAME")
     name: str = args.wrapper
 
+    try:
+        failpoints = Failpoints.from_environment()
+    except FailpointError as exc:
+        parser.error(str(exc))
+
     async def body(settings: Settings, stop: asyncio.Event) -> None:
-        await run(settings, stop, name)
+        await run(settings, stop, name, failpoints)
 
     service_main(service_name(name), body)
 

@@ -2,21 +2,25 @@
 
 Triggers: a tick on ``syntx.tick.consumer.<wrapper>`` processes one batch; with ``watch: true`` new
 files in ``incoming/`` (and ``syntx.job.created`` from other hosts) are claimed as they land.
-On stop: no new claims, in-flight calls get ``grace_s`` to finish, the rest go back to ``incoming/``.
+Leases: claims in flight are renewed every third of ``queue.lease_s``; expired claims of dead
+consumers are taken over now and then. Backend down: claims stop, one probe job at a time after a
+backoff pause, normal operation once it answers. On stop: no new claims, in-flight calls get
+``shutdown_grace_s`` to finish, the rest go back to ``incoming/`` with no attempt counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from services.consumer.processing import ConsumerContext, JobProcessor, Outcome
 from shared import subjects
-from shared.messages import Event, Tick
-from shared.queue import INCOMING, PROCESSING, FileQueue
+from shared.claims import ClaimFile, Claims
+from shared.messages import BackendState, Event, JobFailed, Tick
+from shared.queue import INCOMING, FileQueue
+from shared.recovery import recover_expired
 from shared.watch import Change, watching
 
 log = logging.getLogger(__name__)
@@ -27,21 +31,24 @@ BACKEND_PAUSE_MAX_S = 60.0
 
 
 class Consumer:
-    def __init__(self, context: ConsumerContext, stop: asyncio.Event, grace_s: float) -> None:
+    def __init__(self, context: ConsumerContext, stop: asyncio.Event) -> None:
         self._ctx = context
         self._stop = stop
-        self._grace_s = grace_s
         self._processor = JobProcessor(context)
         self._slots = asyncio.Semaphore(context.settings.concurrency)
-        self._inflight: set[asyncio.Task[Outcome]] = set()
+        self._inflight: dict[asyncio.Task[Outcome], ClaimFile] = {}
         self._wake = asyncio.Event()
         self._backend_failures = 0
         self._paused_until = 0.0
         self.processed = 0
 
     @property
+    def claims(self) -> Claims:
+        return self._ctx.claims
+
+    @property
     def queue(self) -> FileQueue:
-        return self._ctx.queue
+        return self._ctx.claims.queue
 
     async def on_tick(self, tick: Tick) -> None:
         batch = tick.batch or self._ctx.settings.batch
@@ -55,8 +62,7 @@ class Consumer:
         while not self._stop.is_set() and (limit is None or len(claimed) < limit):
             if await self._backend_paused():
                 break
-            started = await self._claim_pass(claimed, limit)
-            if not started:
+            if not await self._claim_pass(claimed, limit):
                 break
         if claimed:
             await asyncio.wait(claimed.values())
@@ -64,10 +70,10 @@ class Consumer:
 
     def _drop_finished_claims(self) -> None:
         """A claim whose result exists is a crash leftover (result written, claim not yet removed)."""
-        for job_id in list(self.queue.job_ids(PROCESSING)):
-            if self.queue.result_path(job_id) is not None:
-                log.info("job %s already has a result; removing its leftover claim", job_id)
-                self.queue.forget_claim(job_id)
+        for claim in self.claims.all():
+            if self.queue.result_path(claim.job_id) is not None:
+                log.info("job %s already has a result; removing its leftover claim", claim.job_id)
+                self.claims.forget(claim)
 
     async def _claim_pass(self, claimed: dict[str, asyncio.Task[Outcome]], limit: int | None) -> int:
         started = 0
@@ -77,44 +83,67 @@ class Consumer:
             if self._stop.is_set() or (limit is not None and len(claimed) >= limit) or self._paused():
                 break
             await self._slots.acquire()
-            if self._stop.is_set() or not self.queue.claim(job_id):
+            claim = None if self._stop.is_set() or self._probing() else self.claims.take(job_id)
+            if claim is None:
                 self._slots.release()
+                if self._probing():
+                    break
                 continue
-            task = asyncio.create_task(self._run(job_id), name=f"job {job_id}")
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            task = asyncio.create_task(self._run(claim), name=f"job {job_id}")
+            self._inflight[task] = claim
+            task.add_done_callback(self._inflight.pop)
             claimed[job_id] = task
             started += 1
         return started
 
-    async def _run(self, job_id: str) -> Outcome:
+    async def _run(self, claim: ClaimFile) -> Outcome:
         try:
-            outcome = await self._processor.process(job_id)
+            outcome = await self._processor.process(claim)
         except asyncio.CancelledError:
-            self.queue.release(job_id)
-            log.info("job %s released at shutdown", job_id)
+            self.claims.release(claim)
+            log.info("job %s back in incoming/ at shutdown", claim.job_id)
             raise
         except Exception:
-            log.exception("job %s: unexpected error; releasing it", job_id)
-            self.queue.release(job_id)
+            log.exception("job %s: unexpected error; back in incoming/", claim.job_id)
+            self.claims.release(claim)
             outcome = "released"
         finally:
             self._slots.release()
-        self._note_backend(outcome)
+        await self._note_backend(outcome)
         return outcome
 
-    def _note_backend(self, outcome: Outcome) -> None:
-        loop_time = asyncio.get_running_loop().time()
+    # -- backend availability --------------------------------------------------------------------
+
+    async def _note_backend(self, outcome: Outcome) -> None:
         if outcome == "backend_down":
             self._backend_failures += 1
             pause = min(BACKEND_PAUSE_MAX_S, BACKEND_PAUSE_BASE_S * 2 ** (self._backend_failures - 1))
-            self._paused_until = loop_time + pause
-            log.warning("backend unavailable; pausing claims for %.1fs", pause)
+            self._paused_until = asyncio.get_running_loop().time() + pause
+            log.warning(
+                "backend unavailable (%d in a row); next probe in %.1fs", self._backend_failures, pause
+            )
+            await self._publish_backend(available=False, pause_s=pause)
         elif outcome == "filed":
-            if self._backend_failures:
-                log.info("backend answers again; resuming")
-            self._backend_failures = 0
             self.processed += 1
+            if self._backend_failures:
+                log.info("backend answers again after %d failures; resuming", self._backend_failures)
+                self._backend_failures = 0
+                await self._publish_backend(available=True, pause_s=0.0)
+                self._wake.set()
+
+    async def _publish_backend(self, *, available: bool, pause_s: float) -> None:
+        state = BackendState(
+            wrapper=self._ctx.name,
+            backend=self._ctx.backend.name,
+            available=available,
+            consecutive_failures=self._backend_failures,
+            pause_s=pause_s,
+        )
+        await self._ctx.bus.publish(subjects.CONSUMER_BACKEND, state)
+
+    def _probing(self) -> bool:
+        """While the backend is failing, only one job at a time goes out (a probe)."""
+        return self._backend_failures > 0 and len(self._inflight) > 0
 
     def _paused(self) -> bool:
         return asyncio.get_running_loop().time() < self._paused_until
@@ -130,11 +159,51 @@ class Consumer:
             return False
         return True
 
+    # -- leases ----------------------------------------------------------------------------------
+
+    async def keep_leases(self) -> None:
+        """Renew our claims and take over expired ones of dead consumers, until stopped."""
+        lease_s = self._ctx.queue_settings.lease_s
+        while not await self._stopped_within(lease_s / 3):
+            for task, claim in list(self._inflight.items()):
+                if not task.done() and not self.claims.renew(claim):
+                    log.warning("job %s: claim gone while in flight (lease taken over)", claim.job_id)
+            await self.recover()
+
+    async def recover(self) -> None:
+        settings = self._ctx.queue_settings
+        recovered = await asyncio.to_thread(
+            recover_expired, self.claims, settings.lease_s, settings.max_attempts
+        )
+        for item in recovered:
+            if item.outcome == "finished":
+                continue
+            event = JobFailed(
+                job_id=item.job_id,
+                wrapper=self._ctx.name,
+                backend=self._ctx.backend.name,
+                reason=item.reason,
+                attempt=item.attempt,
+                will_retry=item.outcome == "released",
+                final_status="failed" if item.outcome == "failed" else None,
+                cause="lease_expired",
+            )
+            await self._ctx.bus.publish(subjects.JOB_FAILED, event)
+        if any(item.outcome == "released" for item in recovered):
+            self._wake.set()
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
     # -- watch mode ------------------------------------------------------------------------------
 
     def on_change(self, change: Change) -> None:
         kind, folder, name = change
-        if kind == "added" and folder == INCOMING and name.endswith(".txt"):
+        if (kind == "added" and folder == INCOMING and name.endswith(".txt")) or kind == "overflow":
             self._wake.set()
 
     async def on_event(self, _event: Event) -> None:
@@ -144,10 +213,16 @@ class Consumer:
         """Watch mode: drain whenever something lands, and rescan now and then for correctness."""
         self._wake.set()
         while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=RESCAN_S)
+            if not self._wake.is_set():
+                await self._woken_within(RESCAN_S)
             self._wake.clear()
             await self.drain(limit=None)
+
+    async def _woken_within(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            return
 
     async def shutdown(self) -> None:
         """Give in-flight jobs the grace period, then cancel them (they go back to ``incoming/``)."""
@@ -155,8 +230,9 @@ class Consumer:
         pending = set(self._inflight)
         if not pending:
             return
-        log.info("waiting up to %.0fs for %d in-flight jobs", self._grace_s, len(pending))
-        _done, late = await asyncio.wait(pending, timeout=self._grace_s)
+        grace = self._ctx.settings.shutdown_grace_s
+        log.info("waiting up to %.0fs for %d in-flight jobs", grace, len(pending))
+        _done, late = await asyncio.wait(pending, timeout=grace)
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
@@ -170,18 +246,18 @@ async def run_consumer(
     watch: bool,
     polling: bool = False,
 ) -> None:
-    tasks: list[asyncio.Task[None]] = [asyncio.create_task(ticks, name="ticks")]
+    await consumer.recover()
+    tasks: list[asyncio.Task[None]] = [
+        asyncio.create_task(ticks, name="ticks"),
+        asyncio.create_task(consumer.keep_leases(), name="leases"),
+    ]
     if watch:
-        tasks.append(asyncio.create_task(_watch(consumer, polling, stop), name="watch"))
+        tasks.append(asyncio.create_task(_watch(consumer, polling), name="watch"))
     await stop.wait()
     await consumer.shutdown()
     await asyncio.gather(*tasks)
 
 
-async def _watch(consumer: Consumer, polling: bool, stop: asyncio.Event) -> None:
+async def _watch(consumer: Consumer, polling: bool) -> None:
     async with watching([consumer.queue.folder(INCOMING)], consumer.on_change, polling=polling):
         await consumer.feed()
-
-
-def tick_schedule(wrapper: str) -> str:
-    return subjects.consumer_schedule(wrapper)

@@ -1,4 +1,8 @@
-"""One claimed job, from its file to its result: read, wrap, call the backend, parse, score, file."""
+"""One claimed job, from its file to its result: read, wrap, call the backend, parse, score, file.
+
+Filing is commit (rename the claim to ``.done``; fails if our lease was taken over), write the result
+(exclusive create), forget the claim. A crash between any two steps leaves the job recoverable.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,26 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from services.consumer.records import Attempt, JobResult, describe_parse, job_meta, scored_status
 from shared import subjects
 from shared.bus import Bus
+from shared.claims import ClaimFile, Claims
+from shared.failpoints import Failpoints
 from shared.formats import FormatSpec, Wrapper
 from shared.jobfile import Job, JobFileError, parse_job
 from shared.llm import BackendError, Completion, LLMBackend
 from shared.messages import JobFailed, JobScored, utc_now
 from shared.parsing import parse_response
-from shared.queue import PROCESSING, FileQueue
+from shared.queue import PROCESSING
+from shared.results import Attempt, JobResult, counted_failures, describe_parse, job_meta, scored_status
 from shared.scoring import score_response
-from shared.settings import ConsumerSettings
+from shared.settings import ConsumerSettings, QueueSettings
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["filed", "released", "backend_down", "gone"]
+Outcome = Literal["filed", "released", "backend_down", "gone", "lost"]
+EVENT_META = {"topic", "category", "style", "language", "generation"}
 
 
 @dataclass(frozen=True)
@@ -30,66 +37,72 @@ class ConsumerContext:
     name: str
     owner: str
     settings: ConsumerSettings
+    queue_settings: QueueSettings
     wrapper: Wrapper
     format: FormatSpec
     formats: dict[str, FormatSpec]
     backend: LLMBackend
-    queue: FileQueue
+    claims: Claims
     bus: Bus
+    failpoints: Failpoints
 
 
 class JobProcessor:
     def __init__(self, context: ConsumerContext) -> None:
         self._ctx = context
+        self._claims = context.claims
+        self._queue = context.claims.queue
 
-    async def process(self, job_id: str) -> Outcome:
+    async def process(self, claim: ClaimFile) -> Outcome:
         """Take a claimed job to a result, or release it; never raises for a bad job or backend."""
         ctx = self._ctx
+        ctx.failpoints.hit("after_claim")
         started, clock = utc_now(), time.monotonic()
-        if ctx.queue.result_path(job_id) is not None:  # finished before a crash: just drop the claim
-            ctx.queue.forget_claim(job_id)
+        if self._queue.result_path(claim.job_id) is not None:  # finished before a crash: drop the claim
+            self._claims.forget(claim)
             return "gone"
         try:
-            job = self._read(job_id)
+            job = self._read(claim)
         except FileNotFoundError:
-            return "gone"
+            return "lost"
         except JobFileError as exc:
-            await self._file_malformed(job_id, str(exc), started, clock)
-            return "filed"
+            return await self._file_malformed(claim, str(exc), started, clock)
         try:
             completion = await ctx.backend.complete(
                 ctx.wrapper.render(job.prompt), expected_headers=ctx.format.header_lines()
             )
         except BackendError as exc:
-            return await self._backend_failed(job, exc, started)
-        await self._file_answer(job, completion, started, clock)
-        return "filed"
+            return await self._backend_failed(claim, job, exc, started)
+        ctx.failpoints.hit("after_call")
+        return await self._file_answer(claim, job, completion, started, clock)
 
-    def _read(self, job_id: str) -> Job:
-        queue = self._ctx.queue
-        raw = queue.job_path(PROCESSING, job_id).read_bytes()
+    def _read(self, claim: ClaimFile) -> Job:
         try:
-            sidecar: bytes | None = queue.sidecar_path(PROCESSING, job_id).read_bytes()
+            sidecar: bytes | None = self._queue.sidecar_path(PROCESSING, claim.job_id).read_bytes()
         except FileNotFoundError:
             sidecar = None
-        return parse_job(job_id, raw, self._ctx.settings.max_job_bytes, sidecar)
+        return parse_job(claim.job_id, claim.path.read_bytes(), self._ctx.settings.max_job_bytes, sidecar)
 
-    def _attempts(self, job_id: str) -> list[Attempt]:
-        return [Attempt.model_validate(entry) for entry in self._ctx.queue.read_attempts(job_id)]
+    def _history(self, job_id: str) -> list[Attempt]:
+        return [Attempt.model_validate(entry) for entry in self._queue.read_attempts(job_id)]
 
-    async def _file_answer(self, job: Job, completion: Completion, started: datetime, clock: float) -> None:
+    async def _file_answer(
+        self, claim: ClaimFile, job: Job, completion: Completion, started: datetime, clock: float
+    ) -> Outcome:
         ctx = self._ctx
         parsed = parse_response(completion.text, ctx.formats, expected=ctx.format.name)
-        score = score_response(completion.text, parsed, ctx.format, job.prompt, scorer=ctx.settings.scorer)
+        score = score_response(
+            completion.text, parsed, ctx.format, job.prompt, scorer=ctx.settings.scorer, wrapper=ctx.wrapper
+        )
         status, reason = scored_status(score.total, ctx.settings.threshold)
-        attempts = self._attempts(job.job_id)
-        attempt = self._attempt(len(attempts) + 1, started, "answered", completion.duration_s)
+        history = self._history(job.job_id)
+        attempt = self._attempt(len(history) + 1, started, "answered", completion.duration_s)
         result = self._result(
             job.job_id,
             status,
             reason,
             job=job,
-            attempts=[*attempts, attempt],
+            attempts=[*history, attempt],
             clock=clock,
             format=parsed.format,
             response=completion.text,
@@ -101,7 +114,8 @@ class JobProcessor:
             model=completion.model,
             llm_seconds=completion.duration_s,
         )
-        await self._file(result)
+        if not await self._file(claim, result):
+            return "lost"
         await ctx.bus.publish(
             subjects.JOB_SCORED,
             JobScored(
@@ -117,42 +131,54 @@ class JobProcessor:
                 total_seconds=result.total_seconds,
                 attempt=attempt.number,
                 scorer=score.scorer,
-                **job.meta.model_dump(include={"topic", "category", "style", "language", "generation"}),
+                **job.meta.model_dump(include=EVENT_META),
             ),
         )
         log.info("job %s %s: score %d (%s)", job.job_id, status, score.total, reason)
-
-    async def _file_malformed(self, job_id: str, reason: str, started: datetime, clock: float) -> None:
-        attempt = self._attempt(len(self._attempts(job_id)) + 1, started, "answered", 0.0, error=reason)
-        result = self._result(job_id, "malformed", reason, attempts=[attempt], clock=clock)
-        await self._file(result)
-        await self._publish_failure(job_id, reason, attempt.number, will_retry=False, final="malformed")
-        log.warning("job %s malformed: %s", job_id, reason)
-
-    async def _backend_failed(self, job: Job, error: BackendError, started: datetime) -> Outcome:
-        ctx = self._ctx
-        attempts = self._attempts(job.job_id)
-        counted = 1 + sum(1 for attempt in attempts if attempt.outcome == "backend_error")
-        attempt = self._attempt(len(attempts) + 1, started, "backend_error", 0.0, error=error.reason)
-        history = [*attempts, attempt]
-        if error.retryable:  # the backend is down: the job waits, it is not burned into error/
-            ctx.queue.write_attempts(job.job_id, [a.model_dump(mode="json") for a in history])
-            ctx.queue.release(job.job_id)
-            await self._publish_failure(job.job_id, error.reason, attempt.number, will_retry=True)
-            log.warning("job %s released, backend unavailable: %s", job.job_id, error.reason)
-            return "backend_down"
-        if counted < ctx.settings.max_attempts:
-            ctx.queue.write_attempts(job.job_id, [a.model_dump(mode="json") for a in history])
-            ctx.queue.release(job.job_id)
-            await self._publish_failure(job.job_id, error.reason, attempt.number, will_retry=True)
-            log.warning("job %s attempt %d failed, will retry: %s", job.job_id, counted, error.reason)
-            return "released"
-        reason = f"backend failed {counted} times; last: {error.reason}"
-        result = self._result(job.job_id, "failed", reason, job=job, attempts=history, clock=None)
-        await self._file(result)
-        await self._publish_failure(job.job_id, reason, attempt.number, will_retry=False, final="failed")
-        log.warning("job %s failed: %s", job.job_id, reason)
         return "filed"
+
+    async def _file_malformed(
+        self, claim: ClaimFile, reason: str, started: datetime, clock: float
+    ) -> Outcome:
+        attempt = self._attempt(len(self._history(claim.job_id)) + 1, started, "answered", 0.0, error=reason)
+        if not await self._file(
+            claim, self._result(claim.job_id, "malformed", reason, attempts=[attempt], clock=clock)
+        ):
+            return "lost"
+        await self._publish_failure(claim.job_id, reason, attempt.number, will_retry=False, final="malformed")
+        log.warning("job %s malformed: %s", claim.job_id, reason)
+        return "filed"
+
+    async def _backend_failed(
+        self, claim: ClaimFile, job: Job, error: BackendError, started: datetime
+    ) -> Outcome:
+        attempt = self._attempt(
+            len(self._history(job.job_id)) + 1,
+            started,
+            "backend_error",
+            0.0,
+            error=error.reason,
+            retryable=error.retryable,
+        )
+        history = [*self._history(job.job_id), attempt]
+        failures = counted_failures(history)
+        if not error.retryable and failures >= self._ctx.queue_settings.max_attempts:
+            reason = f"gave up after {failures} failed attempts; last: {error.reason}"
+            result = self._result(job.job_id, "failed", reason, job=job, attempts=history, clock=None)
+            if not await self._file(claim, result):
+                return "lost"
+            await self._publish_failure(job.job_id, reason, attempt.number, will_retry=False, final="failed")
+            log.warning("job %s failed: %s", job.job_id, reason)
+            return "filed"
+        self._queue.write_attempts(job.job_id, [entry.model_dump(mode="json") for entry in history])
+        if not self._claims.release(claim):
+            return "lost"
+        await self._publish_failure(job.job_id, error.reason, attempt.number, will_retry=True)
+        if error.retryable:  # the backend is down: the job waits, it is not burned into error/
+            log.warning("job %s back in incoming/, backend unavailable: %s", job.job_id, error.reason)
+            return "backend_down"
+        log.warning("job %s attempt %d failed, will retry: %s", job.job_id, failures, error.reason)
+        return "released"
 
     def _attempt(
         self,
@@ -160,7 +186,9 @@ class JobProcessor:
         started: datetime,
         outcome: Literal["answered", "backend_error"],
         llm_seconds: float,
+        *,
         error: str | None = None,
+        retryable: bool = False,
     ) -> Attempt:
         return Attempt(
             number=number,
@@ -170,14 +198,21 @@ class JobProcessor:
             llm_seconds=llm_seconds,
             outcome=outcome,
             error=error,
+            retryable=retryable,
         )
 
     def _result(
-        self, job_id: str, status: str, reason: str, *, clock: float | None, **extra: object
+        self,
+        job_id: str,
+        status: str,
+        reason: str,
+        *,
+        clock: float | None,
+        job: Job | None = None,
+        **extra: Any,
     ) -> JobResult:
         ctx = self._ctx
-        job = extra.pop("job", None)
-        fields: dict[str, object] = {
+        fields: dict[str, Any] = {
             "job_id": job_id,
             "status": status,
             "reason": reason,
@@ -187,20 +222,36 @@ class JobProcessor:
             "model": ctx.backend.model,
             "threshold": ctx.settings.threshold,
             "total_seconds": time.monotonic() - clock if clock is not None else 0.0,
+            **extra,
         }
-        if isinstance(job, Job):
+        if job is not None:
             fields.update(prompt=job.prompt, meta=job_meta(job), created_at=job.meta.created)
-        fields.update(extra)
         return JobResult.model_validate(fields)
 
-    async def _file(self, result: JobResult) -> None:
-        queue = self._ctx.queue
-        if not queue.write_result(result.folder, result.job_id, result.model_dump(mode="json")):
-            log.info("job %s already has a result; dropping the duplicate claim", result.job_id)
-        queue.forget_claim(result.job_id)
+    async def _file(self, claim: ClaimFile, result: JobResult) -> bool:
+        """Commit, write, forget. False when the claim was no longer ours (our lease was taken over)."""
+        committed = self._claims.commit(claim)
+        if committed is None:
+            log.warning("job %s: lease lost before filing; another consumer took the job over", claim.job_id)
+            return False
+        self._ctx.failpoints.hit("after_commit")
+        record = result.model_dump(mode="json")
+        if not self._queue.write_result(
+            result.folder, result.job_id, record, fsync=self._ctx.queue_settings.fsync
+        ):
+            log.info("job %s already has a result; dropping the duplicate", result.job_id)
+        self._ctx.failpoints.hit("after_result")
+        self._claims.forget(committed)
+        return True
 
     async def _publish_failure(
-        self, job_id: str, reason: str, attempt: int, *, will_retry: bool, final: str | None = None
+        self,
+        job_id: str,
+        reason: str,
+        attempt: int,
+        *,
+        will_retry: bool,
+        final: Literal["failed", "malformed"] | None = None,
     ) -> None:
         ctx = self._ctx
         event = JobFailed(
@@ -210,6 +261,7 @@ class JobProcessor:
             reason=reason,
             attempt=attempt,
             will_retry=will_retry,
-            final_status="failed" if final == "failed" else "malformed" if final == "malformed" else None,
+            final_status=final,
+            cause="malformed" if final == "malformed" else "backend",
         )
         await ctx.bus.publish(subjects.JOB_FAILED, event)

@@ -1,4 +1,4 @@
-"""Wiring of one consumer process: settings -> wrapper, format, backend, queue, bus."""
+"""Wiring of one consumer process: settings -> wrapper, format, backend, claims, bus."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from services.consumer.app import Consumer, run_consumer
 from services.consumer.processing import ConsumerContext
 from shared import bus as bus_module
 from shared import subjects
-from shared.formats import load_catalog
+from shared.claims import Claims, new_token
+from shared.failpoints import Failpoints
+from shared.formats import Catalog, CatalogError, Wrapper, load_catalog
 from shared.llm import make_backend
 from shared.queue import FileQueue
 from shared.runner import instance_name, presence
@@ -18,46 +20,60 @@ from shared.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_S = 30.0
-
 
 def service_name(wrapper: str) -> str:
     return f"consumer.{wrapper}"
 
 
-async def run(settings: Settings, stop: asyncio.Event, name: str) -> None:
+def _wrapper(settings: Settings, name: str) -> tuple[Catalog, Wrapper]:
     if name not in settings.consumers:
         known = ", ".join(sorted(settings.consumers)) or "none"
         raise ConfigError(f"config: consumers.{name} is not configured (configured: {known})")
-    config = settings.consumers[name]
-    catalog = load_catalog(settings.wrapper_dirs)
-    if config.wrapper not in catalog.wrappers:
+    wanted = settings.consumers[name].wrapper
+    try:
+        catalog = load_catalog(settings.wrapper_dirs)
+    except CatalogError as exc:
+        raise ConfigError(f"config: wrapper_dirs: {exc}") from exc
+    if wanted not in catalog.wrappers:
         known = ", ".join(sorted(catalog.wrappers))
-        raise ConfigError(f"config: consumers.{name}.wrapper = {config.wrapper!r}: no such wrapper ({known})")
-    wrapper = catalog.wrappers[config.wrapper]
+        raise ConfigError(f"config: consumers.{name}.wrapper = {wanted!r}: no such wrapper ({known})")
+    return catalog, catalog.wrappers[wanted]
+
+
+async def run(
+    settings: Settings, stop: asyncio.Event, name: str, failpoints: Failpoints | None = None
+) -> None:
+    catalog, wrapper = _wrapper(settings, name)
+    config = settings.consumers[name]
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
+    claims = Claims(queue, new_token())
+    owner = instance_name(service_name(name))
     async with AsyncExitStack() as stack:
         backend = make_backend(config.backend, concurrency=config.concurrency)
         stack.push_async_callback(backend.aclose)
         bus = await stack.enter_async_context(bus_module.connect(settings.nats, name=service_name(name)))
         context = ConsumerContext(
             name=name,
-            owner=instance_name(service_name(name)),
+            owner=owner,
             settings=config,
+            queue_settings=settings.queue,
             wrapper=wrapper,
             format=catalog.formats[wrapper.format],
             formats=dict(catalog.formats),
             backend=backend,
-            queue=queue,
+            claims=claims,
             bus=bus,
+            failpoints=failpoints or Failpoints(),
         )
-        consumer = Consumer(context, stop, SHUTDOWN_GRACE_S)
+        consumer = Consumer(context, stop)
         if config.watch:
             await bus.subscribe_events(subjects.JOB_CREATED, consumer.on_event)
         log.info(
-            "consumer %s: wrapper %s, backend %s/%s, concurrency %d, watch %s",
+            "consumer %s (%s, claims as %s): wrapper %s, backend %s/%s, concurrency %d, watch %s",
             name,
+            owner,
+            claims.token,
             wrapper.name,
             backend.name,
             backend.model,

@@ -120,6 +120,7 @@ class Monitor:
             log.info("metrics on http://%s:%d/metrics", self._settings.monitor.host, port)
             try:
                 for subject in (
+                    subjects.CONSUMER_BACKEND,
                     subjects.JOB_ALL,
                     subjects.PRODUCER_GENERATION,
                     subjects.CLEANUP_REPORT,

@@ -40,6 +40,9 @@ class QueueCounter:
 
     def on_change(self, change: Change) -> None:
         kind, folder, name = change
+        if kind == "overflow":  # notifications were lost: recount everything
+            self.reconcile()
+            return
         names = self._names.get(folder)
         if names is None or not counts_as(folder, name):
             return

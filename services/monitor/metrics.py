@@ -50,6 +50,21 @@ class MonitorMetrics:
             ["wrapper", "will_retry"],
             registry=registry,
         )
+        self.jobs_failed = Counter(
+            "syntx_jobs_failed",
+            "Jobs filed into error/ without a score",
+            ["wrapper", "status"],
+            registry=registry,
+        )
+        self.lease_expiries = Counter(
+            "syntx_lease_expiries",
+            "Claims taken over after their lease expired",
+            ["wrapper"],
+            registry=registry,
+        )
+        self.backend_available = Gauge(
+            "syntx_backend_available", "0 while a consumer's backend is down", ["wrapper"], registry=registry
+        )
         self.jobs_created = Counter(
             "syntx_jobs_created", "Jobs landed in incoming/", ["source"], registry=registry
         )
@@ -70,6 +85,9 @@ class MonitorMetrics:
         )
         self.cleanup_quarantined = Counter(
             "syntx_cleanup_quarantined", "Files moved to quarantine/", registry=registry
+        )
+        self.cleanup_expired_claims = Counter(
+            "syntx_cleanup_expired_claims", "Expired claims cleanup took over", ["outcome"], registry=registry
         )
         self.ticks = Counter("syntx_ticks", "Ticks seen", ["schedule"], registry=registry)
         self.tick_lag = Histogram(
@@ -103,6 +121,10 @@ class MonitorMetrics:
                 self.jobs_scored.labels(wrapper=wrapper, status=status)
             for will_retry in ("true", "false"):
                 self.backend_failures.labels(wrapper=wrapper, will_retry=will_retry)
+            for status in ("failed", "malformed"):
+                self.jobs_failed.labels(wrapper=wrapper, status=status)
+            self.lease_expiries.labels(wrapper=wrapper)
+            self.backend_available.labels(wrapper=wrapper).set(1)
 
     def set_state(self, current: str) -> None:
         for state in QUEUE_STATES:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.monitor.metrics import MonitorMetrics
 from shared.messages import (
+    BackendState,
     CleanupReport,
     Event,
     JobCreated,
@@ -67,9 +68,11 @@ class Tracker:
             per_wrapper[event.status] += 1
             self._ran(f"consumer.{event.wrapper}", f"job {event.job_id} {event.status} ({event.score})")
         elif isinstance(event, JobFailed):
-            metrics.backend_failures.labels(
-                wrapper=event.wrapper, will_retry=str(event.will_retry).lower()
-            ).inc()
+            self._on_failed(event)
+        elif isinstance(event, BackendState):
+            metrics.backend_available.labels(wrapper=event.wrapper).set(1 if event.available else 0)
+            state = "available" if event.available else f"down ({event.consecutive_failures} failures)"
+            self._ran(f"backend.{event.wrapper}", f"{event.backend} {state}")
         elif isinstance(event, JobCreated):
             metrics.jobs_created.labels(source=event.source).inc()
         elif isinstance(event, ProducerGeneration):
@@ -78,9 +81,20 @@ class Tracker:
             for kind, count in event.removed.items():
                 metrics.cleanup_removed.labels(kind=kind).inc(count)
             metrics.cleanup_quarantined.inc(event.quarantined)
+            for outcome, count in event.expired_claims.items():
+                metrics.cleanup_expired_claims.labels(outcome=outcome).inc(count)
             self._ran("cleanup", f"removed {sum(event.removed.values())}, quarantined {event.quarantined}")
         elif isinstance(event, ServiceHeartbeat):
             self._on_heartbeat(event)
+
+    def _on_failed(self, event: JobFailed) -> None:
+        if event.cause == "lease_expired":
+            self._metrics.lease_expiries.labels(wrapper=event.wrapper).inc()
+        elif event.cause == "backend":
+            retry = str(event.will_retry).lower()
+            self._metrics.backend_failures.labels(wrapper=event.wrapper, will_retry=retry).inc()
+        if event.final_status is not None:
+            self._metrics.jobs_failed.labels(wrapper=event.wrapper, status=event.final_status).inc()
 
     def _on_generation(self, event: ProducerGeneration) -> None:
         self._metrics.producer_generation.set(event.generation)

@@ -22,8 +22,9 @@ class Attempt(BaseModel):
     started_at: datetime
     finished_at: datetime
     llm_seconds: float = 0.0
-    outcome: Literal["answered", "backend_error", "released"]
+    outcome: Literal["answered", "backend_error", "lease_expired"]
     error: str | None = None
+    retryable: bool = False
 
 
 class JobResult(BaseModel):
@@ -32,10 +33,10 @@ class JobResult(BaseModel):
     job_id: str
     status: Status
     reason: str
-    wrapper: str
+    wrapper: str | None = None
     format: str | None = None
-    backend: str
-    model: str
+    backend: str | None = None
+    model: str | None = None
     prompt: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     response: str | None = None
@@ -43,7 +44,7 @@ class JobResult(BaseModel):
     fields: dict[str, str] = Field(default_factory=dict)
     parse_problems: list[str] = Field(default_factory=list)
     score: ScoreResult | None = None
-    threshold: int
+    threshold: int | None = None
     scorer: str | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     created_at: datetime | None = None
@@ -54,6 +55,17 @@ class JobResult(BaseModel):
     @property
     def folder(self) -> Literal["processed", "error"]:
         return "processed" if self.status == "passed" else "error"
+
+
+COUNTED_OUTCOMES = ("backend_error", "lease_expired")
+
+
+def counted_failures(attempts: list[Attempt]) -> int:
+    """Attempts that count towards ``max_attempts``: a backend that refused the job, a crashed holder.
+
+    A backend that was down does not count: the job waited, it did not fail.
+    """
+    return sum(1 for attempt in attempts if attempt.outcome in COUNTED_OUTCOMES and not attempt.retryable)
 
 
 def scored_status(score: int, threshold: int) -> tuple[Status, str]:

@@ -1,0 +1,113 @@
+"""``python -m benchmarks.consumer``: how fast the consumer is, printed as one table.
+
+Starts a nats-server (random port, temp store), an instant loopback LLM in its own process (and a 200 ms
+one for the slow-backend row), then the consumer as its own process per scenario
+(``python -m services.consumer --wrapper syntex_system``, configured by ``SYNTX_*`` and a temp YAML),
+and an emulation of the original consumer in-process. Everything it starts it stops, temp dirs included.
+Options: ``--quick`` (smoke run, ~1 min), ``--only NAME[,NAME]`` (latency, throughput, flatness, slow,
+baseline; rss comes with throughput and slow), ``--profile FILE`` (extra c16 run under py-spy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+import nats
+
+from benchmarks import scenarios
+from benchmarks.procs import Children, load_check, start_nats, start_stub
+from benchmarks.report import load_average, machine, render
+from benchmarks.scenarios import QUICK, Measured, Sizes
+from benchmarks.session import Bench
+
+log = logging.getLogger("benchmarks.consumer")
+
+SCENARIOS = ("latency", "throughput", "flatness", "slow", "baseline")
+
+
+async def run_all(
+    workdir: Path, children: Children, only: set[str], sizes: Sizes, profile: Path | None
+) -> tuple[Measured, float]:
+    nats_url = start_nats(children, workdir)
+    _stub, port = start_stub(children, workdir, 0.0)
+    capacity = load_check(port)
+    log.info("nats %s, instant stub on port %d serving %.0f req/s", nats_url, port, capacity)
+    nc = await nats.connect(nats_url)
+    bench = Bench(workdir, children, nats_url, nc, port, profile=profile)
+    out = Measured()
+    try:
+        if "baseline" in only:
+            log.info("baseline (original consumer emulation), %d jobs", sizes.throughput_jobs)
+            await scenarios.baseline(bench, sizes, out)
+        if "latency" in only:
+            log.info("pickup latency, %d jobs %.0f ms apart", sizes.latency_jobs, scenarios.PACING_S * 1000)
+            await scenarios.pickup_latency(bench, sizes, out)
+        if "throughput" in only:
+            log.info("throughput, instant backend, %d jobs per concurrency", sizes.throughput_jobs)
+            await scenarios.throughput(bench, sizes, out)
+        if "flatness" in only:
+            log.info("flatness: 100 and %d jobs queued", sizes.big_queue)
+            await scenarios.flatness(bench, sizes, out, with_baseline="baseline" in only)
+        if "slow" in only:
+            log.info("slow backend, %d jobs, concurrency 16", sizes.slow_jobs)
+            await scenarios.slow_backend(bench, sizes, out, with_baseline="baseline" in only)
+        if profile is not None:
+            await scenarios.profile(bench, sizes, out)
+    finally:
+        bench.stop.set()
+        await nc.close()
+    return out, capacity
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.consumer", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where the temp dir goes (default: system tmp)"
+    )
+    parser.add_argument("--profile", type=Path, default=None, help="also profile a c16 run with py-spy")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()} or set(SCENARIOS)
+    if unknown := only - set(SCENARIOS):
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))} (known: {', '.join(SCENARIOS)})")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "nats"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    signal.signal(signal.SIGTERM, _interrupt)
+    sizes = QUICK if args.quick else Sizes()
+    load_at_start = load_average()
+    workdir = Path(tempfile.mkdtemp(prefix="syntx-bench-", dir=args.dir))
+    children = Children()
+    try:
+        out, capacity = asyncio.run(run_all(workdir, children, only, sizes, args.profile))
+    except KeyboardInterrupt:
+        log.warning("interrupted; stopping everything")
+        return 130
+    finally:
+        children.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    sys.stdout.write(render(out, capacity, sizes, machine(workdir.parent, load_at_start)))
+    return 1 if out.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""The processes a benchmark starts: nats-server, LLM stubs, consumers. Every one is stopped again.
+
+Children run in their own session (a Ctrl-C reaches only the benchmark, which stops them in order) and
+get SIGTERM from the kernel should the benchmark itself die (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+from shared.cli.embedded_nats import die_with_parent, nats_server_binary
+from shared.settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+_NATS_LISTEN = re.compile(r"Listening for client connections on [^:\s]+:(\d+)")
+_NATS_READY = "Server is ready"
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Children:
+    """Owns every child process; :meth:`close` stops the survivors, newest first."""
+
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[IO[bytes]] = field(default_factory=list)
+
+    def spawn(
+        self, args: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        sink = log_path.open("ab")
+        self.logs.append(sink)
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        self.processes.append(process)
+        log.debug("started pid %d: %s", process.pid, " ".join(args))
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> int:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("pid %d ignored SIGTERM for %.0f s; killing it", process.pid, STOP_TIMEOUT_S)
+                process.kill()
+                process.wait()
+        if process in self.processes:
+            self.processes.remove(process)
+        return process.returncode
+
+    def close(self) -> None:
+        for process in reversed(list(self.processes)):
+            self.stop(process)
+        for sink in self.logs:
+            sink.close()
+        self.logs.clear()
+
+
+def _wait_for_line(path: Path, process: subprocess.Popen[bytes], pattern: re.Pattern[str]) -> re.Match[str]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        if match := pattern.search(text):
+            return match
+        if process.poll() is not None:
+            raise RuntimeError(f"{path.stem} exited at start: {text[-500:]}")
+        time.sleep(0.02)
+    raise RuntimeError(f"{path.stem} did not start within {START_TIMEOUT_S:.0f} s")
+
+
+def start_nats(children: Children, workdir: Path) -> str:
+    """A nats-server with JetStream, random port, store in ``workdir``; returns its URL."""
+    log_path = workdir / "nats-server.log"
+    args = [nats_server_binary(), "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", str(workdir / "jetstream")]
+    process = children.spawn(args, log_path)
+    _wait_for_line(log_path, process, re.compile(_NATS_READY))
+    port = _wait_for_line(log_path, process, _NATS_LISTEN).group(1)
+    return f"nats://127.0.0.1:{port}"
+
+
+def start_stub(children: Children, workdir: Path, delay_s: float) -> tuple[subprocess.Popen[bytes], int]:
+    """``python -m benchmarks.llm_stub`` in its own process; returns it and its port."""
+    log_path = workdir / f"llm-stub-{delay_s:g}.log"
+    args = [sys.executable, "-m", "benchmarks.llm_stub", "--port", "0", "--delay", str(delay_s)]
+    process = children.spawn(args, log_path)
+    port = int(_wait_for_line(log_path, process, re.compile(r"^port (\d+)$", re.M)).group(1))
+    return process, port
+
+
+def load_check(port: int, connections: int = 8, seconds: float = 1.5) -> float:
+    """Requests per second the stub serves to ``benchmarks.loadgen`` running in another process."""
+    args = [sys.executable, "-m", "benchmarks.loadgen", "--port", str(port)]
+    args += ["--connections", str(connections), "--seconds", str(seconds)]
+    run = subprocess.run(args, check=True, capture_output=True, timeout=seconds + 30, cwd=PROJECT_ROOT)
+    out = run.stdout.decode()
+    return float(out.split()[1])
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    data_dir: Path
+    nats_url: str
+    backend_url: str
+    concurrency: int
+    watch: bool
+    batch: int = 20
+
+
+CONSUMER = "syntex_system"
+
+
+def write_config(spec: ConsumerSpec) -> Path:
+    config = {
+        "data_dir": str(spec.data_dir),
+        "nats": {"url": spec.nats_url},
+        "consumers": {
+            CONSUMER: {
+                "wrapper": CONSUMER,
+                "backend": {
+                    "kind": "syntx",
+                    "url": spec.backend_url,
+                    "model": "bench-stub",
+                    "retries": {"max_attempts": 1},
+                },
+                "batch": spec.batch,
+                "concurrency": spec.concurrency,
+                "watch": spec.watch,
+            }
+        },
+    }
+    path = spec.data_dir / "bench.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def start_consumer(children: Children, spec: ConsumerSpec) -> subprocess.Popen[bytes]:
+    """``python -m services.consumer --wrapper syntex_system`` configured by ``SYNTX_*`` and a temp YAML."""
+    spec.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SYNTX_")}
+    env.update(
+        SYNTX_CONFIG=str(write_config(spec)),
+        SYNTX_DATA_DIR=str(spec.data_dir),
+        SYNTX_NATS__URL=spec.nats_url,
+    )
+    args = [sys.executable, "-m", "services.consumer", "--wrapper", CONSUMER]
+    return children.spawn(args, spec.data_dir / "consumer.out", env=env)
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """``VmHWM`` (peak resident set) of a live process, in MB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) / 1024 if match else None

@@ -1,0 +1,118 @@
+"""The table the benchmark prints, and the machine it ran on."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from pathlib import Path
+
+from benchmarks.baseline import BaselineRun
+from benchmarks.scenarios import FLAT_CONCURRENCY, PACING_S, SLOW_DELAY_S, Measured, Sizes
+
+Row = tuple[str, str, str, str]
+IDEAL_SLOW = 16 / SLOW_DELAY_S
+
+
+def machine(path: Path, load_at_start: str) -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0))
+    return (
+        f"machine: {cpu}, {cores} cores usable ({os.cpu_count()} online), "
+        f"Linux {platform.release()}, Python {platform.python_version()}, temp dir on {_fs_type(path)}\n"
+        f"load average at start {load_at_start}, at end {load_average()} "
+        "(other work on these cores skews every row)"
+    )
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
+    except OSError:
+        return "?"
+
+
+def _fs_type(path: Path) -> str:
+    best, kind = "", "?"
+    try:
+        for line in Path("/proc/mounts").read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            target = parts[1]
+            if str(path.resolve()).startswith(target) and len(target) >= len(best):
+                best, kind = target, parts[2]
+    except (OSError, IndexError):
+        pass
+    return kind
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    """Nearest rank."""
+    rank = max(1, math.ceil(share * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _ratio(ours: float | None, base: BaselineRun | None) -> str:
+    if ours is None or base is None or base.jobs_per_s <= 0:
+        return "-"
+    return f"{ours / base.jobs_per_s:.2f}x"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} jobs/s"
+
+
+def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
+    table: list[Row] = [("llm stub capacity (loadgen, 8 conns)", f"{capacity:,.0f} req/s", "> 5,000", "-")]
+    if out.latency_ms:
+        ms = out.latency_ms
+        figure = (
+            f"p50 {percentile(ms, 0.5):.2f} / p90 {percentile(ms, 0.9):.2f} / "
+            f"p99 {percentile(ms, 0.99):.2f} / max {ms[-1]:.2f} ms"
+        )
+        label = f"pickup latency, watch (n={len(ms)}, {PACING_S * 1000:.0f} ms apart)"
+        table.append((label, figure, "p99 <= 10 ms", "- (cron)"))
+    for concurrency, rate in sorted(out.throughput.items()):
+        label = f"throughput, instant, c={concurrency} ({sizes.throughput_jobs} jobs)"
+        table.append((label, _rate(rate), ">= 750 jobs/s", _ratio(rate, out.baseline)))
+    if out.small_queue is not None:
+        label = f"flat: 100 queued, c={FLAT_CONCURRENCY} (median of {sizes.small_rounds})"
+        table.append((label, _rate(out.small_queue), "flat", _ratio(out.small_queue, out.baseline)))
+    if out.big_queue is not None:
+        share = f" ({out.big_queue / out.small_queue:.0%} of 100)" if out.small_queue else ""
+        label = f"flat: {sizes.big_queue:,} queued, c={FLAT_CONCURRENCY} (first {sizes.big_measured})"
+        table.append((label, _rate(out.big_queue) + share, "flat", _ratio(out.big_queue, out.baseline_big)))
+    if out.slow is not None:
+        figure = f"{out.slow:.1f} jobs/s = {out.slow / IDEAL_SLOW:.1%} of {IDEAL_SLOW:.0f}"
+        label = f"slow backend {SLOW_DELAY_S * 1000:.0f} ms, c=16 ({sizes.slow_jobs} jobs)"
+        table.append((label, figure, ">= 90 %", _ratio(out.slow, out.baseline_slow)))
+    if out.rss_mb:
+        which = max(out.rss_mb, key=lambda key: out.rss_mb[key] if "16" in key else -1.0)
+        label = f"peak RSS (VmHWM), c=16 ({which})"
+        table.append((label, f"{out.rss_mb[which]:.1f} MB", "<= 80 MB", "-"))
+    for label, run in (
+        (f"baseline: original emulation ({sizes.throughput_jobs} jobs)", out.baseline),
+        (f"baseline: {sizes.big_queue:,} queued", out.baseline_big),
+        (f"baseline: {SLOW_DELAY_S * 1000:.0f} ms backend", out.baseline_slow),
+    ):
+        if run is not None:
+            table.append(
+                (f"{label}, n={run.jobs}", f"{run.jobs_per_s:,.1f} jobs/s", "(orig. ~480 / 4.9)", "1.00x")
+            )
+    return table
+
+
+def render(out: Measured, capacity: float, sizes: Sizes, machine_line: str) -> str:
+    header: Row = ("scenario", "figure", "target", "ours/baseline")
+    table = [header, *rows(out, capacity, sizes)]
+    widths = [max(len(row[column]) for row in table) for column in range(4)]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in table]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    notes = [f"  ! {failure}" for failure in out.failures]
+    return "\n".join([machine_line, "", *lines, *notes, ""]) + "\n"

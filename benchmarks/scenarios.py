@@ -1,0 +1,220 @@
+"""The measurements: pickup latency, throughput, flatness, slow backend, peak RSS, and the baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.baseline import BaselineRun, run_baseline
+from benchmarks.procs import start_stub
+from benchmarks.session import Bench, clear_results, consumer, fresh_queue, py_spy, tick, wait_results
+from benchmarks.workload import (
+    add_job_timed,
+    job_bytes,
+    job_ids,
+    jobs_per_second,
+    read_results,
+    wrapper_template,
+    write_jobs_bulk,
+)
+
+log = logging.getLogger(__name__)
+
+SLOW_DELAY_S = 0.2
+FLAT_CONCURRENCY = 4
+PACING_S = 0.02
+
+
+@dataclass(frozen=True)
+class Sizes:
+    latency_jobs: int = 300
+    throughput_jobs: int = 3000
+    small_rounds: int = 5
+    big_queue: int = 100_000
+    big_measured: int = 3000
+    slow_jobs: int = 800
+    baseline_big_jobs: int = 200
+    baseline_slow_jobs: int = 20
+
+
+QUICK = Sizes(
+    latency_jobs=60,
+    throughput_jobs=400,
+    small_rounds=3,
+    big_queue=10_000,
+    big_measured=500,
+    slow_jobs=160,
+    baseline_big_jobs=40,
+    baseline_slow_jobs=5,
+)
+
+
+@dataclass
+class Measured:
+    latency_ms: list[float] = field(default_factory=list)
+    throughput: dict[int, float] = field(default_factory=dict)
+    small_queue: float | None = None
+    big_queue: float | None = None
+    slow: float | None = None
+    rss_mb: dict[str, float] = field(default_factory=dict)
+    baseline: BaselineRun | None = None
+    baseline_big: BaselineRun | None = None
+    baseline_slow: BaselineRun | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+def _check(results_status: list[str], label: str, measured: Measured) -> None:
+    bad = [status for status in results_status if status != "passed"]
+    if bad:
+        measured.failures.append(f"{label}: {len(bad)} results not 'passed' ({sorted(set(bad))})")
+
+
+async def pickup_latency(bench: Bench, sizes: Sizes, out: Measured) -> None:
+    """Watch mode, idle consumer: rename one job at a time into incoming/, PACING_S apart."""
+    queue = fresh_queue(bench, "latency")
+    data, warmup = job_bytes(), 5
+    async with consumer(bench, queue, port=bench.instant_port, concurrency=4, watch=True) as running:
+        for job_id in job_ids(warmup):  # the watcher starts just after the hello; warm every path up
+            add_job_timed(queue, data, job_id)
+            await asyncio.sleep(0.1)
+        await wait_results(running, warmup, timeout_s=30)
+        clear_results(queue)
+        renamed: dict[str, float] = {}
+        for job_id in job_ids(sizes.latency_jobs, start=warmup):
+            renamed[job_id] = add_job_timed(queue, data, job_id)
+            await asyncio.sleep(PACING_S)
+        await wait_results(running, sizes.latency_jobs, timeout_s=60)
+    results = read_results(queue.root)
+    _check([item.status for item in results], "latency", out)
+    out.latency_ms = sorted((item.started - renamed[item.job_id]) * 1000 for item in results)
+
+
+async def _rounds(
+    bench: Bench,
+    label: str,
+    *,
+    port: int,
+    concurrency: int,
+    queued: int,
+    measured: int,
+    rounds: int,
+    out: Measured,
+) -> list[float]:
+    """Queue ``queued`` jobs, tick for ``measured``, jobs/s from first claim to last result; per round."""
+    queue = fresh_queue(bench, label)
+    rates: list[float] = []
+    async with consumer(bench, queue, port=port, concurrency=concurrency, watch=False) as running:
+        for number in range(rounds):
+            write_jobs_bulk(queue.root, queued - len(queue.incoming_ids()), start=number * queued)
+            await tick(bench, measured)
+            await wait_results(running, measured, timeout_s=60 + measured / 20)
+            results = read_results(queue.root)
+            _check([item.status for item in results], label, out)
+            rates.append(jobs_per_second(results))
+            clear_results(queue)
+        if (rss := running.peak_rss_mb()) is not None:
+            out.rss_mb[label] = rss
+    log.info("%s: %s jobs/s", label, ", ".join(f"{rate:.0f}" for rate in rates))
+    return rates
+
+
+async def throughput(bench: Bench, sizes: Sizes, out: Measured) -> None:
+    for concurrency in (1, 4, 16):
+        label = f"throughput-c{concurrency}"
+        n = sizes.throughput_jobs
+        rates = await _rounds(
+            bench,
+            label,
+            port=bench.instant_port,
+            concurrency=concurrency,
+            queued=n,
+            measured=n,
+            rounds=1,
+            out=out,
+        )
+        out.throughput[concurrency] = rates[0]
+
+
+async def profile(bench: Bench, sizes: Sizes, out: Measured) -> None:
+    """An extra concurrency-16 throughput run with py-spy attached (not in the table: sampling costs)."""
+    assert bench.profile is not None
+    queue = fresh_queue(bench, "profile")
+    n = sizes.throughput_jobs
+    write_jobs_bulk(queue.root, n)
+    async with consumer(bench, queue, port=bench.instant_port, concurrency=16, watch=False) as running:
+        profile_file = bench.profile
+        async with py_spy(running.process.pid, profile_file):
+            await tick(bench, n)
+            await wait_results(running, n, timeout_s=60 + n / 20)
+    log.info("profiled run: %.0f jobs/s", jobs_per_second(read_results(queue.root)))
+
+
+async def flatness(bench: Bench, sizes: Sizes, out: Measured, *, with_baseline: bool) -> None:
+    small = await _rounds(
+        bench,
+        "queued-100",
+        port=bench.instant_port,
+        concurrency=FLAT_CONCURRENCY,
+        queued=100,
+        measured=100,
+        rounds=sizes.small_rounds,
+        out=out,
+    )
+    out.small_queue = statistics.median(small)
+    big = sizes.big_queue
+    log.info("writing %d job files for the big-queue run", big)
+    big_rates = await _rounds(
+        bench,
+        "queued-big",
+        port=bench.instant_port,
+        concurrency=FLAT_CONCURRENCY,
+        queued=big,
+        measured=sizes.big_measured,
+        rounds=1,
+        out=out,
+    )
+    out.big_queue = big_rates[0]
+    if with_baseline:  # the original on the same folder, topped up to the same depth
+        root = bench.workdir / "queued-big" / "queue"
+        write_jobs_bulk(root, sizes.big_measured, start=big)
+        out.baseline_big = await _baseline(bench, root, bench.instant_port, sizes.baseline_big_jobs)
+
+
+async def slow_backend(bench: Bench, sizes: Sizes, out: Measured, *, with_baseline: bool) -> None:
+    if bench.slow_port is None:
+        _process, bench.slow_port = start_stub(bench.children, bench.workdir, SLOW_DELAY_S)
+    rates = await _rounds(
+        bench,
+        "slow-c16",
+        port=bench.slow_port,
+        concurrency=16,
+        queued=sizes.slow_jobs,
+        measured=sizes.slow_jobs,
+        rounds=1,
+        out=out,
+    )
+    out.slow = rates[0]
+    if with_baseline:
+        queue = fresh_queue(bench, "baseline-slow")
+        write_jobs_bulk(queue.root, sizes.baseline_slow_jobs)
+        out.baseline_slow = await _baseline(bench, queue.root, bench.slow_port, sizes.baseline_slow_jobs)
+
+
+async def baseline(bench: Bench, sizes: Sizes, out: Measured) -> None:
+    queue = fresh_queue(bench, "baseline")
+    write_jobs_bulk(queue.root, sizes.throughput_jobs)
+    out.baseline = await _baseline(bench, queue.root, bench.instant_port, sizes.throughput_jobs)
+
+
+async def _baseline(bench: Bench, root: Path, port: int, jobs: int) -> BaselineRun:
+    url = bench.url(port) + "/api/chat"
+    try:
+        run = await asyncio.to_thread(run_baseline, root, url, wrapper_template(), jobs, 120.0, bench.stop)
+    except asyncio.CancelledError:
+        bench.stop.set()
+        raise
+    log.info("baseline: %d jobs in %.2f s = %.0f jobs/s", run.jobs, run.seconds, run.jobs_per_s)
+    return run

@@ -1,0 +1,108 @@
+"""Taking over expired claims: the job goes back to ``incoming/`` with the attempt counted, or — after
+``max_attempts`` — to ``error/`` as ``failed`` with its whole attempt history.
+
+Every consumer runs this now and then, and cleanup on its tick. Two of them racing for the same claim
+is safe: the take-over is a rename, so exactly one wins and only the winner counts the attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from shared.claims import ClaimFile, Claims
+from shared.jobfile import JobFileError, parse_job
+from shared.messages import utc_now
+from shared.queue import PROCESSING
+from shared.results import Attempt, JobResult, counted_failures, job_meta
+
+log = logging.getLogger(__name__)
+
+MAX_JOB_BYTES_FOR_RECORD = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Recovered:
+    job_id: str
+    outcome: Literal["released", "failed", "finished"]  # finished: its result existed already
+    attempt: int
+    reason: str
+
+
+def recover_expired(
+    claims: Claims, lease_s: float, max_attempts: int, now: float | None = None
+) -> list[Recovered]:
+    """Handle every claim in ``processing/`` whose lease expired; returns what happened to each."""
+    done = []
+    for claim in claims.expired(lease_s, now):
+        if claim.token == claims.token:
+            continue  # ours: this process is alive (a restarted consumer has a new token)
+        recovered = _recover_one(claims, claim, lease_s, max_attempts)
+        if recovered is not None:
+            done.append(recovered)
+    return done
+
+
+def _recover_one(claims: Claims, claim: ClaimFile, lease_s: float, max_attempts: int) -> Recovered | None:
+    queue = claims.queue
+    last_renewed = claim.modified()
+    ours = claims.take_over(claim)
+    if ours is None:
+        return None  # another consumer (or cleanup) was faster
+    if queue.result_path(claim.job_id) is not None:
+        claims.forget(ours)
+        return Recovered(claim.job_id, "finished", 0, "result existed; leftover claim removed")
+    history = [Attempt.model_validate(entry) for entry in queue.read_attempts(claim.job_id)]
+    holder = f"claim {claim.token}" if claim.token else "unknown holder"
+    reason = f"lease expired: {holder} did not renew it for {lease_s:g}s"
+    attempt = Attempt(
+        number=len(history) + 1,
+        owner=holder,
+        started_at=datetime.fromtimestamp(last_renewed or 0, UTC),
+        finished_at=utc_now(),
+        outcome="lease_expired",
+        error=reason,
+    )
+    history.append(attempt)
+    if counted_failures(history) >= max_attempts:
+        return _file_failed(claims, ours, history, reason)
+    queue.write_attempts(claim.job_id, [entry.model_dump(mode="json") for entry in history])
+    claims.release(ours)
+    log.warning("job %s: %s; back in incoming/ (attempt %d)", claim.job_id, reason, attempt.number)
+    return Recovered(claim.job_id, "released", attempt.number, reason)
+
+
+def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last: str) -> Recovered | None:
+    committed = claims.commit(claim)
+    if committed is None:
+        return None
+    queue = claims.queue
+    reason = f"gave up after {counted_failures(history)} failed attempts; last: {last}"
+    try:
+        job = parse_job(
+            claim.job_id, committed.path.read_bytes(), MAX_JOB_BYTES_FOR_RECORD, _sidecar(claims, claim)
+        )
+    except (JobFileError, OSError):
+        job = None
+    record = JobResult(
+        job_id=claim.job_id,
+        status="failed",
+        reason=reason,
+        prompt=job.prompt if job else None,
+        meta=job_meta(job),
+        attempts=history,
+        created_at=job.meta.created if job else None,
+    )
+    queue.write_result("error", claim.job_id, record.model_dump(mode="json"), fsync=True)
+    claims.forget(committed)
+    log.warning("job %s failed: %s", claim.job_id, reason)
+    return Recovered(claim.job_id, "failed", history[-1].number, reason)
+
+
+def _sidecar(claims: Claims, claim: ClaimFile) -> bytes | None:
+    try:
+        return claims.queue.sidecar_path(PROCESSING, claim.job_id).read_bytes()
+    except FileNotFoundError:
+        return None

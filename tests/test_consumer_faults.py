@@ -1,0 +1,265 @@
+"""Exactly once, under faults: hundreds of jobs, two competing consumer processes, and
+(a) a misbehaving loopback backend — slow, hanging, 500, 429 with Retry-After, HTML, truncated, reset;
+(b) consumers SIGKILLed at every step of a job — after the claim, during the call, after the call,
+    after the commit, after writing the result — and restarted.
+Every job must end exactly once in processed/ or error/; none lost, none left in incoming/ or processing/.
+The LLM itself is faked (a real one cannot run here): the backend answers with the offline responder's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from services.cleanup.tidy import Tidier
+from shared.formats import load_catalog
+from shared.jobfile import JobMeta
+from shared.llm.offline import offline_answer
+from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue
+from shared.settings import PROJECT_ROOT, CleanupSettings
+from shared.watch import Change, watching
+from tests.llm_server import Recorded, Reply, ScriptedServer
+from tests.natsserver import NatsServer
+
+JOBS = 300
+WRAPPER = "syntex_system"
+PREFIX = f"SYNTX_CONSUMERS__{WRAPPER.upper()}__"
+
+
+@dataclass
+class Fleet:
+    """Consumer processes that are restarted whenever they die, until the fleet is stopped."""
+
+    env: dict[str, str]
+    logs: Path
+    size: int = 2
+    processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
+    deaths: Counter[int] = field(default_factory=Counter)
+    started: int = 0
+    killed: int = 0
+    stopping: bool = False
+
+    async def start(self) -> None:
+        for slot in range(self.size):
+            await self._spawn(slot)
+        self._keepers = [asyncio.create_task(self._keep(slot)) for slot in range(self.size)]
+
+    async def _spawn(self, slot: int) -> None:
+        self.started += 1
+        log = (self.logs / f"consumer-{self.started}.log").open("wb")
+        self.processes[slot] = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.consumer",
+            "--wrapper",
+            WRAPPER,
+            env=self.env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        log.close()
+
+    async def _keep(self, slot: int) -> None:
+        while not self.stopping:
+            code = await self.processes[slot].wait()
+            if self.stopping:
+                return
+            self.deaths[code] += 1
+            await self._spawn(slot)
+
+    def kill_one(self, rng: random.Random) -> None:
+        process = self.processes[rng.randrange(self.size)]
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+            self.killed += 1
+
+    async def stop(self) -> list[int]:
+        self.stopping = True
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        codes = [await asyncio.wait_for(process.wait(), timeout=30) for process in self.processes.values()]
+        await asyncio.gather(*self._keepers)
+        return codes
+
+    def log_text(self) -> str:
+        return "".join(path.read_text(errors="replace") for path in sorted(self.logs.glob("*.log")))
+
+
+def _environment(tmp_path: Path, nats_server: NatsServer, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SYNTX_")}
+    env.update(
+        {
+            "SYNTX_DATA_DIR": str(tmp_path / "data"),
+            "SYNTX_NATS__URL": nats_server.url,
+            "SYNTX_QUEUE__LEASE_S": "1",
+            "SYNTX_QUEUE__FSYNC": "false",
+            f"{PREFIX}WATCH": "true",
+            f"{PREFIX}CONCURRENCY": "4",
+            f"{PREFIX}SHUTDOWN_GRACE_S": "5",
+            **extra,
+        }
+    )
+    return env
+
+
+@asynccontextmanager
+async def _all_results(queue: FileQueue, expected: set[str]) -> AsyncIterator[asyncio.Event]:
+    """An event set once every expected job has a result file (seen through file notifications)."""
+    seen: set[str] = set()
+    done = asyncio.Event()
+
+    def on_change(change: Change) -> None:
+        kind, folder, name = change
+        if kind == "added" and folder in (PROCESSED, ERROR) and name.endswith(".json"):
+            seen.add(name.removesuffix(".json"))
+            if seen >= expected:
+                done.set()
+
+    async with watching([queue.folder(PROCESSED), queue.folder(ERROR)], on_change):
+        yield done
+
+
+def _assert_exactly_once(queue: FileQueue, expected: set[str], settings_logs: Path) -> Counter[str]:
+    results: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    for folder in (PROCESSED, ERROR):
+        for path in queue.result_files(folder):
+            results[path.stem] += 1
+            statuses[json.loads(path.read_text(encoding="utf-8"))["status"]] += 1
+    assert set(results) == expected, (
+        f"missing {len(expected - set(results))}, extra {set(results) - expected}"
+    )
+    assert max(results.values()) == 1, [job for job, count in results.items() if count > 1]
+    assert queue.count(INCOMING) == 0 and list(queue.file_names(PROCESSING)) == []
+    Tidier(queue, settings_logs, CleanupSettings()).run()  # stale attempt files of finished jobs
+    assert list(queue.file_names(ATTEMPTS)) == []
+    return statuses
+
+
+def _queue_jobs(queue: FileQueue) -> set[str]:
+    queue.ensure()
+    return {
+        queue.add_job(f"Erkläre Thema {n}: Katzen, Kochen und Klima.", JobMeta(topic=f"t{n}"))
+        for n in range(JOBS)
+    }
+
+
+def _chaos(rng: random.Random) -> Reply | None:
+    roll = rng.random()
+    faults: list[tuple[float, Reply]] = [
+        (0.08, Reply(status=500, body=b"boom", content_type="text/plain")),
+        (
+            0.05,
+            Reply(status=429, body=b"slow down", content_type="text/plain", headers={"Retry-After": "0.05"}),
+        ),
+        (0.03, Reply(status=200, body=b"<html>proxy error</html>", content_type="text/html")),
+        (0.04, Reply(action="truncate", json={"response": "abgeschnitten"})),
+        (0.04, Reply(action="reset")),
+        (0.02, Reply(action="hang")),
+    ]
+    for chance, reply in faults:
+        if roll < chance:
+            return reply
+        roll -= chance
+    return None
+
+
+@pytest.mark.timeout(180)
+async def test_a_misbehaving_backend_never_loses_or_duplicates_a_job(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    headers = load_catalog([PROJECT_ROOT / "wrappers"]).format_of(WRAPPER).header_lines()
+    rng = random.Random(5)
+    kinds: Counter[str] = Counter()
+
+    def choose(request: Recorded) -> Reply:
+        fault = _chaos(rng)
+        slow = rng.random() < 0.1
+        if fault is not None:
+            kinds[f"{fault.action}:{fault.status}"] += 1
+            return fault
+        kinds["slow" if slow else "ok"] += 1
+        text = offline_answer(request.json()["prompt"], headers)
+        return Reply(json={"response": text}, delay_s=0.2 if slow else 0.0)
+
+    server = ScriptedServer(chooser=choose)
+    await server.start()
+    env = _environment(
+        tmp_path,
+        nats_server,
+        **{
+            f"{PREFIX}BACKEND__KIND": "syntx",
+            f"{PREFIX}BACKEND__URL": server.url,
+            f"{PREFIX}BACKEND__TIMEOUTS__READ_S": "0.5",
+            f"{PREFIX}BACKEND__TIMEOUTS__TOTAL_S": "5",
+            f"{PREFIX}BACKEND__RETRIES__MAX_ATTEMPTS": "3",
+            f"{PREFIX}BACKEND__RETRIES__BACKOFF_BASE_S": "0.01",
+            f"{PREFIX}BACKEND__RETRIES__BACKOFF_MAX_S": "0.1",
+        },
+    )
+    queue = FileQueue(tmp_path / "data" / "queue")
+    expected = _queue_jobs(queue)
+    fleet = Fleet(env, tmp_path)
+    try:
+        async with _all_results(queue, expected) as done:
+            await fleet.start()
+            await asyncio.wait_for(done.wait(), timeout=150)
+        assert await fleet.stop() == [0, 0]
+    finally:
+        fleet.stopping = True
+        await server.close()
+    statuses = _assert_exactly_once(queue, expected, tmp_path / "data" / "logs")
+    assert not fleet.deaths, fleet.log_text()[-3000:]
+    assert all(
+        kinds[k] > 0 for k in ("reply:500", "reply:429", "truncate:200", "reset:200", "hang:200", "slow")
+    )
+    assert statuses["passed"] + statuses["rejected"] > JOBS * 0.9, statuses
+
+
+@pytest.mark.timeout(180)
+async def test_consumers_killed_at_every_step_never_lose_or_duplicate_a_job(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    chance = 0.012
+    points = ("after_claim", "after_call", "after_commit", "after_result")
+    env = _environment(
+        tmp_path,
+        nats_server,
+        SYNTX_FAILPOINTS=",".join(f"{point}={chance}" for point in points),
+        SYNTX_QUEUE__MAX_ATTEMPTS="100",  # crashes count as attempts; here every job must still get answered
+        **{f"{PREFIX}BACKEND__KIND": "offline", f"{PREFIX}BACKEND__OFFLINE_DELAY_S": "0.03"},
+    )
+    queue = FileQueue(tmp_path / "data" / "queue")
+    expected = _queue_jobs(queue)
+    fleet = Fleet(env, tmp_path)
+    rng = random.Random(9)
+    try:
+        async with _all_results(queue, expected) as done:
+            await fleet.start()
+            while not done.is_set():  # and kill one now and then from outside, mostly during a call
+                try:
+                    await asyncio.wait_for(done.wait(), timeout=0.7)
+                except TimeoutError:
+                    fleet.kill_one(rng)
+        assert await fleet.stop() == [0, 0]
+    finally:
+        fleet.stopping = True
+    statuses = _assert_exactly_once(queue, expected, tmp_path / "data" / "logs")
+    assert statuses["failed"] == 0, statuses
+    log = fleet.log_text()
+    hits = {point: log.count(f"failpoint {point}: killing") for point in points}
+    assert all(hits.values()) and fleet.killed, (hits, fleet.killed)
+    assert fleet.deaths[-signal.SIGKILL] >= sum(hits.values()), (fleet.deaths, hits)
+    assert "lease expired" in log or "already has a result" in log
