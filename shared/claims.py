@@ -90,12 +90,16 @@ class Claims:
         return ClaimFile(claim.job_id, self.token, True, target)
 
     def take_over(self, claim: ClaimFile) -> ClaimFile | None:
-        """Move someone else's (expired) claim to our name; None when another took it first."""
+        """Move someone else's (expired) claim to our name; None when another took it first.
+
+        The lease restarts: a rename keeps the old time, and others must not see our claim as expired.
+        """
         target = self.path(claim.job_id)
         try:
             os.rename(claim.path, target)
         except FileNotFoundError:
             return None
+        _touch(target)
         return ClaimFile(claim.job_id, self.token, False, target)
 
     def release(self, claim: ClaimFile) -> bool:
