@@ -92,14 +92,15 @@ class Claims:
     def take_over(self, claim: ClaimFile) -> ClaimFile | None:
         """Move someone else's (expired) claim to our name; None when another took it first.
 
-        The lease restarts: a rename keeps the old time, and others must not see our claim as expired.
+        The lease restarts before the rename (which keeps the file's time), so no other recoverer ever
+        sees our new claim as expired.
         """
         target = self.path(claim.job_id)
         try:
+            _touch(claim.path)
             os.rename(claim.path, target)
         except FileNotFoundError:
             return None
-        _touch(target)
         return ClaimFile(claim.job_id, self.token, False, target)
 
     def release(self, claim: ClaimFile) -> bool:
