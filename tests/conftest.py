@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.settings import DEFAULT_CONFIG, Settings, load_settings
+from tests.llm_server import ScriptedServer
 from tests.natsserver import NatsServer, start_nats
 
 
@@ -36,3 +37,12 @@ def settings(tmp_path: Path, nats_server: NatsServer) -> Settings:
         nats={"url": nats_server.url},
         monitor={"host": "127.0.0.1", "port": 0},
     )
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ScriptedServer]:
+    """A scriptable LLM backend on loopback (see tests/llm_server.py)."""
+    scripted = ScriptedServer()
+    await scripted.start()
+    yield scripted
+    await scripted.close()

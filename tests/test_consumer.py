@@ -48,14 +48,6 @@ def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    await scripted.start()
-    yield scripted
-    await scripted.close()
-
-
 def make_settings(
     tmp_path: Path, nats_server: NatsServer, max_attempts: int = 3, **consumer: Any
 ) -> Settings:

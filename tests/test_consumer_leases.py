@@ -1,0 +1,103 @@
+"""Leases, backend outages and lost notifications, with the consumer in-process against real parts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from shared import subjects
+from shared.claims import Claims, new_token
+from shared.jobfile import JobMeta
+from shared.messages import BackendState, JobFailed, JobScored
+from shared.queue import INCOMING, FileQueue
+from shared.recovery import recover_expired
+from shared.watch import OVERFLOW, WATCHDOG_INOTIFY_LOGGER, Change, watching
+from tests.harness import HEARTBEATS, observer
+from tests.llm_server import Reply, ScriptedServer
+from tests.natsserver import NatsServer
+from tests.test_consumer import (  # noqa: F401 - _quick is an autouse fixture
+    _quick,
+    consumer_running,
+    count,
+    good_answer,
+    http_backend,
+    make_settings,
+    result,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_a_call_longer_than_the_lease_keeps_its_claim_by_renewal(
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
+) -> None:
+    server.default = Reply(json={"response": good_answer()}, delay_s=2.0)
+    settings = make_settings(tmp_path, nats_server, backend=http_backend(server.url), watch=True)
+    settings = settings.model_copy(update={"queue": settings.queue.model_copy(update={"lease_s": 0.6})})
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    job_id = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
+    rival = Claims(queue, new_token())  # a second consumer's recovery, racing for expired claims
+    url = settings.nats.url
+    assert url is not None
+    async with (
+        observer(url, HEARTBEATS, subjects.JOB_ALL) as (_nc, events),
+        consumer_running(settings, events),
+    ):
+        await server.wait_for_requests(1)
+        await asyncio.sleep(1.3)  # the scenario itself: more than two lease periods pass during the call
+        assert rival.expired(0.6) == []
+        assert recover_expired(rival, 0.6, max_attempts=3) == []
+        await events.wait_for(count(JobScored, 1))
+    record = result(queue, job_id)
+    assert record["status"] in ("passed", "rejected")
+    assert [attempt["outcome"] for attempt in record["attempts"]] == ["answered"]
+    assert len(server.requests) == 1
+
+
+async def test_a_down_backend_pauses_claims_probes_one_job_at_a_time_and_resumes(
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
+) -> None:
+    server.default = Reply(status=503, body=b"maintenance", content_type="text/plain", delay_s=0.1)
+    settings = make_settings(
+        tmp_path, nats_server, backend=http_backend(server.url), concurrency=4, watch=True
+    )
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    ids = {queue.add_job(f"Erkläre Katzen, Teil {n}.", JobMeta(topic="Katzen")) for n in range(6)}
+    url = settings.nats.url
+    assert url is not None
+    watched = (HEARTBEATS, subjects.JOB_ALL, subjects.CONSUMER_BACKEND)
+    async with observer(url, *watched) as (_nc, events), consumer_running(settings, events):
+        await events.wait_for(lambda seen: any(isinstance(e, BackendState) and not e.available for e in seen))
+        await server.wait_for_requests(len(server.requests) + 1)
+        server.max_in_flight = 0
+        await server.wait_for_requests(len(server.requests) + 2)  # two more probes
+        in_flight_while_down = server.max_in_flight
+        assert all(queue.result_path(job_id) is None for job_id in ids)
+        server.default = Reply(json={"response": good_answer()})
+        await events.wait_for(count(JobScored, len(ids)), within_s=30)
+        await events.wait_for(lambda seen: any(isinstance(e, BackendState) and e.available for e in seen))
+    assert in_flight_while_down == 1  # probes go out one at a time
+    assert all(not failed.final_status and failed.will_retry for failed in events.of(JobFailed))
+    assert all(queue.result_path(job_id) is not None for job_id in ids)
+
+
+async def test_lost_file_notifications_trigger_a_rescan(tmp_path: Path) -> None:
+    seen: list[Change] = []
+    got = asyncio.Event()
+
+    def sink(change: Change) -> None:
+        seen.append(change)
+        got.set()
+
+    async with watching([tmp_path], sink):
+        logging.getLogger(WATCHDOG_INOTIFY_LOGGER).warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        await asyncio.wait_for(got.wait(), timeout=5)
+    assert OVERFLOW in seen
+    assert INCOMING == "incoming"  # the consumer reacts to OVERFLOW like to a new file in incoming/
