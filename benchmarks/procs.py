@@ -174,3 +174,12 @@ def peak_rss_mb(pid: int) -> float | None:
         return None
     match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
     return int(match.group(1)) / 1024 if match else None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -64,6 +64,11 @@ def _ratio(ours: float | None, base: BaselineRun | None) -> str:
     return f"{ours / base.jobs_per_s:.2f}x"
 
 
+def _cpu(out: Measured, label: str) -> str:
+    cpu = out.cpu_ms_per_job.get(label)
+    return "" if cpu is None else f" ({cpu:.1f} ms CPU/job)"
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} jobs/s"
 
@@ -80,14 +85,17 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
         table.append((label, figure, "p99 <= 10 ms", "- (cron)"))
     for concurrency, rate in sorted(out.throughput.items()):
         label = f"throughput, instant, c={concurrency} ({sizes.throughput_jobs} jobs)"
-        table.append((label, _rate(rate), ">= 750 jobs/s", _ratio(rate, out.baseline)))
+        figure = _rate(rate) + _cpu(out, f"throughput-c{concurrency}")
+        table.append((label, figure, ">= 750 jobs/s", _ratio(rate, out.baseline)))
     if out.small_queue is not None:
         label = f"flat: 100 queued, c={FLAT_CONCURRENCY} (median of {sizes.small_rounds})"
-        table.append((label, _rate(out.small_queue), "flat", _ratio(out.small_queue, out.baseline)))
+        figure = _rate(out.small_queue) + _cpu(out, "queued-100")
+        table.append((label, figure, "flat", _ratio(out.small_queue, out.baseline)))
     if out.big_queue is not None:
         share = f" ({out.big_queue / out.small_queue:.0%} of 100)" if out.small_queue else ""
         label = f"flat: {sizes.big_queue:,} queued, c={FLAT_CONCURRENCY} (first {sizes.big_measured})"
-        table.append((label, _rate(out.big_queue) + share, "flat", _ratio(out.big_queue, out.baseline_big)))
+        figure = _rate(out.big_queue) + share + _cpu(out, "queued-big")
+        table.append((label, figure, "flat", _ratio(out.big_queue, out.baseline_big)))
     if out.slow is not None:
         figure = f"{out.slow:.1f} jobs/s = {out.slow / IDEAL_SLOW:.1%} of {IDEAL_SLOW:.0f}"
         label = f"slow backend {SLOW_DELAY_S * 1000:.0f} ms, c=16 ({sizes.slow_jobs} jobs)"

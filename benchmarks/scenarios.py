@@ -60,6 +60,7 @@ class Measured:
     big_queue: float | None = None
     slow: float | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)
+    cpu_ms_per_job: dict[str, float] = field(default_factory=dict)
     baseline: BaselineRun | None = None
     baseline_big: BaselineRun | None = None
     baseline_slow: BaselineRun | None = None
@@ -109,11 +110,14 @@ async def _rounds(
     async with consumer(bench, queue, port=port, concurrency=concurrency, watch=False) as running:
         for number in range(rounds):
             write_jobs_bulk(queue.root, queued - len(queue.incoming_ids()), start=number * queued)
+            cpu_before = running.cpu_seconds()
             await tick(bench, measured)
             await wait_results(running, measured, timeout_s=60 + measured / 20)
+            cpu_used = running.cpu_seconds() - cpu_before
             results = read_results(queue.root)
             _check([item.status for item in results], label, out)
             rates.append(jobs_per_second(results))
+            out.cpu_ms_per_job[label] = cpu_used * 1000 / max(1, len(results))
             clear_results(queue)
         if (rss := running.peak_rss_mb()) is not None:
             out.rss_mb[label] = rss

@@ -20,7 +20,7 @@ from pathlib import Path
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from benchmarks.procs import CONSUMER, Children, ConsumerSpec, peak_rss_mb, start_consumer
+from benchmarks.procs import CONSUMER, Children, ConsumerSpec, cpu_seconds, peak_rss_mb, start_consumer
 from benchmarks.workload import result_count
 from shared import subjects
 from shared.queue import FileQueue
@@ -59,6 +59,9 @@ class Running:
 
     def peak_rss_mb(self) -> float | None:
         return peak_rss_mb(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid) or 0.0
 
 
 def fresh_queue(bench: Bench, label: str) -> FileQueue:
@@ -142,9 +145,9 @@ def clear_results(queue: FileQueue) -> None:
 
 @asynccontextmanager
 async def py_spy(pid: int, output: Path) -> AsyncIterator[None]:
-    """``py-spy record`` attached to ``pid`` while inside (non-blocking sampling, raw collapsed stacks)."""
+    """``py-spy record`` attached to ``pid`` while inside (100 Hz, whole stacks, raw collapsed format)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    args = [exe, "record", "--pid", str(pid), "--nonblocking", "--rate", "250"]
+    args = [exe, "record", "--pid", str(pid), "--rate", "100"]
     args += ["--format", "raw", "--output", str(output)]
     process = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL

@@ -73,6 +73,14 @@ class Bus:
         except BadRequestError:  # exists with another config: bring it to ours
             await self._js.update_stream(config)
 
+    async def emit(self, subject: str, message: BaseModel) -> None:
+        """Publish an event without waiting: the stream on the subject stores it all the same.
+
+        Events only notify; the files are the truth. Not waiting for the stream's acknowledgement keeps
+        a round trip per job off the consumer's hot path.
+        """
+        await self._nc.publish(subject, encode(message))
+
     async def publish(self, subject: str, message: BaseModel, *, msg_id: str | None = None) -> None:
         """Publish into JetStream (acknowledged); fall back to a core publish if JetStream fails."""
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None

@@ -1,11 +1,12 @@
 """Claims and leases on jobs in ``processing/``.
 
 A claim is an atomic rename ``incoming/<id>.txt`` → ``processing/<id>.claim-<token>.txt``; ``token``
-names the consumer process that holds it (its instance token, logged at start). The lease is the claim
-file's modification time: the holder touches it while the LLM call runs, and a claim untouched for
-``lease_s`` has expired — any consumer, or cleanup, may then take it over. Finishing starts with
-another rename, to ``<id>.claim-<token>.done`` (the commit): it succeeds only while the claim is still
-ours, so a holder whose lease was taken over can never file a second result.
+names the consumer process that holds it (its instance token, logged at start). The lease clock is the
+claim file's inode change time (ctime): the rename itself sets it, the holder refreshes it (a touch)
+while the LLM call runs, and a claim unchanged for ``lease_s`` has expired — any consumer, or cleanup,
+may then take it over with another rename (which restarts the clock at once). No result is ever filed
+twice: results are created exclusively (see ``FileQueue.write_result``), so of a slow holder and the
+one that took over, the first to finish files the result and the other drops its copy.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from pathlib import Path
 
 from shared.queue import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, FileQueue, is_job_name
 
-COMMITTED = "done"
-
 
 def new_token() -> str:
     return secrets.token_hex(4)
@@ -30,12 +29,12 @@ def new_token() -> str:
 class ClaimFile:
     job_id: str
     token: str | None  # None: a claim without owner (an older layout's plain ``<id>.txt``)
-    committed: bool
     path: Path
 
-    def modified(self) -> float | None:
+    def lease_clock(self) -> float | None:
+        """When the lease was last started or renewed (a rename or a touch sets the ctime)."""
         try:
-            return self.path.stat().st_mtime
+            return self.path.stat().st_ctime
         except FileNotFoundError:
             return None
 
@@ -43,9 +42,9 @@ class ClaimFile:
 def parse_claim(path: Path) -> ClaimFile | None:
     match = CLAIM_NAME.match(path.name)
     if match:
-        return ClaimFile(match["job"], match["token"], match["state"] == COMMITTED, path)
+        return ClaimFile(match["job"], match["token"], path)
     if is_job_name(path.name):
-        return ClaimFile(path.name[: -len(JOB_SUFFIX)], None, False, path)
+        return ClaimFile(path.name[: -len(JOB_SUFFIX)], None, path)
     return None
 
 
@@ -56,9 +55,8 @@ class Claims:
         self.queue = queue
         self.token = token
 
-    def path(self, job_id: str, *, committed: bool = False) -> Path:
-        state = COMMITTED if committed else "txt"
-        return self.queue.folder(PROCESSING) / f"{job_id}.claim-{self.token}.{state}"
+    def path(self, job_id: str) -> Path:
+        return self.queue.folder(PROCESSING) / f"{job_id}.claim-{self.token}{JOB_SUFFIX}"
 
     def take(self, job_id: str) -> ClaimFile | None:
         """Claim a waiting job; exactly one caller wins. The lease starts now."""
@@ -67,10 +65,9 @@ class Claims:
             os.rename(self.queue.job_path(INCOMING, job_id), target)
         except FileNotFoundError:
             return None
-        _touch(target)
         with contextlib.suppress(FileNotFoundError):
             os.rename(self.queue.sidecar_path(INCOMING, job_id), self.queue.sidecar_path(PROCESSING, job_id))
-        return ClaimFile(job_id, self.token, False, target)
+        return ClaimFile(job_id, self.token, target)
 
     def renew(self, claim: ClaimFile) -> bool:
         """Extend the lease; False when the claim is gone (taken over after our lease expired)."""
@@ -80,28 +77,17 @@ class Claims:
             return False
         return True
 
-    def commit(self, claim: ClaimFile) -> ClaimFile | None:
-        """Mark the claim as finishing; None when it is no longer ours."""
-        target = self.path(claim.job_id, committed=True)
-        try:
-            os.rename(claim.path, target)
-        except FileNotFoundError:
-            return None
-        return ClaimFile(claim.job_id, self.token, True, target)
-
     def take_over(self, claim: ClaimFile) -> ClaimFile | None:
         """Move someone else's (expired) claim to our name; None when another took it first.
 
-        The lease restarts before the rename (which keeps the file's time), so no other recoverer ever
-        sees our new claim as expired.
+        The rename restarts the lease clock, so no other recoverer sees our new claim as expired.
         """
         target = self.path(claim.job_id)
         try:
-            _touch(claim.path)
             os.rename(claim.path, target)
         except FileNotFoundError:
             return None
-        return ClaimFile(claim.job_id, self.token, False, target)
+        return ClaimFile(claim.job_id, self.token, target)
 
     def release(self, claim: ClaimFile) -> bool:
         """Return the job to ``incoming/`` (its sidecar first, so the job never waits without it)."""
@@ -134,13 +120,12 @@ class Claims:
         return [claim for claim in found if claim is not None]
 
     def expired(self, lease_s: float, now: float | None = None) -> list[ClaimFile]:
-        """Claims (committed or not) whose lease ran out: nobody touched them for ``lease_s``."""
+        """Claims whose lease ran out: neither taken nor renewed for ``lease_s``."""
         cutoff = (time.time() if now is None else now) - lease_s
         return [
-            claim for claim in self.all() if (modified := claim.modified()) is not None and modified < cutoff
+            claim for claim in self.all() if (clock := claim.lease_clock()) is not None and clock < cutoff
         ]
 
 
 def _touch(path: Path) -> None:
-    now = time.time()  # our clock, not the file server's: hosts sharing a queue keep clocks in sync
-    os.utime(path, (now, now))
+    os.utime(path)  # sets the ctime, the lease clock; hosts sharing a queue keep their clocks in sync

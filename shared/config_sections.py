@@ -77,7 +77,7 @@ class QueueSettings(_Section):
     max_attempts: int = Field(
         3, ge=1, le=100, description="failed attempts (backend errors, crashes) per job"
     )
-    fsync: bool = Field(True, description="flush each result to disk before its claim is removed")
+    fsync: bool = Field(False, description="flush each result to disk before its claim is removed")
 
 
 class ConsumerSettings(_Section):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 log = logging.getLogger(__name__)
 
 ENV = "SYNTX_FAILPOINTS"
-POINTS = ("after_claim", "after_call", "after_commit", "after_result")
+POINTS = ("after_claim", "after_call", "after_result")
 
 
 class FailpointError(ValueError):

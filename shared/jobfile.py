@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 HEADER_FENCE = "---"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 _ORIGINAL_KEYS = ("topic", "category", "style", "language", "generation")
 
 
@@ -87,7 +88,7 @@ def _split_header(text: str) -> tuple[dict[str, Any], str]:
     except StopIteration:
         raise JobFileError("job header opened with '---' is never closed") from None
     try:
-        header = yaml.safe_load("\n".join(lines[1:end])) or {}
+        header = yaml.load("\n".join(lines[1:end]), Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as exc:
         raise JobFileError(f"job header is not valid YAML: {exc}") from exc
     if not isinstance(header, dict):

@@ -112,8 +112,10 @@ def _style(match: re.Match[str]) -> HeaderStyle:
     return "bold" if match.group("bold") or match.group("bold2") else "plain"
 
 
-def _match_header(line: str, fmt: FormatSpec, number: int) -> tuple[HeaderHit, str] | None:
-    match = header_regex(fmt).match(line)
+def _match_header(
+    line: str, fmt: FormatSpec, regex: re.Pattern[str], number: int
+) -> tuple[HeaderHit, str] | None:
+    match = regex.match(line)
     if match is None:
         return None
     rest = match.group("rest").strip()
@@ -128,8 +130,9 @@ def _match_header(line: str, fmt: FormatSpec, number: int) -> tuple[HeaderHit, s
 
 def _scan(lines: list[str], fmt: FormatSpec) -> list[tuple[int, HeaderHit, str]]:
     hits = []
+    regex = header_regex(fmt)  # looked up once: hashing a format model per line is not free
     for index, line in enumerate(lines):
-        found = _match_header(line, fmt, index + 1)
+        found = _match_header(line, fmt, regex, index + 1)
         if found is not None:
             hits.append((index, *found))
     return hits

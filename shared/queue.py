@@ -37,7 +37,7 @@ QUARANTINE_NOTE_SUFFIX: Final = ".why.txt"
 ResultFolder = Literal["processed", "error"]
 
 
-CLAIM_NAME: Final = re.compile(r"^(?P<job>.+)\.claim-(?P<token>[0-9a-f]{8})\.(?P<state>txt|done)$")
+CLAIM_NAME: Final = re.compile(r"^(?P<job>.+)\.claim-(?P<token>[0-9a-f]{8})\.txt$")
 
 
 def new_job_id(now: datetime | None = None) -> str:
@@ -106,12 +106,14 @@ class FileQueue:
         return job_id
 
     def write_result(
-        self, folder: ResultFolder, job_id: str, record: dict[str, Any], *, fsync: bool = False
+        self, folder: ResultFolder, job_id: str, record: dict[str, Any] | bytes, *, fsync: bool = False
     ) -> bool:
         """Write a result once; returns False when one already exists (results are immutable)."""
         if self.result_path(job_id) is not None:
             return False
-        data = json.dumps(record, ensure_ascii=False, indent=1, default=str).encode("utf-8")
+        data = (
+            record if isinstance(record, bytes) else json.dumps(record, ensure_ascii=False, indent=1).encode()
+        )
         return self.write_atomic(
             self.folder(folder) / f"{job_id}{RESULT_SUFFIX}", data, fsync=fsync, exclusive=True
         )

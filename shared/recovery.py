@@ -47,7 +47,7 @@ def recover_expired(
 
 def _recover_one(claims: Claims, claim: ClaimFile, lease_s: float, max_attempts: int) -> Recovered | None:
     queue = claims.queue
-    last_renewed = claim.modified()
+    last_renewed = claim.lease_clock()
     ours = claims.take_over(claim)
     if ours is None:
         return None  # another consumer (or cleanup) was faster
@@ -75,14 +75,11 @@ def _recover_one(claims: Claims, claim: ClaimFile, lease_s: float, max_attempts:
 
 
 def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last: str) -> Recovered | None:
-    committed = claims.commit(claim)
-    if committed is None:
-        return None
     queue = claims.queue
     reason = f"gave up after {counted_failures(history)} failed attempts; last: {last}"
     try:
         job = parse_job(
-            claim.job_id, committed.path.read_bytes(), MAX_JOB_BYTES_FOR_RECORD, _sidecar(claims, claim)
+            claim.job_id, claim.path.read_bytes(), MAX_JOB_BYTES_FOR_RECORD, _sidecar(claims, claim)
         )
     except (JobFileError, OSError):
         job = None
@@ -95,8 +92,8 @@ def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last:
         attempts=history,
         created_at=job.meta.created if job else None,
     )
-    queue.write_result("error", claim.job_id, record.model_dump(mode="json"), fsync=True)
-    claims.forget(committed)
+    queue.write_result("error", claim.job_id, record.model_dump_json(indent=1).encode(), fsync=True)
+    claims.forget(claim)
     log.warning("job %s failed: %s", claim.job_id, reason)
     return Recovered(claim.job_id, "failed", history[-1].number, reason)
 

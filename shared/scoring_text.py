@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict
 
@@ -58,8 +59,12 @@ class Relevance(BaseModel):
     missing_sample: list[str]
 
 
-def words(text: str) -> list[str]:
-    return [word.lower() for word in _WORD.findall(text)]
+CACHE_SIZE = 64  # one job's texts are looked at by several checks: split each text once
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def words(text: str) -> tuple[str, ...]:
+    return tuple(word.lower() for word in _WORD.findall(text))
 
 
 def content_stems(text: str) -> dict[str, str]:
@@ -84,14 +89,15 @@ def relevance(prompt: str, answer: str) -> Relevance | None:
     )
 
 
-def sentences(text: str) -> list[str]:
+@lru_cache(maxsize=CACHE_SIZE)
+def sentences(text: str) -> tuple[str, ...]:
     """Normalised sentences/lines (lower case, punctuation removed) of at least MIN_SENTENCE_CHARS."""
-    result = []
-    for part in _SENTENCE_SPLIT.split(text):
-        normal = " ".join(_NOT_WORD.sub(" ", part.lower()).split())
-        if len(normal) >= MIN_SENTENCE_CHARS:
-            result.append(normal)
-    return result
+    normalised = (_normal(part) for part in _SENTENCE_SPLIT.split(text))
+    return tuple(normal for normal in normalised if len(normal) >= MIN_SENTENCE_CHARS)
+
+
+def _normal(text: str) -> str:
+    return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
 
 
 def repetition_share(text: str) -> tuple[float, int]:
@@ -103,16 +109,21 @@ def repetition_share(text: str) -> tuple[float, int]:
     return repeats / len(found), repeats
 
 
-def _copied(sentence: str, source: list[str]) -> bool:
+def _copied(sentence: str, source: tuple[str, ...]) -> bool:
     if len(sentence) < MIN_ECHO_FRAGMENT:
         return sentence in source
     return any(sentence in line for line in source)
 
 
+@lru_cache(maxsize=CACHE_SIZE)
+def _instruction_sentences(instructions: str, ignore_lines: tuple[str, ...]) -> tuple[str, ...]:
+    ignored = {_normal(line) for line in ignore_lines}
+    return tuple(sentence for sentence in sentences(instructions) if sentence not in ignored)
+
+
 def echo_share(answer: str, instructions: str, ignore_lines: Iterable[str] = ()) -> tuple[float, int]:
     """Share of the answer's sentence characters copied from ``instructions`` (minus ``ignore_lines``)."""
-    ignored = {" ".join(_NOT_WORD.sub(" ", line.lower()).split()) for line in ignore_lines}
-    source = [sentence for sentence in sentences(instructions) if sentence not in ignored]
+    source = _instruction_sentences(instructions, tuple(ignore_lines))
     found = sentences(answer)
     total = sum(len(sentence) for sentence in found)
     if not source or total == 0:

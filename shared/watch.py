@@ -11,7 +11,9 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
+from watchdog.observers.inotify import InotifyEmitter
+from watchdog.observers.inotify_c import InotifyConstants, Mask
 from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,25 @@ Change = tuple[str, str, str]
 OVERFLOW: Change = ("overflow", "", "")
 WATCHDOG_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 ChangeSink = Callable[[Change], None]
+
+
+class _ArrivalEmitter(InotifyEmitter):
+    """inotify for files arriving only (created, moved in). A move *out* of a watched folder is an
+    unpaired IN_MOVED_FROM, which watchdog holds back half a second waiting for its pair — and every
+    later event with it; a consumer's own claims would delay its notice of new jobs that long."""
+
+    def get_event_mask_from_filter(self) -> Mask:
+        return Mask(
+            InotifyConstants.IN_CREATE | InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_DELETE_SELF
+        )
+
+
+def _observer(polling: bool, arrivals_only: bool) -> BaseObserver:
+    if polling:
+        return PollingObserver()
+    if arrivals_only:
+        return BaseObserver(emitter_class=_ArrivalEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT)
+    return Observer()
 
 
 class _OverflowAlarm(logging.Filter):
@@ -68,15 +89,21 @@ class _Forwarder(FileSystemEventHandler):
 
 @asynccontextmanager
 async def watching(
-    folders: Iterable[Path], sink: ChangeSink, *, polling: bool = False, recursive: bool = False
+    folders: Iterable[Path],
+    sink: ChangeSink,
+    *,
+    polling: bool = False,
+    recursive: bool = False,
+    arrivals_only: bool = False,
 ) -> AsyncIterator[None]:
     """Deliver ``(kind, folder, name)`` for files added to or removed from ``folders`` while inside.
 
     Watch a common parent with ``recursive=True`` to see moves between its folders as one event each:
     separately watched folders report a move out only after watchdog's pairing timeout.
+    ``arrivals_only``: report only files that appear (no removals, no writes) — and without that delay.
     """
     loop = asyncio.get_running_loop()
-    observer: BaseObserver = PollingObserver() if polling else Observer()
+    observer = _observer(polling, arrivals_only)
     handler = _Forwarder(loop, sink)
     alarm = _OverflowAlarm(loop, sink)
     inotify_log = logging.getLogger(WATCHDOG_INOTIFY_LOGGER)

@@ -39,7 +39,7 @@ class Cleanup:
         )
         expired = Counter(item.outcome for item in recovered)
         kept = self._queue.counts()
-        await self._bus.publish(
+        await self._bus.emit(
             subjects.CLEANUP_REPORT,
             CleanupReport(
                 removed=dict(report.removed),

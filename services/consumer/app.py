@@ -139,7 +139,7 @@ class Consumer:
             consecutive_failures=self._backend_failures,
             pause_s=pause_s,
         )
-        await self._ctx.bus.publish(subjects.CONSUMER_BACKEND, state)
+        await self._ctx.bus.emit(subjects.CONSUMER_BACKEND, state)
 
     def _probing(self) -> bool:
         """While the backend is failing, only one job at a time goes out (a probe)."""
@@ -188,7 +188,7 @@ class Consumer:
                 final_status="failed" if item.outcome == "failed" else None,
                 cause="lease_expired",
             )
-            await self._ctx.bus.publish(subjects.JOB_FAILED, event)
+            await self._ctx.bus.emit(subjects.JOB_FAILED, event)
         if any(item.outcome == "released" for item in recovered):
             self._wake.set()
 
@@ -259,5 +259,6 @@ async def run_consumer(
 
 
 async def _watch(consumer: Consumer, polling: bool) -> None:
-    async with watching([consumer.queue.folder(INCOMING)], consumer.on_change, polling=polling):
+    folder = consumer.queue.folder(INCOMING)
+    async with watching([folder], consumer.on_change, polling=polling, arrivals_only=True):
         await consumer.feed()

@@ -116,7 +116,7 @@ class JobProcessor:
         )
         if not await self._file(claim, result):
             return "lost"
-        await ctx.bus.publish(
+        await ctx.bus.emit(
             subjects.JOB_SCORED,
             JobScored(
                 job_id=job.job_id,
@@ -229,20 +229,19 @@ class JobProcessor:
         return JobResult.model_validate(fields)
 
     async def _file(self, claim: ClaimFile, result: JobResult) -> bool:
-        """Commit, write, forget. False when the claim was no longer ours (our lease was taken over)."""
-        committed = self._claims.commit(claim)
-        if committed is None:
-            log.warning("job %s: lease lost before filing; another consumer took the job over", claim.job_id)
-            return False
-        self._ctx.failpoints.hit("after_commit")
-        record = result.model_dump(mode="json")
-        if not self._queue.write_result(
+        """Write the result (exclusively), then drop the claim. False when the job had a result already
+        (our lease was taken over and the other holder finished first): ours is dropped."""
+        record = result.model_dump_json(indent=1).encode()
+        filed = self._queue.write_result(
             result.folder, result.job_id, record, fsync=self._ctx.queue_settings.fsync
-        ):
-            log.info("job %s already has a result; dropping the duplicate", result.job_id)
+        )
+        if not filed:
+            log.warning(
+                "job %s already has a result (its lease was taken over); dropping ours", result.job_id
+            )
         self._ctx.failpoints.hit("after_result")
-        self._claims.forget(committed)
-        return True
+        self._claims.forget(claim)
+        return filed
 
     async def _publish_failure(
         self,
@@ -264,4 +263,4 @@ class JobProcessor:
             final_status=final,
             cause="malformed" if final == "malformed" else "backend",
         )
-        await ctx.bus.publish(subjects.JOB_FAILED, event)
+        await ctx.bus.emit(subjects.JOB_FAILED, event)

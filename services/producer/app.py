@@ -80,7 +80,7 @@ class Producer:
         favoured = [f"{category}/{style}" for category, style in self._learner.favoured(self._arms)]
         skipped = None if wanted else f"queue {state} with {incoming} waiting"
         self._log_generation(generation, learned, produced, wanted, state, favoured)
-        await self._bus.publish(
+        await self._bus.emit(
             subjects.PRODUCER_GENERATION,
             ProducerGeneration(
                 generation=generation,
@@ -122,7 +122,7 @@ class Producer:
                 created=datetime.now(UTC),
             )
             job_id = self._queue.add_job(prompt, meta)
-            await self._bus.publish(
+            await self._bus.emit(
                 subjects.JOB_CREATED,
                 JobCreated(
                     job_id=job_id,

@@ -14,6 +14,7 @@ import httpx
 from shared.llm.base import BackendError
 from shared.llm.replies import Failure, JsonReply, judge
 from shared.llm.retry import next_delay
+from shared.llm.transport import transport_for
 from shared.settings import RetrySettings, TimeoutSettings
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,9 @@ class JsonHttp:
         self._total_s = timeouts.total_s
         self._secrets = [value for value in (secret, parsed.password) if value]
         self._rng = random.Random()
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
+            transport=transport_for(self.url, limits),
             auth=httpx.BasicAuth(parsed.username, parsed.password) if parsed.username else None,
             headers=dict(headers or {}),
             timeout=httpx.Timeout(
@@ -79,7 +82,7 @@ class JsonHttp:
                 write=timeouts.connect_s,
                 pool=timeouts.total_s,
             ),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            limits=limits,
         )
 
     def __repr__(self) -> str:
