@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
 
-Action = Literal["reply", "hang", "truncate", "reset"]
+Action = Literal["reply", "reply_and_close", "hang", "truncate", "reset"]
 
 
 @dataclass(frozen=True)
 class Reply:
     """What the server does with one request.
 
-    ``reply`` answers normally; ``hang`` never answers; ``truncate`` announces a longer Content-Length than it
+    ``reply`` answers normally (keeping the connection); ``reply_and_close`` answers, then closes;
+    ``hang`` never answers; ``truncate`` announces a longer Content-Length than it
     sends and closes; ``reset`` closes the connection with a TCP RST instead of answering.
     """
 
@@ -63,6 +64,7 @@ class ScriptedServer:
         self.chooser = chooser
         self.requests: list[Recorded] = []
         self.max_in_flight = 0
+        self.connections = 0
         self._in_flight = 0
         self._script: deque[Reply] = deque()
         self._seen = asyncio.Condition()
@@ -106,6 +108,7 @@ class ScriptedServer:
         assert task is not None
         self._handlers.add(task)
         self._writers.add(writer)
+        self.connections += 1
         try:
             while await self._one_exchange(reader, writer):
                 pass
