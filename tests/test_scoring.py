@@ -9,46 +9,10 @@ import pytest
 from shared.formats import BUILTIN_WRAPPER_DIR, load_catalog
 from shared.parsing import parse_response
 from shared.scoring import SCORERS, ScoreResult, render_breakdown, score_response
+from tests.vectors import TV1, TV2, TV3, TV4, TV5, TV6, TV7, TV8, TV14
 
 CATALOG = load_catalog([BUILTIN_WRAPPER_DIR])
 PROMPT = "Wie verändert Homeoffice die Zusammenarbeit in Teams?"
-
-TV1 = (
-    "### Driftkörperanalyse:\nDer Driftkörper zeigt auf TIER-1 eine sichtbare Erscheinung, auf TIER-2 eine "
-    "klare Struktur, auf TIER-3 einen Mechanismus und auf TIER-4 einen stabilen Kern.\n\n### Kalibrierung:\n"
-    "Das System reagiert auf Feedback mit Anpassung und Transformation; die Dynamik bleibt reguliert.\n\n"
-    "### Strömungsverhältnisse:\nEnergie und Information fließen in einem Kreislauf; der Transfer zwischen "
-    "den Ebenen ist stetig."
-)
-TV2 = "### Driftkörperanalyse:\nNur ein Feld wurde ausgefüllt."
-TV3 = (
-    "1. DRIFT: Die Lage verschiebt sich langsam, aber stetig.\n\n2. HINTERGRUND-MUSTER: Im Hintergrund wirkt "
-    "ein Muster aus Selbstschutz und Kontrolle.\n\n3. DRUCKFAKTOREN: Druck entsteht durch Erwartungen und "
-    "Zeitmangel.\n\n4. TIEFE: Die Situation reicht tiefer als die Oberfläche, Stufe 5.\n\n5. WIRKUNG AUF "
-    "BEIDE SEITEN: Seite A zieht sich zurück, Seite B sucht Nähe.\n\n6. KLARTEXT: Es geht um Überforderung "
-    "und den Wunsch nach Abstand."
-)
-TV4 = TV3.replace("6. KLARTEXT: Es geht", "6. KLARTEXT: Die Kalibrierung zeigt: es geht")
-TV5 = (
-    "1. DRIFT: stabil.\n2. HINTERGRUND-MUSTER: Kontrolle.\n3. DRUCKFAKTOREN: Zeit.\n4. TIEFE: 3.\n"
-    "5. WIRKUNG AUF BEIDE SEITEN\nAuf Seite A entsteht Druck, auf Seite B Rückzug.\n6. KLARTEXT: Abstand."
-)
-TV6 = (
-    "1. Σ-DRIFTGRADIENT: abrupt - schneller Wechsel.\n2. Σ-MECHANISMUSKNOTEN: MN-04 Impulsumkehr.\n"
-    "3. Σ-FREQUENZFELD: FF-γ Überlast.\n4. Σ-DICHTELEVEL: DL-5 Kompressionsphase.\n"
-    "5. Σ-ZWEISTRÖME: DFV-A Flow A dominiert.\n6. Σ-KERNEXTRAKT: Rückzug als Schutz."
-)
-TV7 = (
-    "1. Σ-DRIFTGRADIENT: abrupt.\n2. Σ-MECHANISMUSKNOTEN: MN-04.\n3. Σ-FREQUENZFELD: FF-γ.\n"
-    "4. Σ-DICHTELEVEL: DL-5.\n5. Σ-ZWEISTRÖME: DFV-A."
-)
-TV8 = "Das ist einfach ein Fließtext ohne jede Struktur."
-TV14 = (
-    "1. DRIFTKÖRPER\nDer Input ist stabil.\n\n2. SUBPROTOKOLL\nEin leises Schutzprogramm läuft mit.\n\n"
-    "3. KALIBRIERUNGSFELD\nDas Feld justiert sich.\n\n4. TIER-ANALYSE\nTIER-Level 4.\n\n"
-    "5. RESONANZSPLIT\nSeite A sendet, Seite B weicht aus.\n\n"
-    "6. KLARTEXT\nIn einer Welt, die drängt, hält er still."
-)
 
 SUBSTANTIVE_SYNTEX = [
     "Homeoffice verändert die Zusammenarbeit in Teams zuerst an der Oberfläche: Besprechungen wandern in "
