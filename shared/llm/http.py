@@ -15,7 +15,7 @@ from shared.llm.base import BackendError
 from shared.llm.replies import Failure, JsonReply, judge
 from shared.llm.retry import next_delay
 from shared.llm.transport import transport_for
-from shared.settings import RetrySettings, TimeoutSettings
+from shared.settings import BackendSettings, RetrySettings, TimeoutSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,21 @@ class JsonHttp:
                 pool=timeouts.total_s,
             ),
             limits=limits,
+        )
+
+    @classmethod
+    def for_backend(
+        cls, settings: BackendSettings, *, backend: str, path: str, concurrency: int, key: str | None = None
+    ) -> JsonHttp:
+        """A backend's client: ``settings.url`` + ``path``, its timeouts and retries, a bearer ``key``."""
+        return cls(
+            endpoint(settings.url, path),
+            backend=backend,
+            timeouts=settings.timeouts,
+            retries=settings.retries,
+            concurrency=concurrency,
+            headers={"Authorization": f"Bearer {key}"} if key else None,
+            secret=key,
         )
 
     def __repr__(self) -> str:

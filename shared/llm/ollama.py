@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from shared.llm.base import Completion
-from shared.llm.http import JsonHttp, endpoint
+from shared.llm.http import JsonHttp
 from shared.llm.replies import optional_at, text_at
 from shared.settings import BackendSettings
 
@@ -18,13 +18,8 @@ class OllamaBackend:
         self.name = "ollama"
         self.model = settings.model
         self._settings = settings
-        url = endpoint(settings.url, "/api/chat")
-        self._http = JsonHttp(
-            url,
-            backend=self.name,
-            timeouts=settings.timeouts,
-            retries=settings.retries,
-            concurrency=concurrency,
+        self._http = JsonHttp.for_backend(
+            settings, backend=self.name, path="/api/chat", concurrency=concurrency
         )
 
     def __repr__(self) -> str:

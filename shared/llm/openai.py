@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from shared.llm.base import Completion
-from shared.llm.http import JsonHttp, endpoint
+from shared.llm.http import JsonHttp
 from shared.llm.replies import optional_at, text_at
 from shared.settings import BackendSettings
 
@@ -19,17 +19,10 @@ class OpenAIBackend:
         self.name = "openai"
         self.model = settings.model
         self._settings = settings
-        url = endpoint(settings.url, "/chat/completions")
         key = os.environ.get(settings.api_key_env) or None
         self._has_key = key is not None
-        self._http = JsonHttp(
-            url,
-            backend=self.name,
-            timeouts=settings.timeouts,
-            retries=settings.retries,
-            concurrency=concurrency,
-            headers={"Authorization": f"Bearer {key}"} if key else None,
-            secret=key,
+        self._http = JsonHttp.for_backend(
+            settings, backend=self.name, path="/chat/completions", concurrency=concurrency, key=key
         )
 
     def __repr__(self) -> str:
