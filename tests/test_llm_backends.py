@@ -56,14 +56,6 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    await scripted.start()
-    yield scripted
-    await scripted.close()
-
-
 @pytest.fixture(params=CASES, ids=[case.kind for case in CASES])
 def case(request: pytest.FixtureRequest) -> Case:
     result: Case = request.param
