@@ -125,6 +125,12 @@ class GeneratorSettings(_Section):
     timeouts: TimeoutSettings = TimeoutSettings(read_s=60.0, total_s=120.0)
     retries: RetrySettings = RetrySettings()
 
+    @model_validator(mode="after")
+    def _url_for_remote(self) -> GeneratorSettings:
+        if self.kind == "openai" and not self.url:
+            raise ValueError("generator kind 'openai' needs a url (e.g. https://api.openai.com/v1)")
+        return self
+
 
 class ProducerSettings(_Section):
     batch: int = Field(20, ge=1, le=10_000)

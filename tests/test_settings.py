@@ -272,3 +272,10 @@ def test_a_consumer_without_a_wrapper_uses_its_own_name(tmp_path: Path) -> None:
     config = tmp_path / "syntx.yaml"
     config.write_text("consumers:\n  sigma: {batch: 3}\n", encoding="utf-8")
     assert load_settings([config]).consumers["sigma"].wrapper == "sigma"
+
+
+def test_an_llm_generator_without_a_url_is_a_configuration_error(tmp_path: Path) -> None:
+    config = tmp_path / "syntx.yaml"
+    config.write_text("producer:\n  generator: {kind: openai}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^config: producer\.generator = .*needs a url"):
+        load_settings([config])
