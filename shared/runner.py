@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+
+from nats.aio.msg import Msg
 
 from shared import subjects
 from shared.bus import Bus
@@ -57,16 +60,20 @@ async def _serve(settings: Settings, body: ServiceBody) -> None:
 
 
 def instance_name(service: str) -> str:
-    import os
-
     return f"{service}@{socket.gethostname()}:{os.getpid()}"
 
 
 @asynccontextmanager
 async def presence(bus: Bus, service: str) -> AsyncIterator[None]:
-    """Announce the service as ready now and every few seconds; say goodbye on exit."""
+    """Announce the service as ready now, every few seconds and whenever asked (a monitor that starts
+    later pings ``syntx.service.ping``); say goodbye on exit."""
     started = utc_now()
     instance = instance_name(service)
+
+    async def on_ping(_msg: Msg) -> None:
+        await _beat(bus, service, instance, started, stopping=False)
+
+    await bus.client.subscribe(subjects.SERVICE_PING, cb=on_ping)
     await _beat(bus, service, instance, started, stopping=False)
     task = asyncio.create_task(_beat_forever(bus, service, instance, started), name=f"{service} heartbeat")
     try:

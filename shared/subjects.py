@@ -18,6 +18,7 @@ PRODUCER_GENERATION: Final = f"{PREFIX}.producer.generation"
 CLEANUP_REPORT: Final = f"{PREFIX}.cleanup.report"
 
 SERVICE_HEARTBEAT: Final = f"{PREFIX}.service.heartbeat"
+SERVICE_PING: Final = f"{PREFIX}.service.ping"
 
 STATUS: Final = f"{PREFIX}.status"
 SCHEDULES: Final = f"{PREFIX}.schedules"

@@ -129,6 +129,7 @@ class Monitor:
                     await bus.subscribe_events(subject, self.tracker.on_event)
                 await bus.client.subscribe(subjects.TICK_ALL, cb=self.on_any_tick)
                 await bus.serve(subjects.STATUS, self.status, queue="monitor")
+                await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
                 ticks = await bus.subscribe_ticks("monitor")
                 async with presence(bus, "monitor"), asyncio.TaskGroup() as group:
                     group.create_task(self.reconcile_forever(stop), name="reconcile")

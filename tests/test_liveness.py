@@ -1,0 +1,38 @@
+"""A monitor that starts after the other services still lists them as live (it pings; they answer)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.monitor.app import run as run_monitor
+from services.producer.app import run as run_producer
+from shared import subjects
+from shared.messages import Event, ServiceHeartbeat
+from shared.settings import DEFAULT_CONFIG, load_settings
+from tests.harness import HEARTBEATS, free_port, observer, running
+from tests.natsserver import NatsServer
+
+
+def _beats(service: str, events: list[Event]) -> int:
+    return sum(isinstance(e, ServiceHeartbeat) and e.service == service and not e.stopping for e in events)
+
+
+async def test_a_late_monitor_lists_services_that_started_before_it(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    settings = load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url},
+        monitor={"host": "127.0.0.1", "port": free_port()},
+        schedules={name: {"enabled": False} for name in ("producer", "monitor")},
+    )
+    async with (
+        observer(nats_server.url, HEARTBEATS) as (nc, events),
+        running(settings, {"producer": run_producer}, events),  # entered (and ready) first
+        running(settings, {"monitor": run_monitor}, events),
+    ):
+        await events.wait_for(lambda seen: _beats("producer", seen) >= 2)  # the answer to the ping
+        reply = json.loads((await nc.request(subjects.STATUS, b"", timeout=5)).data)
+    assert reply["services"] == {"producer": 1, "monitor": 1}
