@@ -81,7 +81,9 @@ class Settings(BaseSettings):
     nats: NatsSettings = NatsSettings()
     logging: LoggingSettings = LoggingSettings()
     queue: QueueSettings = QueueSettings()
-    wrapper_dirs: list[Path] = Field(default_factory=lambda: [PROJECT_ROOT / "wrappers"])
+    wrapper_dirs: list[Path] = Field(
+        default_factory=list, description="your wrapper directories, read after the built-in wrappers/"
+    )
     schedules: dict[str, ScheduleSettings] = Field(default_factory=default_schedules)
     consumers: dict[str, ConsumerSettings] = Field(default_factory=default_consumers)
     producer: ProducerSettings = ProducerSettings()
@@ -128,6 +130,11 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def catalog_dirs(self) -> list[Path]:
+        """Where wrappers and formats come from: the built-in ones, then yours (which may override)."""
+        return [PROJECT_ROOT / "wrappers", *self.wrapper_dirs]
 
 
 class ConfigError(Exception):

@@ -9,6 +9,7 @@ import pytest
 from shared.settings import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
+    PROJECT_ROOT,
     ConfigError,
     Settings,
     config_paths,
@@ -279,3 +280,8 @@ def test_an_llm_generator_without_a_url_is_a_configuration_error(tmp_path: Path)
     config.write_text("producer:\n  generator: {kind: openai}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"^config: producer\.generator = .*needs a url"):
         load_settings([config])
+
+
+def test_your_wrapper_directories_come_after_the_built_in_ones(tmp_path: Path) -> None:
+    settings = load_settings([DEFAULT_CONFIG], wrapper_dirs=[tmp_path])
+    assert settings.catalog_dirs == [PROJECT_ROOT / "wrappers", tmp_path]

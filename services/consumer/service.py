@@ -31,7 +31,7 @@ def _wrapper(settings: Settings, name: str) -> tuple[Catalog, Wrapper]:
         raise ConfigError(f"config: consumers.{name} is not configured (configured: {known})")
     wanted = settings.consumers[name].wrapper
     try:
-        catalog = load_catalog(settings.wrapper_dirs)
+        catalog = load_catalog(settings.catalog_dirs)
     except CatalogError as exc:
         raise ConfigError(f"config: wrapper_dirs: {exc}") from exc
     if wanted not in catalog.wrappers:

@@ -142,7 +142,7 @@ def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int
 def score(
     settings: Settings, path: Path, format_name: str | None, prompt: str, scorer: str, as_json: bool
 ) -> int:
-    catalog = load_catalog(settings.wrapper_dirs)
+    catalog = load_catalog(settings.catalog_dirs)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         record = json.loads(text)
