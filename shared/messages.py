@@ -31,6 +31,7 @@ class Tick(Message):
     schedule: str | None = None
     slot: datetime | None = Field(None, description="the scheduled time this tick stands for")
     batch: int | None = Field(None, ge=1, le=10_000, description="override the configured batch size")
+    missed: int = Field(0, ge=0, description="earlier slots of this schedule that never fired")
     source: str = "operator"
 
 

@@ -21,7 +21,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from services.scheduler.app import run as run_scheduler
-from services.scheduler.timetable import Entry, SlotLog, build_entries, last_slot_before, missed_slot
+from services.scheduler.timetable import (
+    Entry,
+    SlotLog,
+    build_entries,
+    count_missed,
+    last_slot_before,
+    missed_slot,
+)
 from shared import bus as bus_module
 from shared import subjects
 from shared.cron import parse_schedule
@@ -42,6 +49,14 @@ def entry(cron: str = "0 * * * *", **spec: Any) -> Entry:
 
 
 # -- missed slots ---------------------------------------------------------------------------------------
+
+
+def test_count_missed_counts_the_slots_that_never_fired() -> None:
+    hourly = entry()
+    now = datetime(2025, 6, 1, 12, 30, tzinfo=BERLIN)
+    assert count_missed(hourly, None, now) == 0  # never ran: nothing to call missed
+    assert count_missed(hourly, datetime(2025, 6, 1, 12, 0, tzinfo=BERLIN), now) == 0
+    assert count_missed(hourly, datetime(2025, 6, 1, 9, 0, tzinfo=BERLIN), now) == 3  # 10, 11 and 12 o'clock
 
 
 def test_run_once_runs_the_latest_missed_slot_inside_the_window() -> None:
@@ -276,6 +291,7 @@ async def test_a_restart_runs_the_missed_slot_once(tmp_path: Path, nats_server: 
             (msg,) = await _fetch(reader, 1)
     tick = Tick.model_validate_json(msg.data)
     assert tick.slot == latest
+    assert tick.missed == 2  # three hourly slots never fired; the latest runs now, two are reported
     assert msg.headers is not None and msg.headers[MSG_ID] == f"producer@{latest.isoformat()}"
 
 

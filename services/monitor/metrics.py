@@ -90,6 +90,12 @@ class MonitorMetrics:
             "syntx_cleanup_expired_claims", "Expired claims cleanup took over", ["outcome"], registry=registry
         )
         self.ticks = Counter("syntx_ticks", "Ticks seen", ["schedule"], registry=registry)
+        self.ticks_missed = Counter(
+            "syntx_ticks_missed",
+            "Scheduled slots that never fired (no scheduler ran)",
+            ["schedule"],
+            registry=registry,
+        )
         self.tick_lag = Histogram(
             "syntx_tick_lag_seconds",
             "Delay from a tick's scheduled slot to its arrival",

@@ -115,6 +115,8 @@ class Tracker:
     def on_tick(self, tick: Tick, received_at: datetime) -> None:
         schedule = tick.schedule or "unknown"
         self._metrics.ticks.labels(schedule=schedule).inc()
+        if tick.missed:
+            self._metrics.ticks_missed.labels(schedule=schedule).inc(tick.missed)
         if tick.slot is not None:
             lag = max(0.0, (received_at - tick.slot).total_seconds())
             self._metrics.tick_lag.labels(schedule=schedule).observe(lag)

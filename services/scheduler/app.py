@@ -14,7 +14,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from services.scheduler.timetable import Entry, SlotLog, build_entries, missed_slot
+from services.scheduler.timetable import Entry, SlotLog, build_entries, count_missed, missed_slot
 from shared import bus as bus_module
 from shared import subjects
 from shared.messages import Tick
@@ -65,19 +65,30 @@ class Scheduler:
                     group.create_task(self._run_entry(entry, stop), name=f"schedule {entry.name}")
 
     async def _run_entry(self, entry: Entry, stop: asyncio.Event) -> None:
-        missed = missed_slot(entry, self._slots.get(entry.name), self.now())
-        if missed is not None:
-            log.info("schedule %s missed its slot %s; running it once now", entry.name, missed.isoformat())
-            await self.fire(entry, missed)
-        slot = entry.next_slot(self.now())
+        now = self.now()
+        unfired = count_missed(entry, self._slots.get(entry.name), now)
+        catch_up = missed_slot(entry, self._slots.get(entry.name), now)
+        if unfired:
+            log.warning(
+                "schedule %s missed %d slot(s) while no scheduler ran (missed: %s)",
+                entry.name,
+                unfired,
+                entry.settings.missed,
+            )
+        if catch_up is not None:
+            await self.fire(entry, catch_up, missed=unfired - 1)
+            unfired = 0
+        slot = entry.next_slot(now)
         while not stop.is_set():
             if await _wait_until(slot.timestamp() + entry.jitter_s(self._rng), stop):
                 return
-            await self.fire(entry, slot)
+            await self.fire(entry, slot, missed=unfired)
+            unfired = 0
             slot = entry.next_slot(max(slot, self.now()))
 
-    async def fire(self, entry: Entry, slot: datetime) -> None:
-        tick = Tick(schedule=entry.name, slot=slot, source="scheduler")
+    async def fire(self, entry: Entry, slot: datetime, missed: int = 0) -> None:
+        """Publish the tick of ``slot``; ``missed``: how many earlier slots never fired (for the monitor)."""
+        tick = Tick(schedule=entry.name, slot=slot, source="scheduler", missed=missed)
         await self._bus.publish(subjects.tick(entry.name), tick, msg_id=f"{entry.name}@{slot.isoformat()}")
         self._slots.record(entry.name, slot)
         log.info("tick %s for slot %s", entry.name, slot.isoformat())

@@ -59,6 +59,20 @@ def last_slot_before(entry: Entry, moment: datetime, window_s: float) -> datetim
     return latest
 
 
+MAX_COUNTED_MISSES = 10_000
+
+
+def count_missed(entry: Entry, last_fired: datetime | None, now: datetime) -> int:
+    """Slots after ``last_fired`` and up to ``now`` that never fired (counted up to a bound)."""
+    if last_fired is None:
+        return 0
+    count, slot, end = 0, entry.next_slot(last_fired), _instant(now)
+    while _instant(slot) <= end and count < MAX_COUNTED_MISSES:
+        count += 1
+        slot = entry.next_slot(slot)
+    return count
+
+
 def missed_slot(entry: Entry, last_fired: datetime | None, now: datetime) -> datetime | None:
     """The one slot to run now under ``missed: run_once``; None under ``skip`` or when nothing was missed."""
     if entry.settings.missed == "skip" or last_fired is None:
