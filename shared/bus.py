@@ -7,11 +7,13 @@ logged and never stops delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import nats.errors
 from nats.aio.client import Client
@@ -35,6 +37,8 @@ Responder = Callable[[bytes], Awaitable[BaseModel]]
 TICK_STREAM_MAX_AGE_S = 86400.0
 FETCH_WAIT_S = 1.0
 FETCH_BATCH = 16
+RESUBSCRIBE_S = 2.0
+PUBLISH_TRIES = 3
 
 
 class Bus:
@@ -82,14 +86,21 @@ class Bus:
         await self._nc.publish(subject, encode(message))
 
     async def publish(self, subject: str, message: BaseModel, *, msg_id: str | None = None) -> None:
-        """Publish into JetStream (acknowledged); fall back to a core publish if JetStream fails."""
+        """Publish into JetStream and wait for the stream's acknowledgement (a tick must be stored to be
+        delivered). Retried with the same ``msg_id`` — the stream drops duplicates; raises when it fails."""
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         data = encode(message)
-        try:
-            await self._js.publish(subject, data, headers=headers, timeout=self._settings.connect_timeout_s)
-        except Exception as exc:
-            log.warning("jetstream publish on %s failed (%s); sending as core message", subject, exc)
-            await self._nc.publish(subject, data, headers=headers)
+        for attempt in range(1, PUBLISH_TRIES + 1):
+            try:
+                await self._js.publish(
+                    subject, data, headers=headers, timeout=self._settings.connect_timeout_s
+                )
+                return
+            except (TimeoutError, nats.errors.Error) as exc:
+                if attempt == PUBLISH_TRIES:
+                    raise
+                log.warning("publish on %s failed (%s); trying again", subject, exc)
+                await asyncio.sleep(attempt * 0.5)  # a short backoff between tries, not a wait for an event
 
     async def subscribe_events(self, subject: str, handler: EventHandler) -> Subscription:
         async def on_message(msg: Msg) -> None:
@@ -119,15 +130,11 @@ class Bus:
         data: bytes = reply.data
         return data
 
-    async def consume_ticks(self, schedule: str, handler: TickHandler, stop: asyncio.Event) -> None:
-        """Subscribe to one schedule's ticks and run ``handler`` for them until ``stop``."""
-        await (await self.subscribe_ticks(schedule)).run(handler, stop)
-
     async def subscribe_ticks(self, schedule: str) -> TickSubscription:
         """Create (or bind to) the durable tick consumer now, so no tick after this call is missed."""
-        return TickSubscription(self, schedule, await self._tick_subscription(schedule))
+        return TickSubscription(self, schedule, await self.tick_consumer(schedule))
 
-    async def _tick_subscription(self, schedule: str) -> JetStreamContext.PullSubscription:
+    async def tick_consumer(self, schedule: str) -> JetStreamContext.PullSubscription:
         config = js_api.ConsumerConfig(
             deliver_policy=js_api.DeliverPolicy.NEW,
             ack_policy=js_api.AckPolicy.EXPLICIT,
@@ -180,9 +187,31 @@ class TickSubscription:
                 messages = await self._pull.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
             except TimeoutError:  # nats-py raises both its own and asyncio's; both mean "no tick"
                 continue
+            except nats.errors.Error as exc:  # the consumer vanished, JetStream restarted, …
+                log.warning("ticks of %s: %s; subscribing again in %.0fs", self._schedule, exc, RESUBSCRIBE_S)
+                if await _stopped_within(stop, RESUBSCRIBE_S):
+                    return
+                await self._resubscribe()
+                continue
             ticks = [tick for msg in messages if (tick := await self._bus.ack_tick(msg, self._schedule))]
             if ticks:
                 await _guarded(handler(_coalesce(ticks)), f"tick handler for {self._schedule}")
+
+    async def _resubscribe(self) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            await self._pull.unsubscribe()
+        try:
+            self._pull = await self._bus.tick_consumer(self._schedule)
+        except nats.errors.Error as exc:
+            log.warning("ticks of %s: cannot subscribe yet: %s", self._schedule, exc)
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _coalesce(ticks: Sequence[Tick]) -> Tick:
@@ -205,7 +234,7 @@ async def _guarded(work: Awaitable[None], what: str) -> None:
 
 def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "servers": [settings.url or "nats://127.0.0.1:4222"],
+        "servers": [settings.effective_url],
         "name": name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 1,
@@ -233,10 +262,10 @@ async def connect(
 
     async def disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):
-            log.warning("nats: disconnected from %s, reconnecting", settings.url)
+            log.warning("nats: disconnected from %s, reconnecting", shown_url(settings.effective_url))
 
     async def reconnected() -> None:
-        log.info("nats: reconnected to %s", nc.connected_url.netloc if nc.connected_url else settings.url)
+        log.info("nats: reconnected to %s", shown_url(settings.effective_url))
 
     options = connect_options(settings, name)
     options.update(
@@ -255,6 +284,16 @@ async def connect(
                 await nc.drain()
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("drain did not finish cleanly: %s", exc)
+
+
+def shown_url(url: str) -> str:
+    """``url`` without user and password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def _log_error(exc: Exception) -> None:

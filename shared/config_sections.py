@@ -24,6 +24,11 @@ class NatsSettings(_Section):
     duplicate_window_s: float = Field(600.0, gt=0, description="tick de-duplication window")
     stream_max_age_s: float = Field(7 * 86400.0, gt=0)
 
+    @property
+    def effective_url(self) -> str:
+        """The configured URL, else the embedded server's on this machine."""
+        return self.url or f"nats://127.0.0.1:{self.embedded_port}"
+
 
 class ScheduleSettings(_Section):
     cron: str = Field(description="5-field cron, 6-field cron with seconds first, or '@every 30s'")
@@ -86,11 +91,20 @@ class ConsumerSettings(_Section):
     batch: int = Field(20, ge=1, le=10_000)
     concurrency: int = Field(4, ge=1, le=256)
     threshold: int = Field(90, ge=0, le=100)
-    scorer: str = "default"
+    scorer: str = Field("default", description="default (syntx-2) or v1")
     watch: bool = False
     watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on stop, how long in-flight calls may finish")
     max_job_bytes: int = Field(256 * 1024, gt=0)
+
+    @field_validator("scorer")
+    @classmethod
+    def _known_scorer(cls, value: str) -> str:
+        from shared.scoring import SCORERS  # local: the scorers are not needed to read the configuration
+
+        if value not in SCORERS:
+            raise ValueError(f"unknown scorer; known: {', '.join(sorted(SCORERS))}")
+        return value
 
 
 class BackPressureSettings(_Section):

@@ -7,7 +7,7 @@ syntx.tick.producer ""``); :func:`decode_tick` turns that into a tick with defau
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -144,7 +144,3 @@ def decode_tick(data: bytes, schedule: str) -> Tick:
         return Tick(schedule=schedule)
     tick = Tick.model_validate_json(data)
     return tick if tick.schedule == schedule else tick.model_copy(update={"schedule": schedule})
-
-
-def as_jsonable(message: BaseModel) -> dict[str, Any]:
-    return message.model_dump(mode="json")

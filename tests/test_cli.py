@@ -13,9 +13,8 @@ import pytest
 from services.monitor.app import run as run_monitor
 from services.scheduler.app import run as run_scheduler
 from shared import bus as bus_module
-from shared.claims import Claims, new_token
 from shared.cli.main import main
-from shared.jobfile import parse_job
+from shared.jobfile import Job, parse_job
 from shared.messages import Tick
 from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue
 from shared.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
@@ -144,7 +143,16 @@ def error_result(job_id: str, status: str, prompt: str | None = "Erkläre: Katze
     }
 
 
-def test_retry_requeues_failed_jobs_and_keeps_the_old_result(
+def _waiting(queue: FileQueue) -> dict[str, Job]:
+    """Waiting jobs by the id they retry."""
+    jobs = (
+        parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 4096)
+        for job_id in queue.incoming_ids()
+    )
+    return {str(job.meta.model_extra["retry_of"]): job for job in jobs if job.meta.model_extra}
+
+
+def test_retry_requeues_failed_jobs_under_new_ids_and_archives_the_old_result(
     environment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     queue = FileQueue(environment / "queue")
@@ -159,44 +167,36 @@ def test_retry_requeues_failed_jobs_and_keeps_the_old_result(
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == "2 job(s) back in incoming/"
     assert "skip f3: the result holds no prompt (status failed)" in out
-    assert queue.incoming_ids() == ["f1", "f2"]
-    job = parse_job("f1", queue.job_path(INCOMING, "f1").read_bytes(), 4096)
-    assert job.prompt == "Erkläre: Katzen"
+    waiting = _waiting(queue)
+    assert set(waiting) == {"f1", "f2"}
+    job = waiting["f1"]
+    assert job.job_id not in ("f1", "f2") and job.prompt == "Erkläre: Katzen"
     assert (job.meta.topic, job.meta.category, job.meta.style, job.meta.generation) == (
         "Katzen",
         "harmlos",
         "casual",
         4,
     )
-    assert (queue.folder(ARCHIVE) / "f1.try-1.json").read_bytes() == before
+    assert (queue.folder(ARCHIVE) / "f1.json").read_bytes() == before
     assert {path.name for path in queue.result_files(ERROR)} == {"r1.json", "f3.json"}
-    assert queue.result_path("f1") is None  # a new result can be written
+    assert queue.result_path(job.job_id) is None  # the new job can get its own result
 
     assert syntx("retry", "--rejected") == 0
     assert capsys.readouterr().out.splitlines()[-1] == "1 job(s) back in incoming/"
-    assert queue.incoming_ids() == ["f1", "f2", "r1"]
-    assert (queue.folder(ARCHIVE) / "r1.try-1.json").exists()
+    assert set(_waiting(queue)) == {"f1", "f2", "r1"}
+    assert (queue.folder(ARCHIVE) / "r1.json").exists()
 
 
-def test_a_second_retry_keeps_both_earlier_results(
+def test_a_named_job_is_retried_whatever_its_status(
     environment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     queue = FileQueue(environment / "queue")
     queue.ensure()
-    queue.write_result(ERROR, "j1", error_result("j1", "failed"))
+    queue.write_result(ERROR, "j1", {**error_result("j1", "rejected"), "reason": "low score"})
     assert syntx("retry", "j1") == 0
-    claims = Claims(queue, new_token())
-    claim = claims.take("j1")
-    assert claim is not None
-    claims.forget(claim)
-    queue.write_result(ERROR, "j1", {**error_result("j1", "rejected"), "reason": "second"})
-    assert syntx("retry", "j1") == 0  # a named job is retried whatever its status
-    assert (
-        json.loads((queue.folder(ARCHIVE) / "j1.try-2.json").read_text(encoding="utf-8"))["reason"]
-        == "second"
-    )
-    assert (queue.folder(ARCHIVE) / "j1.try-1.json").exists()
-    assert queue.incoming_ids() == ["j1"]
+    assert set(_waiting(queue)) == {"j1"}
+    archived = json.loads((queue.folder(ARCHIVE) / "j1.json").read_text(encoding="utf-8"))
+    assert archived["reason"] == "low score"
     assert syntx("retry", "nope") == 0
     assert "skip nope.json: not a readable result in error/" in capsys.readouterr().out
 
@@ -271,7 +271,7 @@ async def test_schedules_prints_the_table_of_a_running_scheduler(
     lines = text.splitlines()
     assert lines[0] == "time zone Europe/Berlin"
     assert lines[1].split() == ["schedule", "cron", "enabled", "next"]
-    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}"
     rows = {line.split()[0]: line for line in lines[3:]}
     assert set(rows) == set(settings.schedules)
     assert re.search(

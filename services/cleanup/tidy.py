@@ -91,7 +91,10 @@ class Tidier:
             self._quarantine(path, why, report)
 
     def _has_job(self, job_id: str) -> bool:
-        return any(self._queue.job_path(folder, job_id).exists() for folder in (INCOMING, PROCESSING))
+        """Waiting, or claimed (claims are named ``<id>.claim-<token>.txt``)."""
+        return self._queue.job_path(INCOMING, job_id).exists() or job_id in set(
+            self._queue.job_ids(PROCESSING)
+        )
 
     def _quarantine_unreadable_results(self, report: Report) -> None:
         for folder in (PROCESSED, ERROR):

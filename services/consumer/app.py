@@ -103,10 +103,9 @@ class Consumer:
             self.claims.release(claim)
             log.info("job %s back in incoming/ at shutdown", claim.job_id)
             raise
-        except Exception:
-            log.exception("job %s: unexpected error; back in incoming/", claim.job_id)
-            self.claims.release(claim)
-            outcome = "released"
+        except Exception as exc:
+            log.exception("job %s: unexpected error; counted as a failed attempt", claim.job_id)
+            outcome = await self._processor.crashed(claim, exc)
         finally:
             self._slots.release()
         await self._note_backend(outcome)

@@ -1,11 +1,13 @@
 """One claimed job, from its file to its result: read, wrap, call the backend, parse, score, file.
 
-Filing is commit (rename the claim to ``.done``; fails if our lease was taken over), write the result
-(exclusive create), forget the claim. A crash between any two steps leaves the job recoverable.
+Filing is: write the result (created exclusively — no second result for a job id, whoever finishes
+first), then remove the claim. A crash between any two steps leaves the job recoverable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -149,35 +151,41 @@ class JobProcessor:
         log.warning("job %s malformed: %s", claim.job_id, reason)
         return "filed"
 
+    async def crashed(self, claim: ClaimFile, exc: Exception) -> Outcome:
+        """An unexpected error while processing: a counted attempt, like a backend that refused the job."""
+        try:
+            job: Job | None = self._read(claim)
+        except (OSError, JobFileError):
+            job = None
+        error = BackendError(f"internal error: {type(exc).__name__}: {exc}", retryable=False, attempts=1)
+        return await self._backend_failed(claim, job, error, utc_now())
+
     async def _backend_failed(
-        self, claim: ClaimFile, job: Job, error: BackendError, started: datetime
+        self, claim: ClaimFile, job: Job | None, error: BackendError, started: datetime
     ) -> Outcome:
+        job_id = claim.job_id
+        history = self._history(job_id)
         attempt = self._attempt(
-            len(self._history(job.job_id)) + 1,
-            started,
-            "backend_error",
-            0.0,
-            error=error.reason,
-            retryable=error.retryable,
+            len(history) + 1, started, "backend_error", 0.0, error=error.reason, retryable=error.retryable
         )
-        history = [*self._history(job.job_id), attempt]
+        history.append(attempt)
         failures = counted_failures(history)
         if not error.retryable and failures >= self._ctx.queue_settings.max_attempts:
             reason = f"gave up after {failures} failed attempts; last: {error.reason}"
-            result = self._result(job.job_id, "failed", reason, job=job, attempts=history, clock=None)
+            result = self._result(job_id, "failed", reason, job=job, attempts=history, clock=None)
             if not await self._file(claim, result):
                 return "lost"
-            await self._publish_failure(job.job_id, reason, attempt.number, will_retry=False, final="failed")
-            log.warning("job %s failed: %s", job.job_id, reason)
+            await self._publish_failure(job_id, reason, attempt.number, will_retry=False, final="failed")
+            log.warning("job %s failed: %s", job_id, reason)
             return "filed"
-        self._queue.write_attempts(job.job_id, [entry.model_dump(mode="json") for entry in history])
+        self._queue.write_attempts(job_id, [entry.model_dump(mode="json") for entry in history])
         if not self._claims.release(claim):
             return "lost"
-        await self._publish_failure(job.job_id, error.reason, attempt.number, will_retry=True)
+        await self._publish_failure(job_id, error.reason, attempt.number, will_retry=True)
         if error.retryable:  # the backend is down: the job waits, it is not burned into error/
-            log.warning("job %s back in incoming/, backend unavailable: %s", job.job_id, error.reason)
+            log.warning("job %s back in incoming/, backend unavailable: %s", job_id, error.reason)
             return "backend_down"
-        log.warning("job %s attempt %d failed, will retry: %s", job.job_id, failures, error.reason)
+        log.warning("job %s attempt %d failed, will retry: %s", job_id, failures, error.reason)
         return "released"
 
     def _attempt(
@@ -232,9 +240,10 @@ class JobProcessor:
         """Write the result (exclusively), then drop the claim. False when the job had a result already
         (our lease was taken over and the other holder finished first): ours is dropped."""
         record = result.model_dump_json(indent=1).encode()
-        filed = self._queue.write_result(
-            result.folder, result.job_id, record, fsync=self._ctx.queue_settings.fsync
-        )
+        fsync = self._ctx.queue_settings.fsync
+        write = functools.partial(self._queue.write_result, result.folder, result.job_id, record, fsync=fsync)
+        # A flush to disk waits on the device (or the network): then the event loop must not wait with it.
+        filed = await asyncio.to_thread(write) if fsync else write()
         if not filed:
             log.warning(
                 "job %s already has a result (its lease was taken over); dropping ours", result.job_id

@@ -22,7 +22,6 @@ class QueueCounter:
     def __init__(self, queue: FileQueue) -> None:
         self._queue = queue
         self._names: dict[str, set[str]] = {folder: set() for folder in COUNTED_FOLDERS}
-        self.reconciled_at = 0.0
         self.drift_corrections = 0
 
     def reconcile(self) -> int:
@@ -32,7 +31,6 @@ class QueueCounter:
             actual = self._queue.names(folder)
             drift += len(actual ^ self._names[folder])
             self._names[folder] = actual
-        self.reconciled_at = time.time()
         if drift:
             self.drift_corrections += drift
             log.info("reconciliation corrected %d queue entries", drift)

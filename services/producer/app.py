@@ -47,6 +47,7 @@ class Producer:
         self._rng = rng
         self._queue = FileQueue(settings.queue_dir)
         self._learner = Learner(settings.producer.learning, rng)
+        self._examined: set[str] = set()  # result files with nothing to learn (failed, no category …)
         self._evolution_log = settings.logs_dir / EVOLUTION_LOG
         self._arms: list[Arm] = [
             (category, style) for category in settings.topics for style in settings.styles
@@ -60,8 +61,10 @@ class Producer:
         return sum(self._learn_file(path) for path in paths)
 
     def _learn_file(self, path: Path) -> bool:
-        if path.stem in self._learner.seen:
+        """Each result file is read once: learned from, or known to hold nothing to learn."""
+        if path.name in self._examined or path.stem in self._learner.seen:
             return False
+        self._examined.add(path.name)
         observation = observation_from_result(path)
         return observation is not None and self._learner.observe(observation)
 
@@ -177,7 +180,7 @@ class Producer:
 
     async def stats(self, _request: bytes) -> ProducerStats:
         """The statistics, first brought up to date with the result files (the source of truth)."""
-        await asyncio.to_thread(self.rebuild)
+        self.rebuild()  # on the loop, like every other change to the statistics
         return ProducerStats(
             generation=last_generation(self._evolution_log),
             observed=len(self._learner.seen),

@@ -12,6 +12,7 @@ import random
 import time
 from datetime import datetime
 
+import nats.errors
 from pydantic import BaseModel, ConfigDict
 
 from services.scheduler.timetable import Entry, SlotLog, build_entries, count_missed, missed_slot
@@ -89,7 +90,14 @@ class Scheduler:
     async def fire(self, entry: Entry, slot: datetime, missed: int = 0) -> None:
         """Publish the tick of ``slot``; ``missed``: how many earlier slots never fired (for the monitor)."""
         tick = Tick(schedule=entry.name, slot=slot, source="scheduler", missed=missed)
-        await self._bus.publish(subjects.tick(entry.name), tick, msg_id=f"{entry.name}@{slot.isoformat()}")
+        try:
+            await self._bus.publish(
+                subjects.tick(entry.name), tick, msg_id=f"{entry.name}@{slot.isoformat()}"
+            )
+        except (TimeoutError, nats.errors.Error) as exc:
+            # Not recorded as fired: after a restart the slot counts as missed (and runs once if due).
+            log.error("tick %s for slot %s could not be stored: %s", entry.name, slot.isoformat(), exc)
+            return
         self._slots.record(entry.name, slot)
         log.info("tick %s for slot %s", entry.name, slot.isoformat())
 

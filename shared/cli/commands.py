@@ -14,13 +14,14 @@ import nats.errors
 
 from shared import bus as bus_module
 from shared import subjects
+from shared.bus import shown_url
 from shared.cli.retry import requeue
 from shared.cli.up import Supervisor
 from shared.formats import load_catalog
 from shared.messages import Tick
 from shared.parsing import parse_response
 from shared.scoring import render_breakdown, score_response
-from shared.settings import NatsSettings, Settings
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +34,17 @@ def out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def _nats(settings: Settings) -> NatsSettings:
-    if settings.nats.url:
-        return settings.nats
-    return settings.nats.model_copy(update={"url": f"nats://127.0.0.1:{settings.nats.embedded_port}"})
-
-
 async def up(settings: Settings, paths: list[str]) -> int:
     return await Supervisor(settings, paths).run()
 
 
 def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
-    return bus_module.connect(_nats(settings), name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS)
+    return bus_module.connect(settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS)
 
 
 def _unreachable(settings: Settings) -> int:
-    sys.stderr.write(f"cannot reach NATS at {_nats(settings).url}: is `syntx up` running?\n")
+    url = shown_url(settings.nats.effective_url)
+    sys.stderr.write(f"cannot reach NATS at {url}: is `syntx up` running?\n")
     return NO_ANSWER_EXIT
 
 
@@ -104,7 +100,8 @@ async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
         out()
         out(_table(["wrapper", "passed", "rejected"], scored))
     runs = [
-        [name, _short_time(run["at"]), run["summary"]] for name, run in sorted(reply["last_runs"].items())
+        [name, _short_time(run["at"], settings), run["summary"]]
+        for name, run in sorted(reply["last_runs"].items())
     ]
     if runs:
         out()
@@ -124,7 +121,7 @@ async def schedules(settings: Settings, as_json: bool) -> int:
             s["name"],
             s["cron"],
             "yes" if s["enabled"] else "paused",
-            ", ".join(_short_time(t) for t in s["next"]),
+            ", ".join(_short_time(t, settings) for t in s["next"]),
         ]
         for s in reply["schedules"]
     ]
@@ -161,8 +158,9 @@ def score(
     return 0
 
 
-def _short_time(value: str) -> str:
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+def _short_time(value: str, settings: Settings) -> str:
+    """A timestamp in the configured time zone, with its offset."""
+    return datetime.fromisoformat(value).astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -1,7 +1,8 @@
 """``syntx retry``: put finished-but-unsuccessful jobs back into ``incoming/``.
 
-The job file is written first, then the old result moves to ``archive/<id>.try-<n>.json``; a crash
-between the two leaves the old result in place and the retry can simply be repeated.
+The job is written first (under a new id, with ``retry_of`` naming the old one), then the old result
+moves to ``archive/``; a crash between the two leaves the old result in ``error/`` as well — retrying
+it again would queue the prompt twice, nothing is lost.
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _requeue_one(queue: FileQueue, path: Path, record: dict[str, Any]) -> None:
-    job_id = path.stem
-    queue.add_job(record["prompt"], JobMeta.model_validate(record.get("meta") or {}), job_id=job_id)
-    tries = sum(1 for _ in queue.folder(ARCHIVE).glob(f"{job_id}.try-*.json")) + 1
-    path.rename(queue.folder(ARCHIVE) / f"{job_id}.try-{tries}.json")
-    log.info("re-queued %s (earlier result kept as archive/%s.try-%d.json)", job_id, job_id, tries)
+def _requeue_one(queue: FileQueue, path: Path, record: dict[str, Any]) -> str:
+    """The job goes back under a new id (a consumer must never see it beside its old result); the old
+    result moves to ``archive/`` so that ``error/`` holds only what still needs attention."""
+    meta = JobMeta.model_validate({**(record.get("meta") or {}), "retry_of": path.stem})
+    new_id = queue.add_job(record["prompt"], meta)
+    path.rename(queue.folder(ARCHIVE) / path.name)
+    log.info("re-queued %s as %s (earlier result now in archive/)", path.stem, new_id)
+    return new_id

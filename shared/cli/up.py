@@ -21,7 +21,7 @@ from shared.settings import CONFIG_ENV, Settings
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 40.0
+STOP_MARGIN_S = 10.0
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 60.0
 
@@ -162,12 +162,18 @@ class Supervisor:
             except TimeoutError:
                 await child.start(env)
 
+    def _stop_grace_s(self) -> float:
+        """Long enough for the slowest consumer's in-flight calls and every service's NATS drain."""
+        consumers = max((c.shutdown_grace_s for c in self._settings.consumers.values()), default=0.0)
+        return consumers + self._settings.nats.drain_timeout_s + STOP_MARGIN_S
+
     async def _stop_all(self, children: list[Child]) -> None:
-        log.info("stopping services (grace %.0fs)", STOP_GRACE_S)
+        grace = self._stop_grace_s()
+        log.info("stopping services (grace %.0fs)", grace)
         for child in children:
             child.terminate()
         waits = [asyncio.create_task(child.wait()) for child in children if child.process is not None]
-        _done, late = await asyncio.wait(waits, timeout=STOP_GRACE_S) if waits else (set(), set())
+        _done, late = await asyncio.wait(waits, timeout=grace) if waits else (set(), set())
         if late:
             for child in children:
                 child.kill()
