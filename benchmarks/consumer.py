@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None, help="also profile a c16 run with py-spy")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if (
+        args.profile is not None
+        and shutil.which("py-spy") is None
+        and not (Path(sys.executable).parent / "py-spy").exists()
+    ):
+        parser.error("--profile needs py-spy: .venv/bin/pip install py-spy")
     only = {name.strip() for name in args.only.split(",") if name.strip()} or set(SCENARIOS)
     if unknown := only - set(SCENARIOS):
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))} (known: {', '.join(SCENARIOS)})")

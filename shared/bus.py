@@ -253,11 +253,33 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
     return options
 
 
+class StoppedWhileConnecting(Exception):
+    """The service was told to stop before NATS could be reached."""
+
+
+async def _connect_unless_stopped(nc: Client, options: dict[str, Any], stop: asyncio.Event | None) -> None:
+    connecting = asyncio.ensure_future(nc.connect(**options))
+    if stop is None:
+        await connecting
+        return
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
+            await connecting
+        raise StoppedWhileConnecting(
+            f"stopped before NATS at {shown_url(str(options['servers'][0]))} answered"
+        )
+    connecting.result()
+
+
 @asynccontextmanager
 async def connect(
-    settings: NatsSettings, *, name: str, max_reconnect_attempts: int = -1
+    settings: NatsSettings, *, name: str, max_reconnect_attempts: int = -1, stop: asyncio.Event | None = None
 ) -> AsyncIterator[Bus]:
-    """Services keep trying forever (-1); a command passes a small number to fail fast."""
+    """Services retry forever (-1) until ``stop`` is set; a command passes a small number to fail fast."""
     nc = Client()
 
     async def disconnected() -> None:
@@ -273,7 +295,7 @@ async def connect(
         reconnected_cb=reconnected,
         max_reconnect_attempts=max_reconnect_attempts,
     )
-    await nc.connect(**options)
+    await _connect_unless_stopped(nc, options, stop)
     bus = Bus(nc, settings)
     try:
         await bus.ensure_streams()

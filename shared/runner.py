@@ -15,7 +15,7 @@ from datetime import datetime
 from nats.aio.msg import Msg
 
 from shared import subjects
-from shared.bus import Bus
+from shared.bus import Bus, StoppedWhileConnecting
 from shared.logs import setup_logging
 from shared.messages import ServiceHeartbeat, utc_now
 from shared.settings import ConfigError, Settings, load_settings
@@ -45,6 +45,8 @@ def service_main(service: str, body: ServiceBody) -> None:
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(CONFIG_EXIT_CODE) from None
+    except StoppedWhileConnecting as exc:
+        log.info("%s", exc)
     except Exception:
         log.exception("%s crashed", service)
         raise SystemExit(1) from None

@@ -45,6 +45,7 @@ class Fleet:
     logs: Path
     size: int = 2
     processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
+    log_paths: dict[int, Path] = field(default_factory=dict)
     deaths: Counter[int] = field(default_factory=Counter)
     started: int = 0
     killed: int = 0
@@ -57,7 +58,8 @@ class Fleet:
 
     async def _spawn(self, slot: int) -> None:
         self.started += 1
-        log = (self.logs / f"consumer-{self.started}.log").open("wb")
+        self.log_paths[slot] = self.logs / f"consumer-{self.started}.log"
+        log = self.log_paths[slot].open("wb")
         self.processes[slot] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -87,13 +89,23 @@ class Fleet:
             self.killed += 1
 
     async def stop(self) -> list[int]:
+        """SIGTERM to every consumer that runs its service; the exit codes of those.
+
+        Left out: one just SIGKILLed and not restarted yet, and one still starting (Python's default
+        SIGTERM action ends it before the service has installed its handler — it holds no claim yet).
+        """
         self.stopping = True
-        for process in self.processes.values():
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        codes = [await asyncio.wait_for(process.wait(), timeout=30) for process in self.processes.values()]
+        running = {slot: process for slot, process in self.processes.items() if process.returncode is None}
+        for process in running.values():
+            process.send_signal(signal.SIGTERM)
+        codes = {
+            slot: await asyncio.wait_for(process.wait(), timeout=30) for slot, process in running.items()
+        }
         await asyncio.gather(*self._keepers)
-        return codes
+        return [code for slot, code in codes.items() if code != -signal.SIGTERM or self._serving(slot)]
+
+    def _serving(self, slot: int) -> bool:
+        return "claims as" in self.log_paths[slot].read_text(errors="replace")
 
     def log_text(self) -> str:
         return "".join(path.read_text(errors="replace") for path in sorted(self.logs.glob("*.log")))
@@ -234,7 +246,7 @@ async def test_a_misbehaving_backend_never_loses_or_duplicates_a_job(
 async def test_consumers_killed_at_every_step_never_lose_or_duplicate_a_job(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    chance = 0.012
+    chance = 0.025  # per step and pass: every kill point is hit in practice (P(a point never hit) < 0.1 %)
     points = ("after_claim", "after_call", "after_result")
     env = _environment(
         tmp_path,
@@ -255,7 +267,7 @@ async def test_consumers_killed_at_every_step_never_lose_or_duplicate_a_job(
                     await asyncio.wait_for(done.wait(), timeout=0.7)
                 except TimeoutError:
                     fleet.kill_one(rng)
-        assert await fleet.stop() == [0, 0]
+        assert set(await fleet.stop()) <= {0}
     finally:
         fleet.stopping = True
     statuses = _assert_exactly_once(queue, expected, tmp_path / "data" / "logs")

@@ -117,3 +117,24 @@ def test_a_bad_configuration_value_stops_startup_with_one_clear_line(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"config: {key} = {value!r}: "), lines[0]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.timeout(60)
+async def test_a_service_that_cannot_reach_nats_still_stops_on_sigterm(tmp_path: Path) -> None:
+    env = _environment(tmp_path, SYNTX_NATS__URL=f"nats://127.0.0.1:{free_port()}")  # nobody listens there
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.consumer", "--wrapper", "sigma",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"Connect call failed" not in await process.stdout.readline():
+                pass
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stdout.read(), timeout=10)
+        assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert b"stopped before NATS" in rest

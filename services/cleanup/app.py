@@ -59,7 +59,7 @@ class Cleanup:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    async with bus_module.connect(settings.nats, name="cleanup") as bus:
+    async with bus_module.connect(settings.nats, name="cleanup", stop=stop) as bus:
         cleanup = Cleanup(settings, bus)
         ticks = await bus.subscribe_ticks("cleanup")
         async with presence(bus, "cleanup"):

@@ -52,7 +52,9 @@ async def run(
     async with AsyncExitStack() as stack:
         backend = make_backend(config.backend, concurrency=config.concurrency)
         stack.push_async_callback(backend.aclose)
-        bus = await stack.enter_async_context(bus_module.connect(settings.nats, name=service_name(name)))
+        bus = await stack.enter_async_context(
+            bus_module.connect(settings.nats, name=service_name(name), stop=stop)
+        )
         context = ConsumerContext(
             name=name,
             owner=owner,

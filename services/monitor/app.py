@@ -139,5 +139,5 @@ class Monitor:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    async with bus_module.connect(settings.nats, name="monitor") as bus:
+    async with bus_module.connect(settings.nats, name="monitor", stop=stop) as bus:
         await Monitor(settings).serve(bus, stop)

@@ -98,11 +98,12 @@ class Producer:
             ),
         )
         log.info(
-            "generation %d: %s, produced %d of %d, learned from %d new results, archived %d",
+            "generation %d: %s, produced %d of %d; learned from %d scored jobs (%d new), archived %d",
             generation,
             state,
             produced,
             wanted,
+            len(self._learner.seen),
             learned,
             archived,
         )
@@ -210,7 +211,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     FileQueue(settings.queue_dir).ensure()
     generator = make_generator(settings.producer.generator, settings.producer.templates, rng)
     try:
-        async with bus_module.connect(settings.nats, name="producer") as bus:
+        async with bus_module.connect(settings.nats, name="producer", stop=stop) as bus:
             producer = Producer(settings, bus, generator, rng)
             await bus.subscribe_events(subjects.JOB_SCORED, producer.on_scored)
             log.info("learned from %d results on disk", producer.rebuild())

@@ -129,7 +129,7 @@ async def _wait_until(due_epoch_s: float, stop: asyncio.Event) -> bool:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    async with bus_module.connect(settings.nats, name="scheduler") as bus:
+    async with bus_module.connect(settings.nats, name="scheduler", stop=stop) as bus:
         scheduler = Scheduler(settings, bus)
         await bus.serve(subjects.SCHEDULES, scheduler.describe, queue="scheduler")
         async with presence(bus, "scheduler"):

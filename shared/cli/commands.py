@@ -20,7 +20,7 @@ from shared.cli.up import Supervisor
 from shared.formats import load_catalog
 from shared.messages import Tick
 from shared.parsing import parse_response
-from shared.scoring import render_breakdown, score_response
+from shared.scoring import SCORERS, render_breakdown, score_response
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -140,22 +140,32 @@ def score(
     settings: Settings, path: Path, format_name: str | None, prompt: str, scorer: str, as_json: bool
 ) -> int:
     catalog = load_catalog(settings.catalog_dirs)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        record = json.loads(text)
-        text = record.get("response") or ""
-        format_name = format_name or record.get("format")
-        prompt = prompt or record.get("prompt") or ""
+    known = ", ".join(catalog.formats)
+    if scorer not in SCORERS:
+        return _fail(f"unknown scorer {scorer!r} (known: {', '.join(SCORERS)})")
+    if format_name is not None and format_name not in catalog.formats:
+        return _fail(f"unknown format {format_name!r} (known: {known})")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            record = json.loads(text)
+            text = record.get("response") or ""
+            format_name = format_name or record.get("format")
+            prompt = prompt or record.get("prompt") or ""
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        return _fail(f"cannot read {path}: {exc}")
     parsed = parse_response(text, catalog.formats, expected=format_name)
     chosen = format_name or parsed.format
     if chosen is None or chosen not in catalog.formats:
-        sys.stderr.write(
-            f"no known format in {path}; name one with --format ({', '.join(catalog.formats)})\n"
-        )
-        return 1
+        return _fail(f"no known format in {path}; name one with --format ({known})")
     result = score_response(text, parsed, catalog.formats[chosen], prompt, scorer=scorer)
     out(result.model_dump_json(indent=2) if as_json else render_breakdown(result))
     return 0
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(message + "\n")
+    return 1
 
 
 def _short_time(value: str, settings: Settings) -> str:
