@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+OFFLINE_MODEL = "offline-responder"
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -61,7 +63,7 @@ class TimeoutSettings(_Section):
 class BackendSettings(_Section):
     kind: Literal["offline", "syntx", "openai", "ollama"] = "offline"
     url: str | None = None
-    model: str = "offline-responder"
+    model: str = OFFLINE_MODEL
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
     max_new_tokens: int = Field(1024, ge=1)
     temperature: float = Field(0.3, ge=0, le=2)
@@ -74,6 +76,8 @@ class BackendSettings(_Section):
     def _url_for_remote(self) -> BackendSettings:
         if self.kind != "offline" and not self.url:
             raise ValueError(f"backend kind {self.kind!r} needs a url")
+        if self.kind in ("openai", "ollama") and self.model == OFFLINE_MODEL:
+            raise ValueError(f"backend kind {self.kind!r} needs a model (the name the server knows it by)")
         return self
 
 

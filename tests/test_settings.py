@@ -285,3 +285,12 @@ def test_an_llm_generator_without_a_url_is_a_configuration_error(tmp_path: Path)
 def test_your_wrapper_directories_come_after_the_built_in_ones(tmp_path: Path) -> None:
     settings = load_settings([DEFAULT_CONFIG], wrapper_dirs=[tmp_path])
     assert settings.catalog_dirs == [PROJECT_ROOT / "wrappers", tmp_path]
+
+
+def test_an_openai_or_ollama_backend_needs_a_model(tmp_path: Path) -> None:
+    config = tmp_path / "syntx.yaml"
+    config.write_text(
+        "consumers:\n  sigma: {backend: {kind: ollama, url: 'http://127.0.0.1:11434'}}\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"^config: consumers\.sigma\.backend = .*needs a model"):
+        load_settings([config])
