@@ -21,12 +21,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, ServiceUnavailableError
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
 from shared.messages import Event, Tick, decode_event, decode_tick, encode
-from shared.settings import NatsSettings
+from shared.settings import ConfigError, NatsSettings
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,16 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
     return options
 
 
+async def _streams_or_config_error(bus: Bus, settings: NatsSettings) -> None:
+    try:
+        await bus.ensure_streams()
+    except (ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
+        url = shown_url(settings.effective_url)
+        raise ConfigError(
+            f"config: nats.url = {url!r}: JetStream is not enabled there (nats-server -js)"
+        ) from exc
+
+
 class StoppedWhileConnecting(Exception):
     """The service was told to stop before NATS could be reached."""
 
@@ -298,7 +308,7 @@ async def connect(
     await _connect_unless_stopped(nc, options, stop)
     bus = Bus(nc, settings)
     try:
-        await bus.ensure_streams()
+        await _streams_or_config_error(bus, settings)
         yield bus
     finally:
         if not nc.is_closed:

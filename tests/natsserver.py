@@ -33,9 +33,10 @@ class NatsServer:
             self.process.stderr.close()
 
 
-def start_nats(store: Path, port: int = -1) -> NatsServer:
+def start_nats(store: Path, port: int = -1, *, jetstream: bool = True) -> NatsServer:
+    options = ["-js", "-sd", str(store)] if jetstream else []
     process = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), *options],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

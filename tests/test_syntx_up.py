@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import free_port
+from tests.natsserver import start_nats
 
 BIN = Path(sys.executable).parent
 FIRST_RESULT = re.compile(rb"job \S+ (passed|rejected): score \d+")
@@ -138,3 +139,20 @@ async def test_a_service_that_cannot_reach_nats_still_stops_on_sigterm(tmp_path:
         if process.returncode is None:
             process.kill()
     assert b"stopped before NATS" in rest
+
+
+def test_a_nats_server_without_jetstream_is_a_configuration_error(tmp_path: Path) -> None:
+    server = start_nats(tmp_path / "unused", jetstream=False)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "services.producer"],
+            env=_environment(tmp_path, SYNTX_NATS__URL=server.url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 2
+    assert "JetStream is not enabled there" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

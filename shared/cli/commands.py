@@ -58,6 +58,8 @@ async def trigger(settings: Settings, schedule: str, batch: int | None) -> int:
             await bus.publish(subjects.tick(schedule), tick)
     except nats.errors.NoServersError:
         return _unreachable(settings)
+    except (TimeoutError, nats.errors.Error) as exc:
+        return _fail(f"the tick was not stored: {exc or type(exc).__name__}")
     out(f"tick sent: {subjects.tick(schedule)}" + (f" (batch {batch})" if batch else ""))
     return 0
 

@@ -86,4 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     os.environ.setdefault(CONFIG_ENV, ":".join(paths))
-    raise SystemExit(handlers[args.command]())
+    try:
+        code = handlers[args.command]()
+    except ConfigError as exc:  # found only on contact, e.g. a NATS server without JetStream
+        sys.stderr.write(f"{exc}\n")
+        code = CONFIG_EXIT_CODE
+    raise SystemExit(code)
