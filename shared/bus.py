@@ -113,6 +113,13 @@ class Bus:
 
         return await self._nc.subscribe(subject, cb=on_message)
 
+    async def watch_stream(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> None:
+        """Messages as the stream stored them, from now on: de-duplicated (a tick that several scheduler
+        replicas published for one slot arrives once), unlike a plain subscription."""
+        await self._js.subscribe(
+            subject, cb=callback, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.NEW
+        )
+
     async def serve(self, subject: str, responder: Responder, *, queue: str) -> Subscription:
         async def on_request(msg: Msg) -> None:
             try:

@@ -199,5 +199,11 @@ async def _check_monitor_counts(
         for w in wrappers
     }
     assert sum(scored.values()) == len(results)
+    for schedule in (
+        "producer",
+        "consumer.syntex_system",
+        "consumer.sigma",
+    ):  # one tick each, seen by the stream
+        assert _metric(text, "syntx_ticks_total", f'schedule="{schedule}"') == 1
     for (status_name, wrapper), count in scored.items():
         assert count == sum(r["status"] == status_name and r["wrapper"] == wrapper for r in results.values())

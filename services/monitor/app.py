@@ -127,7 +127,7 @@ class Monitor:
                     subjects.SERVICE_HEARTBEAT,
                 ):
                     await bus.subscribe_events(subject, self.tracker.on_event)
-                await bus.client.subscribe(subjects.TICK_ALL, cb=self.on_any_tick)
+                await bus.watch_stream(subjects.TICK_ALL, self.on_any_tick)
                 await bus.serve(subjects.STATUS, self.status, queue="monitor")
                 await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
                 ticks = await bus.subscribe_ticks("monitor")
