@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from shared import subjects
 from shared.messages import Event, Tick, decode_event, decode_tick, encode
 from shared.settings import ConfigError, NatsSettings
+from shared.timing import set_within
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class TickSubscription:
                 continue
             except nats.errors.Error as exc:  # the consumer vanished, JetStream restarted, …
                 log.warning("ticks of %s: %s; subscribing again in %.0fs", self._schedule, exc, RESUBSCRIBE_S)
-                if await _stopped_within(stop, RESUBSCRIBE_S):
+                if await set_within(stop, RESUBSCRIBE_S):
                     return
                 await self._resubscribe()
                 continue
@@ -211,14 +212,6 @@ class TickSubscription:
             self._pull = await self._bus.tick_consumer(self._schedule)
         except nats.errors.Error as exc:
             log.warning("ticks of %s: cannot subscribe yet: %s", self._schedule, exc)
-
-
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 def _coalesce(ticks: Sequence[Tick]) -> Tick:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.jobfile import Job, parse_job
 from shared.queue import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, FileQueue, is_job_name
 
 
@@ -68,6 +69,17 @@ class Claims:
         with contextlib.suppress(FileNotFoundError):
             os.rename(self.queue.sidecar_path(INCOMING, job_id), self.queue.sidecar_path(PROCESSING, job_id))
         return ClaimFile(job_id, self.token, target)
+
+    def read_job(self, claim: ClaimFile, max_bytes: int) -> Job:
+        """The claimed job, with the metadata of its sidecar (original layout) if it has one.
+
+        Raises ``FileNotFoundError`` when the claim is gone, ``JobFileError`` for a malformed job.
+        """
+        try:
+            sidecar: bytes | None = self.queue.sidecar_path(PROCESSING, claim.job_id).read_bytes()
+        except FileNotFoundError:
+            sidecar = None
+        return parse_job(claim.job_id, claim.path.read_bytes(), max_bytes, sidecar)
 
     def renew(self, claim: ClaimFile) -> bool:
         """Extend the lease; False when the claim is gone (taken over after our lease expired)."""

@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from shared.claims import ClaimFile, Claims
-from shared.jobfile import JobFileError, parse_job
+from shared.jobfile import JobFileError
 from shared.messages import utc_now
-from shared.queue import PROCESSING
 from shared.results import Attempt, JobResult, counted_failures, job_meta
 
 log = logging.getLogger(__name__)
@@ -78,9 +77,7 @@ def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last:
     queue = claims.queue
     reason = f"gave up after {counted_failures(history)} failed attempts; last: {last}"
     try:
-        job = parse_job(
-            claim.job_id, claim.path.read_bytes(), MAX_JOB_BYTES_FOR_RECORD, _sidecar(claims, claim)
-        )
+        job = claims.read_job(claim, MAX_JOB_BYTES_FOR_RECORD)
     except (JobFileError, OSError):
         job = None
     record = JobResult(
@@ -96,10 +93,3 @@ def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last:
     claims.forget(claim)
     log.warning("job %s failed: %s", claim.job_id, reason)
     return Recovered(claim.job_id, "failed", history[-1].number, reason)
-
-
-def _sidecar(claims: Claims, claim: ClaimFile) -> bytes | None:
-    try:
-        return claims.queue.sidecar_path(PROCESSING, claim.job_id).read_bytes()
-    except FileNotFoundError:
-        return None

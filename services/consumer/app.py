@@ -21,6 +21,7 @@ from shared.claims import ClaimFile, Claims
 from shared.messages import BackendState, Event, JobFailed, Tick
 from shared.queue import INCOMING, FileQueue
 from shared.recovery import recover_expired
+from shared.timing import set_within
 from shared.watch import Change, watching
 
 log = logging.getLogger(__name__)
@@ -150,20 +151,14 @@ class Consumer:
     async def _backend_paused(self) -> bool:
         """While the backend is down wait out the pause (then probe with one job); True if stopping."""
         remaining = self._paused_until - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return False
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=remaining)
-        except TimeoutError:
-            return False
-        return True
+        return remaining > 0 and await set_within(self._stop, remaining)
 
     # -- leases ----------------------------------------------------------------------------------
 
     async def keep_leases(self) -> None:
         """Renew our claims and take over expired ones of dead consumers, until stopped."""
         lease_s = self._ctx.queue_settings.lease_s
-        while not await self._stopped_within(lease_s / 3):
+        while not await set_within(self._stop, lease_s / 3):
             for task, claim in list(self._inflight.items()):
                 if not task.done() and not self.claims.renew(claim):
                     log.warning("job %s: claim gone while in flight (lease taken over)", claim.job_id)
@@ -191,13 +186,6 @@ class Consumer:
         if any(item.outcome == "released" for item in recovered):
             self._wake.set()
 
-    async def _stopped_within(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
-
     # -- watch mode ------------------------------------------------------------------------------
 
     def on_change(self, change: Change) -> None:
@@ -213,15 +201,9 @@ class Consumer:
         self._wake.set()
         while not self._stop.is_set():
             if not self._wake.is_set():
-                await self._woken_within(RESCAN_S)
+                await set_within(self._wake, RESCAN_S)
             self._wake.clear()
             await self.drain(limit=None)
-
-    async def _woken_within(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except TimeoutError:
-            return
 
     async def shutdown(self) -> None:
         """Give in-flight jobs the grace period, then cancel them (they go back to ``incoming/``)."""

@@ -19,11 +19,10 @@ from shared.bus import Bus
 from shared.claims import ClaimFile, Claims
 from shared.failpoints import Failpoints
 from shared.formats import FormatSpec, Wrapper
-from shared.jobfile import Job, JobFileError, parse_job
+from shared.jobfile import Job, JobFileError
 from shared.llm import BackendError, Completion, LLMBackend
 from shared.messages import JobFailed, JobScored, utc_now
 from shared.parsing import parse_response
-from shared.queue import PROCESSING
 from shared.results import Attempt, JobResult, counted_failures, describe_parse, job_meta, scored_status
 from shared.scoring import score_response
 from shared.settings import ConsumerSettings, QueueSettings
@@ -79,11 +78,7 @@ class JobProcessor:
         return await self._file_answer(claim, job, completion, started, clock)
 
     def _read(self, claim: ClaimFile) -> Job:
-        try:
-            sidecar: bytes | None = self._queue.sidecar_path(PROCESSING, claim.job_id).read_bytes()
-        except FileNotFoundError:
-            sidecar = None
-        return parse_job(claim.job_id, claim.path.read_bytes(), self._ctx.settings.max_job_bytes, sidecar)
+        return self._claims.read_job(claim, self._ctx.settings.max_job_bytes)
 
     def _history(self, job_id: str) -> list[Attempt]:
         return [Attempt.model_validate(entry) for entry in self._queue.read_attempts(job_id)]

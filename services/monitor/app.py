@@ -23,6 +23,7 @@ from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue
 from shared.queue_state import queue_health, queue_state
 from shared.runner import presence
 from shared.settings import Settings
+from shared.timing import set_within
 from shared.watch import watching
 
 log = logging.getLogger(__name__)
@@ -105,10 +106,7 @@ class Monitor:
     async def reconcile_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.to_thread(self.counter.reconcile)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.monitor.reconcile_s)
-            except TimeoutError:
-                continue
+            await set_within(stop, self._settings.monitor.reconcile_s)
 
     async def serve(self, bus: Bus, stop: asyncio.Event) -> None:
         self._bus = bus

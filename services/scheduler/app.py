@@ -21,6 +21,7 @@ from shared import subjects
 from shared.messages import Tick
 from shared.runner import presence
 from shared.settings import Settings
+from shared.timing import set_within
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,8 @@ class Scheduler:
 async def _wait_until(due_epoch_s: float, stop: asyncio.Event) -> bool:
     """Wait for a wall-clock time in short steps (robust to clock jumps); True if stopped first."""
     while (remaining := due_epoch_s - time.time()) > 0:
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=min(remaining, MAX_SLEEP_S))
-        except TimeoutError:
-            continue
-        return True
+        if await set_within(stop, min(remaining, MAX_SLEEP_S)):
+            return True
     return stop.is_set()
 
 

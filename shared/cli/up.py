@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from shared.cli.embedded_nats import EmbeddedNats, die_with_parent
 from shared.runner import CONFIG_EXIT_CODE
 from shared.settings import CONFIG_ENV, Settings
+from shared.timing import set_within
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +157,9 @@ class Supervisor:
             delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
             child.restarts += 1
             log.warning("%s exited with code %s; restarting in %.0fs", child.spec.name, code, delay)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            if await set_within(self._stop, delay):
                 return
-            except TimeoutError:
-                await child.start(env)
+            await child.start(env)
 
     def _stop_grace_s(self) -> float:
         """Long enough for the slowest consumer's in-flight calls and every service's NATS drain."""
