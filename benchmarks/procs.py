@@ -18,8 +18,8 @@ from typing import IO
 
 import yaml
 
-from shared.cli.embedded_nats import die_with_parent, nats_server_binary
-from shared.settings import PROJECT_ROOT
+from shared.config import PROJECT_ROOT
+from syntx.embedded_nats import die_with_parent, nats_server_binary
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 
 from benchmarks.procs import CONSUMER, Children, ConsumerSpec, cpu_seconds, peak_rss_mb, start_consumer
 from benchmarks.workload import result_count
-from shared import subjects
+from shared.messaging import subjects
 from shared.queue import FileQueue
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.formats import FormatSpec, load_catalog
-from shared.jobfile import JobMeta, render_job
-from shared.queue import INCOMING, JOB_SUFFIX, PROCESSED, RESULT_SUFFIX, TMP, FileQueue
-from shared.settings import PROJECT_ROOT
+from shared.config import PROJECT_ROOT
+from shared.queue import INCOMING, JOB_SUFFIX, PROCESSED, RESULT_SUFFIX, TMP, FileQueue, JobMeta, render_job
+from shared.scoring import FormatSpec, load_catalog
 
 WRAPPER = "syntex_system"
 PROMPT = (

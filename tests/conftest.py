@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import DEFAULT_CONFIG, Settings, load_settings
+from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from tests.llm_server import ScriptedServer
 from tests.natsserver import NatsServer, start_nats
 

@@ -13,9 +13,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import BaseModel
 
-from shared import subjects
-from shared.messages import Event, decode_event
-from shared.settings import Settings
+from shared.config import Settings
+from shared.messaging import Event, decode_event, subjects
 
 ServiceRun = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.cli.embedded_nats import nats_server_binary
+from syntx.embedded_nats import nats_server_binary
 
 LISTEN = re.compile(rb"Listening for client connections on [^:\s]+:(\d+)")
 READY = b"Server is ready"

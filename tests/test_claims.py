@@ -13,10 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from shared.claims import Claims, new_token, parse_claim
-from shared.jobfile import JobMeta
-from shared.queue import ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue
-from shared.recovery import recover_expired
+from shared.queue import (
+    ERROR,
+    INCOMING,
+    PROCESSED,
+    PROCESSING,
+    Claims,
+    FileQueue,
+    JobMeta,
+    new_token,
+    parse_claim,
+    recover_expired,
+)
 
 LEASE_S = 60.0
 META = JobMeta(topic="Katzen", category="harmlos", style="casual")

@@ -10,10 +10,8 @@ import pytest
 
 from services.cleanup.app import run as run_cleanup
 from services.cleanup.tidy import DAY_S, Tidier
-from shared import subjects
-from shared.claims import Claims, new_token
-from shared.jobfile import JobMeta
-from shared.messages import CleanupReport
+from shared.config import DEFAULT_CONFIG, CleanupSettings, load_settings
+from shared.messaging import CleanupReport, subjects
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -23,9 +21,11 @@ from shared.queue import (
     PROCESSING,
     QUARANTINE,
     TMP,
+    Claims,
     FileQueue,
+    JobMeta,
+    new_token,
 )
-from shared.settings import DEFAULT_CONFIG, CleanupSettings, load_settings
 from tests.harness import HEARTBEATS, observer, running
 from tests.natsserver import NatsServer
 

@@ -12,12 +12,11 @@ import pytest
 
 from services.monitor.app import run as run_monitor
 from services.scheduler.app import run as run_scheduler
-from shared import bus as bus_module
-from shared.cli.main import main
-from shared.jobfile import Job, parse_job
-from shared.messages import Tick
-from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue
-from shared.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from shared.messaging import Tick
+from shared.messaging import bus as bus_module
+from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue, Job, parse_job
+from syntx.main import main
 from tests.harness import HEARTBEATS, free_port, observer, running
 from tests.natsserver import NatsServer
 

@@ -20,14 +20,22 @@ from nats.aio.client import Client
 
 import services.consumer.app as consumer_app
 import services.consumer.service as consumer_service
-import shared.bus as bus_module
-from shared import subjects
-from shared.formats import load_catalog
-from shared.jobfile import JobMeta
+import shared.messaging.bus as bus_module
+from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.llm.offline import offline_answer
-from shared.messages import Event, JobFailed, JobScored, ServiceHeartbeat
-from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, ResultFolder, new_job_id
-from shared.settings import DEFAULT_CONFIG, Settings, load_settings
+from shared.messaging import Event, JobFailed, JobScored, ServiceHeartbeat, subjects
+from shared.queue import (
+    ATTEMPTS,
+    ERROR,
+    INCOMING,
+    PROCESSED,
+    PROCESSING,
+    FileQueue,
+    JobMeta,
+    ResultFolder,
+    new_job_id,
+)
+from shared.scoring import load_catalog
 from shared.watch import Change, watching
 from tests.harness import HEARTBEATS, EventLog, free_port, observer
 from tests.llm_server import Reply, ScriptedServer

@@ -23,11 +23,10 @@ from pathlib import Path
 import pytest
 
 from services.cleanup.tidy import Tidier
-from shared.formats import load_catalog
-from shared.jobfile import JobMeta
+from shared.config import PROJECT_ROOT, CleanupSettings
 from shared.llm.offline import offline_answer
-from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue
-from shared.settings import PROJECT_ROOT, CleanupSettings
+from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, JobMeta
+from shared.scoring import load_catalog
 from shared.watch import Change, watching
 from tests.llm_server import Recorded, Reply, ScriptedServer
 from tests.natsserver import NatsServer

@@ -11,12 +11,8 @@ from pathlib import Path
 import pytest
 
 import services.consumer.app as consumer_app
-from shared import subjects
-from shared.claims import Claims, new_token
-from shared.jobfile import JobMeta
-from shared.messages import BackendState, JobFailed, JobScored
-from shared.queue import FileQueue
-from shared.recovery import recover_expired
+from shared.messaging import BackendState, JobFailed, JobScored, subjects
+from shared.queue import Claims, FileQueue, JobMeta, new_token, recover_expired
 from shared.watch import OVERFLOW, WATCHDOG_INOTIFY_LOGGER, Change, watching
 from tests.harness import HEARTBEATS, observer
 from tests.llm_server import Reply, ScriptedServer

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from services.monitor.metrics import MonitorMetrics, exported_metric_names
-from shared.settings import DEFAULT_CONFIG, MonitorSettings, Settings, load_settings
+from shared.config import DEFAULT_CONFIG, MonitorSettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

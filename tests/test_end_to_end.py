@@ -23,12 +23,11 @@ from services.consumer.service import run as run_consumer
 from services.monitor.app import STATUS_LOG
 from services.monitor.app import run as run_monitor
 from services.producer.app import run as run_producer
-from shared import subjects
-from shared.cli import commands
-from shared.messages import CleanupReport, Event, JobScored, ProducerGeneration
+from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.messaging import CleanupReport, Event, JobScored, ProducerGeneration, subjects
 from shared.queue import ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue
-from shared.settings import DEFAULT_CONFIG, Settings, load_settings
 from shared.watch import Change, watching
+from syntx import commands
 from tests.harness import HEARTBEATS, ServiceRun, free_port, observer, running
 from tests.natsserver import NatsServer
 

@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from shared.formats import BUILTIN_WRAPPER_DIR, Catalog, CatalogError, Wrapper, load_catalog
-from shared.parsing import parse_response
-from shared.scoring import score_response
+from shared.scoring import (
+    BUILTIN_WRAPPER_DIR,
+    Catalog,
+    CatalogError,
+    Wrapper,
+    load_catalog,
+    parse_response,
+    score_response,
+)
 
 
 def builtin() -> Catalog:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from services.producer.generator import PromptRequest, make_generator
-from shared.settings import GeneratorSettings
+from shared.config import GeneratorSettings
 from tests.llm_server import Reply, ScriptedServer
 
 REQUEST = PromptRequest(

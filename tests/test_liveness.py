@@ -7,9 +7,8 @@ from pathlib import Path
 
 from services.monitor.app import run as run_monitor
 from services.producer.app import run as run_producer
-from shared import subjects
-from shared.messages import Event, ServiceHeartbeat
-from shared.settings import DEFAULT_CONFIG, load_settings
+from shared.config import DEFAULT_CONFIG, load_settings
+from shared.messaging import Event, ServiceHeartbeat, subjects
 from tests.harness import HEARTBEATS, free_port, observer, running
 from tests.natsserver import NatsServer
 

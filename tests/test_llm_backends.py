@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import pytest
 
+from shared.config import BackendSettings, RetrySettings, TimeoutSettings
 from shared.llm import BackendError, LLMBackend, make_backend
 from shared.llm.offline import LABEL, is_weak, offline_answer
 from shared.llm.retry import backoff_delay, retry_after_s
-from shared.settings import BackendSettings, RetrySettings, TimeoutSettings
 from tests.llm_server import Reply, ScriptedServer
 
 KEY_ENV = "SYNTX_TEST_LLM_KEY"

@@ -17,13 +17,22 @@ import pytest
 from services.monitor.app import Monitor
 from services.monitor.app import run as run_monitor
 from services.monitor.counter import QueueCounter
-from shared import bus as bus_module
-from shared import subjects
-from shared.claims import Claims, new_token
-from shared.jobfile import JobMeta
-from shared.messages import Event, JobScored, ServiceHeartbeat, encode
-from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, QUARANTINE, TMP, FileQueue
-from shared.settings import DEFAULT_CONFIG, Settings, load_settings
+from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.messaging import Event, JobScored, ServiceHeartbeat, encode, subjects
+from shared.messaging import bus as bus_module
+from shared.queue import (
+    ARCHIVE,
+    ERROR,
+    INCOMING,
+    PROCESSED,
+    PROCESSING,
+    QUARANTINE,
+    TMP,
+    Claims,
+    FileQueue,
+    JobMeta,
+    new_token,
+)
 from shared.watch import Change, watching
 from tests.harness import HEARTBEATS, free_port, observer, running
 from tests.natsserver import NatsServer
@@ -232,7 +241,7 @@ async def test_malformed_events_are_dropped_and_the_monitor_keeps_serving(
             valid_seen.set()
 
     monitor.tracker.on_event = on_event  # type: ignore[method-assign]
-    caplog.set_level(logging.WARNING, logger="shared.bus")
+    caplog.set_level(logging.WARNING, logger="shared.messaging.bus")
     stop = asyncio.Event()
     async with (
         observer(nats_server.url, HEARTBEATS) as (nc, events),

@@ -5,7 +5,7 @@ Each TV test says where our result deliberately differs from the original parser
 
 from __future__ import annotations
 
-from shared.parsing import ParsedResponse, parse_response
+from shared.scoring import ParsedResponse, parse_response
 from tests.vectors import FORMATS, TV1, TV2, TV3, TV3_FIELDS, TV4, TV4_KLARTEXT, TV5, TV6, TV7, TV8, TV14
 
 

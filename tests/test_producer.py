@@ -17,12 +17,27 @@ from nats.aio.client import Client
 from services.producer.app import EVOLUTION_LOG, last_generation
 from services.producer.app import run as run_producer
 from services.producer.learning import Arm, Learner, Observation, observation_from_result
-from shared import subjects
-from shared.jobfile import JobMeta, parse_job
-from shared.messages import Event, JobCreated, ProducerGeneration
-from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, ResultFolder
-from shared.queue_state import producer_batch, queue_health, queue_state
-from shared.settings import DEFAULT_CONFIG, BackPressureSettings, LearningSettings, Settings, load_settings
+from shared.config import (
+    DEFAULT_CONFIG,
+    BackPressureSettings,
+    LearningSettings,
+    Settings,
+    load_settings,
+)
+from shared.messaging import Event, JobCreated, ProducerGeneration, subjects
+from shared.queue import (
+    ARCHIVE,
+    ERROR,
+    INCOMING,
+    PROCESSED,
+    FileQueue,
+    JobMeta,
+    ResultFolder,
+    parse_job,
+    producer_batch,
+    queue_health,
+    queue_state,
+)
 from tests.harness import HEARTBEATS, EventLog, observer, running
 from tests.natsserver import NatsServer
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from shared.jobfile import JobFileError, JobMeta, parse_job
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -20,8 +19,11 @@ from shared.queue import (
     QUARANTINE,
     TMP,
     FileQueue,
+    JobFileError,
+    JobMeta,
     counts_as,
     new_job_id,
+    parse_job,
 )
 
 MAX_BYTES = 4096
@@ -228,7 +230,7 @@ def test_parse_job_with_crlf_and_bom() -> None:
 
 
 def test_render_and_parse_round_trip() -> None:
-    from shared.jobfile import render_job
+    from shared.queue import render_job
 
     meta = META.model_copy(update={"created": datetime(2025, 12, 6, 14, 0, tzinfo=UTC)})
     job = parse_job("j4", render_job("Ein Prompt: mit --- Strichen", meta).encode(), MAX_BYTES)

@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from services.scheduler.app import run as run_scheduler
+from services.scheduler.cron import parse_schedule
 from services.scheduler.timetable import (
     Entry,
     SlotLog,
@@ -29,11 +30,9 @@ from services.scheduler.timetable import (
     last_slot_before,
     missed_slot,
 )
-from shared import bus as bus_module
-from shared import subjects
-from shared.cron import parse_schedule
-from shared.messages import ServiceHeartbeat, Tick
-from shared.settings import DEFAULT_CONFIG, ScheduleSettings, Settings, load_settings
+from shared.config import DEFAULT_CONFIG, ScheduleSettings, Settings, load_settings
+from shared.messaging import ServiceHeartbeat, Tick, subjects
+from shared.messaging import bus as bus_module
 from tests.harness import HEARTBEATS, EventLog, observer
 from tests.natsserver import NatsServer
 

@@ -6,9 +6,15 @@ import re
 
 import pytest
 
-from shared.formats import BUILTIN_WRAPPER_DIR, load_catalog
-from shared.parsing import parse_response
-from shared.scoring import SCORERS, ScoreResult, render_breakdown, score_response
+from shared.scoring import (
+    BUILTIN_WRAPPER_DIR,
+    SCORERS,
+    ScoreResult,
+    load_catalog,
+    parse_response,
+    render_breakdown,
+    score_response,
+)
 from tests.vectors import TV1, TV2, TV3, TV4, TV5, TV6, TV7, TV8, TV14
 
 CATALOG = load_catalog([BUILTIN_WRAPPER_DIR])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import (
+from shared.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
     PROJECT_ROOT,

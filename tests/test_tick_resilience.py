@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import shared.bus as bus_module
+import shared.messaging.bus as bus_module
 from services.producer.app import run as run_producer
-from shared import subjects
-from shared.messages import ProducerGeneration
-from shared.settings import DEFAULT_CONFIG, load_settings
+from shared.config import DEFAULT_CONFIG, load_settings
+from shared.messaging import ProducerGeneration, subjects
 from tests.harness import HEARTBEATS, observer, running
 from tests.natsserver import NatsServer
 

@@ -5,7 +5,7 @@ TV3 is built from the HUMAN format's own header lines, which are exactly the ori
 
 from __future__ import annotations
 
-from shared.formats import BUILTIN_WRAPPER_DIR, FormatSpec, load_catalog
+from shared.scoring import BUILTIN_WRAPPER_DIR, FormatSpec, load_catalog
 
 FORMATS: dict[str, FormatSpec] = load_catalog([BUILTIN_WRAPPER_DIR]).formats
 

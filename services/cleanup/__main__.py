@@ -1,7 +1,7 @@
 """``python -m services.cleanup``"""
 
 from services.cleanup.app import run
-from shared.runner import service_main
+from shared.service import service_main
 
 if __name__ == "__main__":
     service_main("cleanup", run)

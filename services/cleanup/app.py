@@ -9,15 +9,11 @@ import logging
 from collections import Counter
 
 from services.cleanup.tidy import Tidier
-from shared import bus as bus_module
-from shared import subjects
-from shared.bus import Bus
-from shared.claims import Claims, new_token
-from shared.messages import CleanupReport, Tick
-from shared.queue import FileQueue
-from shared.recovery import recover_expired
-from shared.runner import presence
-from shared.settings import Settings
+from shared.config import Settings
+from shared.messaging import Bus, CleanupReport, Tick, subjects
+from shared.messaging import bus as bus_module
+from shared.queue import Claims, FileQueue, new_token, recover_expired
+from shared.service import presence
 
 log = logging.getLogger(__name__)
 

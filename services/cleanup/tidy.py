@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.config import CleanupSettings
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -23,7 +24,6 @@ from shared.queue import (
     FileQueue,
     is_job_name,
 )
-from shared.settings import CleanupSettings
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import os
 
+from services.consumer.failpoints import FailpointError, Failpoints
 from services.consumer.service import run, service_name
-from shared.failpoints import FailpointError, Failpoints
-from shared.runner import service_main
-from shared.settings import Settings
+from shared.config import Settings
+from shared.service import service_main
 
 
 def main() -> None:

@@ -16,11 +16,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from services.consumer.processing import ConsumerContext, JobProcessor, Outcome
-from shared import subjects
-from shared.claims import ClaimFile, Claims
-from shared.messages import BackendState, Event, JobFailed, Tick
-from shared.queue import INCOMING, FileQueue
-from shared.recovery import recover_expired
+from shared.messaging import BackendState, Event, JobFailed, Tick, subjects
+from shared.queue import INCOMING, ClaimFile, Claims, FileQueue, recover_expired
 from shared.timing import set_within
 from shared.watch import Change, watching
 

@@ -14,18 +14,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from shared import subjects
-from shared.bus import Bus
-from shared.claims import ClaimFile, Claims
-from shared.failpoints import Failpoints
-from shared.formats import FormatSpec, Wrapper
-from shared.jobfile import Job, JobFileError
+from services.consumer.failpoints import Failpoints
+from shared.config import ConsumerSettings, QueueSettings
 from shared.llm import BackendError, Completion, LLMBackend
-from shared.messages import JobFailed, JobScored, utc_now
-from shared.parsing import parse_response
-from shared.results import Attempt, JobResult, counted_failures, describe_parse, job_meta, scored_status
-from shared.scoring import score_response
-from shared.settings import ConsumerSettings, QueueSettings
+from shared.messaging import Bus, JobFailed, JobScored, subjects, utc_now
+from shared.queue import (
+    Attempt,
+    ClaimFile,
+    Claims,
+    Job,
+    JobFileError,
+    JobResult,
+    counted_failures,
+    describe_parse,
+    job_meta,
+    scored_status,
+)
+from shared.scoring import FormatSpec, Wrapper, parse_response, score_response
 
 log = logging.getLogger(__name__)
 

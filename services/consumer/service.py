@@ -7,16 +7,15 @@ import logging
 from contextlib import AsyncExitStack
 
 from services.consumer.app import Consumer, run_consumer
+from services.consumer.failpoints import Failpoints
 from services.consumer.processing import ConsumerContext
-from shared import bus as bus_module
-from shared import subjects
-from shared.claims import Claims, new_token
-from shared.failpoints import Failpoints
-from shared.formats import Catalog, CatalogError, Wrapper, load_catalog
+from shared.config import ConfigError, Settings
 from shared.llm import make_backend
-from shared.queue import FileQueue
-from shared.runner import instance_name, presence
-from shared.settings import ConfigError, Settings
+from shared.messaging import bus as bus_module
+from shared.messaging import subjects
+from shared.queue import Claims, FileQueue, new_token
+from shared.scoring import Catalog, CatalogError, Wrapper, load_catalog
+from shared.service import instance_name, presence
 
 log = logging.getLogger(__name__)
 

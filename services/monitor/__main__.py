@@ -1,7 +1,7 @@
 """``python -m services.monitor``"""
 
 from services.monitor.app import run
-from shared.runner import service_main
+from shared.service import service_main
 
 if __name__ == "__main__":
     service_main("monitor", run)

@@ -15,14 +15,11 @@ from services.monitor.counter import QueueCounter
 from services.monitor.http import HttpEndpoint, Reply
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import StatusReply, StatusRequest, Tracker
-from shared import bus as bus_module
-from shared import subjects
-from shared.bus import Bus
-from shared.messages import Tick, decode_tick, utc_now
-from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue
-from shared.queue_state import queue_health, queue_state
-from shared.runner import presence
-from shared.settings import Settings
+from shared.config import Settings
+from shared.messaging import Bus, Tick, decode_tick, subjects, utc_now
+from shared.messaging import bus as bus_module
+from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, queue_health, queue_state
+from shared.service import presence
 from shared.timing import set_within
 from shared.watch import watching
 

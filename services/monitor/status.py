@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.monitor.metrics import MonitorMetrics
-from shared.messages import (
+from shared.messaging import (
     BackendState,
     CleanupReport,
     Event,

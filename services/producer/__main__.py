@@ -1,7 +1,7 @@
 """``python -m services.producer``"""
 
 from services.producer.app import run
-from shared.runner import service_main
+from shared.service import service_main
 
 if __name__ == "__main__":
     service_main("producer", run)

@@ -15,15 +15,11 @@ from pydantic import BaseModel, ConfigDict
 
 from services.producer.generator import PromptGenerator, PromptRequest, make_generator
 from services.producer.learning import Arm, Learner, Observation, observation_from_result
-from shared import bus as bus_module
-from shared import subjects
-from shared.bus import Bus
-from shared.jobfile import JobMeta
-from shared.messages import Event, JobCreated, JobScored, ProducerGeneration, Tick
-from shared.queue import ARCHIVE, ERROR, PROCESSED, FileQueue
-from shared.queue_state import producer_batch, queue_state
-from shared.runner import presence
-from shared.settings import Settings
+from shared.config import Settings
+from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
+from shared.messaging import bus as bus_module
+from shared.queue import ARCHIVE, ERROR, PROCESSED, FileQueue, JobMeta, producer_batch, queue_state
+from shared.service import presence
 
 log = logging.getLogger(__name__)
 

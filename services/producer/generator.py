@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.config import BackendSettings, GeneratorSettings
 from shared.llm import LLMBackend, make_backend
-from shared.settings import BackendSettings, GeneratorSettings
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.settings import LearningSettings
+from shared.config import LearningSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,10 @@ import nats.errors
 from pydantic import BaseModel, ConfigDict
 
 from services.scheduler.timetable import Entry, SlotLog, build_entries, count_missed, missed_slot
-from shared import bus as bus_module
-from shared import subjects
-from shared.messages import Tick
-from shared.runner import presence
-from shared.settings import Settings
+from shared.config import Settings
+from shared.messaging import Tick, subjects
+from shared.messaging import bus as bus_module
+from shared.service import presence
 from shared.timing import set_within
 
 log = logging.getLogger(__name__)

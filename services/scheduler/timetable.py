@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from shared.cron import Schedule, parse_schedule
-from shared.settings import ScheduleSettings
+from services.scheduler.cron import Schedule, parse_schedule
+from shared.config import ScheduleSettings
 
 log = logging.getLogger(__name__)
 

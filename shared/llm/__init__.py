@@ -6,8 +6,8 @@ Kinds: ``syntx`` (the original wrapper service), ``openai`` (OpenAI-compatible s
 
 from __future__ import annotations
 
+from shared.config import BackendSettings
 from shared.llm.base import BackendError, Completion, LLMBackend
-from shared.settings import BackendSettings
 
 __all__ = ["BackendError", "Completion", "LLMBackend", "make_backend"]
 

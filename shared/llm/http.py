@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
+from shared.config import BackendSettings, RetrySettings, TimeoutSettings
 from shared.llm.base import BackendError
 from shared.llm.replies import Failure, JsonReply, judge
 from shared.llm.retry import next_delay
 from shared.llm.transport import transport_for
-from shared.settings import BackendSettings, RetrySettings, TimeoutSettings
 
 log = logging.getLogger(__name__)
 

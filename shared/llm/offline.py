@@ -15,8 +15,8 @@ import re
 import time
 from collections.abc import Sequence
 
+from shared.config import BackendSettings
 from shared.llm.base import Completion
-from shared.settings import BackendSettings
 
 LABEL = "[offline responder — no LLM was called]"
 FALLBACK_WORDS = ("Thema", "Struktur", "Entwicklung", "Zusammenhang")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from shared.config import BackendSettings
 from shared.llm.base import Completion
 from shared.llm.http import JsonHttp
 from shared.llm.replies import optional_at, text_at
-from shared.settings import BackendSettings
 
 
 class OllamaBackend:

@@ -6,10 +6,10 @@ import os
 import time
 from collections.abc import Sequence
 
+from shared.config import BackendSettings
 from shared.llm.base import Completion
 from shared.llm.http import JsonHttp
 from shared.llm.replies import optional_at, text_at
-from shared.settings import BackendSettings
 
 
 class OpenAIBackend:

@@ -7,7 +7,7 @@ import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from shared.settings import RetrySettings
+from shared.config import RetrySettings
 
 
 def backoff_delay(attempt: int, retries: RetrySettings, rng: random.Random) -> float:

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from shared.formats import FormatSpec, Wrapper
-from shared.parsing import ParsedResponse
-from shared.scoring_models import FieldScore, Scorer, ScoreResult
-from shared.scoring_syntx2 import SCORER_NAME as DEFAULT_SCORER
-from shared.scoring_syntx2 import score_syntx2
-from shared.scoring_v1 import score_v1
+from shared.scoring.formats import FormatSpec, Wrapper
+from shared.scoring.models import FieldScore, Scorer, ScoreResult
+from shared.scoring.parsing import ParsedResponse
+from shared.scoring.syntx2 import SCORER_NAME as DEFAULT_SCORER
+from shared.scoring.syntx2 import score_syntx2
+from shared.scoring.v1 import score_v1
 
 __all__ = [
     "DEFAULT_SCORER",

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.jobfile import JobMeta
-from shared.queue import ARCHIVE, ERROR, FileQueue
+from shared.queue import ARCHIVE, ERROR, FileQueue, JobMeta
 
 log = logging.getLogger(__name__)
 

@@ -10,56 +10,33 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any
 
-from shared.jobfile import JobMeta, render_job
-
-INCOMING: Final = "incoming"
-PROCESSING: Final = "processing"
-PROCESSED: Final = "processed"
-ERROR: Final = "error"
-ARCHIVE: Final = "archive"
-QUARANTINE: Final = "quarantine"
-ATTEMPTS: Final = "attempts"
-TMP: Final = ".tmp"
-JOB_FOLDERS: Final = (INCOMING, PROCESSING)
-RESULT_FOLDERS: Final = (PROCESSED, ERROR, ARCHIVE)
-COUNTED_FOLDERS: Final = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
-ALL_FOLDERS: Final = (TMP, INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, ATTEMPTS)
-JOB_SUFFIX: Final = ".txt"
-RESULT_SUFFIX: Final = ".json"
-QUARANTINE_NOTE_SUFFIX: Final = ".why.txt"
-ResultFolder = Literal["processed", "error"]
-
-
-CLAIM_NAME: Final = re.compile(r"^(?P<job>.+)\.claim-(?P<token>[0-9a-f]{8})\.txt$")
+from shared.queue.folders import (
+    ALL_FOLDERS,
+    ATTEMPTS,
+    CLAIM_NAME,
+    COUNTED_FOLDERS,
+    INCOMING,
+    JOB_SUFFIX,
+    RESULT_FOLDERS,
+    RESULT_SUFFIX,
+    TMP,
+    ResultFolder,
+    counts_as,
+    is_job_name,
+)
+from shared.queue.jobfile import JobMeta, render_job
 
 
 def new_job_id(now: datetime | None = None) -> str:
     """``20251206T140000123456Z-3fa2c1``: sorts by creation time, unique across processes."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{moment:%Y%m%dT%H%M%S%f}Z-{secrets.token_hex(3)}"
-
-
-def is_job_name(name: str) -> bool:
-    """A job file: ``*.txt``, not hidden, not a response file of the original layout."""
-    return name.endswith(JOB_SUFFIX) and not name.startswith(".") and not name.endswith("_response.txt")
-
-
-def counts_as(folder: str, name: str) -> bool:
-    """Whether a file counts towards its folder's depth: jobs in job folders, results elsewhere."""
-    if folder in JOB_FOLDERS:
-        return is_job_name(name)
-    if folder == TMP:
-        return True
-    if folder in RESULT_FOLDERS:
-        return name.endswith(RESULT_SUFFIX) and not name.startswith(".")
-    return not name.startswith(".") and not name.endswith(QUARANTINE_NOTE_SUFFIX)
 
 
 class FileQueue:

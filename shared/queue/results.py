@@ -7,10 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.jobfile import Job
-from shared.messages import utc_now
-from shared.parsing import ParsedResponse
-from shared.scoring import ScoreResult
+from shared.messaging import utc_now
+from shared.queue.jobfile import Job
+from shared.scoring import ParsedResponse, ScoreResult
 
 Status = Literal["passed", "rejected", "failed", "malformed"]
 

@@ -14,11 +14,9 @@ from datetime import datetime
 
 from nats.aio.msg import Msg
 
-from shared import subjects
-from shared.bus import Bus, StoppedWhileConnecting
-from shared.logs import setup_logging
-from shared.messages import ServiceHeartbeat, utc_now
-from shared.settings import ConfigError, Settings, load_settings
+from shared.config import ConfigError, Settings, load_settings
+from shared.messaging import Bus, ServiceHeartbeat, StoppedWhileConnecting, subjects, utc_now
+from shared.service.logs import setup_logging
 
 log = logging.getLogger(__name__)
 

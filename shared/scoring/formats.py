@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-BUILTIN_WRAPPER_DIR = Path(__file__).resolve().parent.parent / "wrappers"
+BUILTIN_WRAPPER_DIR = Path(__file__).resolve().parents[2] / "wrappers"
 PROMPT_PLACEHOLDER = "{prompt}"
 _KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
 

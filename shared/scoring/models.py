@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.formats import FormatSpec, Wrapper
-from shared.parsing import ParsedResponse
+from shared.scoring.formats import FormatSpec, Wrapper
+from shared.scoring.parsing import ParsedResponse
 
 
 class FieldScore(BaseModel):

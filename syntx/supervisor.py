@@ -15,10 +15,10 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from shared.cli.embedded_nats import EmbeddedNats, die_with_parent
-from shared.runner import CONFIG_EXIT_CODE
-from shared.settings import CONFIG_ENV, Settings
+from shared.config import CONFIG_ENV, Settings
+from shared.service import CONFIG_EXIT_CODE
 from shared.timing import set_within
+from syntx.embedded_nats import EmbeddedNats, die_with_parent
 
 log = logging.getLogger(__name__)
 

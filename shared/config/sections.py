@@ -42,7 +42,7 @@ class ScheduleSettings(_Section):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from shared.cron import parse_schedule  # local: keeps the cron parser out of import time
+        from services.scheduler.cron import parse_schedule  # local: keeps the cron parser out of import time
 
         parse_schedule(value)
         return value
@@ -104,7 +104,9 @@ class ConsumerSettings(_Section):
     @field_validator("scorer")
     @classmethod
     def _known_scorer(cls, value: str) -> str:
-        from shared.scoring import SCORERS  # local: the scorers are not needed to read the configuration
+        from shared.scoring import (
+            SCORERS,  # local: the scorers are not needed to read the configuration
+        )
 
         if value not in SCORERS:
             raise ValueError(f"unknown scorer; known: {', '.join(sorted(SCORERS))}")

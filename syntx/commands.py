@@ -12,16 +12,12 @@ from typing import Any
 
 import nats.errors
 
-from shared import bus as bus_module
-from shared import subjects
-from shared.bus import shown_url
-from shared.cli.retry import requeue
-from shared.cli.up import Supervisor
-from shared.formats import load_catalog
-from shared.messages import Tick
-from shared.parsing import parse_response
-from shared.scoring import SCORERS, render_breakdown, score_response
-from shared.settings import Settings
+from shared.config import Settings
+from shared.messaging import Tick, shown_url, subjects
+from shared.messaging import bus as bus_module
+from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
+from syntx.requeue import requeue
+from syntx.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

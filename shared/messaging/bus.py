@@ -24,9 +24,9 @@ from nats.js import api as js_api
 from nats.js.errors import BadRequestError, ServiceUnavailableError
 from pydantic import BaseModel, ValidationError
 
-from shared import subjects
-from shared.messages import Event, Tick, decode_event, decode_tick, encode
-from shared.settings import ConfigError, NatsSettings
+from shared.config import ConfigError, NatsSettings
+from shared.messaging import subjects
+from shared.messaging.messages import Event, Tick, decode_event, decode_tick, encode
 from shared.timing import set_within
 
 log = logging.getLogger(__name__)

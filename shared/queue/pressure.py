@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.settings import BackPressureSettings
+from shared.config import BackPressureSettings
 
 QueueState = Literal["STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW"]
 Health = Literal["OK", "WARNING", "CRITICAL"]

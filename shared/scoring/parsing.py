@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.formats import FormatSpec
+from shared.scoring.formats import FormatSpec
 
 HeaderStyle = Literal["hash", "numbered", "bold", "plain"]
 

@@ -10,9 +10,9 @@ Only the parser differs from the original (it is robust), so results differ wher
 
 from __future__ import annotations
 
-from shared.formats import FormatSpec, Wrapper
-from shared.parsing import ParsedResponse
-from shared.scoring_models import FieldScore, ScoreResult, completeness_percent, field_text
+from shared.scoring.formats import FormatSpec, Wrapper
+from shared.scoring.models import FieldScore, ScoreResult, completeness_percent, field_text
+from shared.scoring.parsing import ParsedResponse
 
 V1_COMPLETENESS_WEIGHT = 0.7
 V1_STRUCTURE_WEIGHT = 0.3

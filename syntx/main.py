@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.cli import commands
-from shared.runner import CONFIG_EXIT_CODE
-from shared.settings import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
+from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
+from shared.service import CONFIG_EXIT_CODE
+from syntx import commands
 
 SERVICES = ("scheduler", "producer", "consumer", "monitor", "cleanup")
 

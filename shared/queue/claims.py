@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.jobfile import Job, parse_job
-from shared.queue import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, FileQueue, is_job_name
+from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
+from shared.queue.jobfile import Job, parse_job
+from shared.queue.store import FileQueue
 
 
 def new_token() -> str:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from shared.config_sections import (
+from shared.config.sections import (
     BackendSettings,
     BackPressureSettings,
     CleanupSettings,
@@ -63,7 +63,7 @@ __all__ = [
     "CONFIG_ENV",
 ]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "syntx.yaml"
 DEMO_CONFIG = PROJECT_ROOT / "config" / "demo.yaml"
 CONFIG_ENV = "SYNTX_CONFIG"
@@ -191,7 +191,7 @@ def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings
     """
     from pydantic import ValidationError
 
-    from shared.config_errors import describe_validation_error
+    from shared.config.errors import describe_validation_error
 
     yaml_data = read_yaml_files(paths if paths is not None else config_paths())
     settings_type = _with_yaml_below_env(yaml_data)

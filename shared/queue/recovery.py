@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from shared.claims import ClaimFile, Claims
-from shared.jobfile import JobFileError
-from shared.messages import utc_now
-from shared.results import Attempt, JobResult, counted_failures, job_meta
+from shared.messaging import utc_now
+from shared.queue.claims import ClaimFile, Claims
+from shared.queue.jobfile import JobFileError
+from shared.queue.results import Attempt, JobResult, counted_failures, job_meta
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ point is explained, per section in ``FieldScore.deductions`` or globally in ``Sc
 
 from __future__ import annotations
 
-from shared.formats import FieldSpec, FormatSpec, Wrapper
-from shared.parsing import ParsedResponse
-from shared.scoring_models import FieldScore, ScoreResult, completeness_percent, field_text
-from shared.scoring_text import echo_share, language_share, relevance, repetition_share
+from shared.scoring.formats import FieldSpec, FormatSpec, Wrapper
+from shared.scoring.models import FieldScore, ScoreResult, completeness_percent, field_text
+from shared.scoring.parsing import ParsedResponse
+from shared.scoring.text import echo_share, language_share, relevance, repetition_share
 
 SCORER_NAME = "syntx-2"
 WEIGHTS = {"completeness": 35.0, "depth": 30.0, "structure": 15.0, "relevance": 20.0}

@@ -1,0 +1,53 @@
+"""Configuration: YAML files plus ``SYNTX_*`` environment overrides, validated into typed sections."""
+
+from __future__ import annotations
+
+from shared.config.sections import (
+    BackendSettings,
+    BackPressureSettings,
+    CleanupSettings,
+    ConsumerSettings,
+    GeneratorSettings,
+    LearningSettings,
+    LoggingSettings,
+    MonitorSettings,
+    NatsSettings,
+    QueueSettings,
+    RetrySettings,
+    ScheduleSettings,
+    TimeoutSettings,
+)
+from shared.config.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    DEMO_CONFIG,
+    PROJECT_ROOT,
+    ConfigError,
+    Settings,
+    config_paths,
+    load_settings,
+)
+
+__all__ = [
+    "BackPressureSettings",
+    "BackendSettings",
+    "CONFIG_ENV",
+    "CleanupSettings",
+    "ConfigError",
+    "ConsumerSettings",
+    "DEFAULT_CONFIG",
+    "DEMO_CONFIG",
+    "GeneratorSettings",
+    "LearningSettings",
+    "LoggingSettings",
+    "MonitorSettings",
+    "NatsSettings",
+    "PROJECT_ROOT",
+    "QueueSettings",
+    "RetrySettings",
+    "ScheduleSettings",
+    "Settings",
+    "TimeoutSettings",
+    "config_paths",
+    "load_settings",
+]

@@ -1,0 +1,45 @@
+"""Where things live in the queue: folder names, file suffixes, and which files count in a folder.
+
+Every other module takes these names from here; no folder name is spelled anywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+INCOMING: Final = "incoming"
+PROCESSING: Final = "processing"
+PROCESSED: Final = "processed"
+ERROR: Final = "error"
+ARCHIVE: Final = "archive"
+QUARANTINE: Final = "quarantine"
+ATTEMPTS: Final = "attempts"
+TMP: Final = ".tmp"
+JOB_FOLDERS: Final = (INCOMING, PROCESSING)
+RESULT_FOLDERS: Final = (PROCESSED, ERROR, ARCHIVE)
+COUNTED_FOLDERS: Final = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
+ALL_FOLDERS: Final = (TMP, INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, ATTEMPTS)
+JOB_SUFFIX: Final = ".txt"
+RESULT_SUFFIX: Final = ".json"
+QUARANTINE_NOTE_SUFFIX: Final = ".why.txt"
+ResultFolder = Literal["processed", "error"]
+
+
+CLAIM_NAME: Final = re.compile(r"^(?P<job>.+)\.claim-(?P<token>[0-9a-f]{8})\.txt$")
+
+
+def is_job_name(name: str) -> bool:
+    """A job file: ``*.txt``, not hidden, not a response file of the original layout."""
+    return name.endswith(JOB_SUFFIX) and not name.startswith(".") and not name.endswith("_response.txt")
+
+
+def counts_as(folder: str, name: str) -> bool:
+    """Whether a file counts towards its folder's depth: jobs in job folders, results elsewhere."""
+    if folder in JOB_FOLDERS:
+        return is_job_name(name)
+    if folder == TMP:
+        return True
+    if folder in RESULT_FOLDERS:
+        return name.endswith(RESULT_SUFFIX) and not name.startswith(".")
+    return not name.startswith(".") and not name.endswith(QUARANTINE_NOTE_SUFFIX)

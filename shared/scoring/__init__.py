@@ -1,0 +1,39 @@
+"""From an answer to a score: wrapper and format catalogs, the section parser, the scorers, their models."""
+
+from __future__ import annotations
+
+from shared.scoring.formats import (
+    BUILTIN_WRAPPER_DIR,
+    Catalog,
+    CatalogError,
+    FormatSpec,
+    Wrapper,
+    load_catalog,
+)
+from shared.scoring.models import (
+    ScoreResult,
+)
+from shared.scoring.parsing import (
+    ParsedResponse,
+    parse_response,
+)
+from shared.scoring.scorers import (
+    SCORERS,
+    render_breakdown,
+    score_response,
+)
+
+__all__ = [
+    "BUILTIN_WRAPPER_DIR",
+    "Catalog",
+    "CatalogError",
+    "FormatSpec",
+    "ParsedResponse",
+    "SCORERS",
+    "ScoreResult",
+    "Wrapper",
+    "load_catalog",
+    "parse_response",
+    "render_breakdown",
+    "score_response",
+]
