@@ -294,3 +294,63 @@ def test_an_openai_or_ollama_backend_needs_a_model(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"^config: consumers\.sigma\.backend = .*needs a model"):
         load_settings([config])
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        ("SYNTX_NATS_URL", "; did you mean SYNTX_NATS__URL?"),
+        ("SYNTX_NATSURL", "; did you mean SYNTX_NATS__URL?"),
+        ("SYNTX_MONITOR_PORT", "; did you mean SYNTX_MONITOR__PORT?"),
+        ("SYNTX_WHATEVER_ELSE_ENTIRELY", " (nested keys are joined by __)"),
+    ],
+)
+def test_an_environment_variable_that_names_no_setting_is_an_error(
+    base_yaml: Path, monkeypatch: pytest.MonkeyPatch, variable: str, hint: str
+) -> None:
+    monkeypatch.setenv(variable, "nats://elsewhere:4222")
+    with pytest.raises(ConfigError) as exc:
+        load_settings([base_yaml])
+    assert problems(exc) == [f"config: environment variable {variable} is not a setting{hint}"]
+
+
+def test_variables_the_project_reads_besides_settings_are_not_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(
+        tmp_path / "c.yaml",
+        "consumers:\n  sigma:\n    backend:\n"
+        "      {kind: openai, url: http://x, model: m, api_key_env: SYNTX_MY_KEY}\n",
+    )
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    monkeypatch.setenv("SYNTX_FAILPOINTS", "")
+    monkeypatch.setenv("SYNTX_MY_KEY", "sk-not-a-setting")
+    monkeypatch.setenv("SYNTX_CONSUMERS__FRESH__WRAPPER", "sigma")  # a new consumer from the environment
+    settings = load_settings()
+    assert settings.consumers["fresh"].wrapper == "sigma"
+
+
+def test_a_configuration_error_never_prints_a_secret(
+    base_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNTX_CONSUMERS__SIGMA__BACKEND__API_KEY", "sk-live-1234567890")
+    with pytest.raises(ConfigError) as exc:
+        load_settings([base_yaml])
+    first = problems(exc)[0]
+    assert first.startswith("config: consumers.sigma.backend.api_key = '***' is not a known setting"), first
+    assert "sk-live" not in str(exc.value)
+
+
+@pytest.mark.parametrize("key", ["password", "token"])
+def test_a_secret_of_the_wrong_type_is_not_shown_either(tmp_path: Path, key: str) -> None:
+    config = write(tmp_path / "c.yaml", f"nats: {{{key}: {{hunter2: 1}}}}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings([config])
+    assert problems(exc) == [f"config: nats.{key} = '***': Input should be a valid string"]
+
+
+def test_a_password_inside_a_url_is_masked_in_errors(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "nats: {url: 'nats://user:hunter2@host:4222', embedded_port: -1}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings([config], wrapper_dirs="nats://user:hunter2@host:4222")
+    assert "hunter2" not in str(exc.value) and "nats://***@host:4222" in str(exc.value), str(exc.value)

@@ -12,9 +12,11 @@ import random
 import signal
 from collections.abc import Mapping
 
+from shared.config import FAILPOINTS_ENV
+
 log = logging.getLogger(__name__)
 
-ENV = "SYNTX_FAILPOINTS"
+ENV = FAILPOINTS_ENV
 POINTS = ("after_claim", "after_call", "after_result")
 
 

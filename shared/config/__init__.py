@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from shared.config.environment import (
+    FAILPOINTS_ENV,
+)
 from shared.config.sections import (
     BackendSettings,
     BackPressureSettings,
@@ -29,6 +32,7 @@ from shared.config.settings import (
 )
 
 __all__ = [
+    "FAILPOINTS_ENV",
     "BackPressureSettings",
     "BackendSettings",
     "CONFIG_ENV",

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
+
+SECRET_KEY = re.compile(r"key|token|password|secret|cred", re.IGNORECASE)
+MASK = "'***'"
+USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]+@", re.IGNORECASE)
 
 
 def _dotted(location: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in location) or "<top>"
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
+def _is_secret(location: tuple[int | str, ...], value: Any) -> bool:
+    """Never show a value whose name says it is a secret, or that a secret field holds."""
+    last = str(location[-1]) if location else ""
+    return isinstance(value, SecretStr) or bool(SECRET_KEY.search(last))
+
+
+def _without_userinfo(value: Any) -> Any:
+    """``nats://user:pass@host`` → ``nats://***@host``: a URL's password is a secret too."""
+    return USERINFO.sub(r"\1***@", value) if isinstance(value, str) else value
+
+
+def _shown(value: Any, location: tuple[int | str, ...] = ()) -> str:
+    if _is_secret(location, value):
+        return MASK
+    text = repr(_without_userinfo(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -32,9 +50,9 @@ def _known_keys(model: type[BaseModel], location: tuple[int | str, ...]) -> list
     return []
 
 
-def _unknown(key: str, value: Any, known: list[str]) -> str:
+def _unknown(location: tuple[int | str, ...], value: Any, known: list[str]) -> str:
     allowed = f" (known here: {', '.join(known)})" if known else ""
-    return f"config: {key} = {_shown(value)} is not a known setting{allowed}"
+    return f"config: {_dotted(location)} = {_shown(value, location)} is not a known setting{allowed}"
 
 
 def describe_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
@@ -50,7 +68,7 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel] | Non
             lines.append(f"config: {key} is required")
         elif error["type"] == "extra_forbidden":
             known = _known_keys(model, error["loc"]) if model is not None else []
-            lines.append(_unknown(key, error.get("input"), known))
+            lines.append(_unknown(error["loc"], error.get("input"), known))
         else:
-            lines.append(f"config: {key} = {_shown(error.get('input'))}: {message}")
+            lines.append(f"config: {key} = {_shown(error.get('input'), error['loc'])}: {message}")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from shared.config.environment import CONFIG_ENV, unknown_variables
 from shared.config.sections import (
     BackendSettings,
     BackPressureSettings,
@@ -66,7 +67,6 @@ __all__ = [
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "syntx.yaml"
 DEMO_CONFIG = PROJECT_ROOT / "config" / "demo.yaml"
-CONFIG_ENV = "SYNTX_CONFIG"
 
 
 class Settings(BaseSettings):
@@ -196,9 +196,13 @@ def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings
     yaml_data = read_yaml_files(paths if paths is not None else config_paths())
     settings_type = _with_yaml_below_env(yaml_data)
     try:
-        return settings_type(**overrides)
+        settings = settings_type(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, Settings)) from exc
+    problems = unknown_variables(settings, os.environ)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
 
 
 class _DictSource(PydanticBaseSettingsSource):
