@@ -15,6 +15,7 @@ import nats.errors
 from shared.config import Settings
 from shared.messaging import Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
+from shared.queue import job_id_problem
 from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
 from syntx.requeue import requeue
 from syntx.supervisor import Supervisor
@@ -22,6 +23,8 @@ from syntx.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 NO_ANSWER_EXIT = 3
+USAGE_EXIT = 2
+NOTHING_DONE_EXIT = 1
 REQUEST_TIMEOUT_S = 5.0
 CONNECT_ATTEMPTS = 1  # one retry, then "cannot reach NATS" instead of waiting forever
 
@@ -129,9 +132,14 @@ async def schedules(settings: Settings, as_json: bool) -> int:
 
 
 def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int:
+    for job_id in job_ids:
+        if problem := job_id_problem(job_id):
+            return _usage(
+                f"syntx retry: {job_id!r} is not a job id ({problem}); use the name of error/<job_id>.json"
+            )
     moved = requeue(settings.queue_dir, job_ids, include_rejected, progress=out)
     out(f"{moved} job(s) back in incoming/")
-    return 0
+    return 0 if moved or not job_ids else NOTHING_DONE_EXIT
 
 
 def score(
@@ -159,6 +167,11 @@ def score(
     result = score_response(text, parsed, catalog.formats[chosen], prompt, scorer=scorer)
     out(result.model_dump_json(indent=2) if as_json else render_breakdown(result))
     return 0
+
+
+def _usage(message: str) -> int:
+    sys.stderr.write(message + "\n")
+    return USAGE_EXIT
 
 
 def _fail(message: str) -> int:

@@ -196,8 +196,37 @@ def test_a_named_job_is_retried_whatever_its_status(
     assert set(_waiting(queue)) == {"j1"}
     archived = json.loads((queue.folder(ARCHIVE) / "j1.json").read_text(encoding="utf-8"))
     assert archived["reason"] == "low score"
-    assert syntx("retry", "nope") == 0
+    assert syntx("retry", "nope") == 1  # nothing done
     assert "skip nope.json: not a readable result in error/" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("job_id", "problem"),
+    [
+        ("../../../outside/victim", "starts with a dot"),
+        ("outside/victim", "contains a path separator or a control character"),
+        ("..", "starts with a dot"),
+        ("/etc/passwd", "contains a path separator or a control character"),
+        ("job\nINFO forged", "contains a path separator or a control character"),
+        ("", "empty"),
+    ],
+)
+def test_retry_takes_job_ids_never_paths(
+    environment: Path, capsys: pytest.CaptureFixture[str], job_id: str, problem: str
+) -> None:
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    victim = environment / "outside" / "victim.json"
+    victim.parent.mkdir()
+    victim.write_text(json.dumps(error_result("victim", "failed")), encoding="utf-8")
+
+    assert syntx("retry", job_id) == 2
+
+    err = capsys.readouterr().err
+    assert (
+        err == f"syntx retry: {job_id!r} is not a job id ({problem}); use the name of error/<job_id>.json\n"
+    )
+    assert victim.exists() and not list(queue.folder(ARCHIVE).iterdir()) and not queue.incoming_ids()
 
 
 # -- score -----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from shared.queue.folders import (
     ResultFolder,
     counts_as,
     is_job_name,
+    job_id_problem,
 )
 from shared.queue.jobfile import (
     Job,
@@ -54,6 +55,7 @@ from shared.queue.store import (
 )
 
 __all__ = [
+    "job_id_problem",
     "ARCHIVE",
     "ATTEMPTS",
     "Attempt",
