@@ -13,10 +13,11 @@ from pydantic import ValidationError
 
 from services.monitor.counter import QueueCounter
 from services.monitor.http import HttpEndpoint, Reply
+from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import StatusReply, StatusRequest, Tracker
 from shared.config import Settings
-from shared.messaging import Bus, Tick, decode_tick, subjects, utc_now
+from shared.messaging import Bus, Tick, decode_tick, message_problem, subjects, utc_now
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, queue_health, queue_state
 from shared.service import presence
@@ -31,11 +32,14 @@ STATUS_LOG = "queue_status_hourly.log"
 class Monitor:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self._settings = settings
+        self.labels = Labels(settings)
         self.metrics = MonitorMetrics(registry or CollectorRegistry())
         self.metrics.initialise_wrappers(settings.consumers)
+        self.metrics.initialise_bounded(self.labels)
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
-        self.tracker = Tracker(self.metrics)
+        self.tracker = Tracker(self.metrics, self.labels)
+
         self._bus: Bus | None = None
 
     def refresh(self) -> StatusReply:
@@ -96,9 +100,16 @@ class Monitor:
         try:
             tick = decode_tick(msg.data, subjects.schedule_of(msg.subject))
         except (ValidationError, ValueError):
-            self.metrics.malformed.labels(subject=msg.subject).inc()
-            return
+            return  # counted by on_any_message
         self.tracker.on_tick(tick, utc_now())
+
+    async def on_any_message(self, msg: Msg) -> None:
+        """Every message under ``syntx.>``: a malformed one is counted by its (bounded) subject."""
+        reason = message_problem(msg.subject, msg.data)
+        if reason is not None:
+            self.metrics.malformed.labels(subject=self.labels.subject(msg.subject)).inc()
+            if self._bus is not None:
+                self._bus.note_malformed(msg.subject, reason)
 
     async def reconcile_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -123,6 +134,7 @@ class Monitor:
                 ):
                     await bus.subscribe_events(subject, self.tracker.on_event)
                 await bus.watch_stream(subjects.TICK_ALL, self.on_any_tick)
+                await bus.client.subscribe(subjects.ALL, cb=self.on_any_message)
                 await bus.serve(subjects.STATUS, self.status, queue="monitor")
                 await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
                 ticks = await bus.subscribe_ticks("monitor")

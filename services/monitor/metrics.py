@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.monitor.labels import Labels
+
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
 FOLDERS = ("incoming", "processing", "processed", "error", "archive", "quarantine", ".tmp")
 SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 100)
@@ -131,6 +133,19 @@ class MonitorMetrics:
                 self.jobs_failed.labels(wrapper=wrapper, status=status)
             self.lease_expiries.labels(wrapper=wrapper)
             self.backend_available.labels(wrapper=wrapper).set(1)
+
+    def initialise_bounded(self, labels: Labels) -> None:
+        """Every series whose label values the configuration bounds starts at 0: ``increase()`` sees
+        the first event, and a dashboard panel is never empty for want of one."""
+        for schedule in labels.values("schedule"):
+            self.ticks.labels(schedule=schedule)
+            self.ticks_missed.labels(schedule=schedule)
+        for subject in labels.values("subject"):
+            self.malformed.labels(subject=subject)
+        for kind in labels.values("kind"):
+            self.cleanup_removed.labels(kind=kind)
+        for outcome in labels.values("outcome"):
+            self.cleanup_expired_claims.labels(outcome=outcome)
 
     def set_state(self, current: str) -> None:
         for state in QUEUE_STATES:

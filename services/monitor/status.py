@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from shared.messaging import (
     BackendState,
@@ -18,6 +19,7 @@ from shared.messaging import (
     ProducerGeneration,
     ServiceHeartbeat,
     Tick,
+    subjects,
     utc_now,
 )
 
@@ -50,8 +52,9 @@ class StatusReply(BaseModel):
 class Tracker:
     """Feeds events into the metrics and remembers the latest of each kind for status replies."""
 
-    def __init__(self, metrics: MonitorMetrics) -> None:
+    def __init__(self, metrics: MonitorMetrics, labels: Labels) -> None:
         self._metrics = metrics
+        self._label = labels
         self.last_runs: dict[str, LastRun] = {}
         self.scored: dict[str, dict[str, int]] = {}
         self._instances: dict[str, tuple[str, float]] = {}  # instance -> (service, last seen)
@@ -59,49 +62,53 @@ class Tracker:
     async def on_event(self, event: Event) -> None:
         metrics = self._metrics
         if isinstance(event, JobScored):
-            metrics.jobs_scored.labels(wrapper=event.wrapper, status=event.status).inc()
-            metrics.job_score.labels(wrapper=event.wrapper).observe(event.score)
-            metrics.llm_seconds.labels(wrapper=event.wrapper, backend=event.backend).observe(
-                event.llm_seconds
-            )
-            per_wrapper = self.scored.setdefault(event.wrapper, {"passed": 0, "rejected": 0})
+            wrapper = self._label("wrapper", event.wrapper)
+            metrics.jobs_scored.labels(wrapper=wrapper, status=event.status).inc()
+            metrics.job_score.labels(wrapper=wrapper).observe(event.score)
+            backend = self._label("backend", event.backend)
+            metrics.llm_seconds.labels(wrapper=wrapper, backend=backend).observe(event.llm_seconds)
+            per_wrapper = self.scored.setdefault(wrapper, {"passed": 0, "rejected": 0})
             per_wrapper[event.status] += 1
-            self._ran(f"consumer.{event.wrapper}", f"job {event.job_id} {event.status} ({event.score})")
+            self._ran(
+                subjects.consumer_schedule(wrapper), f"job {event.job_id} {event.status} ({event.score})"
+            )
         elif isinstance(event, JobFailed):
             self._on_failed(event)
         elif isinstance(event, BackendState):
-            metrics.backend_available.labels(wrapper=event.wrapper).set(1 if event.available else 0)
+            wrapper = self._label("wrapper", event.wrapper)
+            metrics.backend_available.labels(wrapper=wrapper).set(1 if event.available else 0)
             state = "available" if event.available else f"down ({event.consecutive_failures} failures)"
-            self._ran(f"backend.{event.wrapper}", f"{event.backend} {state}")
+            self._ran(f"backend.{wrapper}", f"{self._label('backend', event.backend)} {state}")
         elif isinstance(event, JobCreated):
             metrics.jobs_created.labels(source=event.source).inc()
         elif isinstance(event, ProducerGeneration):
             self._on_generation(event)
         elif isinstance(event, CleanupReport):
             for kind, count in event.removed.items():
-                metrics.cleanup_removed.labels(kind=kind).inc(count)
+                metrics.cleanup_removed.labels(kind=self._label("kind", kind)).inc(count)
             metrics.cleanup_quarantined.inc(event.quarantined)
             for outcome, count in event.expired_claims.items():
-                metrics.cleanup_expired_claims.labels(outcome=outcome).inc(count)
+                metrics.cleanup_expired_claims.labels(outcome=self._label("outcome", outcome)).inc(count)
             self._ran("cleanup", f"removed {sum(event.removed.values())}, quarantined {event.quarantined}")
         elif isinstance(event, ServiceHeartbeat):
             self._on_heartbeat(event)
 
     def _on_failed(self, event: JobFailed) -> None:
+        wrapper = self._label("wrapper", event.wrapper)
         if event.cause == "lease_expired":
-            self._metrics.lease_expiries.labels(wrapper=event.wrapper).inc()
+            self._metrics.lease_expiries.labels(wrapper=wrapper).inc()
         elif event.cause == "backend":
             retry = str(event.will_retry).lower()
-            self._metrics.backend_failures.labels(wrapper=event.wrapper, will_retry=retry).inc()
+            self._metrics.backend_failures.labels(wrapper=wrapper, will_retry=retry).inc()
         if event.final_status is not None:
-            self._metrics.jobs_failed.labels(wrapper=event.wrapper, status=event.final_status).inc()
+            self._metrics.jobs_failed.labels(wrapper=wrapper, status=event.final_status).inc()
 
     def _on_generation(self, event: ProducerGeneration) -> None:
         self._metrics.producer_generation.set(event.generation)
         self._metrics.producer_produced.inc(event.produced)
         self._metrics.producer_favoured.clear()
         for arm in event.favoured:
-            self._metrics.producer_favoured.labels(arm=arm).set(1)
+            self._metrics.producer_favoured.labels(arm=self._label("arm", arm)).set(1)
         reason = f" ({event.skipped_reason})" if event.skipped_reason else ""
         self._ran("producer", f"generation {event.generation}: produced {event.produced}{reason}")
 
@@ -113,7 +120,7 @@ class Tracker:
         self.refresh_services()
 
     def on_tick(self, tick: Tick, received_at: datetime) -> None:
-        schedule = tick.schedule or "unknown"
+        schedule = self._label("schedule", tick.schedule or "")
         self._metrics.ticks.labels(schedule=schedule).inc()
         if tick.missed:
             self._metrics.ticks_missed.labels(schedule=schedule).inc(tick.missed)
@@ -137,5 +144,5 @@ class Tracker:
                 live[service] = live.get(service, 0) + 1
         self._metrics.services_up.clear()
         for service, count in live.items():
-            self._metrics.services_up.labels(service=service).set(count)
+            self._metrics.services_up.labels(service=self._label("service", service)).inc(count)
         return live

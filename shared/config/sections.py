@@ -25,6 +25,9 @@ class NatsSettings(_Section):
     drain_timeout_s: float = Field(10.0, gt=0)
     duplicate_window_s: float = Field(600.0, gt=0, description="tick de-duplication window")
     stream_max_age_s: float = Field(7 * 86400.0, gt=0)
+    malformed_log_interval_s: float = Field(
+        60.0, ge=0, description="at most one line per subject this often about malformed messages"
+    )
 
     @property
     def effective_url(self) -> str:

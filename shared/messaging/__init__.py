@@ -7,6 +7,10 @@ from shared.messaging.bus import (
     StoppedWhileConnecting,
     shown_url,
 )
+from shared.messaging.malformed import (
+    MalformedLog,
+    message_problem,
+)
 from shared.messaging.messages import (
     BackendState,
     CleanupReport,
@@ -24,6 +28,8 @@ from shared.messaging.messages import (
 )
 
 __all__ = [
+    "MalformedLog",
+    "message_problem",
     "BackendState",
     "Bus",
     "CleanupReport",

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.config import ConfigError, NatsSettings
 from shared.messaging import subjects
+from shared.messaging.malformed import MalformedLog, describe
 from shared.messaging.messages import Event, Tick, decode_event, decode_tick, encode
 from shared.timing import set_within
 
@@ -40,6 +41,8 @@ FETCH_WAIT_S = 1.0
 FETCH_BATCH = 16
 RESUBSCRIBE_S = 2.0
 PUBLISH_TRIES = 3
+MALFORMED_SUBJECTS_MAX = 100  # made-up subjects beyond this are counted together
+OTHER_SUBJECT = "other"
 
 
 class Bus:
@@ -48,6 +51,7 @@ class Bus:
         self._js: JetStreamContext = nc.jetstream()
         self._settings = settings
         self.malformed: Counter[str] = Counter()
+        self._malformed_log = MalformedLog(log, settings.malformed_log_interval_s)
 
     @property
     def client(self) -> Client:
@@ -165,10 +169,13 @@ class Bus:
             return None
 
     def _count_malformed(self, subject: str, exc: ValidationError) -> None:
-        self.malformed[subject] += 1
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        log.warning("dropping malformed message on %s: %s: %s", subject, where, first["msg"])
+        known = subject in self.malformed or len(self.malformed) < MALFORMED_SUBJECTS_MAX
+        self.malformed[subject if known else OTHER_SUBJECT] += 1
+        self.note_malformed(subject, describe(exc))
+
+    def note_malformed(self, subject: str, reason: str) -> None:
+        """Log a dropped message: at most one line per subject per ``nats.malformed_log_interval_s``."""
+        self._malformed_log.note(subject, reason)
 
     async def flush(self) -> None:
         await self._nc.flush()

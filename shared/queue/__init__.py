@@ -19,6 +19,7 @@ from shared.queue.folders import (
     PROCESSING,
     QUARANTINE,
     QUARANTINE_NOTE_SUFFIX,
+    RESULT_FOLDERS,
     RESULT_SUFFIX,
     TMP,
     ResultFolder,
@@ -55,6 +56,7 @@ from shared.queue.store import (
 )
 
 __all__ = [
+    "RESULT_FOLDERS",
     "job_id_problem",
     "ARCHIVE",
     "ATTEMPTS",
