@@ -1,4 +1,4 @@
-"""Schedule parsing and slot arithmetic (``services.scheduler.cron``): spellings, errors, DST, ``@every``."""
+"""Schedule parsing and slot arithmetic (``shared.cron``): spellings, errors, DST, ``@every``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.scheduler.cron import Schedule, ScheduleError, parse_schedule
+from shared.cron import Schedule, ScheduleError, parse_schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SPRING_FORWARD = date(2025, 3, 30)  # 02:00 CET -> 03:00 CEST
@@ -204,7 +204,7 @@ def test_every_slots_do_not_depend_on_the_hosts_local_time_zone() -> None:
     """Replicas on hosts with different TZ settings must compute the same slots (same message ids)."""
     code = (
         "from datetime import datetime, UTC\n"
-        "from services.scheduler.cron import parse_schedule\n"
+        "from shared.cron import parse_schedule\n"
         "moment = datetime(2025, 6, 1, 12, 10, tzinfo=UTC)\n"
         "print(parse_schedule('@every 1h').next_after(moment).timestamp())\n"
     )

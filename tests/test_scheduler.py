@@ -21,7 +21,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from services.scheduler.app import run as run_scheduler
-from services.scheduler.cron import parse_schedule
 from services.scheduler.timetable import (
     Entry,
     SlotLog,
@@ -31,6 +30,7 @@ from services.scheduler.timetable import (
     missed_slot,
 )
 from shared.config import DEFAULT_CONFIG, ScheduleSettings, Settings, load_settings
+from shared.cron import parse_schedule
 from shared.messaging import ServiceHeartbeat, Tick, subjects
 from shared.messaging import bus as bus_module
 from tests.harness import HEARTBEATS, EventLog, observer

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from services.scheduler.cron import Schedule, parse_schedule
 from shared.config import ScheduleSettings
+from shared.cron import Schedule, parse_schedule
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ class ScheduleSettings(_Section):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from services.scheduler.cron import parse_schedule  # local: keeps the cron parser out of import time
+        from shared.cron import parse_schedule  # local: keeps the cron parser out of import time
 
         parse_schedule(value)
         return value
