@@ -89,6 +89,8 @@ async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
         f"queue state {reply['queue_state']}, health {reply['health']}, "
         f"oldest waiting job {reply['oldest_incoming_age_s']:.0f}s"
     )
+    for reason in reply.get("health_reasons", []):
+        out(f"  {reason['severity']:<8} {reason['text']}")
     out()
     out(_table(["folder", "files"], [[folder, str(count)] for folder, count in reply["counts"].items()]))
     out()

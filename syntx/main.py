@@ -11,10 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
-from shared.service import CONFIG_EXIT_CODE
+from shared.service import CONFIG_EXIT_CODE, SERVICES
 from syntx import commands
-
-SERVICES = ("scheduler", "producer", "consumer", "monitor", "cleanup")
 
 
 def build_parser() -> argparse.ArgumentParser:

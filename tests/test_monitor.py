@@ -221,7 +221,7 @@ async def test_metrics_and_healthz_over_http(tmp_path: Path, nats_server: NatsSe
     assert metric(text, "syntx_jobs_scored_total", 'status="passed",wrapper="sigma"') == 0
 
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "nats": "connected"}
+    assert health.json() == {"status": "ok", "nats": "connected", "health": "OK", "reasons": []}
     assert (missing.status_code, posted.status_code) == (404, 405)
 
 

@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
+from services.monitor.health import Observations, judge
 from services.producer.app import EVOLUTION_LOG, last_generation
 from services.producer.app import run as run_producer
 from services.producer.learning import Arm, Learner, Observation, observation_from_result
 from shared.config import (
     DEFAULT_CONFIG,
     BackPressureSettings,
+    HealthSettings,
     LearningSettings,
     Settings,
     load_settings,
@@ -35,7 +37,6 @@ from shared.queue import (
     ResultFolder,
     parse_job,
     producer_batch,
-    queue_health,
     queue_state,
 )
 from tests.harness import HEARTBEATS, EventLog, observer, running
@@ -60,14 +61,23 @@ def test_tv11_queue_states(incoming: int, state: str, batch: int, health: str) -
     limits = BackPressureSettings()
     assert queue_state(incoming, limits) == state
     assert producer_batch(queue_state(incoming, limits), 20) == batch
-    assert queue_health(queue_state(incoming, limits), 0, limits) == health
+    assert health_of_queue(queue_state(incoming, limits), incoming) == health
 
 
-def test_health_warns_on_many_errors_but_overflow_stays_critical() -> None:
-    limits = BackPressureSettings()
-    assert queue_health("BALANCED", 10, limits) == "OK"
-    assert queue_health("BALANCED", 11, limits) == "WARNING"
-    assert queue_health("OVERFLOW", 11, limits) == "CRITICAL"
+def health_of_queue(state: str, incoming: int) -> str:
+    """The monitor's health when nothing but the queue state says anything."""
+    quiet = Observations(
+        queue_state=state,
+        incoming=incoming,
+        outcomes=(0, 0, 0),
+        oldest_claim_age_s=None,
+        backends_down=[],
+        wrappers=2,
+        silent_services=[],
+        expected_services=5,
+        missed_schedules=[],
+    )
+    return judge(quiet, HealthSettings(), lease_s=120).state
 
 
 def test_configured_thresholds_move_the_states() -> None:

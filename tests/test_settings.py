@@ -64,7 +64,7 @@ def test_yaml_overrides_defaults(base_yaml: Path) -> None:
     assert settings.data_dir == Path("/srv/base")
     assert settings.producer.batch == 12
     assert settings.producer.back_pressure.overflow == 40
-    assert settings.producer.back_pressure.error_warning == 10  # default kept inside the section
+    assert settings.monitor.health.window_s == 3600  # default kept inside the section
     assert settings.consumers["sigma"].batch == 7
     assert settings.monitor.host == "0.0.0.0"
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import time
 from datetime import datetime
 
 from nats.aio.msg import Msg
@@ -12,15 +15,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from services.monitor.counter import QueueCounter
+from services.monitor.health import HealthReport, Observations, judge, missed_schedules
 from services.monitor.http import HttpEndpoint, Reply
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import StatusReply, StatusRequest, Tracker
 from shared.config import Settings
+from shared.cron import parse_schedule
 from shared.messaging import Bus, Tick, decode_tick, message_problem, subjects, utc_now
 from shared.messaging import bus as bus_module
-from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, queue_health, queue_state
-from shared.service import presence
+from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, is_job_name, queue_state
+from shared.service import presence, service_names
 from shared.timing import set_within
 from shared.watch import watching
 
@@ -38,39 +43,87 @@ class Monitor:
         self.metrics.initialise_bounded(self.labels)
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
-        self.tracker = Tracker(self.metrics, self.labels)
+        self.tracker = Tracker(self.metrics, self.labels, settings.monitor.health)
+        self._started = utc_now()
+        self._started_clock = time.monotonic()
+        self._schedules = {
+            name: (parse_schedule(spec.cron), settings.monitor.health.schedule_grace_s + spec.jitter_s)
+            for name, spec in settings.schedules.items()
+            if spec.enabled
+        }
+        self._expected_services = [name for name in service_names(settings.consumers) if name != "monitor"]
 
         self._bus: Bus | None = None
 
     def refresh(self) -> StatusReply:
         """Push the kept counts into the gauges and return the status (no folder scan)."""
         counts = self.counter.counts()
-        limits = self._settings.producer.back_pressure
-        state = queue_state(counts[INCOMING], limits)
-        health = queue_health(state, counts[ERROR], limits)
+        state = queue_state(counts[INCOMING], self._settings.producer.back_pressure)
+        services = self.tracker.refresh_services()
+        health = self.judge_health(state, counts[INCOMING], services)
         for folder, count in counts.items():
             self.metrics.queue_jobs.labels(folder=folder).set(count)
         oldest = self.counter.oldest_incoming_age_s()
         self.metrics.oldest_incoming_age.set(oldest)
         self.metrics.set_state(state)
-        self.metrics.health.set(1 if health == "OK" else 0)
+        self.metrics.set_health(health.state, {reason.code for reason in health.reasons})
         return StatusReply(
             counts=counts,
             queue_state=state,
-            health=health,
+            health=health.state,
+            health_reasons=health.reasons,
             oldest_incoming_age_s=round(oldest, 3),
-            services=self.tracker.refresh_services(),
+            services=services,
             last_runs=dict(self.tracker.last_runs),
             scored={wrapper: dict(counts) for wrapper, counts in self.tracker.scored.items()},
         )
+
+    def judge_health(self, state: str, incoming: int, live: dict[str, int]) -> HealthReport:
+        limits = self._settings.monitor.health
+        heard_long_enough = time.monotonic() - self._started_clock > limits.service_silent_s
+        now = utc_now().astimezone(self._settings.zone)
+        silent = [name for name in self._expected_services if name not in live] if heard_long_enough else []
+        seen = Observations(
+            queue_state=state,
+            incoming=incoming,
+            outcomes=self.tracker.outcomes.totals(),
+            oldest_claim_age_s=self.oldest_claim_age_s(),
+            backends_down=[wrapper for wrapper, down in self.tracker.backend_down.items() if down],
+            wrappers=len(self._settings.consumers),
+            silent_services=silent,
+            expected_services=len(self._expected_services),
+            missed_schedules=missed_schedules(self._schedules, self.tracker.last_fired, self._started, now),
+        )
+        return judge(seen, limits, self._settings.queue.lease_s)
+
+    def oldest_claim_age_s(self) -> float | None:
+        """Age of the oldest claim's lease clock (its ctime) in ``processing/`` — a small folder."""
+        oldest: float | None = None
+        try:
+            with os.scandir(self.queue.folder(PROCESSING)) as entries:
+                for entry in entries:
+                    if is_job_name(entry.name):
+                        with contextlib.suppress(FileNotFoundError):
+                            changed = entry.stat(follow_symlinks=False).st_ctime
+                            oldest = changed if oldest is None else min(oldest, changed)
+        except FileNotFoundError:
+            return None
+        return None if oldest is None else max(0.0, time.time() - oldest)
 
     def metrics_reply(self) -> Reply:
         self.refresh()
         return Reply(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
 
     def health_reply(self) -> Reply:
+        """200 while the monitor itself works (NATS connected); the body says the system's health."""
         connected = self._bus is not None and self._bus.client.is_connected
-        body = {"status": "ok" if connected else "degraded", "nats": "connected" if connected else "down"}
+        status = self.refresh()
+        body = {
+            "status": "ok" if connected else "degraded",
+            "nats": "connected" if connected else "down",
+            "health": status.health,
+            "reasons": [reason.model_dump() for reason in status.health_reasons],
+        }
         return Reply(200 if connected else 503, json.dumps(body).encode(), "application/json")
 
     async def status(self, request: bytes) -> StatusReply:

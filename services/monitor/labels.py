@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from shared.config import Settings
 from shared.messaging import subjects
 from shared.queue import RESULT_FOLDERS
+from shared.service import service_names
 
 log = logging.getLogger(__name__)
 
 OTHER = "other"
 LOGGED_NAMES_MAX = 100
-SERVICES = ("scheduler", "producer", "monitor", "cleanup")
 CLEANUP_KINDS = ("tmp", "logs", "attempts", *RESULT_FOLDERS)
 CLAIM_OUTCOMES = ("released", "failed", "finished")
 BACKEND_KINDS = ("offline", "openai", "ollama", "syntx")
@@ -33,7 +33,7 @@ class Labels:
             "schedule": frozenset(schedules),
             "wrapper": frozenset(wrappers),
             "backend": frozenset(BACKEND_KINDS),
-            "service": frozenset((*SERVICES, *(subjects.consumer_schedule(w) for w in wrappers))),
+            "service": frozenset(service_names(wrappers)),
             "arm": frozenset(f"{c}/{s}" for c in settings.topics for s in settings.styles),
             "kind": frozenset(CLEANUP_KINDS),
             "outcome": frozenset(CLAIM_OUTCOMES),

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.monitor.health import REASONS as HEALTH_REASONS
+from services.monitor.health import STATES as HEALTH_STATES
 from services.monitor.labels import Labels
 
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
@@ -28,7 +30,13 @@ class MonitorMetrics:
             ["state"],
             registry=registry,
         )
-        self.health = Gauge("syntx_health_ok", "1 when the queue health is OK", registry=registry)
+        self.health = Gauge("syntx_health_ok", "1 when the health is OK", registry=registry)
+        self.health_state = Gauge(
+            "syntx_health_state", "1 for the current health, 0 for the others", ["state"], registry=registry
+        )
+        self.health_reason = Gauge(
+            "syntx_health_reason", "1 while this reason holds (README: Health)", ["reason"], registry=registry
+        )
         self.jobs_scored = Counter(
             "syntx_jobs_scored", "Jobs finished with a score", ["wrapper", "status"], registry=registry
         )
@@ -121,6 +129,7 @@ class MonitorMetrics:
             self.queue_jobs.labels(folder=folder)
         for state in QUEUE_STATES:
             self.queue_state.labels(state=state)
+        self.set_health("OK", set())
 
     def initialise_wrappers(self, wrappers: Iterable[str]) -> None:
         """Export every configured wrapper's series from the start (0 until something happens)."""
@@ -146,6 +155,13 @@ class MonitorMetrics:
             self.cleanup_removed.labels(kind=kind)
         for outcome in labels.values("outcome"):
             self.cleanup_expired_claims.labels(outcome=outcome)
+
+    def set_health(self, current: str, reasons: set[str]) -> None:
+        self.health.set(1 if current == "OK" else 0)
+        for state in HEALTH_STATES:
+            self.health_state.labels(state=state).set(1 if state == current else 0)
+        for reason in HEALTH_REASONS:
+            self.health_reason.labels(reason=reason).set(1 if reason in reasons else 0)
 
     def set_state(self, current: str) -> None:
         for state in QUEUE_STATES:

@@ -7,8 +7,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.monitor.health import OutcomeWindow, Reason
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
+from shared.config import HealthSettings
 from shared.messaging import (
     BackendState,
     CleanupReport,
@@ -22,8 +24,6 @@ from shared.messaging import (
     subjects,
     utc_now,
 )
-
-HEARTBEAT_TIMEOUT_S = 45.0
 
 
 class LastRun(BaseModel):
@@ -43,6 +43,7 @@ class StatusReply(BaseModel):
     counts: dict[str, int]
     queue_state: str
     health: str
+    health_reasons: list[Reason] = Field(default_factory=list)
     oldest_incoming_age_s: float
     services: dict[str, int]
     last_runs: dict[str, LastRun]
@@ -52,9 +53,13 @@ class StatusReply(BaseModel):
 class Tracker:
     """Feeds events into the metrics and remembers the latest of each kind for status replies."""
 
-    def __init__(self, metrics: MonitorMetrics, labels: Labels) -> None:
+    def __init__(self, metrics: MonitorMetrics, labels: Labels, health: HealthSettings) -> None:
         self._metrics = metrics
         self._label = labels
+        self._silent_after_s = health.service_silent_s
+        self.outcomes = OutcomeWindow(health.window_s)
+        self.backend_down: dict[str, bool] = {}
+        self.last_fired: dict[str, datetime] = {}
         self.last_runs: dict[str, LastRun] = {}
         self.scored: dict[str, dict[str, int]] = {}
         self._instances: dict[str, tuple[str, float]] = {}  # instance -> (service, last seen)
@@ -69,6 +74,7 @@ class Tracker:
             metrics.llm_seconds.labels(wrapper=wrapper, backend=backend).observe(event.llm_seconds)
             per_wrapper = self.scored.setdefault(wrapper, {"passed": 0, "rejected": 0})
             per_wrapper[event.status] += 1
+            self.outcomes.add(event.status)
             self._ran(
                 subjects.consumer_schedule(wrapper), f"job {event.job_id} {event.status} ({event.score})"
             )
@@ -77,6 +83,7 @@ class Tracker:
         elif isinstance(event, BackendState):
             wrapper = self._label("wrapper", event.wrapper)
             metrics.backend_available.labels(wrapper=wrapper).set(1 if event.available else 0)
+            self.backend_down[wrapper] = not event.available
             state = "available" if event.available else f"down ({event.consecutive_failures} failures)"
             self._ran(f"backend.{wrapper}", f"{self._label('backend', event.backend)} {state}")
         elif isinstance(event, JobCreated):
@@ -102,6 +109,7 @@ class Tracker:
             self._metrics.backend_failures.labels(wrapper=wrapper, will_retry=retry).inc()
         if event.final_status is not None:
             self._metrics.jobs_failed.labels(wrapper=wrapper, status=event.final_status).inc()
+            self.outcomes.add("failed")
 
     def _on_generation(self, event: ProducerGeneration) -> None:
         self._metrics.producer_generation.set(event.generation)
@@ -121,6 +129,7 @@ class Tracker:
 
     def on_tick(self, tick: Tick, received_at: datetime) -> None:
         schedule = self._label("schedule", tick.schedule or "")
+        self.last_fired[schedule] = tick.slot or received_at
         self._metrics.ticks.labels(schedule=schedule).inc()
         if tick.missed:
             self._metrics.ticks_missed.labels(schedule=schedule).inc(tick.missed)
@@ -135,7 +144,7 @@ class Tracker:
         self.last_runs[name] = LastRun(at=utc_now(), summary=summary)
 
     def refresh_services(self) -> dict[str, int]:
-        cutoff = time.monotonic() - HEARTBEAT_TIMEOUT_S
+        cutoff = time.monotonic() - self._silent_after_s
         live: dict[str, int] = {}
         for instance, (service, seen) in list(self._instances.items()):
             if seen < cutoff:

@@ -120,7 +120,6 @@ class BackPressureSettings(_Section):
     low: int = Field(5, ge=0, description="below: LOW, produce 75 % of a batch")
     high: int = Field(25, ge=1, description="from here: HIGH, produce nothing")
     overflow: int = Field(50, ge=1, description="from here: OVERFLOW")
-    error_warning: int = Field(10, ge=0, description="more error results than this: health WARNING")
 
     @model_validator(mode="after")
     def _ordered(self) -> BackPressureSettings:
@@ -167,10 +166,25 @@ class ProducerSettings(_Section):
     )
 
 
+class HealthSettings(_Section):
+    """When the monitor says WARNING or CRITICAL, and why (see README, "Health")."""
+
+    window_s: float = Field(3600.0, gt=0, description="shares of failed/rejected jobs over this window")
+    min_jobs: int = Field(5, ge=1, description="fewer finished jobs in the window: no share is judged")
+    error_share_warning: float = Field(0.2, gt=0, le=1)
+    error_share_critical: float = Field(0.5, gt=0, le=1)
+    rejected_share_warning: float = Field(0.9, gt=0, le=1)
+    service_silent_s: float = Field(45.0, gt=0, description="no heartbeat for this long: silent")
+    schedule_grace_s: float = Field(
+        60.0, ge=0, description="added to two intervals before a schedule counts as missed"
+    )
+
+
 class MonitorSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)
     reconcile_s: float = Field(30.0, gt=0)
+    health: HealthSettings = HealthSettings()
 
 
 class CleanupSettings(_Section):

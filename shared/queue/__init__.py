@@ -36,7 +36,6 @@ from shared.queue.jobfile import (
 )
 from shared.queue.pressure import (
     producer_batch,
-    queue_health,
     queue_state,
 )
 from shared.queue.recovery import (
@@ -89,7 +88,6 @@ __all__ = [
     "parse_claim",
     "parse_job",
     "producer_batch",
-    "queue_health",
     "queue_state",
     "recover_expired",
     "render_job",

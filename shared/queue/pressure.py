@@ -7,7 +7,6 @@ from typing import Literal
 from shared.config import BackPressureSettings
 
 QueueState = Literal["STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW"]
-Health = Literal["OK", "WARNING", "CRITICAL"]
 
 _BATCH_SHARE: dict[QueueState, float] = {
     "STARVING": 1.0,
@@ -33,11 +32,3 @@ def queue_state(incoming: int, limits: BackPressureSettings) -> QueueState:
 def producer_batch(state: QueueState, batch: int) -> int:
     """How many prompts to produce in this state (the original's 20 / 15 / 10 / 0 / 0)."""
     return int(batch * _BATCH_SHARE[state])
-
-
-def queue_health(state: QueueState, errors: int, limits: BackPressureSettings) -> Health:
-    if state == "OVERFLOW":
-        return "CRITICAL"
-    if errors > limits.error_warning or state == "HIGH":
-        return "WARNING"
-    return "OK"

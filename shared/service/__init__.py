@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from shared.service.names import (
+    SERVICES,
+    service_names,
+)
 from shared.service.runner import (
     CONFIG_EXIT_CODE,
     instance_name,
@@ -9,4 +13,4 @@ from shared.service.runner import (
     service_main,
 )
 
-__all__ = ["CONFIG_EXIT_CODE", "instance_name", "presence", "service_main"]
+__all__ = ["CONFIG_EXIT_CODE", "SERVICES", "instance_name", "presence", "service_main", "service_names"]

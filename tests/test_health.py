@@ -1,0 +1,187 @@
+"""Health with reasons: each cause a sentence, each state clearing when its cause does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from services.monitor.app import Monitor
+from services.monitor.health import Observations, OutcomeWindow, judge, missed_schedules
+from shared.config import DEFAULT_CONFIG, HealthSettings, load_settings
+from shared.cron import parse_schedule
+from shared.messaging import BackendState, JobFailed, JobScored, subjects
+from shared.messaging import bus as bus_module
+from tests.harness import HEARTBEATS, observer
+from tests.natsserver import NatsServer
+
+LIMITS = HealthSettings()
+
+
+def quiet(**changes: object) -> Observations:
+    values: dict[str, object] = {
+        "queue_state": "BALANCED",
+        "incoming": 10,
+        "outcomes": (0, 0, 0),
+        "oldest_claim_age_s": None,
+        "backends_down": [],
+        "wrappers": 2,
+        "silent_services": [],
+        "expected_services": 5,
+        "missed_schedules": [],
+    }
+    values.update(changes)
+    return Observations(**values)  # type: ignore[arg-type]
+
+
+def test_nothing_wrong_is_ok_with_no_reasons() -> None:
+    report = judge(quiet(), LIMITS, lease_s=120)
+    assert (report.state, report.reasons) == ("OK", [])
+
+
+def test_error_share_of_the_window_not_a_file_count() -> None:
+    assert judge(quiet(outcomes=(90, 9, 1)), LIMITS, 120).state == "OK"  # rejections are the learning signal
+    warning = judge(quiet(outcomes=(7, 0, 3)), LIMITS, 120)
+    assert warning.state == "WARNING"
+    assert [r.text for r in warning.reasons] == [
+        "30% of the last hour's 10 jobs failed (no answer or malformed)"
+    ]
+    assert judge(quiet(outcomes=(1, 0, 3)), LIMITS, 120).state == "OK"  # too few jobs to judge
+    assert judge(quiet(outcomes=(4, 0, 6)), LIMITS, 120).state == "CRITICAL"
+
+
+def test_almost_everything_rejected_is_a_warning() -> None:
+    report = judge(quiet(outcomes=(0, 10, 0)), LIMITS, 120)
+    assert [(r.code, r.severity) for r in report.reasons] == [("rejected_share", "WARNING")]
+
+
+def test_queue_claims_backends_services_and_schedules_each_give_a_reason() -> None:
+    report = judge(
+        quiet(
+            queue_state="HIGH",
+            incoming=30,
+            oldest_claim_age_s=300.0,
+            backends_down=["sigma"],
+            silent_services=["cleanup"],
+            missed_schedules=["schedule cleanup has not fired since … (two slots missed)"],
+        ),
+        LIMITS,
+        lease_s=120,
+    )
+    assert report.state == "WARNING"
+    assert [r.code for r in report.reasons] == [
+        "backlog",
+        "lease_overdue",
+        "backend_down",
+        "service_silent",
+        "schedule_missed",
+    ]
+    assert report.reasons[1].text.startswith("a job has been claimed for 300s, past its 120s lease")
+
+
+def test_critical_causes() -> None:
+    assert judge(quiet(queue_state="OVERFLOW", incoming=60), LIMITS, 120).state == "CRITICAL"
+    assert judge(quiet(backends_down=["sigma", "syntex_system"]), LIMITS, 120).state == "CRITICAL"
+    assert judge(quiet(silent_services=["a", "b", "c"]), LIMITS, 120).state == "CRITICAL"
+
+
+def test_the_outcome_window_forgets_what_is_older_than_the_window() -> None:
+    now = [0.0]
+    window = OutcomeWindow(3600.0, clock=lambda: now[0])
+    for _ in range(5):
+        window.add("failed")
+    assert window.totals() == (0, 0, 5)
+    now[0] = 1800.0
+    window.add("passed")
+    assert window.totals() == (1, 0, 5)
+    now[0] = 3700.0  # the failures' minute left the window, the pass did not
+    assert window.totals() == (1, 0, 0)
+
+
+def test_a_schedule_is_missed_after_two_slots_without_a_tick() -> None:
+    schedules = {"producer": (parse_schedule("@every 10s"), 5.0)}
+    start = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+    assert missed_schedules(schedules, {}, start, start + timedelta(seconds=24)) == []
+    missed = missed_schedules(schedules, {}, start, start + timedelta(seconds=26))
+    assert missed == ["schedule producer has not fired since 2026-11-30 12:00:00 +0000 (two slots missed)"]
+    fired = {"producer": start + timedelta(seconds=20)}
+    assert missed_schedules(schedules, fired, start, start + timedelta(seconds=26)) == []
+
+
+def scored(job_id: str) -> JobScored:
+    return JobScored(
+        job_id=job_id,
+        wrapper="sigma",
+        backend="offline",
+        model="m",
+        score=90,
+        threshold=70,
+        status="passed",
+        format="sigma",
+        llm_seconds=0.1,
+        total_seconds=0.2,
+        attempt=1,
+        scorer="syntx-2",
+    )
+
+
+async def test_a_backend_going_down_and_up_shows_and_clears_over_the_bus(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    settings = load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url},
+        monitor={"host": "127.0.0.1", "port": 0, "reconcile_s": 3600},
+    )
+    monitor = Monitor(settings, CollectorRegistry())
+    stop = asyncio.Event()
+    async with (
+        observer(nats_server.url, HEARTBEATS) as (nc, events),
+        bus_module.connect(settings.nats, name="monitor") as bus,
+    ):
+        task = asyncio.create_task(monitor.serve(bus, stop))
+        await events.wait_for(lambda seen: any(getattr(e, "service", "") == "monitor" for e in seen))
+
+        async def status_after(*messages: tuple[str, bytes]) -> dict[str, object]:
+            for subject, body in messages:
+                await nc.publish(subject, body)
+            await nc.flush()
+            reply: dict[str, object] = json.loads((await nc.request(subjects.STATUS, b"", timeout=5)).data)
+            return reply
+
+        down = BackendState(
+            wrapper="sigma", backend="openai", available=False, consecutive_failures=3, pause_s=4
+        )
+        failed = [
+            JobFailed(
+                job_id=f"f{i}",
+                wrapper="sigma",
+                backend="openai",
+                reason="x",
+                attempt=3,
+                will_retry=False,
+                final_status="failed",
+            )
+            for i in range(5)
+        ]
+        first = await status_after(
+            (subjects.CONSUMER_BACKEND, down.model_dump_json().encode()),
+            *((subjects.JOB_FAILED, event.model_dump_json().encode()) for event in failed),
+        )
+        up = down.model_copy(update={"available": True, "consecutive_failures": 0})
+        passes = [(subjects.JOB_SCORED, scored(f"p{i}").model_dump_json().encode()) for i in range(30)]
+        second = await status_after((subjects.CONSUMER_BACKEND, up.model_dump_json().encode()), *passes)
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+    assert first["health"] == "CRITICAL"
+    codes = {reason["code"] for reason in first["health_reasons"]}  # type: ignore[attr-defined]
+    assert codes == {"backend_down", "error_share"}
+    assert second["health"] == "OK" and second["health_reasons"] == []
+    registry = monitor.metrics.registry
+    assert registry.get_sample_value("syntx_health_reason", {"reason": "backend_down"}) == 0
+    assert registry.get_sample_value("syntx_health_state", {"state": "OK"}) == 1
