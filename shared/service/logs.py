@@ -1,16 +1,41 @@
-"""Logging set-up for a service: one line per event on stdout and in ``logs/<service>.log`` (rotated)."""
+"""Logging set-up for a service: one line per event on stdout and in ``logs/<service>.log`` (rotated).
+
+Times are in the configured zone (``timezone``) with its offset, like everything else the system shows.
+A message never spans lines: control characters in it (a newline in a file name …) are escaped, so no
+input can forge a log line.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from datetime import datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from shared.config import LoggingSettings
 
 LINE_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s"
-DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
+
+
+class ZonedOneLineFormatter(logging.Formatter):
+    def __init__(self, zone: ZoneInfo) -> None:
+        super().__init__(LINE_FORMAT)
+        self._zone = zone
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, self._zone).isoformat(timespec="milliseconds")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL.sub(_escaped, record.message)
+        return super().formatMessage(record)
 
 
 class _ServiceFilter(logging.Filter):
@@ -23,9 +48,9 @@ class _ServiceFilter(logging.Filter):
         return True
 
 
-def setup_logging(service: str, settings: LoggingSettings, logs_dir: Path | None) -> None:
+def setup_logging(service: str, settings: LoggingSettings, logs_dir: Path | None, zone: ZoneInfo) -> None:
     """Configure the root logger; call once, from a service's ``main()``."""
-    formatter = logging.Formatter(LINE_FORMAT, DATE_FORMAT)
+    formatter = ZonedOneLineFormatter(zone)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if logs_dir is not None:
         logs_dir.mkdir(parents=True, exist_ok=True)

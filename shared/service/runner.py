@@ -36,7 +36,7 @@ def load_or_exit() -> Settings:
 
 def service_main(service: str, body: ServiceBody) -> None:
     settings = load_or_exit()
-    setup_logging(service, settings.logging, settings.logs_dir)
+    setup_logging(service, settings.logging, settings.logs_dir, settings.zone)
     log.info("starting %s (data %s)", service, settings.data_dir.resolve())
     try:
         asyncio.run(_serve(settings, body))

@@ -1,0 +1,41 @@
+"""Service log lines: one clock (the configured zone, with its offset) and one line per event."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shared.config import LoggingSettings
+from shared.service.logs import setup_logging
+
+
+@pytest.fixture
+def restore_root_logging() -> object:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield None
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_log_lines_are_in_the_configured_zone_and_never_split(tmp_path: Path) -> None:
+    setup_logging("consumer.sigma", LoggingSettings(), tmp_path, ZoneInfo("Asia/Kolkata"))
+    logging.getLogger("services.consumer").warning("job %s malformed", "evil\nINFO forged line\r\x1b[31m")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+    lines = (tmp_path / "consumer.sigma.log").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1
+    stamp, rest = lines[0].split(" ", 1)
+    assert datetime.fromisoformat(stamp).utcoffset() == ZoneInfo("Asia/Kolkata").utcoffset(datetime.now())
+    assert stamp.endswith("+05:30")
+    assert rest == r"WARNING consumer.sigma services.consumer: job evil\nINFO forged line\r\x1b[31m malformed"
