@@ -9,7 +9,10 @@ import logging
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from shared.service import reported
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,21 @@ def nats_server_binary() -> str:
 
 
 class EmbeddedNats:
-    def __init__(self, store_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        on_failure: Callable[[asyncio.Task[None]], None] | None = None,
+    ) -> None:
+        """``on_failure`` is called when the reader of the server's output ends (failed or not)."""
         self._store_dir = store_dir
         self._port = port
         self._host = host
+        self._on_failure = on_failure
         self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -83,7 +96,11 @@ class EmbeddedNats:
         while line := await self._process.stderr.readline():
             seen.append(line.decode(errors="replace").rstrip())
             if READY_MARKER in line:
-                asyncio.create_task(self._discard(self._process.stderr), name="nats-server stderr")
+                name = "nats-server output"
+                reader = reported(self._discard(self._process.stderr), name)
+                self._reader = asyncio.create_task(reader, name=name)
+                if self._on_failure is not None:
+                    self._reader.add_done_callback(self._on_failure)
                 return
         raise EmbeddedNatsError("nats-server exited at start: " + " / ".join(seen[-3:]))
 
@@ -94,11 +111,13 @@ class EmbeddedNats:
 
     async def stop(self) -> None:
         process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._reader is not None:
+            # it ends with the server's output; a failure was reported by on_failure
+            await asyncio.gather(self._reader, return_exceptions=True)

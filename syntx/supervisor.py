@@ -1,7 +1,8 @@
 """``syntx up``: the whole system on one machine — embedded NATS plus every service as a child process.
 
 Each child's output is prefixed with its service name, like ``docker compose up``. A child that dies
-is restarted with backoff; one that exits for a configuration error stops everything (exit 2).
+is restarted with backoff (``up.restart``); one that exits for a configuration error stops everything
+(exit 2), and so does a failing task of ``syntx up`` itself (exit 1).
 Ctrl-C (or SIGTERM) stops the services gracefully first, then NATS. Children are tied to this
 process (Linux parent-death signal), so none outlives it.
 """
@@ -13,18 +14,15 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.config import CONFIG_ENV, Settings
-from shared.service import CONFIG_EXIT_CODE
+from shared.service import CONFIG_EXIT_CODE, reported
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, die_with_parent
 
 log = logging.getLogger(__name__)
-
-STOP_MARGIN_S = 10.0
-RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-STABLE_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
 class Child:
     spec: ServiceSpec
     width: int
+    on_failure: Callable[[asyncio.Task[None]], None]
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
@@ -72,7 +71,10 @@ class Child:
             preexec_fn=die_with_parent,
         )
         assert self.process.stdout is not None
-        self.pumps = [asyncio.create_task(self._pump(self.process.stdout), name=f"{self.spec.name} output")]
+        name = f"{self.spec.name} output"
+        pump = asyncio.create_task(reported(self._pump(self.process.stdout), name), name=name)
+        pump.add_done_callback(self.on_failure)
+        self.pumps = [pump]
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
@@ -82,7 +84,7 @@ class Child:
     async def wait(self) -> int:
         assert self.process is not None
         code = await self.process.wait()
-        await asyncio.gather(*self.pumps)
+        await asyncio.gather(*self.pumps, return_exceptions=True)  # a failed pump stopped everything
         return code
 
     def terminate(self) -> None:
@@ -108,7 +110,9 @@ class Supervisor:
         nats = None
         url = self._settings.nats.url
         if url is None:
-            nats = EmbeddedNats(self._settings.data_dir / "nats", self._settings.nats.embedded_port)
+            nats = EmbeddedNats(
+                self._settings.data_dir / "nats", self._settings.nats.embedded_port, on_failure=self._failed
+            )
             await nats.start()
             url = nats.url
             log.info(
@@ -122,6 +126,12 @@ class Supervisor:
                 log.info("embedded nats-server stopped")
         return self.exit_code
 
+    def _failed(self, task: asyncio.Task[None]) -> None:
+        """A task of ours (already logged with its name) failed: stop everything, exit 1."""
+        if not task.cancelled() and task.exception() is not None:
+            self.exit_code = self.exit_code or 1
+            self._stop.set()
+
     def _child_env(self, url: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update({"SYNTX_NATS__URL": url, CONFIG_ENV: self._config, "PYTHONUNBUFFERED": "1"})
@@ -130,7 +140,7 @@ class Supervisor:
     async def _run_children(self, url: str) -> None:
         specs = service_specs(self._settings)
         width = max(len(spec.name) for spec in specs)
-        children = [Child(spec, width) for spec in specs]
+        children = [Child(spec, width, self._failed) for spec in specs]
         env = self._child_env(url)
         for child in children:
             await child.start(env)
@@ -152,11 +162,11 @@ class Supervisor:
                 self.exit_code = CONFIG_EXIT_CODE
                 self._stop.set()
                 return
-            if asyncio.get_running_loop().time() - started > STABLE_AFTER_S:
+            if asyncio.get_running_loop().time() - started > self._settings.up.stable_after_s:
                 child.restarts = 0
-            delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
             child.restarts += 1
-            log.warning("%s exited with code %s; restarting in %.0fs", child.spec.name, code, delay)
+            delay = self._settings.up.restart.delay(child.restarts)
+            log.warning("%s exited with code %s; restarting in %.1fs", child.spec.name, code, delay)
             if await set_within(self._stop, delay):
                 return
             await child.start(env)
@@ -164,7 +174,7 @@ class Supervisor:
     def _stop_grace_s(self) -> float:
         """Long enough for the slowest consumer's in-flight calls and every service's NATS drain."""
         consumers = max((c.shutdown_grace_s for c in self._settings.consumers.values()), default=0.0)
-        return consumers + self._settings.nats.drain_timeout_s + STOP_MARGIN_S
+        return consumers + self._settings.nats.drain_timeout_s + self._settings.up.stop_margin_s
 
     async def _stop_all(self, children: list[Child]) -> None:
         grace = self._stop_grace_s()

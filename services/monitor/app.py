@@ -19,7 +19,7 @@ from shared.config import Settings
 from shared.messaging import Bus, Tick, decode_tick, subjects, utc_now
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, queue_health, queue_state
-from shared.service import presence
+from shared.service import ServiceTasks, presence
 from shared.timing import set_within
 from shared.watch import watching
 
@@ -126,9 +126,9 @@ class Monitor:
                 await bus.serve(subjects.STATUS, self.status, queue="monitor")
                 await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
                 ticks = await bus.subscribe_ticks("monitor")
-                async with presence(bus, "monitor"), asyncio.TaskGroup() as group:
-                    group.create_task(self.reconcile_forever(stop), name="reconcile")
-                    group.create_task(ticks.run(self.on_tick, stop), name="ticks")
+                async with presence(bus, "monitor", self._settings.heartbeat_s), ServiceTasks() as tasks:
+                    tasks.start(self.reconcile_forever(stop), "monitor reconcile")
+                    tasks.start(ticks.run(self.on_tick, stop), "monitor ticks")
             finally:
                 await http.close()
 

@@ -19,7 +19,7 @@ from services.scheduler.timetable import Entry, SlotLog, build_entries, count_mi
 from shared.config import Settings
 from shared.messaging import Tick, subjects
 from shared.messaging import bus as bus_module
-from shared.service import presence
+from shared.service import ServiceTasks, presence
 from shared.timing import set_within
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,10 @@ class Scheduler:
         for entry in self._entries:
             paused = "" if entry.settings.enabled else " (paused)"
             log.info("schedule %s: %s%s", entry.name, entry.settings.cron, paused)
-        async with asyncio.TaskGroup() as group:
+        async with ServiceTasks() as tasks:
             for entry in self._entries:
                 if entry.settings.enabled:
-                    group.create_task(self._run_entry(entry, stop), name=f"schedule {entry.name}")
+                    tasks.start(self._run_entry(entry, stop), f"schedule {entry.name}")
 
     async def _run_entry(self, entry: Entry, stop: asyncio.Event) -> None:
         now = self.now()
@@ -129,5 +129,5 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with bus_module.connect(settings.nats, name="scheduler", stop=stop) as bus:
         scheduler = Scheduler(settings, bus)
         await bus.serve(subjects.SCHEDULES, scheduler.describe, queue="scheduler")
-        async with presence(bus, "scheduler"):
+        async with presence(bus, "scheduler", settings.heartbeat_s):
             await scheduler.run(stop)

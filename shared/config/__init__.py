@@ -16,6 +16,7 @@ from shared.config.sections import (
     RetrySettings,
     ScheduleSettings,
     TimeoutSettings,
+    UpSettings,
 )
 from shared.config.settings import (
     CONFIG_ENV,
@@ -48,6 +49,7 @@ __all__ = [
     "ScheduleSettings",
     "Settings",
     "TimeoutSettings",
+    "UpSettings",
     "config_paths",
     "load_settings",
 ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from shared.backoff import Backoff
 
 OFFLINE_MODEL = "offline-responder"
 
@@ -25,6 +27,15 @@ class NatsSettings(_Section):
     drain_timeout_s: float = Field(10.0, gt=0)
     duplicate_window_s: float = Field(600.0, gt=0, description="tick de-duplication window")
     stream_max_age_s: float = Field(7 * 86400.0, gt=0)
+    reconnect: Backoff = Field(
+        Backoff(base_s=1.0, max_s=1.0), description="nats-py waits base_s between reconnect tries"
+    )
+    publish_attempts: int = Field(3, ge=1, le=100, description="tries to store a tick in its stream")
+    publish_backoff: Backoff = Backoff(base_s=0.5, max_s=4.0)
+    resubscribe: Backoff = Field(
+        Backoff(base_s=2.0, max_s=2.0), description="after a lost tick consumer, per failed try in a row"
+    )
+    tick_fetch_wait_s: float = Field(1.0, gt=0, description="one wait for ticks (how soon a stop is seen)")
 
     @property
     def effective_url(self) -> str:
@@ -49,9 +60,24 @@ class ScheduleSettings(_Section):
 
 
 class RetrySettings(_Section):
+    """Attempts of one LLM call and the backoff between them (full jitter unless ``jitter: false``).
+
+    The flat keys ``backoff_base_s`` and ``backoff_max_s`` are still read (as ``backoff.base_s``/``max_s``).
+    """
+
     max_attempts: int = Field(3, ge=1, le=100)
-    backoff_base_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(60.0, ge=0)
+    backoff: Backoff = Backoff(base_s=1.0, max_s=60.0, jitter=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_backoff_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("backoff", {}), dict):
+            return data
+        flat = {"base_s": "backoff_base_s", "max_s": "backoff_max_s"}
+        backoff = {"jitter": True, **data.get("backoff", {})}
+        backoff.update({key: data[old] for key, old in flat.items() if old in data})
+        rest = {key: value for key, value in data.items() if key not in flat.values()}
+        return {**rest, "backoff": backoff}
 
 
 class TimeoutSettings(_Section):
@@ -100,6 +126,10 @@ class ConsumerSettings(_Section):
     watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on stop, how long in-flight calls may finish")
     max_job_bytes: int = Field(256 * 1024, gt=0)
+    backend_pause: Backoff = Field(
+        Backoff(base_s=1.0, max_s=60.0), description="backend down: pause before the next probe job"
+    )
+    rescan_s: float = Field(30.0, gt=0, description="watch mode: rescan incoming/ at least this often")
 
     @field_validator("scorer")
     @classmethod
@@ -175,6 +205,16 @@ class CleanupSettings(_Section):
     log_retention_days: float = Field(90.0, ge=0)
     error_retention_days: float | None = Field(None, ge=0, description="unset: keep error results")
     archive_retention_days: float | None = Field(None, ge=0, description="unset: keep the archive")
+
+
+class UpSettings(_Section):
+    """``syntx up``, the supervisor of the services on one machine."""
+
+    restart: Backoff = Field(
+        Backoff(base_s=1.0, max_s=30.0), description="a service that exited is started again after this"
+    )
+    stable_after_s: float = Field(60.0, ge=0, description="a service up this long restarts from base_s")
+    stop_margin_s: float = Field(10.0, ge=0, description="added to the grace and drain time on stop")
 
 
 class LoggingSettings(_Section):

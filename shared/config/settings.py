@@ -32,6 +32,7 @@ from shared.config.sections import (
     RetrySettings,
     ScheduleSettings,
     TimeoutSettings,
+    UpSettings,
     default_consumers,
     default_schedules,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "RetrySettings",
     "ScheduleSettings",
     "TimeoutSettings",
+    "UpSettings",
     "ConfigError",
     "Settings",
     "load_settings",
@@ -89,6 +91,8 @@ class Settings(BaseSettings):
     producer: ProducerSettings = ProducerSettings()
     monitor: MonitorSettings = MonitorSettings()
     cleanup: CleanupSettings = CleanupSettings()
+    up: UpSettings = UpSettings()
+    heartbeat_s: float = Field(15.0, gt=0, description="every service announces itself this often")
     topics: dict[str, list[str]] = Field(default_factory=dict)
     styles: dict[str, str] = Field(default_factory=dict)
     languages: dict[str, float] = Field(default_factory=lambda: {"de": 1.0})

@@ -8,5 +8,15 @@ from shared.service.runner import (
     presence,
     service_main,
 )
+from shared.service.tasks import FAIL_ENV, PlantedFailure, ServiceTasks, reported
 
-__all__ = ["CONFIG_EXIT_CODE", "instance_name", "presence", "service_main"]
+__all__ = [
+    "CONFIG_EXIT_CODE",
+    "FAIL_ENV",
+    "PlantedFailure",
+    "ServiceTasks",
+    "instance_name",
+    "presence",
+    "reported",
+    "service_main",
+]
