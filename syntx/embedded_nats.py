@@ -19,8 +19,6 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 
 READY_MARKER = b"Server is ready"
-START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
 
 
 def die_with_parent() -> None:
@@ -51,6 +49,8 @@ class EmbeddedNats:
         port: int,
         host: str = "127.0.0.1",
         *,
+        start_timeout_s: float,
+        stop_timeout_s: float,
         on_failure: Callable[[asyncio.Task[None]], None] | None = None,
     ) -> None:
         """``on_failure`` is called when the reader of the server's output ends (failed or not)."""
@@ -58,6 +58,8 @@ class EmbeddedNats:
         self._port = port
         self._host = host
         self._on_failure = on_failure
+        self._start_timeout_s = start_timeout_s
+        self._stop_timeout_s = stop_timeout_s
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -85,7 +87,7 @@ class EmbeddedNats:
             preexec_fn=die_with_parent,
         )
         try:
-            await asyncio.wait_for(self._wait_ready(), START_TIMEOUT_S)
+            await asyncio.wait_for(self._wait_ready(), self._start_timeout_s)
         except (TimeoutError, EmbeddedNatsError):
             await self.stop()
             raise
@@ -114,7 +116,7 @@ class EmbeddedNats:
         if process is not None and process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+                await asyncio.wait_for(process.wait(), self._stop_timeout_s)
             except TimeoutError:
                 process.kill()
                 await process.wait()

@@ -110,8 +110,13 @@ class Supervisor:
         nats = None
         url = self._settings.nats.url
         if url is None:
+            up = self._settings.up
             nats = EmbeddedNats(
-                self._settings.data_dir / "nats", self._settings.nats.embedded_port, on_failure=self._failed
+                self._settings.data_dir / "nats",
+                self._settings.nats.embedded_port,
+                start_timeout_s=up.nats_start_timeout_s,
+                stop_timeout_s=up.nats_stop_timeout_s,
+                on_failure=self._failed,
             )
             await nats.start()
             url = nats.url

@@ -35,7 +35,7 @@ class Monitor:
         self.metrics.initialise_wrappers(settings.consumers)
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
-        self.tracker = Tracker(self.metrics)
+        self.tracker = Tracker(self.metrics, settings.monitor.service_timeout_s)
         self._bus: Bus | None = None
 
     def refresh(self) -> StatusReply:
@@ -108,7 +108,8 @@ class Monitor:
     async def serve(self, bus: Bus, stop: asyncio.Event) -> None:
         self._bus = bus
         self.queue.ensure()
-        http = HttpEndpoint({"/metrics": self.metrics_reply, "/healthz": self.health_reply})
+        routes = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
+        http = HttpEndpoint(routes, self._settings.monitor.request_timeout_s)
         async with watching([self.queue.root], self.counter.on_change, recursive=True):
             self.counter.reconcile()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)

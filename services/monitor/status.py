@@ -21,8 +21,6 @@ from shared.messaging import (
     utc_now,
 )
 
-HEARTBEAT_TIMEOUT_S = 45.0
-
 
 class LastRun(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -50,8 +48,10 @@ class StatusReply(BaseModel):
 class Tracker:
     """Feeds events into the metrics and remembers the latest of each kind for status replies."""
 
-    def __init__(self, metrics: MonitorMetrics) -> None:
+    def __init__(self, metrics: MonitorMetrics, service_timeout_s: float) -> None:
+        """``service_timeout_s``: a service instance not heard from for this long counts as gone."""
         self._metrics = metrics
+        self._service_timeout_s = service_timeout_s
         self.last_runs: dict[str, LastRun] = {}
         self.scored: dict[str, dict[str, int]] = {}
         self._instances: dict[str, tuple[str, float]] = {}  # instance -> (service, last seen)
@@ -128,7 +128,7 @@ class Tracker:
         self.last_runs[name] = LastRun(at=utc_now(), summary=summary)
 
     def refresh_services(self) -> dict[str, int]:
-        cutoff = time.monotonic() - HEARTBEAT_TIMEOUT_S
+        cutoff = time.monotonic() - self._service_timeout_s
         live: dict[str, int] = {}
         for instance, (service, seen) in list(self._instances.items()):
             if seen < cutoff:

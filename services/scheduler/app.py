@@ -24,7 +24,6 @@ from shared.timing import set_within
 
 log = logging.getLogger(__name__)
 
-MAX_SLEEP_S = 30.0
 UPCOMING = 3
 
 
@@ -81,7 +80,8 @@ class Scheduler:
             unfired = 0
         slot = entry.next_slot(now)
         while not stop.is_set():
-            if await _wait_until(slot.timestamp() + entry.jitter_s(self._rng), stop):
+            due = slot.timestamp() + entry.jitter_s(self._rng)
+            if await _wait_until(due, stop, self._settings.scheduler.clock_check_s):
                 return
             await self.fire(entry, slot, missed=unfired)
             unfired = 0
@@ -117,10 +117,10 @@ class Scheduler:
         return SchedulesReply(timezone=self._settings.timezone, schedules=views)
 
 
-async def _wait_until(due_epoch_s: float, stop: asyncio.Event) -> bool:
-    """Wait for a wall-clock time in short steps (robust to clock jumps); True if stopped first."""
+async def _wait_until(due_epoch_s: float, stop: asyncio.Event, step_s: float) -> bool:
+    """Wait for a wall-clock time in steps of ``step_s`` at most (robust to clock jumps); True if stopped."""
     while (remaining := due_epoch_s - time.time()) > 0:
-        if await set_within(stop, min(remaining, MAX_SLEEP_S)):
+        if await set_within(stop, min(remaining, step_s)):
             return True
     return stop.is_set()
 

@@ -27,6 +27,8 @@ class NatsSettings(_Section):
     drain_timeout_s: float = Field(10.0, gt=0)
     duplicate_window_s: float = Field(600.0, gt=0, description="tick de-duplication window")
     stream_max_age_s: float = Field(7 * 86400.0, gt=0)
+    tick_stream_max_age_s: float = Field(86400.0, gt=0, description="how long an unread tick is kept")
+    request_timeout_s: float = Field(5.0, gt=0, description="the CLI's wait for a service's reply")
     reconnect: Backoff = Field(
         Backoff(base_s=1.0, max_s=1.0), description="nats-py waits base_s between reconnect tries"
     )
@@ -198,6 +200,10 @@ class MonitorSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)
     reconcile_s: float = Field(30.0, gt=0)
+    service_timeout_s: float = Field(
+        45.0, gt=0, description="a service not heard from for this long counts as gone (> heartbeat_s)"
+    )
+    request_timeout_s: float = Field(10.0, gt=0, description="the longest an HTTP client may take to ask")
 
 
 class CleanupSettings(_Section):
@@ -215,6 +221,14 @@ class UpSettings(_Section):
     )
     stable_after_s: float = Field(60.0, ge=0, description="a service up this long restarts from base_s")
     stop_margin_s: float = Field(10.0, ge=0, description="added to the grace and drain time on stop")
+    nats_start_timeout_s: float = Field(20.0, gt=0, description="the embedded nats-server must be ready")
+    nats_stop_timeout_s: float = Field(10.0, gt=0, description="then the embedded nats-server is killed")
+
+
+class SchedulerSettings(_Section):
+    clock_check_s: float = Field(
+        30.0, gt=0, description="the longest sleep before the wall clock is read again (clock jumps)"
+    )
 
 
 class LoggingSettings(_Section):

@@ -35,7 +35,6 @@ EventHandler = Callable[[Event], Awaitable[None]]
 TickHandler = Callable[[Tick], Awaitable[None]]
 Responder = Callable[[bytes], Awaitable[BaseModel]]
 
-TICK_STREAM_MAX_AGE_S = 86400.0
 FETCH_BATCH = 16
 
 
@@ -56,7 +55,7 @@ class Bus:
                 name=subjects.TICK_STREAM,
                 subjects=[subjects.TICK_ALL],
                 duplicate_window=self._settings.duplicate_window_s,
-                max_age=TICK_STREAM_MAX_AGE_S,
+                max_age=self._settings.tick_stream_max_age_s,
                 storage=js_api.StorageType.FILE,
             )
         )
