@@ -131,7 +131,7 @@ class Bus:
 
         return await self._nc.subscribe(subject, queue=queue, cb=on_request)
 
-    async def request(self, subject: str, payload: bytes = b"", wait_s: float = 5.0) -> bytes:
+    async def request(self, subject: str, payload: bytes, wait_s: float) -> bytes:
         reply = await self._nc.request(subject, payload, timeout=wait_s)
         data: bytes = reply.data
         return data
