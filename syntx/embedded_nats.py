@@ -51,13 +51,14 @@ class EmbeddedNats:
         *,
         start_timeout_s: float,
         stop_timeout_s: float,
-        on_failure: Callable[[asyncio.Task[None]], None] | None = None,
+        on_output_end: Callable[[asyncio.Task[None]], None] | None = None,
     ) -> None:
-        """``on_failure`` is called when the reader of the server's output ends (failed or not)."""
+        """``on_output_end`` is called when the reader of the server's output ends: the server exited, or
+        the reader failed (logged with its name)."""
         self._store_dir = store_dir
         self._port = port
         self._host = host
-        self._on_failure = on_failure
+        self._on_output_end = on_output_end
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._process: asyncio.subprocess.Process | None = None
@@ -101,8 +102,8 @@ class EmbeddedNats:
                 name = "nats-server output"
                 reader = reported(self._discard(self._process.stderr), name)
                 self._reader = asyncio.create_task(reader, name=name)
-                if self._on_failure is not None:
-                    self._reader.add_done_callback(self._on_failure)
+                if self._on_output_end is not None:
+                    self._reader.add_done_callback(self._on_output_end)
                 return
         raise EmbeddedNatsError("nats-server exited at start: " + " / ".join(seen[-3:]))
 
@@ -121,5 +122,5 @@ class EmbeddedNats:
                 process.kill()
                 await process.wait()
         if self._reader is not None:
-            # it ends with the server's output; a failure was reported by on_failure
+            # it ends with the server's output; a failure was reported by on_output_end
             await asyncio.gather(self._reader, return_exceptions=True)

@@ -51,7 +51,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
 class Child:
     spec: ServiceSpec
     width: int
-    on_failure: Callable[[asyncio.Task[None]], None]
+    on_pump_end: Callable[[asyncio.Task[None]], None]
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
@@ -73,7 +73,7 @@ class Child:
         assert self.process.stdout is not None
         name = f"{self.spec.name} output"
         pump = asyncio.create_task(reported(self._pump(self.process.stdout), name), name=name)
-        pump.add_done_callback(self.on_failure)
+        pump.add_done_callback(self.on_pump_end)
         self.pumps = [pump]
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
@@ -116,7 +116,7 @@ class Supervisor:
                 self._settings.nats.embedded_port,
                 start_timeout_s=up.nats_start_timeout_s,
                 stop_timeout_s=up.nats_stop_timeout_s,
-                on_failure=self._failed,
+                on_output_end=self._nats_output_ended,
             )
             await nats.start()
             url = nats.url
@@ -126,16 +126,28 @@ class Supervisor:
         try:
             await self._run_children(url)
         finally:
+            self._stop.set()  # from here on, the embedded server's exit is expected
             if nats is not None:
                 await nats.stop()
                 log.info("embedded nats-server stopped")
         return self.exit_code
 
-    def _failed(self, task: asyncio.Task[None]) -> None:
-        """A task of ours (already logged with its name) failed: stop everything, exit 1."""
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A task of ours ended; if it failed (logged with its name) stop everything, exit 1."""
         if not task.cancelled() and task.exception() is not None:
-            self.exit_code = self.exit_code or 1
-            self._stop.set()
+            self._fail()
+
+    def _nats_output_ended(self, task: asyncio.Task[None]) -> None:
+        """The embedded server's output ends when it exits: unless we are stopping, that ends everything."""
+        if not task.cancelled() and task.exception() is None and not self._stop.is_set():
+            log.error("the embedded nats-server exited; stopping everything")
+            self._fail()
+        else:
+            self._task_ended(task)
+
+    def _fail(self) -> None:
+        self.exit_code = self.exit_code or 1
+        self._stop.set()
 
     def _child_env(self, url: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -145,7 +157,7 @@ class Supervisor:
     async def _run_children(self, url: str) -> None:
         specs = service_specs(self._settings)
         width = max(len(spec.name) for spec in specs)
-        children = [Child(spec, width, self._failed) for spec in specs]
+        children = [Child(spec, width, self._task_ended) for spec in specs]
         env = self._child_env(url)
         for child in children:
             await child.start(env)

@@ -97,6 +97,39 @@ async def test_a_failing_task_stops_its_service_and_syntx_up_restarts_it(tmp_pat
     assert code == 0, rest.decode(errors="replace")[-2000:]
 
 
+def _nats_server_child(pid: int) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (entry / "cmdline").read_bytes()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if parent == pid and b"nats-server" in command.split(b"\0")[0]:
+                return int(entry.name)
+    raise AssertionError("syntx up has no nats-server child")
+
+
+@pytest.mark.timeout(90)
+async def test_syntx_up_stops_with_exit_code_1_when_its_embedded_nats_server_dies(tmp_path: Path) -> None:
+    process = await _syntx_up(_environment(tmp_path, ""))
+    assert process.stdout is not None
+    seen: list[bytes] = []
+    try:
+        async with asyncio.timeout(60):
+            while b"started 7 services" not in (line := await process.stdout.readline()):
+                assert line, b"".join(seen).decode(errors="replace")
+                seen.append(line)
+        os.kill(_nats_server_child(process.pid), signal.SIGKILL)
+        rest, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    text = (b"".join(seen) + rest).decode(errors="replace")
+    assert process.returncode == 1, text[-2000:]
+    assert "the embedded nats-server exited; stopping everything" in text
+
+
 @pytest.mark.timeout(90)
 async def test_a_failing_task_of_syntx_up_stops_everything_with_exit_code_1(tmp_path: Path) -> None:
     process = await _syntx_up(_environment(tmp_path, "nats-server output,monitor output"))
