@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 NO_ANSWER_EXIT = 3
 USAGE_EXIT = 2
 NOTHING_DONE_EXIT = 1
-REQUEST_TIMEOUT_S = 5.0
 CONNECT_ATTEMPTS = 1  # one retry, then "cannot reach NATS" instead of waiting forever
 
 
@@ -66,7 +65,7 @@ async def trigger(settings: Settings, schedule: str, batch: int | None) -> int:
 async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") -> dict[str, Any] | None:
     try:
         async with _connect(settings) as bus:
-            data = await bus.request(subject, body, wait_s=REQUEST_TIMEOUT_S)
+            data = await bus.request(subject, body, wait_s=settings.nats.request_timeout_s)
     except nats.errors.NoServersError:
         _unreachable(settings)
         return None

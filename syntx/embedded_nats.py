@@ -9,15 +9,16 @@ import logging
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from shared.service import reported
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 
 READY_MARKER = b"Server is ready"
-START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
 
 
 def die_with_parent() -> None:
@@ -42,11 +43,26 @@ def nats_server_binary() -> str:
 
 
 class EmbeddedNats:
-    def __init__(self, store_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        start_timeout_s: float,
+        stop_timeout_s: float,
+        on_output_end: Callable[[asyncio.Task[None]], None] | None = None,
+    ) -> None:
+        """``on_output_end`` is called when the reader of the server's output ends: the server exited, or
+        the reader failed (logged with its name)."""
         self._store_dir = store_dir
         self._port = port
         self._host = host
+        self._on_output_end = on_output_end
+        self._start_timeout_s = start_timeout_s
+        self._stop_timeout_s = stop_timeout_s
         self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -72,7 +88,7 @@ class EmbeddedNats:
             preexec_fn=die_with_parent,
         )
         try:
-            await asyncio.wait_for(self._wait_ready(), START_TIMEOUT_S)
+            await asyncio.wait_for(self._wait_ready(), self._start_timeout_s)
         except (TimeoutError, EmbeddedNatsError):
             await self.stop()
             raise
@@ -83,9 +99,22 @@ class EmbeddedNats:
         while line := await self._process.stderr.readline():
             seen.append(line.decode(errors="replace").rstrip())
             if READY_MARKER in line:
-                asyncio.create_task(self._discard(self._process.stderr), name="nats-server stderr")
+                name = "nats-server output"
+                reader = reported(self._discard(self._process.stderr), name)
+                self._reader = asyncio.create_task(reader, name=name)
+                if self._on_output_end is not None:
+                    self._reader.add_done_callback(self._on_output_end)
                 return
         raise EmbeddedNatsError("nats-server exited at start: " + " / ".join(seen[-3:]))
+
+    async def wait(self) -> int | None:
+        """Until the server exits; its exit code (None if it never ran)."""
+        if self._process is None:
+            return None
+        code = await self._process.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        return code
 
     @staticmethod
     async def _discard(stream: asyncio.StreamReader) -> None:
@@ -94,11 +123,13 @@ class EmbeddedNats:
 
     async def stop(self) -> None:
         process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), self._stop_timeout_s)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._reader is not None:
+            # it ends with the server's output; a failure was reported by on_output_end
+            await asyncio.gather(self._reader, return_exceptions=True)

@@ -1,7 +1,8 @@
 """``syntx up``: the whole system on one machine — embedded NATS plus every service as a child process.
 
 Each child's output is prefixed with its service name, like ``docker compose up``. A child that dies
-is restarted with backoff; one that exits for a configuration error stops everything (exit 2).
+is restarted with backoff (``up.restart``); one that exits for a configuration error stops everything
+(exit 2), and so does a failing task of ``syntx up`` itself (exit 1).
 Ctrl-C (or SIGTERM) stops the services gracefully first, then NATS. Children are tied to this
 process (Linux parent-death signal), so none outlives it.
 """
@@ -13,18 +14,16 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.config import CONFIG_ENV, Settings
-from shared.service import CONFIG_EXIT_CODE
+from shared.service import CONFIG_EXIT_CODE, reported
 from shared.timing import set_within
-from syntx.embedded_nats import EmbeddedNats, die_with_parent
+from syntx.embedded_nats import EmbeddedNats, EmbeddedNatsError, die_with_parent
 
 log = logging.getLogger(__name__)
-
-STOP_MARGIN_S = 10.0
-RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-STABLE_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
 class Child:
     spec: ServiceSpec
     width: int
+    on_pump_end: Callable[[asyncio.Task[None]], None]
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
@@ -72,7 +72,10 @@ class Child:
             preexec_fn=die_with_parent,
         )
         assert self.process.stdout is not None
-        self.pumps = [asyncio.create_task(self._pump(self.process.stdout), name=f"{self.spec.name} output")]
+        name = f"{self.spec.name} output"
+        pump = asyncio.create_task(reported(self._pump(self.process.stdout), name), name=name)
+        pump.add_done_callback(self.on_pump_end)
+        self.pumps = [pump]
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
@@ -82,7 +85,7 @@ class Child:
     async def wait(self) -> int:
         assert self.process is not None
         code = await self.process.wait()
-        await asyncio.gather(*self.pumps)
+        await asyncio.gather(*self.pumps, return_exceptions=True)  # a failed pump stopped everything
         return code
 
     def terminate(self) -> None:
@@ -108,34 +111,93 @@ class Supervisor:
         nats = None
         url = self._settings.nats.url
         if url is None:
-            nats = EmbeddedNats(self._settings.data_dir / "nats", self._settings.nats.embedded_port)
+            up = self._settings.up
+            nats = EmbeddedNats(
+                self._settings.data_dir / "nats",
+                self._settings.nats.embedded_port,
+                start_timeout_s=up.nats_start_timeout_s,
+                stop_timeout_s=up.nats_stop_timeout_s,
+                on_output_end=self._nats_output_ended,
+            )
             await nats.start()
             url = nats.url
             log.info(
                 "embedded nats-server ready at %s (JetStream store %s)", url, self._settings.data_dir / "nats"
             )
         try:
-            await self._run_children(url)
+            await self._run_children(url, nats)
         finally:
+            self._stop.set()  # from here on, the embedded server's exit is expected
             if nats is not None:
                 await nats.stop()
                 log.info("embedded nats-server stopped")
         return self.exit_code
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A task of ours ended; if it failed (logged with its name) stop everything, exit 1."""
+        if not task.cancelled() and task.exception() is not None:
+            self._fail()
+
+    def _nats_output_ended(self, task: asyncio.Task[None]) -> None:
+        """The reader of the embedded server's output ended: a failure of ours stops everything; the
+        server's exit is :meth:`_keep_nats_running`'s to handle."""
+        self._task_ended(task)
+
+    async def _keep_nats_running(self, nats: EmbeddedNats) -> None:
+        """Like a service: an embedded server that exits starts again with backoff, on the same port and
+        JetStream store; the services reconnect by themselves."""
+        restarts = 0
+        while True:
+            started = asyncio.get_running_loop().time()
+            code = await self._until_stopped(nats.wait())
+            if self._stop.is_set():
+                return
+            if asyncio.get_running_loop().time() - started > self._settings.up.stable_after_s:
+                restarts = 0
+            restarts += 1
+            delay = self._settings.up.restart.delay(restarts)
+            log.warning("the embedded nats-server exited with code %s; restarting in %.1fs", code, delay)
+            if await set_within(self._stop, delay):
+                return
+            try:
+                await nats.start()
+            except (TimeoutError, EmbeddedNatsError, OSError) as exc:
+                log.warning("the embedded nats-server did not start again: %s", exc or type(exc).__name__)
+                continue
+            log.info("embedded nats-server ready again at %s (JetStream store kept)", nats.url)
+
+    def _fail(self) -> None:
+        self.exit_code = self.exit_code or 1
+        self._stop.set()
 
     def _child_env(self, url: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update({"SYNTX_NATS__URL": url, CONFIG_ENV: self._config, "PYTHONUNBUFFERED": "1"})
         return env
 
-    async def _run_children(self, url: str) -> None:
+    async def _until_stopped(self, work: Coroutine[Any, Any, int | None]) -> int | None:
+        """``work``'s result, or None as soon as a stop is requested (``work`` is cancelled then)."""
+        task = asyncio.create_task(work)
+        stopping = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            task.cancel()
+            await asyncio.gather(task, stopping, return_exceptions=True)
+        return None if task.cancelled() else task.result()
+
+    async def _run_children(self, url: str, nats: EmbeddedNats | None) -> None:
         specs = service_specs(self._settings)
         width = max(len(spec.name) for spec in specs)
-        children = [Child(spec, width) for spec in specs]
+        children = [Child(spec, width, self._task_ended) for spec in specs]
         env = self._child_env(url)
         for child in children:
             await child.start(env)
         log.info("started %d services; Ctrl-C stops them", len(children))
         async with asyncio.TaskGroup() as group:
+            if nats is not None:
+                group.create_task(self._keep_nats_running(nats), name="keep nats-server")
             for child in children:
                 group.create_task(self._keep_running(child, env), name=f"keep {child.spec.name}")
             await self._stop.wait()
@@ -152,11 +214,11 @@ class Supervisor:
                 self.exit_code = CONFIG_EXIT_CODE
                 self._stop.set()
                 return
-            if asyncio.get_running_loop().time() - started > STABLE_AFTER_S:
+            if asyncio.get_running_loop().time() - started > self._settings.up.stable_after_s:
                 child.restarts = 0
-            delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
             child.restarts += 1
-            log.warning("%s exited with code %s; restarting in %.0fs", child.spec.name, code, delay)
+            delay = self._settings.up.restart.delay(child.restarts)
+            log.warning("%s exited with code %s; restarting in %.1fs", child.spec.name, code, delay)
             if await set_within(self._stop, delay):
                 return
             await child.start(env)
@@ -164,7 +226,7 @@ class Supervisor:
     def _stop_grace_s(self) -> float:
         """Long enough for the slowest consumer's in-flight calls and every service's NATS drain."""
         consumers = max((c.shutdown_grace_s for c in self._settings.consumers.values()), default=0.0)
-        return consumers + self._settings.nats.drain_timeout_s + STOP_MARGIN_S
+        return consumers + self._settings.nats.drain_timeout_s + self._settings.up.stop_margin_s
 
     async def _stop_all(self, children: list[Child]) -> None:
         grace = self._stop_grace_s()

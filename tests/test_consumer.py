@@ -20,7 +20,6 @@ from nats.aio.client import Client
 
 import services.consumer.app as consumer_app
 import services.consumer.service as consumer_service
-import shared.messaging.bus as bus_module
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.llm.offline import offline_answer
 from shared.messaging import Event, JobFailed, JobScored, ServiceHeartbeat, subjects
@@ -49,9 +48,7 @@ pytestmark = pytest.mark.timeout(30)
 
 @pytest.fixture(autouse=True)
 def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny pauses so every case runs in about a second; no proxy between us and loopback servers."""
-    monkeypatch.setattr(consumer_app, "BACKEND_PAUSE_BASE_S", 0.01)
-    monkeypatch.setattr(bus_module, "FETCH_WAIT_S", 0.1)
+    """No proxy between us and loopback servers (tiny pauses: see ``make_settings``)."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
 
@@ -59,12 +56,13 @@ def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_settings(
     tmp_path: Path, nats_server: NatsServer, max_attempts: int = 3, **consumer: Any
 ) -> Settings:
+    """Tiny pauses so every case runs in about a second."""
     return load_settings(
         [DEFAULT_CONFIG],
         data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
+        nats={"url": nats_server.url, "tick_fetch_wait_s": 0.1},
         queue={"max_attempts": max_attempts},
-        consumers={WRAPPER: consumer},
+        consumers={WRAPPER: {"backend_pause": {"base_s": 0.01, "max_s": 60.0}, **consumer}},
     )
 
 
@@ -324,8 +322,8 @@ async def test_one_tick_gives_each_job_at_most_one_attempt(
 async def test_watch_mode_claims_new_files_without_a_tick(
     tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumer_app, "RESCAN_S", 300.0)  # only a file notification can wake it in time
-    settings = make_settings(tmp_path, nats_server, watch=True)
+    # only a file notification can wake it in time
+    settings = make_settings(tmp_path, nats_server, watch=True, rescan_s=300.0)
     queue = FileQueue(settings.queue_dir)
     async with consumer_with_events(settings) as (_nc, events, _stop):
         for n, topic in enumerate(("Katzen", "Raumfahrt"), start=1):

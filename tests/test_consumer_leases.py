@@ -127,8 +127,7 @@ async def test_an_overflow_makes_the_consumer_rescan_and_find_unannounced_jobs(
 
     monkeypatch.setattr(consumer_app, "watching", silent_watcher)
     monkeypatch.setattr(consumer_app.Consumer, "drain", observed_drain)
-    monkeypatch.setattr(consumer_app, "RESCAN_S", 300.0)
-    settings = make_settings(tmp_path, nats_server, watch=True)
+    settings = make_settings(tmp_path, nats_server, watch=True, rescan_s=300.0)
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     url = settings.nats.url

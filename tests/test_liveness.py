@@ -32,7 +32,7 @@ async def test_a_late_monitor_lists_services_that_started_before_it(
         running(settings, {"producer": run_producer}, events),  # entered (and ready) first
         running(settings, {"monitor": run_monitor}, events),
     ):
-        # The answer to the ping, well before the next periodic heartbeat (HEARTBEAT_INTERVAL_S).
+        # The answer to the ping, well before the next periodic heartbeat (heartbeat_s).
         await events.wait_for(lambda seen: _beats("producer", seen) >= 2, within_s=5)
         reply = json.loads((await nc.request(subjects.STATUS, b"", timeout=5)).data)
     assert reply["services"] == {"producer": 1, "monitor": 1}

@@ -14,10 +14,11 @@ from typing import Any, Literal
 
 import pytest
 
+from shared.backoff import Backoff
 from shared.config import BackendSettings, RetrySettings, TimeoutSettings
 from shared.llm import BackendError, LLMBackend, make_backend
 from shared.llm.offline import LABEL, is_weak, offline_answer
-from shared.llm.retry import backoff_delay, retry_after_s
+from shared.llm.retry import retry_after_s
 from tests.llm_server import Reply, ScriptedServer
 
 KEY_ENV = "SYNTX_TEST_LLM_KEY"
@@ -85,7 +86,9 @@ async def build() -> AsyncIterator[Build]:
             temperature=0.4,
             top_p=0.9,
             timeouts=TimeoutSettings(connect_s=1.0, read_s=read_s, total_s=total_s),
-            retries=RetrySettings(max_attempts=attempts, backoff_base_s=0.01, backoff_max_s=backoff_max_s),
+            retries=RetrySettings(
+                max_attempts=attempts, backoff=Backoff(base_s=0.01, max_s=backoff_max_s, jitter=True)
+            ),
         )
         backend = make_backend(settings, concurrency=concurrency)
         made.append(backend)
@@ -300,9 +303,9 @@ def test_retry_after_parsing() -> None:
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:
-    retries = RetrySettings(max_attempts=10, backoff_base_s=1.0, backoff_max_s=5.0)
+    retries = RetrySettings(max_attempts=10, backoff=Backoff(base_s=1.0, max_s=5.0, jitter=True))
     rng = random.Random(1)
-    delays = [backoff_delay(attempt, retries, rng) for attempt in (1, 2, 3, 8, 8, 8, 8, 8)]
+    delays = [retries.backoff.delay(attempt, rng) for attempt in (1, 2, 3, 8, 8, 8, 8, 8)]
     assert all(0.0 <= delay <= 5.0 for delay in delays) and delays[0] <= 1.0 and delays[1] <= 2.0
     assert len(set(delays)) == len(delays)
 

@@ -354,3 +354,11 @@ def test_a_password_inside_a_url_is_masked_in_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_settings([config], wrapper_dirs="nats://user:hunter2@host:4222")
     assert "hunter2" not in str(exc.value) and "nats://***@host:4222" in str(exc.value), str(exc.value)
+
+
+def test_the_older_flat_retry_keys_are_still_settings_in_the_environment(
+    base_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNTX_CONSUMERS__SIGMA__BACKEND__RETRIES__BACKOFF_BASE_S", "0.25")
+    settings = load_settings([base_yaml])
+    assert settings.consumers["sigma"].backend.retries.backoff.base_s == 0.25

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import shared.messaging.bus as bus_module
 from services.producer.app import run as run_producer
 from shared.config import DEFAULT_CONFIG, load_settings
 from shared.messaging import ProducerGeneration, subjects
@@ -19,12 +18,14 @@ from tests.natsserver import NatsServer
 async def test_a_deleted_tick_consumer_is_created_again_and_ticks_flow(
     tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bus_module, "RESUBSCRIBE_S", 0.1)
-    monkeypatch.setattr(bus_module, "FETCH_WAIT_S", 0.2)
     settings = load_settings(
         [DEFAULT_CONFIG],
         data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
+        nats={
+            "url": nats_server.url,
+            "resubscribe": {"base_s": 0.1, "max_s": 0.1},
+            "tick_fetch_wait_s": 0.2,
+        },
         schedules={"producer": {"enabled": False}},
     )
     durable = subjects.durable_name("producer")

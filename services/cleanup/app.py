@@ -13,7 +13,7 @@ from shared.config import Settings
 from shared.messaging import Bus, CleanupReport, Tick, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import Claims, FileQueue, new_token, recover_expired
-from shared.service import presence
+from shared.service import presence, reported
 
 log = logging.getLogger(__name__)
 
@@ -58,5 +58,5 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with bus_module.connect(settings.nats, name="cleanup", stop=stop) as bus:
         cleanup = Cleanup(settings, bus)
         ticks = await bus.subscribe_ticks("cleanup")
-        async with presence(bus, "cleanup"):
-            await ticks.run(cleanup.on_tick, stop)
+        async with presence(bus, "cleanup", settings.heartbeat_s):
+            await reported(ticks.run(cleanup.on_tick, stop), "cleanup ticks")

@@ -4,7 +4,7 @@ Triggers: a tick on ``syntx.tick.consumer.<wrapper>`` processes one batch; with 
 files in ``incoming/`` (and ``syntx.job.created`` from other hosts) are claimed as they land.
 Leases: claims in flight are renewed every third of ``queue.lease_s``; expired claims of dead
 consumers are taken over now and then. Backend down: claims stop, one probe job at a time after a
-backoff pause, normal operation once it answers. On stop: no new claims, in-flight calls get
+``backend_pause`` backoff, normal operation once it answers. On stop: no new claims, in-flight calls get
 ``shutdown_grace_s`` to finish, the rest go back to ``incoming/`` with no attempt counted.
 """
 
@@ -18,14 +18,11 @@ from typing import Any
 from services.consumer.processing import ConsumerContext, JobProcessor, Outcome
 from shared.messaging import BackendState, Event, JobFailed, Tick, subjects
 from shared.queue import INCOMING, ClaimFile, Claims, FileQueue, recover_expired
+from shared.service import ServiceTasks
 from shared.timing import set_within
 from shared.watch import Change, watching
 
 log = logging.getLogger(__name__)
-
-RESCAN_S = 30.0
-BACKEND_PAUSE_BASE_S = 1.0
-BACKEND_PAUSE_MAX_S = 60.0
 
 
 class Consumer:
@@ -114,7 +111,7 @@ class Consumer:
     async def _note_backend(self, outcome: Outcome) -> None:
         if outcome == "backend_down":
             self._backend_failures += 1
-            pause = min(BACKEND_PAUSE_MAX_S, BACKEND_PAUSE_BASE_S * 2 ** (self._backend_failures - 1))
+            pause = self._ctx.settings.backend_pause.delay(self._backend_failures)
             self._paused_until = asyncio.get_running_loop().time() + pause
             log.warning(
                 "backend unavailable (%d in a row); next probe in %.1fs", self._backend_failures, pause
@@ -198,7 +195,7 @@ class Consumer:
         self._wake.set()
         while not self._stop.is_set():
             if not self._wake.is_set():
-                await set_within(self._wake, RESCAN_S)
+                await set_within(self._wake, self._ctx.settings.rescan_s)
             self._wake.clear()
             await self.drain(limit=None)
 
@@ -220,20 +217,20 @@ async def run_consumer(
     consumer: Consumer,
     ticks: Coroutine[Any, Any, None],
     *,
+    service: str,
     stop: asyncio.Event,
     watch: bool,
     polling: bool = False,
 ) -> None:
+    """Ticks, leases and (with ``watch``) the folder watch as one group: one failing stops the consumer."""
     await consumer.recover()
-    tasks: list[asyncio.Task[None]] = [
-        asyncio.create_task(ticks, name="ticks"),
-        asyncio.create_task(consumer.keep_leases(), name="leases"),
-    ]
-    if watch:
-        tasks.append(asyncio.create_task(_watch(consumer, polling), name="watch"))
-    await stop.wait()
-    await consumer.shutdown()
-    await asyncio.gather(*tasks)
+    async with ServiceTasks() as tasks:
+        tasks.start(ticks, f"{service} ticks")
+        tasks.start(consumer.keep_leases(), f"{service} leases")
+        if watch:
+            tasks.start(_watch(consumer, polling), f"{service} watch")
+        await stop.wait()
+        await consumer.shutdown()
 
 
 async def _watch(consumer: Consumer, polling: bool) -> None:

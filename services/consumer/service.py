@@ -82,10 +82,11 @@ async def run(
             config.watch,
         )
         ticks = await bus.subscribe_ticks(subjects.consumer_schedule(name))
-        async with presence(bus, service_name(name)):
+        async with presence(bus, service_name(name), settings.heartbeat_s):
             await run_consumer(
                 consumer,
                 ticks.run(consumer.on_tick, stop),
+                service=service_name(name),
                 stop=stop,
                 watch=config.watch,
                 polling=config.watch_polling,

@@ -25,7 +25,7 @@ from shared.cron import parse_schedule
 from shared.messaging import Bus, Tick, decode_tick, message_problem, subjects, utc_now
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, is_job_name, queue_state
-from shared.service import presence, service_names
+from shared.service import ServiceTasks, presence, service_names
 from shared.timing import set_within
 from shared.watch import watching
 
@@ -43,7 +43,7 @@ class Monitor:
         self.metrics.initialise_bounded(self.labels)
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
-        self.tracker = Tracker(self.metrics, self.labels, settings.monitor.health)
+        self.tracker = Tracker(self.metrics, self.labels, settings.monitor)
         self._started = utc_now()
         self._started_clock = time.monotonic()
         self._schedules = {
@@ -80,7 +80,7 @@ class Monitor:
 
     def judge_health(self, state: str, incoming: int, live: dict[str, int]) -> HealthReport:
         limits = self._settings.monitor.health
-        heard_long_enough = time.monotonic() - self._started_clock > limits.service_silent_s
+        heard_long_enough = time.monotonic() - self._started_clock > self._settings.monitor.service_timeout_s
         now = utc_now().astimezone(self._settings.zone)
         silent = [name for name in self._expected_services if name not in live] if heard_long_enough else []
         seen = Observations(
@@ -172,7 +172,8 @@ class Monitor:
     async def serve(self, bus: Bus, stop: asyncio.Event) -> None:
         self._bus = bus
         self.queue.ensure()
-        http = HttpEndpoint({"/metrics": self.metrics_reply, "/healthz": self.health_reply})
+        routes = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
+        http = HttpEndpoint(routes, self._settings.monitor.request_timeout_s)
         async with watching([self.queue.root], self.counter.on_change, recursive=True):
             self.counter.reconcile()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)
@@ -191,9 +192,9 @@ class Monitor:
                 await bus.serve(subjects.STATUS, self.status, queue="monitor")
                 await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
                 ticks = await bus.subscribe_ticks("monitor")
-                async with presence(bus, "monitor"), asyncio.TaskGroup() as group:
-                    group.create_task(self.reconcile_forever(stop), name="reconcile")
-                    group.create_task(ticks.run(self.on_tick, stop), name="ticks")
+                async with presence(bus, "monitor", self._settings.heartbeat_s), ServiceTasks() as tasks:
+                    tasks.start(self.reconcile_forever(stop), "monitor reconcile")
+                    tasks.start(ticks.run(self.on_tick, stop), "monitor ticks")
             finally:
                 await http.close()
 

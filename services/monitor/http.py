@@ -10,7 +10,6 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_LINE = 8192
-READ_TIMEOUT_S = 10.0
 REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -25,8 +24,9 @@ Route = Callable[[], Reply]
 
 
 class HttpEndpoint:
-    def __init__(self, routes: dict[str, Route]) -> None:
+    def __init__(self, routes: dict[str, Route], read_timeout_s: float) -> None:
         self._routes = routes
+        self._read_timeout_s = read_timeout_s
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -41,7 +41,7 @@ class HttpEndpoint:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            reply = await asyncio.wait_for(self._reply_for(reader), READ_TIMEOUT_S)
+            reply = await asyncio.wait_for(self._reply_for(reader), self._read_timeout_s)
             head = (
                 f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, '')}\r\n"
                 f"Content-Type: {reply.content_type}\r\nContent-Length: {len(reply.body)}\r\n"

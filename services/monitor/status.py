@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.monitor.health import OutcomeWindow, Reason
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
-from shared.config import HealthSettings
+from shared.config import MonitorSettings
 from shared.messaging import (
     BackendState,
     CleanupReport,
@@ -53,11 +53,11 @@ class StatusReply(BaseModel):
 class Tracker:
     """Feeds events into the metrics and remembers the latest of each kind for status replies."""
 
-    def __init__(self, metrics: MonitorMetrics, labels: Labels, health: HealthSettings) -> None:
+    def __init__(self, metrics: MonitorMetrics, labels: Labels, settings: MonitorSettings) -> None:
         self._metrics = metrics
         self._label = labels
-        self._silent_after_s = health.service_silent_s
-        self.outcomes = OutcomeWindow(health.window_s)
+        self._service_timeout_s = settings.service_timeout_s  # not heard from for this long: gone
+        self.outcomes = OutcomeWindow(settings.health.window_s)
         self.backend_down: dict[str, bool] = {}
         self.last_fired: dict[str, datetime] = {}
         self.last_runs: dict[str, LastRun] = {}
@@ -144,7 +144,7 @@ class Tracker:
         self.last_runs[name] = LastRun(at=utc_now(), summary=summary)
 
     def refresh_services(self) -> dict[str, int]:
-        cutoff = time.monotonic() - self._silent_after_s
+        cutoff = time.monotonic() - self._service_timeout_s
         live: dict[str, int] = {}
         for instance, (service, seen) in list(self._instances.items()):
             if seen < cutoff:

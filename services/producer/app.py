@@ -19,7 +19,7 @@ from shared.config import Settings
 from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, PROCESSED, FileQueue, JobMeta, producer_batch, queue_state
-from shared.service import presence
+from shared.service import presence, reported
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             log.info("learned from %d results on disk", producer.rebuild())
             await bus.serve(subjects.PRODUCER_STATS, producer.stats, queue="producer")
             ticks = await bus.subscribe_ticks("producer")
-            async with presence(bus, "producer"):
-                await ticks.run(producer.on_tick, stop)
+            async with presence(bus, "producer", settings.heartbeat_s):
+                await reported(ticks.run(producer.on_tick, stop), "producer ticks")
     finally:
         await generator.aclose()

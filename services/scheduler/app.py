@@ -19,12 +19,11 @@ from services.scheduler.timetable import Entry, SlotLog, build_entries, count_mi
 from shared.config import Settings
 from shared.messaging import Tick, subjects
 from shared.messaging import bus as bus_module
-from shared.service import presence
+from shared.service import ServiceTasks, presence
 from shared.timing import set_within
 
 log = logging.getLogger(__name__)
 
-MAX_SLEEP_S = 30.0
 UPCOMING = 3
 
 
@@ -60,10 +59,10 @@ class Scheduler:
         for entry in self._entries:
             paused = "" if entry.settings.enabled else " (paused)"
             log.info("schedule %s: %s%s", entry.name, entry.settings.cron, paused)
-        async with asyncio.TaskGroup() as group:
+        async with ServiceTasks() as tasks:
             for entry in self._entries:
                 if entry.settings.enabled:
-                    group.create_task(self._run_entry(entry, stop), name=f"schedule {entry.name}")
+                    tasks.start(self._run_entry(entry, stop), f"schedule {entry.name}")
 
     async def _run_entry(self, entry: Entry, stop: asyncio.Event) -> None:
         now = self.now()
@@ -81,7 +80,8 @@ class Scheduler:
             unfired = 0
         slot = entry.next_slot(now)
         while not stop.is_set():
-            if await _wait_until(slot.timestamp() + entry.jitter_s(self._rng), stop):
+            due = slot.timestamp() + entry.jitter_s(self._rng)
+            if await _wait_until(due, stop, self._settings.scheduler.clock_check_s):
                 return
             await self.fire(entry, slot, missed=unfired)
             unfired = 0
@@ -117,10 +117,10 @@ class Scheduler:
         return SchedulesReply(timezone=self._settings.timezone, schedules=views)
 
 
-async def _wait_until(due_epoch_s: float, stop: asyncio.Event) -> bool:
-    """Wait for a wall-clock time in short steps (robust to clock jumps); True if stopped first."""
+async def _wait_until(due_epoch_s: float, stop: asyncio.Event, step_s: float) -> bool:
+    """Wait for a wall-clock time in steps of ``step_s`` at most (robust to clock jumps); True if stopped."""
     while (remaining := due_epoch_s - time.time()) > 0:
-        if await set_within(stop, min(remaining, MAX_SLEEP_S)):
+        if await set_within(stop, min(remaining, step_s)):
             return True
     return stop.is_set()
 
@@ -129,5 +129,5 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with bus_module.connect(settings.nats, name="scheduler", stop=stop) as bus:
         scheduler = Scheduler(settings, bus)
         await bus.serve(subjects.SCHEDULES, scheduler.describe, queue="scheduler")
-        async with presence(bus, "scheduler"):
+        async with presence(bus, "scheduler", settings.heartbeat_s):
             await scheduler.run(stop)

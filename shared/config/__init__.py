@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.config.environment import (
+    FAIL_TASKS_ENV,
     FAILPOINTS_ENV,
 )
 from shared.config.sections import (
@@ -18,8 +19,10 @@ from shared.config.sections import (
     NatsSettings,
     QueueSettings,
     RetrySettings,
+    SchedulerSettings,
     ScheduleSettings,
     TimeoutSettings,
+    UpSettings,
 )
 from shared.config.settings import (
     CONFIG_ENV,
@@ -34,6 +37,7 @@ from shared.config.settings import (
 
 __all__ = [
     "FAILPOINTS_ENV",
+    "FAIL_TASKS_ENV",
     "BackPressureSettings",
     "BackendSettings",
     "CONFIG_ENV",
@@ -52,8 +56,10 @@ __all__ = [
     "QueueSettings",
     "RetrySettings",
     "ScheduleSettings",
+    "SchedulerSettings",
     "Settings",
     "TimeoutSettings",
+    "UpSettings",
     "config_paths",
     "load_settings",
 ]

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
 PREFIX = "SYNTX_"
 DELIMITER = "__"
 CONFIG_ENV = "SYNTX_CONFIG"
-FAILPOINTS_ENV = "SYNTX_FAILPOINTS"
-NOT_SETTINGS = frozenset({CONFIG_ENV, FAILPOINTS_ENV})  # read by the project, but not settings
+FAILPOINTS_ENV = "SYNTX_FAILPOINTS"  # fault injection: the consumer kills itself at named points
+FAIL_TASKS_ENV = "SYNTX_FAIL_TASKS"  # fault injection: named background tasks fail at their start
+NOT_SETTINGS = frozenset({CONFIG_ENV, FAILPOINTS_ENV, FAIL_TASKS_ENV})  # read by the project, not settings
 
 
 def env_name(path: tuple[str, ...]) -> str:
@@ -26,14 +27,28 @@ def env_name(path: tuple[str, ...]) -> str:
     return PREFIX + DELIMITER.join(part.upper() for part in path)
 
 
-def _paths(tree: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """Every key path in the dumped settings, sections and leaves alike."""
+def _paths(tree: Any, model: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every key path of the dumped settings, sections and leaves alike, plus the older spellings a
+    section still reads (its ``LEGACY_KEYS``)."""
     if not isinstance(tree, dict):
         return
+    for legacy in getattr(model, "LEGACY_KEYS", ()):
+        yield (*prefix, legacy)
     for key, value in tree.items():
         path = (*prefix, str(key).lower())
         yield path
-        yield from _paths(value, path)
+        yield from _paths(value, _inner(model, str(key)), path)
+
+
+def _inner(model: Any, key: str) -> Any:
+    """The model of ``model``'s value at ``key`` (sections and ``dict[str, Section]`` entries)."""
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        field = model.model_fields.get(key)
+        return field.annotation if field is not None else None
+    if get_origin(model) is dict:
+        return get_args(model)[1]
+    sections = [arg for arg in get_args(model) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+    return _inner(sections[0], key) if sections else None  # an optional section
 
 
 def _api_key_variables(tree: Any) -> Iterator[str]:
@@ -49,7 +64,7 @@ def _api_key_variables(tree: Any) -> Iterator[str]:
 def unknown_variables(settings: BaseModel, environ: Mapping[str, str]) -> list[str]:
     """One line per ``SYNTX_*`` variable that no setting took, with the closest real name."""
     tree = settings.model_dump(mode="json")
-    known = {env_name(path) for path in _paths(tree)}
+    known = {env_name(path) for path in _paths(tree, type(settings))}
     allowed = known | NOT_SETTINGS | set(_api_key_variables(tree))
     lines = []
     for name in sorted(environ):

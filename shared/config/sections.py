@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from shared.backoff import Backoff
 
 OFFLINE_MODEL = "offline-responder"
 
@@ -28,6 +30,17 @@ class NatsSettings(_Section):
     malformed_log_interval_s: float = Field(
         60.0, ge=0, description="at most one line per subject this often about malformed messages"
     )
+    tick_stream_max_age_s: float = Field(86400.0, gt=0, description="how long an unread tick is kept")
+    request_timeout_s: float = Field(5.0, gt=0, description="the CLI's wait for a service's reply")
+    reconnect: Backoff = Field(
+        Backoff(base_s=1.0, max_s=1.0), description="nats-py waits base_s between reconnect tries"
+    )
+    publish_attempts: int = Field(3, ge=1, le=100, description="tries to store a tick in its stream")
+    publish_backoff: Backoff = Backoff(base_s=0.5, max_s=4.0)
+    resubscribe: Backoff = Field(
+        Backoff(base_s=2.0, max_s=2.0), description="after a lost tick consumer, per failed try in a row"
+    )
+    tick_fetch_wait_s: float = Field(1.0, gt=0, description="one wait for ticks (how soon a stop is seen)")
 
     @property
     def effective_url(self) -> str:
@@ -52,9 +65,26 @@ class ScheduleSettings(_Section):
 
 
 class RetrySettings(_Section):
+    """Attempts of one LLM call and the backoff between them (full jitter unless ``jitter: false``).
+
+    The flat keys ``backoff_base_s`` and ``backoff_max_s`` are still read (as ``backoff.base_s``/``max_s``).
+    """
+
+    LEGACY_KEYS: ClassVar[tuple[str, ...]] = ("backoff_base_s", "backoff_max_s")
+
     max_attempts: int = Field(3, ge=1, le=100)
-    backoff_base_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(60.0, ge=0)
+    backoff: Backoff = Backoff(base_s=1.0, max_s=60.0, jitter=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_backoff_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("backoff", {}), dict):
+            return data
+        flat = dict(zip(("base_s", "max_s"), cls.LEGACY_KEYS, strict=True))
+        backoff = {"jitter": True, **data.get("backoff", {})}
+        backoff.update({key: data[old] for key, old in flat.items() if old in data})
+        rest = {key: value for key, value in data.items() if key not in flat.values()}
+        return {**rest, "backoff": backoff}
 
 
 class TimeoutSettings(_Section):
@@ -103,6 +133,10 @@ class ConsumerSettings(_Section):
     watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on stop, how long in-flight calls may finish")
     max_job_bytes: int = Field(256 * 1024, gt=0)
+    backend_pause: Backoff = Field(
+        Backoff(base_s=1.0, max_s=60.0), description="backend down: pause before the next probe job"
+    )
+    rescan_s: float = Field(30.0, gt=0, description="watch mode: rescan incoming/ at least this often")
 
     @field_validator("scorer")
     @classmethod
@@ -174,7 +208,6 @@ class HealthSettings(_Section):
     error_share_warning: float = Field(0.2, gt=0, le=1)
     error_share_critical: float = Field(0.5, gt=0, le=1)
     rejected_share_warning: float = Field(0.9, gt=0, le=1)
-    service_silent_s: float = Field(45.0, gt=0, description="no heartbeat for this long: silent")
     schedule_grace_s: float = Field(
         60.0, ge=0, description="added to two intervals before a schedule counts as missed"
     )
@@ -185,6 +218,10 @@ class MonitorSettings(_Section):
     port: int = Field(9108, ge=0, le=65535)
     reconcile_s: float = Field(30.0, gt=0)
     health: HealthSettings = HealthSettings()
+    service_timeout_s: float = Field(
+        45.0, gt=0, description="a service not heard from for this long counts as gone (> heartbeat_s)"
+    )
+    request_timeout_s: float = Field(10.0, gt=0, description="the longest an HTTP client may take to ask")
 
 
 class CleanupSettings(_Section):
@@ -192,6 +229,24 @@ class CleanupSettings(_Section):
     log_retention_days: float = Field(90.0, ge=0)
     error_retention_days: float | None = Field(None, ge=0, description="unset: keep error results")
     archive_retention_days: float | None = Field(None, ge=0, description="unset: keep the archive")
+
+
+class UpSettings(_Section):
+    """``syntx up``, the supervisor of the services on one machine."""
+
+    restart: Backoff = Field(
+        Backoff(base_s=1.0, max_s=30.0), description="a service that exited is started again after this"
+    )
+    stable_after_s: float = Field(60.0, ge=0, description="a service up this long restarts from base_s")
+    stop_margin_s: float = Field(10.0, ge=0, description="added to the grace and drain time on stop")
+    nats_start_timeout_s: float = Field(20.0, gt=0, description="the embedded nats-server must be ready")
+    nats_stop_timeout_s: float = Field(10.0, gt=0, description="then the embedded nats-server is killed")
+
+
+class SchedulerSettings(_Section):
+    clock_check_s: float = Field(
+        30.0, gt=0, description="the longest sleep before the wall clock is read again (clock jumps)"
+    )
 
 
 class LoggingSettings(_Section):

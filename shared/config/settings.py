@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.config.environment import CONFIG_ENV, unknown_variables
@@ -32,8 +32,10 @@ from shared.config.sections import (
     ProducerSettings,
     QueueSettings,
     RetrySettings,
+    SchedulerSettings,
     ScheduleSettings,
     TimeoutSettings,
+    UpSettings,
     default_consumers,
     default_schedules,
 )
@@ -53,7 +55,9 @@ __all__ = [
     "QueueSettings",
     "RetrySettings",
     "ScheduleSettings",
+    "SchedulerSettings",
     "TimeoutSettings",
+    "UpSettings",
     "ConfigError",
     "Settings",
     "load_settings",
@@ -91,6 +95,9 @@ class Settings(BaseSettings):
     producer: ProducerSettings = ProducerSettings()
     monitor: MonitorSettings = MonitorSettings()
     cleanup: CleanupSettings = CleanupSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    up: UpSettings = UpSettings()
+    heartbeat_s: float = Field(15.0, gt=0, description="every service announces itself this often")
     topics: dict[str, list[str]] = Field(default_factory=dict)
     styles: dict[str, str] = Field(default_factory=dict)
     languages: dict[str, float] = Field(default_factory=lambda: {"de": 1.0})
@@ -104,6 +111,17 @@ class Settings(BaseSettings):
             name: {"wrapper": name, **spec} if isinstance(spec, dict) and "wrapper" not in spec else spec
             for name, spec in value.items()
         }
+
+    @field_validator("heartbeat_s")
+    @classmethod
+    def _beats_within_the_monitors_timeout(cls, value: float, info: ValidationInfo) -> float:
+        monitor = info.data.get("monitor")
+        if isinstance(monitor, MonitorSettings) and value >= monitor.service_timeout_s:
+            raise ValueError(
+                f"must be below monitor.service_timeout_s ({monitor.service_timeout_s:g}), "
+                "or live services count as gone"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -1,4 +1,4 @@
-"""Retry timing: exponential backoff with full jitter, and the ``Retry-After`` header."""
+"""Retry timing of an HTTP call: the ``Retry-After`` header, else the configured :class:`Backoff`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from shared.config import RetrySettings
-
-
-def backoff_delay(attempt: int, retries: RetrySettings, rng: random.Random) -> float:
-    """Seconds to wait after failed attempt ``attempt`` (1-based): uniform in [0, capped exponential]."""
-    exponent = min(attempt - 1, 64)
-    ceiling = min(retries.backoff_max_s, retries.backoff_base_s * 2.0**exponent)
-    return rng.uniform(0.0, ceiling)
 
 
 def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
@@ -44,7 +37,7 @@ def _seconds_until(http_date: str, now: datetime) -> float | None:
 def next_delay(
     attempt: int, retries: RetrySettings, rng: random.Random, requested_s: float | None = None
 ) -> float:
-    """The wait before the next attempt: the server's request (capped at ``backoff_max_s``) or backoff."""
+    """The wait before the next attempt: the server's request (capped at ``backoff.max_s``) or backoff."""
     if requested_s is not None:
-        return min(requested_s, retries.backoff_max_s)
-    return backoff_delay(attempt, retries, rng)
+        return retries.backoff.capped(requested_s)
+    return retries.backoff.delay(attempt, rng)

@@ -36,11 +36,7 @@ EventHandler = Callable[[Event], Awaitable[None]]
 TickHandler = Callable[[Tick], Awaitable[None]]
 Responder = Callable[[bytes], Awaitable[BaseModel]]
 
-TICK_STREAM_MAX_AGE_S = 86400.0
-FETCH_WAIT_S = 1.0
 FETCH_BATCH = 16
-RESUBSCRIBE_S = 2.0
-PUBLISH_TRIES = 3
 MALFORMED_SUBJECTS_MAX = 100  # made-up subjects beyond this are counted together
 OTHER_SUBJECT = "other"
 
@@ -63,7 +59,7 @@ class Bus:
                 name=subjects.TICK_STREAM,
                 subjects=[subjects.TICK_ALL],
                 duplicate_window=self._settings.duplicate_window_s,
-                max_age=TICK_STREAM_MAX_AGE_S,
+                max_age=self._settings.tick_stream_max_age_s,
                 storage=js_api.StorageType.FILE,
             )
         )
@@ -95,17 +91,19 @@ class Bus:
         delivered). Retried with the same ``msg_id`` — the stream drops duplicates; raises when it fails."""
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         data = encode(message)
-        for attempt in range(1, PUBLISH_TRIES + 1):
+        tries = self._settings.publish_attempts
+        for attempt in range(1, tries + 1):
             try:
                 await self._js.publish(
                     subject, data, headers=headers, timeout=self._settings.connect_timeout_s
                 )
                 return
             except (TimeoutError, nats.errors.Error) as exc:
-                if attempt == PUBLISH_TRIES:
+                if attempt == tries:
                     raise
                 log.warning("publish on %s failed (%s); trying again", subject, exc)
-                await asyncio.sleep(attempt * 0.5)  # a short backoff between tries, not a wait for an event
+                # a pause between tries, not a wait for an event
+                await asyncio.sleep(self._settings.publish_backoff.delay(attempt))
 
     async def subscribe_events(self, subject: str, handler: EventHandler) -> Subscription:
         async def on_message(msg: Msg) -> None:
@@ -137,14 +135,14 @@ class Bus:
 
         return await self._nc.subscribe(subject, queue=queue, cb=on_request)
 
-    async def request(self, subject: str, payload: bytes = b"", wait_s: float = 5.0) -> bytes:
+    async def request(self, subject: str, payload: bytes, wait_s: float) -> bytes:
         reply = await self._nc.request(subject, payload, timeout=wait_s)
         data: bytes = reply.data
         return data
 
     async def subscribe_ticks(self, schedule: str) -> TickSubscription:
         """Create (or bind to) the durable tick consumer now, so no tick after this call is missed."""
-        return TickSubscription(self, schedule, await self.tick_consumer(schedule))
+        return TickSubscription(self, schedule, await self.tick_consumer(schedule), self._settings)
 
     async def tick_consumer(self, schedule: str) -> JetStreamContext.PullSubscription:
         config = js_api.ConsumerConfig(
@@ -184,10 +182,14 @@ class Bus:
 class TickSubscription:
     """A schedule's durable pull consumer. A backlog of pending ticks is coalesced into one run."""
 
-    def __init__(self, bus: Bus, schedule: str, pull: JetStreamContext.PullSubscription) -> None:
+    def __init__(
+        self, bus: Bus, schedule: str, pull: JetStreamContext.PullSubscription, settings: NatsSettings
+    ) -> None:
         self._bus = bus
         self._schedule = schedule
         self._pull = pull
+        self._settings = settings
+        self._failures = 0  # failed fetches and resubscriptions in a row
 
     async def run(self, handler: TickHandler, stop: asyncio.Event) -> None:
         try:
@@ -199,15 +201,19 @@ class TickSubscription:
     async def _fetch_until(self, handler: TickHandler, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                messages = await self._pull.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+                messages = await self._pull.fetch(FETCH_BATCH, timeout=self._settings.tick_fetch_wait_s)
             except TimeoutError:  # nats-py raises both its own and asyncio's; both mean "no tick"
+                self._failures = 0
                 continue
             except nats.errors.Error as exc:  # the consumer vanished, JetStream restarted, …
-                log.warning("ticks of %s: %s; subscribing again in %.0fs", self._schedule, exc, RESUBSCRIBE_S)
-                if await set_within(stop, RESUBSCRIBE_S):
+                self._failures += 1
+                pause = self._settings.resubscribe.delay(self._failures)
+                log.warning("ticks of %s: %s; subscribing again in %.1fs", self._schedule, exc, pause)
+                if await set_within(stop, pause):
                     return
                 await self._resubscribe()
                 continue
+            self._failures = 0
             ticks = [tick for msg in messages if (tick := await self._bus.ack_tick(msg, self._schedule))]
             if ticks:
                 await _guarded(handler(_coalesce(ticks)), f"tick handler for {self._schedule}")
@@ -244,7 +250,7 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
         "servers": [settings.effective_url],
         "name": name,
         "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 1,
+        "reconnect_time_wait": settings.reconnect.delay(1),  # nats-py waits the same between all tries
         "connect_timeout": settings.connect_timeout_s,
         "drain_timeout": settings.drain_timeout_s,
         "error_cb": _log_error,

@@ -12,5 +12,17 @@ from shared.service.runner import (
     presence,
     service_main,
 )
+from shared.service.tasks import FAIL_ENV, PlantedFailure, ServiceTasks, reported
 
-__all__ = ["CONFIG_EXIT_CODE", "SERVICES", "instance_name", "presence", "service_main", "service_names"]
+__all__ = [
+    "CONFIG_EXIT_CODE",
+    "FAIL_ENV",
+    "PlantedFailure",
+    "SERVICES",
+    "ServiceTasks",
+    "instance_name",
+    "presence",
+    "reported",
+    "service_main",
+    "service_names",
+]

@@ -17,12 +17,12 @@ from nats.aio.msg import Msg
 from shared.config import ConfigError, Settings, load_settings
 from shared.messaging import Bus, ServiceHeartbeat, StoppedWhileConnecting, subjects, utc_now
 from shared.service.logs import setup_logging
+from shared.service.tasks import ServiceTasks
 
 log = logging.getLogger(__name__)
 
 ServiceBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
 CONFIG_EXIT_CODE = 2
-HEARTBEAT_INTERVAL_S = 15.0
 
 
 def load_or_exit() -> Settings:
@@ -64,9 +64,9 @@ def instance_name(service: str) -> str:
 
 
 @asynccontextmanager
-async def presence(bus: Bus, service: str) -> AsyncIterator[None]:
-    """Announce the service as ready now, every few seconds and whenever asked (a monitor that starts
-    later pings ``syntx.service.ping``); say goodbye on exit."""
+async def presence(bus: Bus, service: str, heartbeat_s: float) -> AsyncIterator[None]:
+    """Announce the service as ready now, every ``heartbeat_s`` and whenever asked (a monitor that starts
+    later pings ``syntx.service.ping``); say goodbye on exit. A failing heartbeat stops the service."""
     started = utc_now()
     instance = instance_name(service)
 
@@ -75,17 +75,20 @@ async def presence(bus: Bus, service: str) -> AsyncIterator[None]:
 
     await bus.client.subscribe(subjects.SERVICE_PING, cb=on_ping)
     await _beat(bus, service, instance, started, stopping=False)
-    task = asyncio.create_task(_beat_forever(bus, service, instance, started), name=f"{service} heartbeat")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await _beat(bus, service, instance, started, stopping=True)
+    log.info("%s connected and ready (%s)", service, instance)
+    async with ServiceTasks() as tasks:
+        beats = _beat_forever(bus, service, instance, started, heartbeat_s)
+        beating = tasks.start(beats, f"{service} heartbeat")
+        try:
+            yield
+        finally:
+            beating.cancel()
+            await _beat(bus, service, instance, started, stopping=True)
 
 
-async def _beat_forever(bus: Bus, service: str, instance: str, started: datetime) -> None:
+async def _beat_forever(bus: Bus, service: str, instance: str, started: datetime, period_s: float) -> None:
     while True:
-        await asyncio.sleep(HEARTBEAT_INTERVAL_S)  # a period, not a wait for an event
+        await asyncio.sleep(period_s)  # a period, not a wait for an event
         await _beat(bus, service, instance, started, stopping=False)
 
 
