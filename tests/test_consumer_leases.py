@@ -15,20 +15,12 @@ import services.consumer.app as consumer_app
 from shared.messaging import BackendState, JobFailed, JobScored, subjects
 from shared.queue import Claims, FileQueue, JobMeta, new_token, recover_expired
 from shared.watch import OVERFLOW, Change
-from tests.harness import HEARTBEATS, observer
+from tests.consumers import consumer_running, good_answer, http_backend, make_settings, result
+from tests.harness import HEARTBEATS, count, observer
 from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
-from tests.test_consumer import (  # noqa: F401 - _quick is an autouse fixture
-    _quick,
-    consumer_running,
-    count,
-    good_answer,
-    http_backend,
-    make_settings,
-    result,
-)
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("quick_consumer")]
 
 
 async def test_a_call_longer_than_the_lease_keeps_its_claim_by_renewal(
