@@ -273,6 +273,26 @@ async def test_concurrency_bounds_connections(server: ScriptedServer, build: Bui
     assert len(results) == 6 and server.max_in_flight == 2
 
 
+async def test_sequential_calls_reuse_one_keep_alive_connection(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    server.default = case.ok("ja")
+    backend = build(case.kind, server.url + case.suffix)
+    for number in range(3):
+        assert (await backend.complete(f"Frage {number}")).attempts == 1
+    assert server.connections == 1
+
+
+async def test_a_connection_the_server_closed_is_not_reused(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    server.default = Reply(json=case.ok("ja").json, action="reply_and_close")
+    backend = build(case.kind, server.url + case.suffix)
+    for number in range(3):
+        assert (await backend.complete(f"Frage {number}")).attempts == 1
+    assert server.connections == 3
+
+
 async def test_key_never_leaks(
     server: ScriptedServer, build: Build, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
