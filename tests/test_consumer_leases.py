@@ -14,7 +14,7 @@ import pytest
 import services.consumer.app as consumer_app
 from shared.messaging import BackendState, JobFailed, JobScored, subjects
 from shared.queue import Claims, FileQueue, JobMeta, new_token, recover_expired
-from shared.watch import OVERFLOW, Change
+from shared.watch import OVERFLOW, Change, watching
 from tests.consumers import consumer_running, good_answer, http_backend, make_settings, result
 from tests.harness import HEARTBEATS, count, observer
 from tests.llm_server import Reply, ScriptedServer
@@ -127,6 +127,28 @@ async def test_a_real_inotify_queue_overflow_becomes_an_overflow_change(tmp_path
         if watcher.returncode is None:
             watcher.kill()
         await watcher.wait()
+
+
+async def test_arrivals_only_reports_files_created_or_moved_in_and_nothing_else(tmp_path: Path) -> None:
+    watched, elsewhere = tmp_path / "incoming", tmp_path / "processing"
+    watched.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "b.job").write_text("b")
+    seen: list[Change] = []
+    both = asyncio.Event()
+
+    def sink(change: Change) -> None:
+        seen.append(change)
+        if len(seen) >= 2:
+            both.set()
+
+    async with watching([watched], sink, arrivals_only=True):
+        (watched / "a.job").write_text("a")  # created (and written)
+        (watched / "a.job").rename(elsewhere / "a.job")  # a claim: moved out
+        (elsewhere / "b.job").rename(watched / "b.job")  # moved in
+        (watched / "b.job").unlink()  # removed
+        await asyncio.wait_for(both.wait(), timeout=5)
+    assert seen == [("added", "incoming", "a.job"), ("added", "incoming", "b.job")]
 
 
 async def test_an_overflow_makes_the_consumer_rescan_and_find_unannounced_jobs(
