@@ -37,7 +37,7 @@ class Schedule:
         if self.interval_s is not None:
             return _next_interval_slot(moment, self.interval_s)
         assert self.cron is not None
-        result: datetime = croniter(self.cron, moment).get_next(datetime)
+        result: datetime = croniter(self.cron, moment, second_at_beginning=True).get_next(datetime)
         if self.fixed_hours and _repeated_wall_time(result):  # ran on the first pass already (as cron does)
             return self.next_after(result)
         return result
@@ -52,7 +52,9 @@ def _fixed_hours(cron: str) -> bool:
     """Like Vixie cron: jobs whose hour field is a wildcard (``*``, ``*/2``) run in both passes."""
     if cron.startswith("@"):
         return cron != "@hourly"
-    return not cron.split(" ")[1].startswith("*")
+    fields = cron.split(" ")
+    hours = fields[len(fields) - 4]  # minutes, hours, day, month, weekday — after the seconds, if any
+    return not hours.startswith("*")
 
 
 def _next_interval_slot(moment: datetime, interval_s: float) -> datetime:
@@ -73,11 +75,8 @@ def parse_schedule(expression: str) -> Schedule:
     if text.startswith("@") and text not in _ALIASES:
         allowed = ", ".join(sorted(_ALIASES))
         raise ScheduleError(f"{expression!r}: unknown alias; use @every <n>s|m|h|d or one of {allowed}")
-    fields = text.split(" ")
-    if len(fields) == 6:  # seconds first (Quartz style); croniter wants seconds last
-        text = " ".join([*fields[1:], fields[0]])
-    elif len(fields) != 5 and not text.startswith("@"):
+    if len(text.split(" ")) not in (5, 6) and not text.startswith("@"):
         raise ScheduleError(f"{expression!r}: cron needs 5 fields (or 6 with seconds first)")
-    if not croniter.is_valid(text):
+    if not croniter.is_valid(text, second_at_beginning=True):
         raise ScheduleError(f"{expression!r}: not a valid cron expression")
     return Schedule(expression, cron=text, fixed_hours=_fixed_hours(text))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,52 +12,32 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
-from watchdog.observers.inotify import InotifyEmitter
-from watchdog.observers.inotify_c import InotifyConstants, Mask
 from watchdog.observers.polling import PollingObserver
-
-log = logging.getLogger(__name__)
 
 # (kind, folder name, file name); kind: "added", "removed", "written", or "overflow" (events were lost:
 # the kernel's inotify queue overflowed — rescan the folders).
 Change = tuple[str, str, str]
 OVERFLOW: Change = ("overflow", "", "")
-WATCHDOG_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 ChangeSink = Callable[[Change], None]
 
 
-class _ArrivalEmitter(InotifyEmitter):
-    """inotify for files arriving only (created, moved in). A move *out* of a watched folder is an
-    unpaired IN_MOVED_FROM, which watchdog holds back half a second waiting for its pair — and every
-    later event with it; a consumer's own claims would delay its notice of new jobs that long."""
-
-    def get_event_mask_from_filter(self) -> Mask:
-        return Mask(
-            InotifyConstants.IN_CREATE | InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_DELETE_SELF
-        )
-
-
-def _observer(polling: bool, arrivals_only: bool) -> BaseObserver:
+def _observer(
+    loop: asyncio.AbstractEventLoop, sink: ChangeSink, *, polling: bool, arrivals_only: bool
+) -> BaseObserver:
+    """Polling works everywhere; on Linux, inotify that reports lost events as ``OVERFLOW``; elsewhere the
+    platform's own observer (no overflow report; ``arrivals_only`` narrows inotify only)."""
     if polling:
         return PollingObserver()
-    if arrivals_only:
-        return BaseObserver(emitter_class=_ArrivalEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT)
-    return Observer()
+    if sys.platform != "linux":
+        return Observer()
+    from shared.inotify import AlarmedEmitter  # imports watchdog's inotify, which loads only on Linux
 
+    def overflowed() -> None:
+        loop.call_soon_threadsafe(sink, OVERFLOW)
 
-class _OverflowAlarm(logging.Filter):
-    """watchdog handles an inotify queue overflow internally and only logs it; we turn that log
-    record into an ``overflow`` change so watchers rescan instead of missing files."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sink: ChangeSink) -> None:
-        super().__init__()
-        self._loop = loop
-        self._sink = sink
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "overflow" in record.getMessage().lower():
-            self._loop.call_soon_threadsafe(self._sink, OVERFLOW)
-        return True
+    return BaseObserver(
+        AlarmedEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, on_overflow=overflowed, arrivals_only=arrivals_only
+    )
 
 
 class _Forwarder(FileSystemEventHandler):
@@ -103,17 +83,13 @@ async def watching(
     ``arrivals_only``: report only files that appear (no removals, no writes) — and without that delay.
     """
     loop = asyncio.get_running_loop()
-    observer = _observer(polling, arrivals_only)
+    observer = _observer(loop, sink, polling=polling, arrivals_only=arrivals_only)
     handler = _Forwarder(loop, sink)
-    alarm = _OverflowAlarm(loop, sink)
-    inotify_log = logging.getLogger(WATCHDOG_INOTIFY_LOGGER)
-    inotify_log.addFilter(alarm)
     for folder in folders:
         observer.schedule(handler, str(folder), recursive=recursive)
     observer.start()
     try:
         yield
     finally:
-        inotify_log.removeFilter(alarm)
         observer.stop()
         await asyncio.to_thread(observer.join)

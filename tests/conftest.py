@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.queue import FileQueue
 from tests.llm_server import ScriptedServer
 from tests.natsserver import NatsServer, start_nats
 
@@ -18,6 +19,21 @@ def _no_syntx_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("SYNTX_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests talk to servers on loopback; no proxy of the machine's may sit in between."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> FileQueue:
+    """An empty queue with its folders, in this test's directory."""
+    files = FileQueue(tmp_path / "queue")
+    files.ensure()
+    return files
 
 
 @pytest.fixture

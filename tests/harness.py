@@ -48,6 +48,10 @@ class EventLog:
         return [event for event in self.events if isinstance(event, kind)]
 
 
+def count(kind: type[Any], n: int) -> Callable[[list[Event]], bool]:
+    return lambda events: sum(isinstance(event, kind) for event in events) >= n
+
+
 @asynccontextmanager
 async def observer(url: str, *subject_list: str) -> AsyncIterator[tuple[Client, EventLog]]:
     nc = await nats.connect(url)

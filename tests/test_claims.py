@@ -9,9 +9,6 @@ import json
 import os
 import threading
 import time
-from pathlib import Path
-
-import pytest
 
 from shared.queue import (
     ERROR,
@@ -28,13 +25,6 @@ from shared.queue import (
 
 LEASE_S = 60.0
 META = JobMeta(topic="Katzen", category="harmlos", style="casual")
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> FileQueue:
-    queue = FileQueue(tmp_path / "queue")
-    queue.ensure()
-    return queue
 
 
 def later() -> float:

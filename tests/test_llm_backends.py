@@ -53,8 +53,7 @@ CASES = [
 
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", KEY_ENV):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(KEY_ENV, raising=False)
 
 
 @pytest.fixture(params=CASES, ids=[case.kind for case in CASES])
@@ -275,6 +274,26 @@ async def test_concurrency_bounds_connections(server: ScriptedServer, build: Bui
     backend = build(case.kind, server.url + case.suffix, concurrency=2)
     results = await asyncio.gather(*(backend.complete(f"Frage {n}") for n in range(6)))
     assert len(results) == 6 and server.max_in_flight == 2
+
+
+async def test_sequential_calls_reuse_one_keep_alive_connection(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    server.default = case.ok("ja")
+    backend = build(case.kind, server.url + case.suffix)
+    for number in range(3):
+        assert (await backend.complete(f"Frage {number}")).attempts == 1
+    assert server.connections == 1
+
+
+async def test_a_connection_the_server_closed_is_not_reused(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    server.default = Reply(json=case.ok("ja").json, action="reply_and_close")
+    backend = build(case.kind, server.url + case.suffix)
+    for number in range(3):
+        assert (await backend.complete(f"Frage {number}")).attempts == 1
+    assert server.connections == 3
 
 
 async def test_key_never_leaks(

@@ -40,13 +40,6 @@ from tests.natsserver import NatsServer
 WATCHED = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
 
 
-@pytest.fixture
-def queue(tmp_path: Path) -> FileQueue:
-    files = FileQueue(tmp_path / "queue")
-    files.ensure()
-    return files
-
-
 class CountWaiter:
     """A change sink that feeds the counter and wakes the test once the kept counts equal ``expected``.
 

@@ -30,13 +30,6 @@ MAX_BYTES = 4096
 META = JobMeta(topic="Klimawandel", category="gesellschaft", style="kreativ", language="de", generation=3)
 
 
-@pytest.fixture
-def queue(tmp_path: Path) -> FileQueue:
-    files = FileQueue(tmp_path / "queue")
-    files.ensure()
-    return files
-
-
 # -- job ids -------------------------------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ from shared.config import BackendSettings, RetrySettings, TimeoutSettings
 from shared.llm.base import BackendError
 from shared.llm.replies import Failure, JsonReply, judge
 from shared.llm.retry import next_delay
-from shared.llm.transport import transport_for
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,6 @@ class JsonHttp:
         self._rng = random.Random()
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
-            transport=transport_for(self.url, limits),
             auth=httpx.BasicAuth(parsed.username, parsed.password) if parsed.username else None,
             headers=dict(headers or {}),
             timeout=httpx.Timeout(

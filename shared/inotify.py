@@ -1,0 +1,73 @@
+"""inotify emitters for the queue's watchers (Linux only: import this module only there).
+
+watchdog's inotify watch group offers ``on_queue_overflow``, called when the kernel dropped events;
+these emitters turn it into a callback so the watchers rescan instead of missing files. They can also
+listen for arrivals only (created, moved in): a move *out* of a watched folder is an unpaired
+IN_MOVED_FROM, which watchdog holds back half a second waiting for its pair — and every later event
+with it; a consumer's own claims would delay its notice of new jobs that long. No event filter of
+watchdog's asks for IN_MOVED_TO without IN_MOVED_FROM, hence the mask here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+from watchdog.observers.inotify_c import InotifyConstants, Mask
+
+if TYPE_CHECKING:
+    from watchdog.events import FileSystemEvent
+    from watchdog.observers.api import EventQueue, ObservedWatch
+    from watchdog.utils import Seconds
+
+ARRIVALS = Mask(InotifyConstants.IN_CREATE | InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_DELETE_SELF)
+OverflowAlarm = Callable[[], None]
+
+
+def _ignore() -> None:
+    return None
+
+
+@dataclass
+class _AlarmedWatchGroup(InotifyWatchGroup):
+    on_overflow: OverflowAlarm = field(default=_ignore)
+
+    def on_queue_overflow(self) -> None:
+        super().on_queue_overflow()
+        self.on_overflow()
+
+
+class AlarmedEmitter(InotifyEmitter):
+    """watchdog's inotify emitter, calling ``on_overflow`` (on watchdog's reader thread) after the kernel
+    reported lost events; with ``arrivals_only`` it asks the kernel for arrivals only."""
+
+    def __init__(
+        self,
+        event_queue: EventQueue,
+        watch: ObservedWatch,
+        *,
+        timeout: Seconds,
+        event_filter: list[type[FileSystemEvent]] | None = None,
+        on_overflow: OverflowAlarm,
+        arrivals_only: bool = False,
+    ) -> None:
+        super().__init__(event_queue, watch, timeout=timeout, event_filter=event_filter)
+        self._on_overflow = on_overflow
+        self._arrivals_only = arrivals_only
+
+    def on_thread_start(self) -> None:
+        # As InotifyEmitter.on_thread_start, with the watch group that reports overflows.
+        self._inotify = _AlarmedWatchGroup(
+            self._inotify_fd,
+            os.fsencode(self.watch.path),
+            is_recursive=self.watch.is_recursive,
+            event_mask=self.get_event_mask_from_filter(),
+            follow_symlink=self.watch.follow_symlink,
+            on_overflow=self._on_overflow,
+        )
+
+    def get_event_mask_from_filter(self) -> Mask:
+        return ARRIVALS if self._arrivals_only else super().get_event_mask_from_filter()

@@ -1,0 +1,102 @@
+"""The consumer in-process for tests: its settings, a scripted backend's settings, running it, its results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+import services.consumer.service as consumer_service
+from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.llm.offline import offline_answer
+from shared.messaging import Event, ServiceHeartbeat, subjects
+from shared.queue import INCOMING, FileQueue, new_job_id
+from shared.scoring import load_catalog
+from tests.harness import HEARTBEATS, EventLog, observer
+from tests.natsserver import NatsServer
+
+WRAPPER = "syntex_system"
+SERVICE = f"consumer.{WRAPPER}"
+TICK = subjects.tick(SERVICE)
+
+
+def make_settings(
+    tmp_path: Path, nats_server: NatsServer, max_attempts: int = 3, **consumer: Any
+) -> Settings:
+    """Tiny pauses so every case runs in about a second."""
+    return load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url, "tick_fetch_wait_s": 0.1},
+        queue={"max_attempts": max_attempts},
+        consumers={WRAPPER: {"backend_pause": {"base_s": 0.01, "max_s": 60.0}, **consumer}},
+    )
+
+
+def http_backend(url: str, read_s: float = 10.0) -> dict[str, Any]:
+    """The original wrapper service's API; one HTTP attempt per job attempt, no backoff."""
+    return {
+        "kind": "syntx",
+        "url": url,
+        "timeouts": {"connect_s": 2.0, "read_s": read_s, "total_s": read_s + 5},
+        "retries": {"max_attempts": 1, "backoff_base_s": 0.0, "backoff_max_s": 0.0},
+    }
+
+
+@asynccontextmanager
+async def consumer_running(settings: Settings, events: EventLog) -> AsyncIterator[tuple[asyncio.Event, Any]]:
+    """The consumer as a task, ready once its heartbeat arrived; stopped (and awaited) on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer_service.run(settings, stop, WRAPPER), name=SERVICE)
+
+    def ready(seen: list[Event]) -> bool:
+        if task.done():
+            task.result()
+        return any(isinstance(e, ServiceHeartbeat) and e.service == SERVICE for e in seen)
+
+    await events.wait_for(ready, within_s=15)
+    try:
+        yield stop, task
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+
+
+@asynccontextmanager
+async def consumer_with_events(settings: Settings) -> AsyncIterator[tuple[Client, EventLog, asyncio.Event]]:
+    url = settings.nats.url
+    assert url is not None
+    async with (
+        observer(url, HEARTBEATS, subjects.JOB_ALL) as (nc, events),
+        consumer_running(settings, events) as (stop, _task),
+    ):
+        yield nc, events, stop
+
+
+def result(queue: FileQueue, job_id: str) -> dict[str, Any]:
+    path = queue.result_path(job_id)
+    assert path is not None, f"{job_id} has no result"
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data["folder"] = path.parent.name
+    return data
+
+
+def good_answer() -> str:
+    headers = load_catalog([DEFAULT_CONFIG.parent.parent / "wrappers"]).formats[WRAPPER].header_lines()
+    return offline_answer("Erkläre, wie Katzen ihre Umgebung wahrnehmen und darauf reagieren.", headers)
+
+
+def add_raw_job(queue: FileQueue, data: bytes, job_id: str | None = None) -> str:
+    job_id = job_id or new_job_id()
+    queue.write_atomic(queue.job_path(INCOMING, job_id), data)
+    return job_id
+
+
+def job_ids(queue: FileQueue, folder: str) -> set[str]:
+    return set(queue.job_ids(folder))
