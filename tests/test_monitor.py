@@ -305,3 +305,29 @@ async def test_status_request_with_reconcile_recounts(tmp_path: Path) -> None:
     fresh = await monitor.status(b'{"reconcile": true}')
     assert (stale.counts[INCOMING], fresh.counts[INCOMING]) == (0, 1)
     assert fresh.queue_state == "LOW"
+
+
+async def test_archive_counts_follow_notifications_across_day_folders(queue: FileQueue) -> None:
+    """Results archived into new day folders are counted as they arrive; a removed day folder is
+    uncounted; the flat archive of earlier versions counts too."""
+    (queue.folder(ARCHIVE) / "flat.json").write_text("{}", encoding="utf-8")
+    ids = [f"job-{index}" for index in range(4)]
+    for job_id in ids:
+        queue.write_result(PROCESSED, job_id, {"status": "passed"})
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    assert counter.counts() == counts(processed=4, archive=1)
+    waiter = CountWaiter(counter)
+    async with watching([queue.root], waiter.on_change, recursive=True):
+        reached = waiter.expect(counts(archive=5))
+        for index, job_id in enumerate(ids):
+            day = datetime(2026, 11, 28 + index % 2, tzinfo=UTC)
+            queue.archive(queue.folder(PROCESSED) / f"{job_id}.json", day)
+        await asyncio.wait_for(reached.wait(), timeout=10)
+
+        reached = waiter.expect(counts(archive=3))
+        assert queue.remove_archive_day("2026-11-28") == 2
+        await asyncio.wait_for(reached.wait(), timeout=10)
+
+    assert counter.reconcile() == 0
+    assert counter.counts() == queue.counts()

@@ -151,7 +151,7 @@ class Producer:
         for path in list(self._queue.result_files(PROCESSED)):
             if path.stem in self._learner.seen:
                 try:
-                    self._queue.move_result(path, ARCHIVE)
+                    self._queue.archive(path)
                     moved += 1
                 except FileNotFoundError:
                     continue
