@@ -13,12 +13,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from services.monitor.app import Monitor
 from services.monitor.app import run as run_monitor
 from services.monitor.counter import QueueCounter
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.status import Tracker
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import Event, JobScored, ServiceHeartbeat, encode, subjects
+from shared.messaging import (
+    Event,
+    GeneratorBudgetExhausted,
+    GeneratorCall,
+    GeneratorOutcome,
+    JobScored,
+    ServiceHeartbeat,
+    encode,
+    subjects,
+)
 from shared.messaging import bus as bus_module
 from shared.queue import (
     ARCHIVE,
@@ -331,3 +343,43 @@ async def test_archive_counts_follow_notifications_across_day_folders(queue: Fil
 
     assert counter.reconcile() == 0
     assert counter.counts() == queue.counts()
+
+
+def generator_call(
+    outcome: GeneratorOutcome, tokens: tuple[int, int], cost: float, spent: float
+) -> GeneratorCall:
+    return GeneratorCall(
+        model="m",
+        outcome=outcome,
+        category="harmlos",
+        style="casual",
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cost=cost,
+        spent_today=spent,
+        daily_budget=0.015,
+    )
+
+
+async def test_generator_events_become_cost_token_and_budget_metrics() -> None:
+    metrics = MonitorMetrics(CollectorRegistry())
+    tracker = Tracker(metrics)
+    await tracker.on_event(generator_call("used", (1000, 500), 0.006, 0.006))
+    await tracker.on_event(generator_call("refused", (900, 20), 0.002, 0.008))
+    text = generate_latest(metrics.registry).decode()
+    assert metric(text, "syntx_producer_generator_calls_total", 'outcome="used"') == 1
+    assert metric(text, "syntx_producer_generator_calls_total", 'outcome="refused"') == 1
+    assert metric(text, "syntx_producer_generator_calls_total", 'outcome="over_budget"') == 0
+    assert metric(text, "syntx_producer_generator_tokens_total", 'direction="input"') == 1900
+    assert metric(text, "syntx_producer_generator_cost_total") == pytest.approx(0.008)
+    assert metric(text, "syntx_producer_generator_budget_exhausted") == 0
+
+    exhausted = GeneratorBudgetExhausted(
+        model="m", day="2026-11-30", spent=0.012, daily_budget=0.015, calls=2, input_tokens=1, output_tokens=1
+    )
+    await tracker.on_event(exhausted)
+    await tracker.on_event(generator_call("over_budget", (0, 0), 0.0, 0.012))
+    text = generate_latest(metrics.registry).decode()
+    assert metric(text, "syntx_producer_generator_budget_exhausted") == 1
+    assert metric(text, "syntx_producer_generator_spent_today") == pytest.approx(0.012)
+    assert "generator" in tracker.last_runs

@@ -15,6 +15,8 @@ JOB_FAILED: Final = f"{PREFIX}.job.failed"
 JOB_ALL: Final = f"{PREFIX}.job.>"
 CONSUMER_BACKEND: Final = f"{PREFIX}.consumer.backend"
 PRODUCER_GENERATION: Final = f"{PREFIX}.producer.generation"
+PRODUCER_GENERATOR: Final = f"{PREFIX}.producer.generator"
+PRODUCER_BUDGET: Final = f"{PREFIX}.producer.budget"
 CLEANUP_REPORT: Final = f"{PREFIX}.cleanup.report"
 
 SERVICE_HEARTBEAT: Final = f"{PREFIX}.service.heartbeat"
@@ -26,7 +28,14 @@ PRODUCER_STATS: Final = f"{PREFIX}.producer.stats"
 
 TICK_STREAM: Final = "SYNTX_TICKS"
 EVENT_STREAM: Final = "SYNTX_EVENTS"
-EVENT_SUBJECTS: Final = (JOB_ALL, CONSUMER_BACKEND, PRODUCER_GENERATION, CLEANUP_REPORT)
+EVENT_SUBJECTS: Final = (
+    JOB_ALL,
+    CONSUMER_BACKEND,
+    PRODUCER_GENERATION,
+    PRODUCER_GENERATOR,
+    PRODUCER_BUDGET,
+    CLEANUP_REPORT,
+)
 
 
 def tick(schedule: str) -> str:
