@@ -278,3 +278,18 @@ def test_a_budget_needs_a_price_for_the_model() -> None:
         GeneratorSettings(kind="openai", url="http://127.0.0.1:1/v1", model="m", daily_budget=1.0)
     with pytest.raises(ValidationError, match="not a regular expression"):
         GeneratorSettings(refusal_patterns=["(unclosed"])
+
+
+async def test_a_server_that_is_down_is_not_asked_again_for_the_rest_of_the_pause(
+    server: ScriptedServer,
+) -> None:
+    server.default = Reply(status=503, json={"error": "overloaded"})
+    published = Published()
+    generator = llm_generator(server, published, error_pause_s=600)
+    try:
+        prompts = [await generator.generate(REQUEST) for _ in range(3)]
+    finally:
+        await generator.aclose()
+    assert prompts == [FROM_TEMPLATE] * 3
+    assert len(server.requests) == 1  # retries: max_attempts 1
+    assert [call.outcome for call in published.calls()] == ["error"] * 3

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -235,6 +236,7 @@ class ChatGenerator:
         self._publish = publish
         self._ledger = ledger or SpendLedger(None)
         self._examples = ExampleStore(settings.examples)
+        self._paused_until = 0.0  # monotonic; after a retryable backend error
         self._refusals = [re.compile(pattern, re.IGNORECASE) for pattern in settings.refusal_patterns]
         self._backend: LLMBackend = make_backend(
             BackendSettings(
@@ -260,9 +262,14 @@ class ChatGenerator:
             await self._announce_exhausted(spend)
             await self._report(request, "over_budget")
             raise GeneratorDeclined("over_budget", f"daily budget {self._settings.daily_budget} reached")
+        if time.monotonic() < self._paused_until:
+            await self._report(request, "error")
+            raise GeneratorDeclined("error", "the server looked down a moment ago; not asked again yet")
         try:
             completion = await self._backend.complete(instruction)
         except BackendError as exc:
+            if exc.retryable:  # down, not wrong: spare the rest of the batch the timeouts
+                self._paused_until = time.monotonic() + self._settings.error_pause_s
             await self._report(request, "error")
             raise GeneratorDeclined("error", str(exc)) from exc
         usage = self._account(spend, instruction, completion)

@@ -178,6 +178,9 @@ class GeneratorSettings(_Section):
     chars_per_token: float = Field(4.0, gt=0, description="token estimate when a reply has no usage")
     refusal_patterns: list[str] = Field(default_factory=default_refusal_patterns)
     refusal_window_chars: int = Field(300, ge=1, description="how much of a reply's start is checked")
+    error_pause_s: float = Field(
+        300.0, ge=0, description="after a server that looked down, use the templates for this long"
+    )
 
     @model_validator(mode="after")
     def _url_for_remote(self) -> GeneratorSettings:
