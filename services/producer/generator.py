@@ -409,7 +409,11 @@ class FallbackGenerator:
                 request.style,
                 exc,
             )
-            return await self._fallback.generate(request)
+        except Exception:  # a defect in the LLM path must not cost the prompt either
+            log.exception(
+                "generator %s failed; the template generator writes this prompt", self._primary.name
+            )
+        return await self._fallback.generate(request)
 
     async def aclose(self) -> None:
         await self._primary.aclose()
