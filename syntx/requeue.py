@@ -1,8 +1,8 @@
 """``syntx retry``: put finished-but-unsuccessful jobs back into ``incoming/``.
 
 The job is written first (under a new id, with ``retry_of`` naming the old one), then the old result
-moves to ``archive/``; a crash between the two leaves the old result in ``error/`` as well — retrying
-it again would queue the prompt twice, nothing is lost.
+moves to the archive (``archive/<day>/``); a crash between the two leaves the old result in ``error/``
+as well — retrying it again would queue the prompt twice, nothing is lost.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.queue import ARCHIVE, ERROR, FileQueue, JobMeta
+from shared.queue import ERROR, FileQueue, JobMeta
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,6 @@ def _requeue_one(queue: FileQueue, path: Path, record: dict[str, Any]) -> str:
     result moves to ``archive/`` so that ``error/`` holds only what still needs attention."""
     meta = JobMeta.model_validate({**(record.get("meta") or {}), "retry_of": path.stem})
     new_id = queue.add_job(record["prompt"], meta)
-    path.rename(queue.folder(ARCHIVE) / path.name)
-    log.info("re-queued %s as %s (earlier result now in archive/)", path.stem, new_id)
+    archived = queue.archive(path)
+    log.info("re-queued %s as %s (earlier result now in %s)", path.stem, new_id, archived.parent)
     return new_id

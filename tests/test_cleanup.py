@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -150,16 +151,16 @@ def test_error_and_archive_retention_only_when_configured(queue: FileQueue, logs
     kept = tidier(queue, logs).run(now=NOW)
     assert kept.removed == {}
     assert names(queue, ERROR) == {"old-error.json", "new-error.json"}
-    assert names(queue, ARCHIVE) == {"old-archive.json", "new-archive.json"}
+    assert queue.names(ARCHIVE) == {"old-archive.json", "new-archive.json"}
 
     report = tidier(queue, logs, error_retention_days=30).run(now=NOW)
     assert report.removed == {ERROR: 1}
     assert names(queue, ERROR) == {"new-error.json"}
-    assert names(queue, ARCHIVE) == {"old-archive.json", "new-archive.json"}
+    assert queue.names(ARCHIVE) == {"old-archive.json", "new-archive.json"}
 
     report = tidier(queue, logs, archive_retention_days=365).run(now=NOW)
     assert report.removed == {ARCHIVE: 1}
-    assert names(queue, ARCHIVE) == {"new-archive.json"}
+    assert queue.names(ARCHIVE) == {"new-archive.json"}
     assert names(queue, PROCESSED) == {"old-passed.json"}  # passed results are never expired
 
 
@@ -215,3 +216,38 @@ async def test_the_cleanup_service_reports_a_tick(tmp_path: Path, nats_server: N
     assert report.kept[TMP] == 1
     assert report.kept[QUARANTINE] == 1
     assert names(queue, QUARANTINE) == {"notes.pdf", "notes.pdf.why.txt"}
+
+
+def test_archive_retention_removes_whole_expired_day_folders(queue: FileQueue, logs: Path) -> None:
+    assert datetime.fromtimestamp(NOW, UTC) == datetime(2027, 1, 15, 8, tzinfo=UTC)
+    for day, job_ids in (("2026-12-14", ["a", "b"]), ("2026-12-15", ["c"]), ("2026-12-16", ["d"])):
+        for job_id in job_ids:
+            queue.write_result(PROCESSED, job_id, {"status": "passed"})
+            archived_at = datetime.fromisoformat(day + "T23:59Z")
+            path = queue.archive(queue.folder(PROCESSED) / f"{job_id}.json", archived_at)
+            os.utime(path, (NOW, NOW))  # a file's own age does not matter, its day folder's does
+    put(queue.folder(ARCHIVE) / "flat-old.json", 31 * DAY_S, "{}")  # earlier versions' flat archive:
+    put(queue.folder(ARCHIVE) / "flat-new.json", 29 * DAY_S, "{}")  # filed by modification day
+
+    report = tidier(queue, logs, archive_retention_days=30).run(now=NOW)
+
+    # 2026-12-15 ended 2026-12-16 00:00, 30 days before 2027-01-15 00:00 < now: gone; 2026-12-16 stays
+    assert report.removed == {ARCHIVE: 4}
+    assert [name for _, name in queue.archive_days()] == ["2026-12-16", "2026-12-17"]  # flat-new filed
+    assert queue.names(ARCHIVE) == {"flat-new.json", "d.json"}
+
+
+def test_flat_archive_results_of_earlier_versions_move_into_their_day_folder(
+    queue: FileQueue, logs: Path
+) -> None:
+    old = put(queue.folder(ARCHIVE) / "20261201T100000000000Z-aaaaaa.json", 45 * DAY_S, "{}")
+    before = old.read_bytes()
+    assert queue.result_path(old.stem) == old  # read in place until cleanup files it
+
+    report = tidier(queue, logs).run(now=NOW)
+
+    assert report.refiled == 1 and report.removed == {}
+    filed = queue.folder(ARCHIVE) / "2026-12-01" / old.name  # the day of its modification time
+    assert filed.read_bytes() == before
+    assert queue.result_path(old.stem) == filed
+    assert [path.name for path in queue.folder(ARCHIVE).iterdir()] == ["2026-12-01"]

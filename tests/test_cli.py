@@ -195,14 +195,16 @@ def test_retry_requeues_failed_jobs_under_new_ids_and_archives_the_old_result(
         "casual",
         4,
     )
-    assert (queue.folder(ARCHIVE) / "f1.json").read_bytes() == before
+    archived = queue.archived_path("f1")
+    assert archived is not None and archived.parent.parent == queue.folder(ARCHIVE)  # archive/<day>/
+    assert archived.read_bytes() == before
     assert {path.name for path in queue.result_files(ERROR)} == {"r1.json", "f3.json"}
     assert queue.result_path(job.job_id) is None  # the new job can get its own result
 
     assert syntx("retry", "--rejected") == 0
     assert capsys.readouterr().out.splitlines()[-1] == "1 job(s) back in incoming/"
     assert set(_waiting(queue)) == {"f1", "f2", "r1"}
-    assert (queue.folder(ARCHIVE) / "r1.json").exists()
+    assert queue.archived_path("r1") is not None
 
 
 def test_a_named_job_is_retried_whatever_its_status(
@@ -213,7 +215,9 @@ def test_a_named_job_is_retried_whatever_its_status(
     queue.write_result(ERROR, "j1", {**error_result("j1", "rejected"), "reason": "low score"})
     assert syntx("retry", "j1") == 0
     assert set(_waiting(queue)) == {"j1"}
-    archived = json.loads((queue.folder(ARCHIVE) / "j1.json").read_text(encoding="utf-8"))
+    archived_path = queue.archived_path("j1")
+    assert archived_path is not None
+    archived = json.loads(archived_path.read_text(encoding="utf-8"))
     assert archived["reason"] == "low score"
     assert syntx("retry", "nope") == 1  # nothing done
     assert "skip nope.json: not a readable result in error/" in capsys.readouterr().out

@@ -13,12 +13,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from services.monitor.app import Monitor
 from services.monitor.app import run as run_monitor
 from services.monitor.counter import QueueCounter
+from services.monitor.labels import Labels
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.status import Tracker
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import Event, JobScored, ServiceHeartbeat, encode, subjects
+from shared.messaging import (
+    Event,
+    GeneratorBudgetExhausted,
+    GeneratorCall,
+    GeneratorOutcome,
+    JobScored,
+    ServiceHeartbeat,
+    encode,
+    subjects,
+)
 from shared.messaging import bus as bus_module
 from shared.queue import (
     ARCHIVE,
@@ -300,3 +313,70 @@ async def test_status_request_with_reconcile_recounts(tmp_path: Path) -> None:
     fresh = await monitor.status(b'{"reconcile": true}')
     assert (stale.counts[INCOMING], fresh.counts[INCOMING]) == (0, 1)
     assert fresh.queue_state == "LOW"
+
+
+async def test_archive_counts_follow_notifications_across_day_folders(queue: FileQueue) -> None:
+    """Results archived into new day folders are counted as they arrive; a removed day folder is
+    uncounted; the flat archive of earlier versions counts too."""
+    (queue.folder(ARCHIVE) / "flat.json").write_text("{}", encoding="utf-8")
+    ids = [f"job-{index}" for index in range(4)]
+    for job_id in ids:
+        queue.write_result(PROCESSED, job_id, {"status": "passed"})
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    assert counter.counts() == counts(processed=4, archive=1)
+    waiter = CountWaiter(counter)
+    async with watching([queue.root], waiter.on_change, recursive=True):
+        reached = waiter.expect(counts(archive=5))
+        for index, job_id in enumerate(ids):
+            day = datetime(2026, 11, 28 + index % 2, tzinfo=UTC)
+            queue.archive(queue.folder(PROCESSED) / f"{job_id}.json", day)
+        await asyncio.wait_for(reached.wait(), timeout=10)
+
+        reached = waiter.expect(counts(archive=3))
+        assert queue.remove_archive_day("2026-11-28") == 2
+        await asyncio.wait_for(reached.wait(), timeout=10)
+
+    assert counter.reconcile() == 0
+    assert counter.counts() == queue.counts()
+
+
+def generator_call(
+    outcome: GeneratorOutcome, tokens: tuple[int, int], cost: float, spent: float
+) -> GeneratorCall:
+    return GeneratorCall(
+        model="m",
+        outcome=outcome,
+        category="harmlos",
+        style="casual",
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cost=cost,
+        spent_today=spent,
+        daily_budget=0.015,
+    )
+
+
+async def test_generator_events_become_cost_token_and_budget_metrics() -> None:
+    settings = load_settings([DEFAULT_CONFIG])
+    metrics = MonitorMetrics(CollectorRegistry())
+    tracker = Tracker(metrics, Labels(settings), settings.monitor)
+    await tracker.on_event(generator_call("used", (1000, 500), 0.006, 0.006))
+    await tracker.on_event(generator_call("refused", (900, 20), 0.002, 0.008))
+    text = generate_latest(metrics.registry).decode()
+    assert metric(text, "syntx_producer_generator_calls_total", 'outcome="used"') == 1
+    assert metric(text, "syntx_producer_generator_calls_total", 'outcome="refused"') == 1
+    assert metric(text, "syntx_producer_generator_calls_total", 'outcome="over_budget"') == 0
+    assert metric(text, "syntx_producer_generator_tokens_total", 'direction="input"') == 1900
+    assert metric(text, "syntx_producer_generator_cost_total") == pytest.approx(0.008)
+    assert metric(text, "syntx_producer_generator_budget_exhausted") == 0
+
+    exhausted = GeneratorBudgetExhausted(
+        model="m", day="2026-11-30", spent=0.012, daily_budget=0.015, calls=2, input_tokens=1, output_tokens=1
+    )
+    await tracker.on_event(exhausted)
+    await tracker.on_event(generator_call("over_budget", (0, 0), 0.0, 0.012))
+    text = generate_latest(metrics.registry).decode()
+    assert metric(text, "syntx_producer_generator_budget_exhausted") == 1
+    assert metric(text, "syntx_producer_generator_spent_today") == pytest.approx(0.012)
+    assert "generator" in tracker.last_runs

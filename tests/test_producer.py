@@ -26,7 +26,14 @@ from shared.config import (
     Settings,
     load_settings,
 )
-from shared.messaging import Event, JobCreated, ProducerGeneration, subjects
+from shared.messaging import (
+    Event,
+    GeneratorBudgetExhausted,
+    GeneratorCall,
+    JobCreated,
+    ProducerGeneration,
+    subjects,
+)
 from shared.queue import (
     ARCHIVE,
     ERROR,
@@ -40,6 +47,7 @@ from shared.queue import (
     queue_state,
 )
 from tests.harness import HEARTBEATS, EventLog, observer, running
+from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
 
 # -- back pressure: TV11 ---------------------------------------------------------------------------
@@ -348,3 +356,52 @@ async def test_generation_continues_from_an_existing_evolution_log(
     async with producer_running(settings) as (nc, events):
         generation = await tick(nc, events)
     assert generation.generation == 6
+
+
+async def test_an_llm_generator_over_budget_still_yields_a_full_batch_and_says_so_on_the_bus(
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
+) -> None:
+    """A real nats-server, the producer service and a loopback chat server: two prompts come from the
+    LLM, then the daily budget stops the calls and the templates write the rest of the batch."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    server.default = Reply(
+        json={"choices": [{"message": {"content": "Vom Modell."}, "finish_reason": "stop"}], "usage": usage}
+    )
+    generator = {
+        "kind": "openai",
+        "url": f"{server.url}/v1",
+        "model": "prompt-writer",
+        "prices": {"prompt-writer": {"input_per_million": 2.0, "output_per_million": 8.0}},
+        "daily_budget": 0.015,
+    }
+    settings = load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url},
+        producer={"seed": 3, "generator": generator},
+    )
+    queue = FileQueue(settings.queue_dir)
+    watched = (
+        HEARTBEATS,
+        subjects.PRODUCER_GENERATION,
+        subjects.PRODUCER_GENERATOR,
+        subjects.PRODUCER_BUDGET,
+    )
+    async with (
+        observer(nats_server.url, *watched) as (nc, events),
+        running(settings, {"producer": run_producer}, events),
+    ):
+        generation = await tick(nc, events)
+        calls = await events.wait_for(lambda evs: len([e for e in evs if isinstance(e, GeneratorCall)]) >= 20)
+
+    assert generation.produced == 20
+    outcomes = Counter(event.outcome for event in calls if isinstance(event, GeneratorCall))
+    assert outcomes == {"used": 2, "over_budget": 18}
+    [exhausted] = events.of(GeneratorBudgetExhausted)
+    assert exhausted.calls == 2 and exhausted.spent == pytest.approx(0.012)
+    prompts = [
+        parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 1 << 16).prompt
+        for job_id in queue.incoming_ids()
+    ]
+    assert sum(prompt == "Vom Modell." for prompt in prompts) == 2
+    assert len(server.requests) == 2

@@ -282,3 +282,77 @@ def test_parse_job_rejects_an_oversize_file() -> None:
     ):
         parse_job("big", raw, MAX_BYTES)
     assert parse_job("fits", b"x" * MAX_BYTES, MAX_BYTES).prompt == "x" * MAX_BYTES
+
+
+# -- the archive's day folders ---------------------------------------------------------------------
+
+
+def test_archived_results_go_into_the_folder_of_the_day_they_were_archived(queue: FileQueue) -> None:
+    job_id = new_job_id(datetime(2026, 11, 29, 23, 30, tzinfo=UTC))
+    queue.write_result(PROCESSED, job_id, {"status": "passed"})
+    late_evening_in_berlin = datetime(2026, 11, 30, 23, 30, tzinfo=timezone(timedelta(hours=1)))
+
+    target = queue.archive(queue.folder(PROCESSED) / f"{job_id}.json", late_evening_in_berlin)
+
+    assert target == queue.folder(ARCHIVE) / "2026-11-30" / f"{job_id}.json"  # the UTC day
+    assert queue.result_path(job_id) == target
+    assert queue.write_result(PROCESSED, job_id, {"status": "passed"}) is False  # still immutable
+    assert queue.count(ARCHIVE) == 1 and queue.counts()[ARCHIVE] == 1
+
+
+def test_archived_results_are_listed_across_day_folders_and_the_flat_layout(queue: FileQueue) -> None:
+    layout = {"2026-11-02": ["b", "c"], "2026-10-31": ["a"]}
+    for day, ids in layout.items():
+        for job_id in ids:
+            queue.write_result(PROCESSED, job_id, {"status": "passed"})
+            queue.archive(queue.folder(PROCESSED) / f"{job_id}.json", datetime.fromisoformat(f"{day}T12:00Z"))
+    (queue.folder(ARCHIVE) / "old.json").write_text("{}", encoding="utf-8")  # an earlier version's file
+    (queue.folder(ARCHIVE) / "not-a-day").mkdir()
+    (queue.folder(ARCHIVE) / "not-a-day" / "x.json").write_text("{}", encoding="utf-8")
+
+    listed = [path.relative_to(queue.folder(ARCHIVE)).as_posix() for path in queue.archived_results()]
+
+    assert listed[0] == "old.json"
+    assert listed[1] == "2026-10-31/a.json"
+    assert sorted(listed[2:]) == ["2026-11-02/b.json", "2026-11-02/c.json"]
+    assert [path.name for path in queue.result_files(ARCHIVE)] == [path.rsplit("/")[-1] for path in listed]
+    assert queue.names(ARCHIVE) == {"old.json", "a.json", "b.json", "c.json"}
+    assert [name for _, name in queue.archive_days()] == ["2026-10-31", "2026-11-02"]
+    assert queue.result_path("old") == queue.folder(ARCHIVE) / "old.json"
+    assert queue.result_path("b") == queue.folder(ARCHIVE) / "2026-11-02" / "b.json"  # id without a time
+
+
+def test_an_archive_lookup_probes_only_the_days_since_the_job_was_created(
+    queue: FileQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    today = datetime(2026, 11, 30, tzinfo=UTC).date()
+    for day in range(1, 31):  # a month of day folders
+        (queue.folder(ARCHIVE) / f"2026-11-{day:02d}").mkdir()
+    created = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    job_id = new_job_id(created)
+    (queue.folder(ARCHIVE) / "2026-11-29" / f"{job_id}.json").write_text("{}", encoding="utf-8")
+    probed: list[str] = []
+    real_exists = Path.exists
+
+    def counting_exists(path: Path, **kwargs: bool) -> bool:
+        probed.append(path.parent.name)
+        return real_exists(path, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", counting_exists)
+    assert queue.archived_path(job_id, today) == queue.folder(ARCHIVE) / "2026-11-29" / f"{job_id}.json"
+    assert probed == ["archive", "2026-11-27", "2026-11-28", "2026-11-29"]
+
+    probed.clear()
+    missing = new_job_id(created)
+    assert queue.archived_path(missing, today) is None
+    assert probed == ["archive", "2026-11-27", "2026-11-28", "2026-11-29", "2026-11-30", "2026-12-01"]
+
+
+def test_a_whole_day_folder_is_removed_at_once(queue: FileQueue) -> None:
+    for job_id in ("x", "y"):
+        queue.write_result(ERROR, job_id, {"status": "failed"})
+        queue.archive(queue.folder(ERROR) / f"{job_id}.json", datetime(2026, 1, 2, tzinfo=UTC))
+    assert queue.remove_archive_day("2026-01-02") == 2
+    assert queue.archive_days() == [] and queue.result_path("x") is None
+    with pytest.raises(ValueError, match="not an archive day folder"):
+        queue.remove_archive_day("..")

@@ -46,9 +46,11 @@ class Cleanup:
             ),
         )
         log.info(
-            "cleanup: removed %s, quarantined %d, expired claims %s, %d errors",
+            "cleanup: removed %s, quarantined %d, filed %d flat archive results by day, "
+            "expired claims %s, %d errors",
             dict(report.removed) or "nothing",
             report.quarantined,
+            report.refiled,
             dict(expired) or "none",
             len(report.errors),
         )

@@ -8,6 +8,8 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 
 from shared.config import CleanupSettings
@@ -34,6 +36,7 @@ DAY_S = 86400.0
 class Report:
     removed: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
+    refiled: int = 0  # flat archive results of earlier versions moved into their day folder
     errors: list[str] = field(default_factory=list)
 
 
@@ -50,14 +53,39 @@ class Tidier:
         self._quarantine_strays(moment, report)
         self._quarantine_unreadable_results(report)
         self._remove_stale_attempts(report)
+        self._file_flat_archive(report)
         self._remove_older(self._logs_dir, self._settings.log_retention_days * DAY_S, moment, "logs", report)
-        for folder, days in (
-            (ERROR, self._settings.error_retention_days),
-            (ARCHIVE, self._settings.archive_retention_days),
-        ):
-            if days is not None:
-                self._remove_older(self._queue.folder(folder), days * DAY_S, moment, folder, report)
+        if self._settings.error_retention_days is not None:
+            max_age_s = self._settings.error_retention_days * DAY_S
+            self._remove_older(self._queue.folder(ERROR), max_age_s, moment, ERROR, report)
+        if self._settings.archive_retention_days is not None:
+            self._expire_archive(self._settings.archive_retention_days * DAY_S, moment, report)
         return report
+
+    def _file_flat_archive(self, report: Report) -> None:
+        """Results archived flat by earlier versions move into the day folder of their modification
+        time, so that the archive's top level holds day folders only (read in place until then)."""
+        for path in _files(self._queue.folder(ARCHIVE)):
+            if path.name.startswith("."):
+                continue
+            try:
+                self._queue.archive(path, datetime.fromtimestamp(path.stat().st_mtime, UTC))
+                report.refiled += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                report.errors.append(f"{path}: {exc}")
+
+    def _expire_archive(self, max_age_s: float, now: float, report: Report) -> None:
+        """Whole day folders go once their last moment is older than the retention (no stat per file)."""
+        for day, name in self._queue.archive_days():
+            day_end = datetime.combine(day + timedelta(days=1), dt_time(), tzinfo=UTC).timestamp()
+            if now - day_end <= max_age_s:
+                break  # day folders come oldest first: the rest are younger
+            try:
+                report.removed[ARCHIVE] += self._queue.remove_archive_day(name)
+            except OSError as exc:
+                report.errors.append(f"{self._queue.folder(ARCHIVE) / name}: {exc}")
 
     def _remove_older(self, folder: Path, max_age_s: float, now: float, kind: str, report: Report) -> None:
         for path in _files(folder):

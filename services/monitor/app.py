@@ -183,6 +183,8 @@ class Monitor:
                     subjects.CONSUMER_BACKEND,
                     subjects.JOB_ALL,
                     subjects.PRODUCER_GENERATION,
+                    subjects.PRODUCER_GENERATOR,
+                    subjects.PRODUCER_BUDGET,
                     subjects.CLEANUP_REPORT,
                     subjects.SERVICE_HEARTBEAT,
                 ):

@@ -1,5 +1,7 @@
 """Exact queue counts from file notifications, with a periodic full recount (reconciliation).
 
+The queue root is watched recursively, so results arriving in a new ``archive/<day>/`` folder are seen.
+
 A scrape reads the kept sets; nothing rescans the folders per scrape.
 """
 
@@ -10,7 +12,7 @@ import logging
 import os
 import time
 
-from shared.queue import COUNTED_FOLDERS, INCOMING, FileQueue, counts_as
+from shared.queue import COUNTED_FOLDERS, INCOMING, FileQueue, counted_folder, counts_as
 from shared.watch import Change
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,8 @@ class QueueCounter:
         return drift
 
     def on_change(self, change: Change) -> None:
-        kind, folder, name = change
+        kind, parent, name = change
+        folder = counted_folder(parent)  # archive/<day>/ counts as archive
         if kind == "overflow":  # notifications were lost: recount everything
             self.reconcile()
             return

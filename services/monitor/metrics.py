@@ -9,11 +9,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.monitor.health import REASONS as HEALTH_REASONS
 from services.monitor.health import STATES as HEALTH_STATES
 from services.monitor.labels import Labels
+from shared.messaging import GENERATOR_OUTCOMES
 
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
 FOLDERS = ("incoming", "processing", "processed", "error", "archive", "quarantine", ".tmp")
 SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 100)
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+TOKEN_DIRECTIONS = ("input", "output")
 LAG_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60)
 
 
@@ -90,6 +92,33 @@ class MonitorMetrics:
             ["arm"],
             registry=registry,
         )
+        self.generator_calls = Counter(
+            "syntx_producer_generator_calls",
+            "Prompts asked of the LLM generator, by outcome (all but used: the template generator wrote it)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.generator_tokens = Counter(
+            "syntx_producer_generator_tokens",
+            "Tokens the LLM generator used",
+            ["direction"],
+            registry=registry,
+        )
+        self.generator_cost = Counter(
+            "syntx_producer_generator_cost",
+            "What the LLM generator's calls cost, in the price table's currency",
+            registry=registry,
+        )
+        self.generator_spent_today = Gauge(
+            "syntx_producer_generator_spent_today",
+            "The LLM generator's spend on the current UTC day",
+            registry=registry,
+        )
+        self.generator_budget_exhausted = Gauge(
+            "syntx_producer_generator_budget_exhausted",
+            "1 while the LLM generator's daily budget is used up",
+            registry=registry,
+        )
         self.cleanup_removed = Counter(
             "syntx_cleanup_removed", "Files removed by cleanup", ["kind"], registry=registry
         )
@@ -130,6 +159,10 @@ class MonitorMetrics:
         for state in QUEUE_STATES:
             self.queue_state.labels(state=state)
         self.set_health("OK", set())
+        for outcome in GENERATOR_OUTCOMES:
+            self.generator_calls.labels(outcome=outcome)
+        for direction in TOKEN_DIRECTIONS:
+            self.generator_tokens.labels(direction=direction)
 
     def initialise_wrappers(self, wrappers: Iterable[str]) -> None:
         """Export every configured wrapper's series from the start (0 until something happens)."""

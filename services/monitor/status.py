@@ -15,6 +15,8 @@ from shared.messaging import (
     BackendState,
     CleanupReport,
     Event,
+    GeneratorBudgetExhausted,
+    GeneratorCall,
     JobCreated,
     JobFailed,
     JobScored,
@@ -90,6 +92,12 @@ class Tracker:
             metrics.jobs_created.labels(source=event.source).inc()
         elif isinstance(event, ProducerGeneration):
             self._on_generation(event)
+        elif isinstance(event, GeneratorCall):
+            self._on_generator_call(event)
+        elif isinstance(event, GeneratorBudgetExhausted):
+            metrics.generator_budget_exhausted.set(1)
+            metrics.generator_spent_today.set(event.spent)
+            self._ran("generator", f"daily budget {event.daily_budget} exhausted on {event.day}")
         elif isinstance(event, CleanupReport):
             for kind, count in event.removed.items():
                 metrics.cleanup_removed.labels(kind=self._label("kind", kind)).inc(count)
@@ -119,6 +127,15 @@ class Tracker:
             self._metrics.producer_favoured.labels(arm=self._label("arm", arm)).set(1)
         reason = f" ({event.skipped_reason})" if event.skipped_reason else ""
         self._ran("producer", f"generation {event.generation}: produced {event.produced}{reason}")
+
+    def _on_generator_call(self, event: GeneratorCall) -> None:
+        metrics = self._metrics
+        metrics.generator_calls.labels(outcome=event.outcome).inc()
+        metrics.generator_tokens.labels(direction="input").inc(event.input_tokens)
+        metrics.generator_tokens.labels(direction="output").inc(event.output_tokens)
+        metrics.generator_cost.inc(event.cost)
+        metrics.generator_spent_today.set(event.spent_today)
+        metrics.generator_budget_exhausted.set(1 if event.outcome == "over_budget" else 0)
 
     def _on_heartbeat(self, event: ServiceHeartbeat) -> None:
         if event.stopping:

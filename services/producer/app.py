@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from services.producer.generator import PromptGenerator, PromptRequest, make_generator
+from services.producer.generator import PromptGenerator, PromptRequest, ScoredPrompt, make_generator
 from services.producer.learning import Arm, Learner, Observation, observation_from_result
 from shared.config import Settings
 from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
@@ -24,6 +24,7 @@ from shared.service import presence, reported
 log = logging.getLogger(__name__)
 
 EVOLUTION_LOG = "evolution.jsonl"
+GENERATOR_SPEND_FILE = "state/generator_spend.json"  # under data_dir: the LLM generator's spend today
 
 
 class ProducerStats(BaseModel):
@@ -62,7 +63,13 @@ class Producer:
             return False
         self._examined.add(path.name)
         observation = observation_from_result(path)
-        return observation is not None and self._learner.observe(observation)
+        if observation is None or not self._learner.observe(observation):
+            return False
+        if observation.prompt:  # the generator shows an arm's best and worst prompts to the LLM
+            self._generator.remember(
+                ScoredPrompt(observation.score, observation.prompt, observation.category, observation.style)
+            )
+        return True
 
     async def on_scored(self, event: Event) -> None:
         if isinstance(event, JobScored) and event.category and event.style:
@@ -151,7 +158,7 @@ class Producer:
         for path in list(self._queue.result_files(PROCESSED)):
             if path.stem in self._learner.seen:
                 try:
-                    self._queue.move_result(path, ARCHIVE)
+                    self._queue.archive(path)
                     moved += 1
                 except FileNotFoundError:
                     continue
@@ -205,9 +212,15 @@ def last_generation(path: Path) -> int:
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     rng = random.Random(settings.producer.seed)
     FileQueue(settings.queue_dir).ensure()
-    generator = make_generator(settings.producer.generator, settings.producer.templates, rng)
-    try:
-        async with bus_module.connect(settings.nats, name="producer", stop=stop) as bus:
+    async with bus_module.connect(settings.nats, name="producer", stop=stop) as bus:
+        generator = make_generator(
+            settings.producer.generator,
+            settings.producer.templates,
+            rng,
+            publish=bus.emit,
+            spend_file=settings.data_dir / GENERATOR_SPEND_FILE,
+        )
+        try:
             producer = Producer(settings, bus, generator, rng)
             await bus.subscribe_events(subjects.JOB_SCORED, producer.on_scored)
             log.info("learned from %d results on disk", producer.rebuild())
@@ -215,5 +228,5 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             ticks = await bus.subscribe_ticks("producer")
             async with presence(bus, "producer", settings.heartbeat_s):
                 await reported(ticks.run(producer.on_tick, stop), "producer ticks")
-    finally:
-        await generator.aclose()
+        finally:
+            await generator.aclose()

@@ -40,6 +40,7 @@ class Observation:
     category: str
     style: str
     score: int
+    prompt: str | None = field(default=None, compare=False)  # shown to the LLM generator
 
 
 @dataclass
@@ -103,4 +104,6 @@ def observation_from_result(path: Path) -> Observation | None:
     category, style = meta.get("category"), meta.get("style")
     if not (isinstance(category, str) and isinstance(style, str)):
         return None
-    return Observation(str(record.get("job_id", path.stem)), category, style, score)
+    prompt = record.get("prompt")
+    job_id = str(record.get("job_id", path.stem))
+    return Observation(job_id, category, style, score, prompt if isinstance(prompt, str) else None)

@@ -171,6 +171,31 @@ class LearningSettings(_Section):
     archive_learned: bool = True
 
 
+class ModelPrice(_Section):
+    """What a model costs, per million tokens, in the currency the daily budget is given in."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+def default_refusal_patterns() -> list[str]:
+    """Openings of a refusal (regular expressions, case-insensitive, apostrophes normalised to ')."""
+    return [
+        r"^(i'?m|i am) (sorry|afraid|unable|not able)",
+        r"^(sorry|apologies)[,.!]",
+        r"^i (can ?not|can't|won't|will not|am unable to|'m unable to)",
+        r"^as an ai\b",
+        r"^(es )?tut mir leid",
+        r"^leider (kann|darf|werde) ich",
+        r"^ich (kann|darf|werde) (dir |ihnen |euch )?(dabei |hierbei |damit )?(leider )?(nicht|keine)",
+        r"^als (ki|künstliche intelligenz|sprachmodell)\b",
+        r"^entschuldigung\b",
+        r"^(je suis désolé|désolé|je ne peux pas)",
+        r"^(lo siento|no puedo)",
+        r"^(mi dispiace|non posso)",
+    ]
+
+
 class GeneratorSettings(_Section):
     kind: Literal["template", "openai"] = "template"
     url: str | None = None
@@ -180,12 +205,41 @@ class GeneratorSettings(_Section):
     max_tokens: int = Field(500, ge=1)
     timeouts: TimeoutSettings = TimeoutSettings(read_s=60.0, total_s=120.0)
     retries: RetrySettings = RetrySettings()
+    examples: int = Field(3, ge=0, le=20, description="best and as many worst prompts shown per arm")
+    example_chars: int = Field(600, ge=50, description="each example prompt is cut to this length")
+    prices: dict[str, ModelPrice] = Field(default_factory=dict, description="per model name")
+    daily_budget: float | None = Field(
+        None, ge=0, description="per UTC day, in the prices' currency; unset: no limit"
+    )
+    chars_per_token: float = Field(4.0, gt=0, description="token estimate when a reply has no usage")
+    refusal_patterns: list[str] = Field(default_factory=default_refusal_patterns)
+    refusal_window_chars: int = Field(300, ge=1, description="how much of a reply's start is checked")
+    error_pause_s: float = Field(
+        300.0, ge=0, description="after a server that looked down, use the templates for this long"
+    )
 
     @model_validator(mode="after")
     def _url_for_remote(self) -> GeneratorSettings:
         if self.kind == "openai" and not self.url:
             raise ValueError("generator kind 'openai' needs a url (e.g. https://api.openai.com/v1)")
+        if self.daily_budget is not None and self.model not in self.prices:
+            raise ValueError(
+                f"a daily_budget needs a price for the model: add prices.{self.model} "
+                "{input_per_million: …, output_per_million: …}"
+            )
         return self
+
+    @field_validator("refusal_patterns")
+    @classmethod
+    def _valid_patterns(cls, value: list[str]) -> list[str]:
+        import re  # local: only this check needs it
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"refusal pattern {pattern!r} is not a regular expression: {exc}") from None
+        return value
 
 
 class ProducerSettings(_Section):

@@ -13,6 +13,7 @@ class Completion:
 
     ``attempts`` counts HTTP attempts including the successful one; ``truncated`` is True when the
     backend reports that the answer stopped at the token limit (OpenAI/Ollama ``length``).
+    ``input_tokens``/``output_tokens``: the token usage the server reported, None when it reported none.
     """
 
     text: str
@@ -21,6 +22,8 @@ class Completion:
     duration_s: float
     attempts: int
     truncated: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 class BackendError(Exception):

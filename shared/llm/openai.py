@@ -42,7 +42,22 @@ class OpenAIBackend:
         text = text_at(reply, "choices", 0, "message", "content")
         truncated = optional_at(reply.data, "choices", 0, "finish_reason") == "length"
         duration_s = time.monotonic() - started
-        return Completion(text, self.name, self.model, duration_s, reply.attempts, truncated=truncated)
+        return Completion(
+            text,
+            self.name,
+            self.model,
+            duration_s,
+            reply.attempts,
+            truncated=truncated,
+            input_tokens=_tokens(reply.data, "prompt_tokens"),
+            output_tokens=_tokens(reply.data, "completion_tokens"),
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _tokens(data: dict[str, object], key: str) -> int | None:
+    """A token count from the reply's ``usage``; None when missing or not a count."""
+    value = optional_at(data, "usage", key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

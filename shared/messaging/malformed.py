@@ -17,14 +17,10 @@ from pydantic import ValidationError
 from shared.messaging import subjects
 from shared.messaging.messages import decode_event, decode_tick
 
-EVENT_KIND: dict[str, str] = {
-    subjects.JOB_CREATED: "job.created",
-    subjects.JOB_SCORED: "job.scored",
-    subjects.JOB_FAILED: "job.failed",
-    subjects.CONSUMER_BACKEND: "consumer.backend",
-    subjects.PRODUCER_GENERATION: "producer.generation",
-    subjects.CLEANUP_REPORT: "cleanup.report",
-    subjects.SERVICE_HEARTBEAT: "service.heartbeat",
+EVENT_KIND: dict[str, str] = {  # an event's kind is its subject without the prefix
+    subject: subject.removeprefix(f"{subjects.PREFIX}.")
+    for subject in subjects.ALL_FIXED
+    if subject not in subjects.REQUEST_SUBJECTS and subject != subjects.SERVICE_PING
 }
 
 

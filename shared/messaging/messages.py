@@ -103,6 +103,47 @@ class ProducerGeneration(Message):
     favoured: list[str] = Field(default_factory=list)
 
 
+GeneratorOutcome = Literal["used", "refused", "truncated", "empty", "error", "over_budget"]
+GENERATOR_OUTCOMES: tuple[GeneratorOutcome, ...] = (
+    "used",
+    "refused",
+    "truncated",
+    "empty",
+    "error",
+    "over_budget",
+)
+
+
+class GeneratorCall(Message):
+    """One prompt the LLM generator was asked for; anything but ``used`` means the template generator
+    wrote that prompt instead. ``over_budget``: no call was made."""
+
+    kind: Literal["producer.generator"] = "producer.generator"
+    model: str
+    outcome: GeneratorOutcome
+    category: str
+    style: str
+    input_tokens: int = Field(0, ge=0)
+    output_tokens: int = Field(0, ge=0)
+    tokens_estimated: bool = False
+    cost: float = Field(0.0, ge=0)
+    spent_today: float = Field(0.0, ge=0)
+    daily_budget: float | None = None
+
+
+class GeneratorBudgetExhausted(Message):
+    """The generator's daily budget is used up: the template generator writes prompts until the day ends."""
+
+    kind: Literal["producer.budget"] = "producer.budget"
+    model: str
+    day: str = Field(description="the UTC day, YYYY-MM-DD")
+    spent: float = Field(ge=0)
+    daily_budget: float = Field(ge=0)
+    calls: int = Field(ge=0)
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+
+
 class CleanupReport(Message):
     kind: Literal["cleanup.report"] = "cleanup.report"
     removed: dict[str, int] = Field(default_factory=dict)
@@ -123,7 +164,15 @@ class ServiceHeartbeat(Message):
 
 
 Event = Annotated[
-    JobCreated | JobScored | JobFailed | BackendState | ProducerGeneration | CleanupReport | ServiceHeartbeat,
+    JobCreated
+    | JobScored
+    | JobFailed
+    | BackendState
+    | ProducerGeneration
+    | GeneratorCall
+    | GeneratorBudgetExhausted
+    | CleanupReport
+    | ServiceHeartbeat,
     Field(discriminator="kind"),
 ]
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

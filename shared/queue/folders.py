@@ -6,6 +6,7 @@ Every other module takes these names from here; no folder name is spelled anywhe
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal
 
 INCOMING: Final = "incoming"
@@ -27,6 +28,15 @@ ResultFolder = Literal["processed", "error"]
 
 
 CLAIM_NAME: Final = re.compile(r"^(?P<job>.+)\.claim-(?P<token>[0-9a-f]{8})\.txt$")
+
+# Archived results live in one folder per day: ``archive/2026-11-30/<job_id>.json``, the day (UTC) the
+# result was archived. Results archived by earlier versions, flat in ``archive/``, are read as well.
+ARCHIVE_DAY_FORMAT: Final = "%Y-%m-%d"
+ARCHIVE_DAY_NAME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# A job id starts with its creation time in UTC (see ``new_job_id``): ``20251206T140000123456Z-…``.
+JOB_ID_DAY: Final = re.compile(r"^(?P<day>\d{8})T\d{6}")
+# Clocks of the host that made a job and of the host that archived it may differ by up to this much.
+ARCHIVE_CLOCK_SLACK: Final = timedelta(days=1)
 
 
 def is_job_name(name: str) -> bool:
@@ -69,3 +79,35 @@ def job_id_problem(job_id: str) -> str | None:
     except UnicodeEncodeError:
         return "is not valid UTF-8"
     return None
+
+
+def archive_day_name(when: datetime | date) -> str:
+    """The day folder a result archived at ``when`` goes into: its UTC date."""
+    day = when.astimezone(UTC).date() if isinstance(when, datetime) else when
+    return day.strftime(ARCHIVE_DAY_FORMAT)
+
+
+def archive_day(name: str) -> date | None:
+    """The date a day folder's name stands for; None for any other name."""
+    if not ARCHIVE_DAY_NAME.match(name):
+        return None
+    try:
+        return datetime.strptime(name, ARCHIVE_DAY_FORMAT).replace(tzinfo=UTC).date()
+    except ValueError:
+        return None
+
+
+def job_created_day(job_id: str) -> date | None:
+    """The UTC day a job id says it was created on; None for ids of another form (files dropped by hand)."""
+    match = JOB_ID_DAY.match(job_id)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match["day"], "%Y%m%d").replace(tzinfo=UTC).date()
+    except ValueError:
+        return None
+
+
+def counted_folder(parent: str) -> str:
+    """The counted folder a file whose parent folder is named ``parent`` belongs to (day folders: archive)."""
+    return ARCHIVE if archive_day(parent) is not None else parent

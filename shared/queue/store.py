@@ -3,21 +3,26 @@
 A job is one ``<job_id>.txt``; it lives in exactly one of ``incoming/`` and ``processing/`` until its
 result ``<job_id>.json`` lands in ``processed/`` or ``error/``. Every write goes to ``.tmp/`` first and
 is renamed into place, so no reader ever sees half a file. Attempt history survives releases in
-``attempts/<job_id>.json``.
+``attempts/<job_id>.json``. Results done with move to ``archive/<YYYY-MM-DD>/`` (the UTC day they were
+archived); :meth:`FileQueue.archive`, :meth:`FileQueue.archived_results` and
+:meth:`FileQueue.archived_path` are the only code that knows that layout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from shared.queue.folders import (
     ALL_FOLDERS,
+    ARCHIVE,
+    ARCHIVE_CLOCK_SLACK,
     ATTEMPTS,
     CLAIM_NAME,
     COUNTED_FOLDERS,
@@ -27,10 +32,17 @@ from shared.queue.folders import (
     RESULT_SUFFIX,
     TMP,
     ResultFolder,
+    archive_day,
+    archive_day_name,
     counts_as,
     is_job_name,
+    job_created_day,
 )
 from shared.queue.jobfile import JobMeta, render_job
+
+# Looking a job up in the archive probes the day folders from its creation day on, one stat each;
+# for a job older than this, listing the day folders that exist is cheaper.
+ARCHIVE_PROBE_DAYS: Final = 62
 
 
 def new_job_id(now: datetime | None = None) -> str:
@@ -108,11 +120,47 @@ class FileQueue:
         return self.folder(ATTEMPTS) / f"{job_id}.json"
 
     def result_path(self, job_id: str) -> Path | None:
+        """Where the result of ``job_id`` is: ``processed/``, ``error/`` or the archive; None if nowhere."""
         for folder in RESULT_FOLDERS:
+            if folder == ARCHIVE:
+                continue
             path = self.folder(folder) / f"{job_id}{RESULT_SUFFIX}"
             if path.exists():
                 return path
+        return self.archived_path(job_id)
+
+    def archived_path(self, job_id: str, today: date | None = None) -> Path | None:
+        """The archived result of ``job_id``, or None.
+
+        A result is archived on or after the day its job was created (the day is in the job id), so only
+        the day folders from then until today are probed — a few stats for a recent job, whatever the
+        size of the archive; a day of clock difference between hosts is allowed either side. Ids without
+        a creation time (jobs dropped in by hand) look in every day folder. A flat ``archive/<id>.json``
+        of earlier versions is found too.
+        """
+        name = f"{job_id}{RESULT_SUFFIX}"
+        flat = self.folder(ARCHIVE) / name
+        if flat.exists():
+            return flat
+        for day in self._archive_days_for(job_id, today or datetime.now(UTC).date()):
+            path = self.folder(ARCHIVE) / day / name
+            if path.exists():
+                return path
         return None
+
+    def _archive_days_for(self, job_id: str, today: date) -> Iterator[str]:
+        created = job_created_day(job_id)
+        if created is None:
+            yield from (name for _, name in self.archive_days())
+            return
+        first, last = created - ARCHIVE_CLOCK_SLACK, today + ARCHIVE_CLOCK_SLACK
+        if (last - first).days > ARCHIVE_PROBE_DAYS:
+            yield from (name for day, name in self.archive_days() if day >= first)
+            return
+        day = first
+        while day <= last:
+            yield archive_day_name(day)
+            day += timedelta(days=1)
 
     def incoming_ids(self) -> list[str]:
         """Waiting jobs, oldest first (job ids sort by creation time)."""
@@ -129,6 +177,9 @@ class FileQueue:
         return self._names(folder)
 
     def result_files(self, folder: str) -> Iterator[Path]:
+        """The result files of ``processed/``, ``error/`` or, across its day folders, ``archive/``."""
+        if folder == ARCHIVE:
+            return self.archived_results()
         base = self.folder(folder)
         return (base / name for name in self._names(folder) if name.endswith(RESULT_SUFFIX))
 
@@ -142,11 +193,60 @@ class FileQueue:
         return {name for name in self._names(folder) if counts_as(folder, name)}
 
     def _names(self, folder: str) -> Iterator[str]:
-        try:
-            with os.scandir(self.folder(folder)) as entries:
-                yield from (entry.name for entry in entries if entry.is_file(follow_symlinks=False))
-        except FileNotFoundError:
+        """File names in ``folder``; for ``archive/``: in the flat folder and every day folder."""
+        if folder == ARCHIVE:
+            yield from (path.name for path in self.archived_results())
             return
+        yield from _file_names(self.folder(folder))
+
+    # -- the archive -----------------------------------------------------------------------------
+
+    def archive(self, path: Path, when: datetime | None = None) -> Path:
+        """Move a result into the archive's folder for the day of ``when`` (default: now, UTC)."""
+        day = self.folder(ARCHIVE) / archive_day_name(when or datetime.now(UTC))
+        day.mkdir(parents=True, exist_ok=True)
+        target = day / path.name
+        os.rename(path, target)
+        return target
+
+    def archive_days(self) -> list[tuple[date, str]]:
+        """The archive's day folders, oldest first, as (date, folder name)."""
+        try:
+            with os.scandir(self.folder(ARCHIVE)) as entries:
+                days = [
+                    (day, entry.name)
+                    for entry in entries
+                    if (day := archive_day(entry.name)) is not None and entry.is_dir(follow_symlinks=False)
+                ]
+        except FileNotFoundError:
+            return []
+        return sorted(days)
+
+    def archived_results(self) -> Iterator[Path]:
+        """Every archived result file: the flat ones of earlier versions, then day by day, oldest first."""
+        base = self.folder(ARCHIVE)
+        for name in _file_names(base):
+            if name.endswith(RESULT_SUFFIX):
+                yield base / name
+        for _, day in self.archive_days():
+            folder = base / day
+            yield from (folder / name for name in _file_names(folder) if name.endswith(RESULT_SUFFIX))
+
+    def remove_archive_day(self, name: str) -> int:
+        """Delete one day folder of the archive with everything in it; returns how many files went."""
+        folder = self.folder(ARCHIVE) / name
+        if archive_day(name) is None:
+            raise ValueError(f"{name!r} is not an archive day folder")
+        removed = 0
+        for file_name in list(_file_names(folder)):
+            try:
+                (folder / file_name).unlink()
+                removed += 1
+            except FileNotFoundError:
+                continue
+        with contextlib.suppress(OSError):  # gone already, or something arrived meanwhile: next pass
+            folder.rmdir()
+        return removed
 
     # -- moving results ------------------------------------------------------------------------
 
@@ -167,3 +267,11 @@ class FileQueue:
     def write_attempts(self, job_id: str, attempts: list[dict[str, Any]]) -> None:
         data = json.dumps(attempts, ensure_ascii=False, default=str).encode("utf-8")
         self.write_atomic(self.attempts_path(job_id), data)
+
+
+def _file_names(folder: Path) -> Iterator[str]:
+    try:
+        with os.scandir(folder) as entries:
+            yield from (entry.name for entry in entries if entry.is_file(follow_symlinks=False))
+    except FileNotFoundError:
+        return
