@@ -18,11 +18,10 @@ from shared.queue import (
     INCOMING,
     PROCESSED,
     PROCESSING,
-    QUARANTINE,
-    QUARANTINE_NOTE_SUFFIX,
     TMP,
     FileQueue,
     is_job_name,
+    quarantine,
 )
 
 log = logging.getLogger(__name__)
@@ -114,25 +113,8 @@ class Tidier:
                 report.removed["attempts"] += 1
 
     def _quarantine(self, path: Path, why: str, report: Report) -> None:
-        target = _free_name(self._queue.folder(QUARANTINE), path.name)
-        try:
-            os.rename(path, target)
-        except FileNotFoundError:
-            return
-        note = f"{path.parent.name}/{path.name}: {why}\n"
-        self._queue.write_atomic(target.with_name(target.name + QUARANTINE_NOTE_SUFFIX), note.encode("utf-8"))
-        report.quarantined += 1
-        log.warning("quarantined %s: %s", path, why)
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    """``name`` in ``folder``, or ``<stem>.<n><suffix>`` if taken: quarantine never overwrites."""
-    target, number = folder / name, 0
-    while target.exists() or target.with_name(target.name + QUARANTINE_NOTE_SUFFIX).exists():
-        number += 1
-        stem, dot, suffix = name.rpartition(".")
-        target = folder / (f"{stem}.{number}.{suffix}" if dot and stem else f"{name}.{number}")
-    return target
+        if quarantine(self._queue.root, path, "stray", why) is not None:
+            report.quarantined += 1
 
 
 def _files(folder: Path) -> list[Path]:

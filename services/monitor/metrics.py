@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shared.messaging import QUARANTINE_REASONS
+
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
 FOLDERS = ("incoming", "processing", "processed", "error", "archive", "quarantine", ".tmp")
 SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 100)
@@ -86,6 +88,12 @@ class MonitorMetrics:
         self.cleanup_quarantined = Counter(
             "syntx_cleanup_quarantined", "Files moved to quarantine/", registry=registry
         )
+        self.files_refused = Counter(
+            "syntx_files_refused",
+            "Files not read as jobs: quarantined, or dot-files in incoming/ left alone (once per consumer)",
+            ["reason"],
+            registry=registry,
+        )
         self.cleanup_expired_claims = Counter(
             "syntx_cleanup_expired_claims", "Expired claims cleanup took over", ["outcome"], registry=registry
         )
@@ -119,6 +127,8 @@ class MonitorMetrics:
             self.queue_jobs.labels(folder=folder)
         for state in QUEUE_STATES:
             self.queue_state.labels(state=state)
+        for reason in QUARANTINE_REASONS:
+            self.files_refused.labels(reason=reason)
 
     def initialise_wrappers(self, wrappers: Iterable[str]) -> None:
         """Export every configured wrapper's series from the start (0 until something happens)."""

@@ -12,6 +12,7 @@ from shared.messaging import (
     BackendState,
     CleanupReport,
     Event,
+    FileRefused,
     JobCreated,
     JobFailed,
     JobScored,
@@ -69,6 +70,8 @@ class Tracker:
             self._ran(f"consumer.{event.wrapper}", f"job {event.job_id} {event.status} ({event.score})")
         elif isinstance(event, JobFailed):
             self._on_failed(event)
+        elif isinstance(event, FileRefused):
+            metrics.files_refused.labels(reason=event.reason).inc()
         elif isinstance(event, BackendState):
             metrics.backend_available.labels(wrapper=event.wrapper).set(1 if event.available else 0)
             state = "available" if event.available else f"down ({event.consecutive_failures} failures)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.config.sections import (
+    DEFAULT_MAX_HEADER_BYTES,
     BackendSettings,
     BackPressureSettings,
     CleanupSettings,
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigError",
     "ConsumerSettings",
     "DEFAULT_CONFIG",
+    "DEFAULT_MAX_HEADER_BYTES",
     "DEMO_CONFIG",
     "GeneratorSettings",
     "LearningSettings",

@@ -3,7 +3,8 @@
 httpx's default transport goes through httpcore and anyio, whose cancel scopes, locks and per-request
 pool checks cost more CPU than the rest of a consumer's work per job against a fast local backend
 (see BENCHMARKS.md). This transport keeps httpx as the client (timeouts, auth, headers, errors) and does
-only what an LLM call needs: keep-alive connections up to a limit, whole bodies, no TLS, no HTTP/2.
+only what an LLM call needs: keep-alive connections up to a limit, bodies streamed to the caller (who
+bounds them), no TLS, no HTTP/2.
 ``https://`` backends keep httpx's default transport: their latency dwarfs the difference.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import h11
@@ -35,35 +36,29 @@ class _Connection:
     def close(self) -> None:
         self.writer.close()
 
-    async def exchange(self, request: httpx.Request, body: bytes, timeouts: dict[str, Any]) -> httpx.Response:
+    async def send(self, request: httpx.Request, body: bytes, timeouts: dict[str, Any]) -> h11.Response:
+        """Send ``request`` and read the head of the reply; the body is read by :class:`_Body`."""
         headers = [(name, value) for name, value in request.headers.raw if name.lower() != b"content-length"]
         headers.append((b"Content-Length", str(len(body)).encode()))
         target = request.url.raw_path
         data = self.h11.send(h11.Request(method=request.method, target=target, headers=headers))
         data += self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
         await _io(self._write(data), timeouts.get("write"), httpx.WriteTimeout, httpx.WriteError, request)
-        return await _io(
-            self._read_response(request), timeouts.get("read"), httpx.ReadTimeout, httpx.ReadError, request
-        )
+        head = await self.read_event(request, timeouts)
+        if not isinstance(head, h11.Response):
+            raise httpx.RemoteProtocolError(
+                f"unexpected {type(head).__name__} from the server", request=request
+            )
+        return head
 
     async def _write(self, data: bytes) -> None:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def _read_response(self, request: httpx.Request) -> httpx.Response:
-        head = await self._next_event(request)
-        if not isinstance(head, h11.Response):
-            raise httpx.RemoteProtocolError(
-                f"unexpected {type(head).__name__} from the server", request=request
-            )
-        chunks = []
-        while isinstance(event := await self._next_event(request), h11.Data):
-            chunks.append(bytes(event.data))
-        return httpx.Response(
-            status_code=head.status_code,
-            headers=[(bytes(name), bytes(value)) for name, value in head.headers],
-            content=b"".join(chunks),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(head.reason)},
+    async def read_event(self, request: httpx.Request, timeouts: dict[str, Any]) -> Any:
+        """The next HTTP event; the read timeout applies to each wait for data, as in httpx."""
+        return await _io(
+            self._next_event(request), timeouts.get("read"), httpx.ReadTimeout, httpx.ReadError, request
         )
 
     async def _next_event(self, request: httpx.Request) -> Any:
@@ -104,6 +99,41 @@ async def _io(
         raise failed(str(exc) or type(exc).__name__, request=request) from exc
 
 
+class _Body(httpx.AsyncByteStream):
+    """A reply body read as it arrives (the caller decides how much it takes); closing it gives the
+    connection back (a finished exchange) or closes it (a body not read to its end), and frees the slot."""
+
+    def __init__(
+        self,
+        transport: AsyncioTransport,
+        origin: Origin,
+        connection: _Connection,
+        request: httpx.Request,
+        timeouts: dict[str, Any],
+    ) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._connection = connection
+        self._request = request
+        self._timeouts = timeouts
+        self._finished = False
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while not self._finished:
+            event = await self._connection.read_event(self._request, self._timeouts)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            else:
+                self._finished = True
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._transport.done_with(self._origin, self._connection, reusable=self._finished)
+
+
 class AsyncioTransport(httpx.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 over asyncio streams, at most ``limits.max_connections`` at once."""
 
@@ -119,15 +149,28 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         await _io(self._slots.acquire(), timeouts.get("pool"), httpx.PoolTimeout, httpx.ConnectError, request)
         try:
             connection = self._idle_connection(origin) or await self._connect(origin, request, timeouts)
-            try:
-                response = await connection.exchange(request, body, timeouts)
-            except BaseException:
-                connection.close()
-                raise
-            self._put_back(origin, connection)
-            return response
-        finally:
+        except BaseException:
             self._slots.release()
+            raise
+        try:
+            head = await connection.send(request, body, timeouts)
+        except BaseException:
+            self.done_with(origin, connection, reusable=False)
+            raise
+        return httpx.Response(
+            status_code=head.status_code,
+            headers=[(bytes(name), bytes(value)) for name, value in head.headers],
+            stream=_Body(self, origin, connection, request, timeouts),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(head.reason)},
+        )
+
+    def done_with(self, origin: Origin, connection: _Connection, *, reusable: bool) -> None:
+        """An exchange ended: keep its connection for the next one if it can be, free its slot."""
+        if reusable:
+            self._put_back(origin, connection)
+        else:
+            connection.close()
+        self._slots.release()
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin, [])

@@ -8,13 +8,16 @@ from shared.messaging.bus import (
     shown_url,
 )
 from shared.messaging.messages import (
+    QUARANTINE_REASONS,
     BackendState,
     CleanupReport,
     Event,
+    FileRefused,
     JobCreated,
     JobFailed,
     JobScored,
     ProducerGeneration,
+    QuarantineReason,
     ServiceHeartbeat,
     Tick,
     decode_event,
@@ -24,6 +27,9 @@ from shared.messaging.messages import (
 )
 
 __all__ = [
+    "FileRefused",
+    "QUARANTINE_REASONS",
+    "QuarantineReason",
     "BackendState",
     "Bus",
     "CleanupReport",

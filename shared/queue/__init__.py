@@ -25,6 +25,18 @@ from shared.queue.folders import (
     counts_as,
     is_job_name,
 )
+from shared.queue.intake import (
+    Intake,
+    Quarantined,
+    Stray,
+    UnreadableFile,
+    name_problem,
+    quarantine,
+    quarantine_strays,
+    read_bounded,
+    scan_incoming,
+    shown,
+)
 from shared.queue.jobfile import (
     Job,
     JobFileError,
@@ -42,10 +54,12 @@ from shared.queue.recovery import (
 )
 from shared.queue.results import (
     Attempt,
+    History,
     JobResult,
     counted_failures,
     describe_parse,
     job_meta,
+    load_history,
     scored_status,
 )
 from shared.queue.store import (
@@ -54,6 +68,18 @@ from shared.queue.store import (
 )
 
 __all__ = [
+    "History",
+    "Intake",
+    "Quarantined",
+    "Stray",
+    "UnreadableFile",
+    "load_history",
+    "name_problem",
+    "quarantine",
+    "quarantine_strays",
+    "read_bounded",
+    "scan_incoming",
+    "shown",
     "ARCHIVE",
     "ATTEMPTS",
     "Attempt",
