@@ -181,8 +181,13 @@ class JsonHttp:
         )
 
     async def _once(self, payload: Mapping[str, Any], progress: _Progress) -> JsonReply | Failure:
+        progress.in_flight = True  # stays set when the overall deadline cancels the exchange
+        outcome = await self._exchange(payload)
+        progress.in_flight = False
+        return outcome
+
+    async def _exchange(self, payload: Mapping[str, Any]) -> JsonReply | Failure:
         where = self.url
-        progress.in_flight = True
         try:
             async with self._client.stream("POST", self.url, json=payload) as response:
                 body = await self._read_body(response)
@@ -193,8 +198,6 @@ class JsonHttp:
             return Failure(f"connection error with {where} ({_describe(exc)})", retryable=True)
         except httpx.HTTPError as exc:
             return Failure(f"request to {where} failed ({_describe(exc)})", retryable=False)
-        finally:
-            progress.in_flight = False
         return body if isinstance(body, Failure) else judge(response, where, body)
 
     async def _read_body(self, response: httpx.Response) -> bytes | Failure:

@@ -141,12 +141,16 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
         if exc.errno == errno.ELOOP:
             raise UnreadableFile("not a regular file but a symbolic link") from None
         raise
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnreadableFile(f"not a regular file but {describe_kind(info.st_mode)}")
         if info.st_size > max_bytes:
             raise UnreadableFile(f"{info.st_size} bytes, over the limit of {max_bytes}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise UnreadableFile(f"more than {max_bytes} bytes (it grew while being read)")
