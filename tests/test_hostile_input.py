@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,11 @@ from prometheus_client import CollectorRegistry
 import services.consumer.app as consumer_app
 import shared.messaging.bus as bus_module
 from benchmarks.hostile_backend import HostileBackend
+from services.cleanup.app import run as run_cleanup
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import Tracker
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import Event, FileRefused, JobFailed, JobScored
+from shared.messaging import CleanupReport, Event, FileRefused, JobFailed, JobScored, subjects
 from shared.queue import (
     ATTEMPTS,
     ERROR,
@@ -40,6 +42,7 @@ from shared.queue import (
     read_bounded,
     shown,
 )
+from tests.harness import HEARTBEATS, observer, running
 from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
 from tests.test_consumer import (
@@ -158,7 +161,7 @@ async def test_hostile_entries_in_incoming_are_quarantined_counted_and_logged_on
     messages = [record.getMessage() for record in caplog.records]
     assert not [message for message in messages if "\n" in message or "\udcff" in message]
     assert any("evil\\nINFO forged line.txt" in message for message in messages)
-    assert sum(".partial.txt is a dot-file" in message for message in messages) == 1
+    assert sum("incoming/.partial.txt: a dot-file" in message for message in messages) == 1
 
 
 # -- job files ---------------------------------------------------------------------------------------------
@@ -224,6 +227,8 @@ async def test_broken_attempt_histories_are_quarantined_and_lease_keeping_goes_o
     orphan = queue.add_job(GOOD_PROMPT, JobMeta(topic="Katzen"))
     os.rename(queue.job_path(INCOMING, orphan), queue.folder(PROCESSING) / f"{orphan}.claim-deadbeef.txt")
     queue.attempts_path(orphan).write_text('{"not": "a list"}', encoding="utf-8")
+    old_claim = os.fsencode(queue.folder(PROCESSING)) + b"/poison-\xff.claim-deadbeef.txt"
+    os.close(os.open(old_claim, os.O_WRONLY | os.O_CREAT, 0o644))  # claimed by a version without checks
     async with consumer_with_events(settings) as (nc, events, _stop):
         await events.wait_for(count(JobFailed, 1))  # the dead holder's claim, taken over by lease keeping
         await nc.publish(TICK, b"")
@@ -237,11 +242,43 @@ async def test_broken_attempt_histories_are_quarantined_and_lease_keeping_goes_o
         "attempt history unreadable (0.number: Input should be a valid integer, unable to parse string as"
         " an integer); counted as empty",
         "attempt history unreadable (top level: Input should be a valid array); counted as empty",
+        "file name is not valid UTF-8",
     ]
     registry = await counters(events.events)
     assert value(registry, "syntx_files_refused_total", reason="bad_attempts") == 2
-    assert {f"{orphan}.json", f"{waiting}.json"} <= names(queue.folder(QUARANTINE))
+    assert value(registry, "syntx_files_refused_total", reason="bad_name") == 1
+    assert {f"{orphan}.json", f"{waiting}.json", "poison-%FF.claim-deadbeef.txt"} <= names(
+        queue.folder(QUARANTINE)
+    )
     assert not names(queue.folder(ATTEMPTS)) and not names(queue.folder(PROCESSING))
+
+
+async def test_cleanup_reports_what_it_quarantines_by_reason(tmp_path: Path, nats_server: NatsServer) -> None:
+    settings = hostile_settings(tmp_path, nats_server)
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    long_ago = time.time() - 10 * 86400
+    stray = queue.folder(INCOMING) / "notes\x1b[2J.pdf"
+    stray.write_text("x", encoding="utf-8")
+    os.utime(stray, (long_ago, long_ago))
+    (queue.folder(ERROR) / "cut.json").write_text('{"status": "fai', encoding="utf-8")
+    waiting = queue.add_job(GOOD_PROMPT, JobMeta())
+    async with (
+        observer(nats_server.url, HEARTBEATS, subjects.JOB_ALL, subjects.CLEANUP_REPORT) as (nc, events),
+        running(settings, {"cleanup": run_cleanup}, events),
+    ):
+        await nc.publish(subjects.tick("cleanup"), b"")
+        await events.wait_for(count(CleanupReport, 1))
+    refused = sorted((event.reason, event.name, event.quarantined_as) for event in events.of(FileRefused))
+    assert refused == [
+        ("bad_result", "cut.json", "cut.json"),
+        ("stray", "notes\\x1b[2J.pdf", "notes%1B[2J.pdf"),
+    ]
+    registry = await counters(events.events)
+    assert value(registry, "syntx_files_refused_total", reason="stray") == 1
+    assert value(registry, "syntx_files_refused_total", reason="bad_result") == 1
+    assert value(registry, "syntx_cleanup_quarantined_total") == 2
+    assert job_ids(queue, INCOMING) == {waiting}
 
 
 # -- backend replies ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.config import CleanupSettings
+from shared.messaging import QuarantineReason
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -20,6 +21,7 @@ from shared.queue import (
     PROCESSING,
     TMP,
     FileQueue,
+    Quarantined,
     is_job_name,
     quarantine,
 )
@@ -34,6 +36,7 @@ class Report:
     removed: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
     errors: list[str] = field(default_factory=list)
+    refused: list[Quarantined] = field(default_factory=list)
 
 
 class Tidier:
@@ -87,7 +90,7 @@ class Tidier:
                 if path.suffix == ".json"
                 else "not a job file (jobs are .txt)"
             )
-            self._quarantine(path, why, report)
+            self._quarantine(path, "stray", why, report)
 
     def _has_job(self, job_id: str) -> bool:
         """Waiting, or claimed (claims are named ``<id>.claim-<token>.txt``)."""
@@ -103,7 +106,7 @@ class Tidier:
                 except FileNotFoundError:
                     continue
                 except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    self._quarantine(path, f"result file is not valid JSON: {exc}", report)
+                    self._quarantine(path, "bad_result", f"result file is not valid JSON: {exc}", report)
 
     def _remove_stale_attempts(self, report: Report) -> None:
         for path in _files(self._queue.folder(ATTEMPTS)):
@@ -112,9 +115,11 @@ class Tidier:
                 path.unlink(missing_ok=True)
                 report.removed["attempts"] += 1
 
-    def _quarantine(self, path: Path, why: str, report: Report) -> None:
-        if quarantine(self._queue.root, path, "stray", why) is not None:
+    def _quarantine(self, path: Path, reason: QuarantineReason, why: str, report: Report) -> None:
+        moved = quarantine(self._queue.root, path, reason, why)
+        if moved is not None:
             report.quarantined += 1
+            report.refused.append(moved)
 
 
 def _files(folder: Path) -> list[Path]:

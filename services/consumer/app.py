@@ -15,16 +15,18 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from services.consumer.processing import ConsumerContext, JobProcessor, Outcome
+from services.consumer.processing import HIDDEN_DETAIL, ConsumerContext, JobProcessor, Outcome
 from shared.messaging import BackendState, Event, JobFailed, Tick, subjects
 from shared.queue import (
+    EVENT_TEXT_CHARS,
     INCOMING,
+    PROCESSING,
     ClaimFile,
     Claims,
     FileQueue,
     quarantine_strays,
     recover_expired,
-    scan_incoming,
+    scan_jobs,
     shown,
 )
 from shared.timing import set_within
@@ -85,7 +87,7 @@ class Consumer:
 
     async def _waiting(self) -> list[str]:
         """Job ids waiting in ``incoming/``, oldest first; what can never be a job goes to quarantine."""
-        intake = scan_incoming(self.queue.folder(INCOMING))
+        intake = scan_jobs(self.queue.folder(INCOMING))
         if intake.strays:
             await self._processor.report_quarantined(quarantine_strays(self.queue.root, intake.strays))
         await self._report_hidden(intake.hidden)
@@ -94,8 +96,8 @@ class Consumer:
     async def _report_hidden(self, hidden: list[str]) -> None:
         """Dot-files are never jobs (by rule); each is logged and counted once while it stays."""
         for name in set(hidden) - self._hidden_seen:
-            log.warning("incoming/%s is a dot-file: never a job, left alone", shown(name))
-            await self._processor.report_refused("hidden", shown(name), "a dot-file: never a job, left alone")
+            log.warning("incoming/%s: %s", shown(name), HIDDEN_DETAIL)
+            await self._processor.report_hidden(shown(name)[:EVENT_TEXT_CHARS])
         self._hidden_seen = set(hidden)
 
     async def _claim_pass(self, claimed: dict[str, asyncio.Task[Outcome]], limit: int | None) -> int:
@@ -188,6 +190,9 @@ class Consumer:
 
     async def recover(self) -> None:
         settings = self._ctx.queue_settings
+        strays = scan_jobs(self.queue.folder(PROCESSING)).strays  # e.g. claims made by older versions
+        if strays:
+            await self._processor.report_quarantined(quarantine_strays(self.queue.root, strays))
         recovered = await asyncio.to_thread(
             recover_expired, self.claims, settings.lease_s, settings.max_attempts
         )

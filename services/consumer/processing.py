@@ -17,7 +17,7 @@ from typing import Any, Literal
 from services.consumer.failpoints import Failpoints
 from shared.config import ConsumerSettings, QueueSettings
 from shared.llm import BackendError, Completion, LLMBackend
-from shared.messaging import Bus, FileRefused, JobFailed, JobScored, QuarantineReason, subjects, utc_now
+from shared.messaging import Bus, FileRefused, JobFailed, JobScored, subjects, utc_now
 from shared.queue import (
     Attempt,
     ClaimFile,
@@ -30,6 +30,7 @@ from shared.queue import (
     describe_parse,
     job_meta,
     load_history,
+    refused_event,
     scored_status,
 )
 from shared.scoring import FormatSpec, Wrapper, parse_response, score_response
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["filed", "released", "backend_down", "gone", "lost"]
 EVENT_META = {"topic", "category", "style", "language", "generation"}
+HIDDEN_DETAIL = "a dot-file: never a job, left alone"
 
 
 @dataclass(frozen=True)
@@ -98,19 +100,16 @@ class JobProcessor:
     async def report_quarantined(self, moved: list[Quarantined]) -> None:
         """Tell the monitor about files this consumer moved to ``quarantine/``."""
         for item in moved:
-            await self.report_refused(item.reason, item.shown, item.detail, quarantined_as=item.target)
+            await self._ctx.bus.emit(subjects.FILE_REFUSED, refused_event(self._service, item))
 
-    async def report_refused(
-        self, reason: QuarantineReason, name: str, detail: str, *, quarantined_as: str | None = None
-    ) -> None:
-        event = FileRefused(
-            service=f"consumer.{self._ctx.name}",
-            reason=reason,
-            name=name[:1024],
-            detail=detail[:1024],
-            quarantined_as=quarantined_as,
-        )
+    async def report_hidden(self, name: str) -> None:
+        """Tell the monitor about a dot-file in ``incoming/`` (never a job, left alone)."""
+        event = FileRefused(service=self._service, reason="hidden", name=name, detail=HIDDEN_DETAIL)
         await self._ctx.bus.emit(subjects.FILE_REFUSED, event)
+
+    @property
+    def _service(self) -> str:
+        return f"consumer.{self._ctx.name}"
 
     async def _file_answer(
         self, claim: ClaimFile, job: Job, completion: Completion, started: datetime, clock: float

@@ -79,7 +79,7 @@ class JobFailed(Message):
     cause: Literal["backend", "malformed", "lease_expired"] = "backend"
 
 
-QuarantineReason = Literal["not_regular_file", "bad_name", "bad_attempts", "hidden", "stray"]
+QuarantineReason = Literal["not_regular_file", "bad_name", "bad_attempts", "hidden", "stray", "bad_result"]
 QUARANTINE_REASONS: Final[tuple[str, ...]] = get_args(QuarantineReason)
 
 

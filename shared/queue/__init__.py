@@ -26,6 +26,7 @@ from shared.queue.folders import (
     is_job_name,
 )
 from shared.queue.intake import (
+    EVENT_TEXT_CHARS,
     Intake,
     Quarantined,
     Stray,
@@ -34,7 +35,8 @@ from shared.queue.intake import (
     quarantine,
     quarantine_strays,
     read_bounded,
-    scan_incoming,
+    refused_event,
+    scan_jobs,
     shown,
 )
 from shared.queue.jobfile import (
@@ -68,6 +70,8 @@ from shared.queue.store import (
 )
 
 __all__ = [
+    "EVENT_TEXT_CHARS",
+    "refused_event",
     "History",
     "Intake",
     "Quarantined",
@@ -78,7 +82,7 @@ __all__ = [
     "quarantine",
     "quarantine_strays",
     "read_bounded",
-    "scan_incoming",
+    "scan_jobs",
     "shown",
     "ARCHIVE",
     "ATTEMPTS",

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from shared.messaging import QuarantineReason
-from shared.queue.folders import INCOMING, JOB_SUFFIX, QUARANTINE, QUARANTINE_NOTE_SUFFIX, TMP, is_job_name
+from shared.messaging import FileRefused, QuarantineReason
+from shared.queue.folders import JOB_SUFFIX, QUARANTINE, QUARANTINE_NOTE_SUFFIX, TMP, is_job_name
 
 log = logging.getLogger(__name__)
 
 _NAME_SAFE: Final = " !#$&'()+,-.;=@[]^_`{}~"
+EVENT_TEXT_CHARS: Final = 1024  # FileRefused limits its texts to this
 
 
 class UnreadableFile(ValueError):
@@ -34,9 +35,9 @@ class UnreadableFile(ValueError):
 
 @dataclass(frozen=True)
 class Stray:
-    """An entry of ``incoming/`` that is no job and never will be: it goes to quarantine."""
+    """An entry of a job folder that is no job and never will be: it goes to quarantine."""
 
-    name: str
+    path: Path
     reason: QuarantineReason
     detail: str
 
@@ -49,6 +50,17 @@ class Quarantined:
     target: str
     reason: QuarantineReason
     detail: str
+
+
+def refused_event(service: str, moved: Quarantined) -> FileRefused:
+    """The event that tells the monitor about a quarantined file."""
+    return FileRefused(
+        service=service,
+        reason=moved.reason,
+        name=moved.shown[:EVENT_TEXT_CHARS],
+        detail=moved.detail[:EVENT_TEXT_CHARS],
+        quarantined_as=moved.target,
+    )
 
 
 @dataclass(frozen=True)
@@ -77,11 +89,12 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def scan_incoming(incoming: Path) -> Intake:
-    """Sort ``incoming/`` into waiting jobs and strays; entries that may still become jobs are skipped."""
+def scan_jobs(folder: Path) -> Intake:
+    """Sort a job folder (``incoming/``, ``processing/``) into job files (their names without ``.txt``),
+    strays and dot-files; other entries (metadata of the original layout, files on their way) are skipped."""
     found = Intake([], [], [])
     try:
-        with os.scandir(incoming) as entries:
+        with os.scandir(folder) as entries:
             for entry in entries:
                 verdict = _judge(entry)
                 if isinstance(verdict, Stray):
@@ -104,7 +117,7 @@ def _judge(entry: os.DirEntry[str]) -> str | Stray | None:
     name = entry.name
     problem = name_problem(name)
     if problem is not None:
-        return Stray(name, "bad_name", problem)
+        return Stray(Path(entry.path), "bad_name", problem)
     if name.startswith("."):
         return _HIDDEN  # by rule: staging names of copy tools, editors' swap files
     try:
@@ -113,7 +126,7 @@ def _judge(entry: os.DirEntry[str]) -> str | Stray | None:
     except FileNotFoundError:
         return None
     if not regular:
-        return Stray(name, "not_regular_file", f"not a regular file but {kind}")
+        return Stray(Path(entry.path), "not_regular_file", f"not a regular file but {kind}")
     return name[: -len(JOB_SUFFIX)] if is_job_name(name) else None
 
 
@@ -176,8 +189,7 @@ def quarantine(root: Path, path: Path, reason: QuarantineReason, detail: str) ->
 
 
 def quarantine_strays(root: Path, strays: list[Stray]) -> list[Quarantined]:
-    incoming = root / INCOMING
-    moved = (quarantine(root, incoming / stray.name, stray.reason, stray.detail) for stray in strays)
+    moved = (quarantine(root, stray.path, stray.reason, stray.detail) for stray in strays)
     return [item for item in moved if item is not None]
 
 
