@@ -201,17 +201,25 @@ class JsonHttp:
         return body if isinstance(body, Failure) else judge(response, where, body)
 
     async def _read_body(self, response: httpx.Response) -> bytes | Failure:
-        """The reply body, read as it arrives and cut off past ``max_response_bytes``."""
+        """The reply body, read as it arrives, never more than ``max_response_bytes``.
+
+        An answer (2xx) over the limit fails the attempt; of an error reply only the start is kept (it
+        is quoted, not parsed), so a 503 with a huge page still counts as the backend being down.
+        """
         limit = self._max_response_bytes
+        answer = response.is_success
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if answer and declared.isdigit() and int(declared) > limit:
             return _too_big(f"announced {int(declared)} bytes", limit, response.status_code)
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > limit:
-                return _too_big(f"more than {limit} bytes arrived", limit, response.status_code)
+                if answer:
+                    return _too_big(f"more than {limit} bytes arrived", limit, response.status_code)
+                chunks.append(chunk[: limit - size + len(chunk)])
+                break
             chunks.append(chunk)
         return b"".join(chunks)
 

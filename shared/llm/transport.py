@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -30,8 +31,18 @@ class _Connection:
         self.h11 = h11.Connection(our_role=h11.CLIENT)
 
     def usable(self) -> bool:
-        """An idle connection the server has not closed meanwhile."""
-        return not (self.writer.transport.is_closing() or self.reader.at_eof())
+        """An idle connection the server has not closed meanwhile.
+
+        Also asks the socket itself: an idle connection with something to read has been closed by the
+        server (or is out of step), even when the event loop has not yet delivered that to the reader.
+        """
+        if self.writer.transport.is_closing() or self.reader.at_eof():
+            return False
+        try:
+            readable, _, _ = select.select([self.writer.get_extra_info("socket")], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     def close(self) -> None:
         self.writer.close()
@@ -57,11 +68,6 @@ class _Connection:
 
     async def read_event(self, request: httpx.Request, timeouts: dict[str, Any]) -> Any:
         """The next HTTP event; the read timeout applies to each wait for data, as in httpx."""
-        return await _io(
-            self._next_event(request), timeouts.get("read"), httpx.ReadTimeout, httpx.ReadError, request
-        )
-
-    async def _next_event(self, request: httpx.Request) -> Any:
         while True:
             try:
                 event = self.h11.next_event()
@@ -69,7 +75,8 @@ class _Connection:
                 raise httpx.RemoteProtocolError(str(exc), request=request) from exc
             if event is not h11.NEED_DATA:
                 return event
-            data = await self.reader.read(65536)
+            reading = self.reader.read(65536)
+            data = await _io(reading, timeouts.get("read"), httpx.ReadTimeout, httpx.ReadError, request)
             if not data and self.h11.their_state is h11.SEND_RESPONSE:
                 raise httpx.RemoteProtocolError(
                     "server disconnected without sending a response", request=request
@@ -92,7 +99,8 @@ async def _io(
 ) -> T:
     """``work`` within ``limit_s``; timeouts and socket errors become the given httpx errors."""
     try:
-        return await asyncio.wait_for(work, limit_s)
+        async with asyncio.timeout(limit_s):  # no task per call, unlike asyncio.wait_for before 3.12
+            return await work
     except TimeoutError as exc:
         raise timed_out(f"no progress within {limit_s}s", request=request) from exc
     except OSError as exc:
