@@ -180,18 +180,30 @@ HOSTILE_JOBS = {
     "alias bomb": (ALIAS_BOMB, "job header uses YAML anchors or aliases, which are not allowed"),
     "anchor only": (b"---\ntopic: &t Katzen\n---\nPrompt\n", "job header uses YAML anchors or aliases"),
     "big header": (
-        b"---\ntopic: " + b"x" * 5000 + b"\n---\nPrompt\n",
-        "job header is 5007 bytes, over the limit of 4096",
+        b"---\ntopic: " + b"x" * 9000 + b"\n---\nPrompt\n",
+        "job header is 9007 bytes, over the limit of 8192",
     ),
     "deep header": (b"---\ntopic: " + b"[" * 2000 + b"]" * 2000 + b"\n---\nPrompt\n", "job header "),
     "binary": (bytes(range(256)) * 4, "job file is binary (contains NUL bytes)"),
+    "huge integer": (
+        b"---\ngeneration: 1" + b"0" * 4400 + b"\n---\nPrompt\n",
+        "job header is not valid YAML: Exceeds the limit (4300 digits)",
+    ),
+    "bytes value": (
+        b"---\nnote: !!binary /w==\n---\nPrompt\n",
+        "job header field note: must be a plain value (text, number, date), not bytes",
+    ),
+    "nested value": (
+        b"---\nnote: [1, [2, {a: 3}]]\n---\nPrompt\n",
+        "job header field note: must be a plain value (text, number, date), not list",
+    ),
 }
 
 
 async def test_hostile_job_files_are_filed_malformed_without_being_expanded_or_read_whole(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    settings = hostile_settings(tmp_path, nats_server)
+    settings = hostile_settings(tmp_path, nats_server, max_header_bytes=8192)  # room for a long number
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     bad = {name: add_raw_job(queue, data) for name, (data, _reason) in HOSTILE_JOBS.items()}
@@ -351,6 +363,45 @@ async def test_an_invalid_reply_fails_the_attempt_with_a_precise_reason(
     assert value(registry, "syntx_jobs_failed_total", wrapper=WRAPPER, status="failed") == 1
 
 
+async def test_an_error_page_over_the_limit_still_means_the_backend_is_down(
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
+) -> None:
+    server.default = Reply(status=503, body=b"overloaded " * 200_000, content_type="text/plain")
+    settings = hostile_settings(tmp_path, nats_server, max_attempts=1, backend=http_backend(server.url))
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    job_id = queue.add_job(GOOD_PROMPT, JobMeta(topic="Katzen"))
+    async with consumer_with_events(settings) as (nc, events, _stop):
+        await nc.publish(TICK, b"")
+        await events.wait_for(count(JobFailed, 1))
+    failure = events.of(JobFailed)[0]
+    assert failure.will_retry and failure.final_status is None  # not counted: the job waits
+    assert failure.reason.startswith(
+        f"HTTP 503 from {server.url}/api/chat after 1 attempt; server said: 'over"
+    )
+    assert len(failure.reason) < 400
+    assert job_ids(queue, INCOMING) == {job_id} and queue.result_path(job_id) is None
+    [attempt] = queue.read_attempts(job_id)
+    assert attempt["retryable"] is True
+
+
+async def test_a_reply_with_a_lone_surrogate_is_scored_with_it_replaced(
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
+) -> None:
+    from tests.test_consumer import good_answer
+
+    server.default = Reply(body=b'{"response": ' + json.dumps(good_answer()).encode()[:-1] + b'\\ud800"}')
+    settings = hostile_settings(tmp_path, nats_server, backend=http_backend(server.url))
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    job_id = queue.add_job(GOOD_PROMPT, JobMeta(topic="Katzen"))
+    async with consumer_with_events(settings) as (nc, events, _stop):
+        await nc.publish(TICK, b"")
+        await events.wait_for(count(JobScored, 1))
+    record = result(queue, job_id)
+    assert record["status"] in ("passed", "rejected") and record["response"].endswith("?")
+
+
 @pytest.mark.parametrize(
     ("hostile", "timeouts", "reason"),
     [
@@ -431,6 +482,8 @@ def test_a_header_with_aliases_is_refused_before_anything_is_built() -> None:
         parse_job("bomb", ALIAS_BOMB, 4096)
     plain = parse_job("ok", b'---\ntopic: "Sterne * Planeten & Monde"\n---\nPrompt\n', 4096)
     assert plain.meta.topic == "Sterne * Planeten & Monde"  # '*' and '&' inside a value are fine
+    with pytest.raises(JobFileError, match="^job header is 5007 bytes, over the limit of 4096$"):
+        parse_job("long", b"---\ntopic: " + b"x" * 5000 + b"\n---\nPrompt\n", 10_000)
 
 
 def test_names_are_shown_escaped() -> None:

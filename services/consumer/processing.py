@@ -180,7 +180,7 @@ class JobProcessor:
         """An unexpected error while processing: a counted attempt, like a backend that refused the job."""
         try:
             job: Job | None = self._read(claim)
-        except (OSError, JobFileError):
+        except Exception:  # whatever failed may fail again here; the record goes on without the job
             job = None
         error = BackendError(f"internal error: {type(exc).__name__}: {exc}", retryable=False, attempts=1)
         return await self._backend_failed(claim, job, error, utc_now())

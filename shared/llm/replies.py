@@ -87,6 +87,10 @@ def text_at(reply: JsonReply, *path: str | int) -> str:
     value = _dig(reply, path)
     if not isinstance(value, str):
         raise _invalid(reply, f"{_label(path)!r} is {json_type(value)}, not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON): no file could hold it
+        return value.encode("utf-8", errors="replace").decode("utf-8")
     return value
 
 

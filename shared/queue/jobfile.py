@@ -19,7 +19,7 @@ metadata in a same-named ``.json`` beside the ``.txt``.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import yaml
@@ -30,6 +30,7 @@ from shared.config import DEFAULT_MAX_HEADER_BYTES
 HEADER_FENCE = "---"
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 _ORIGINAL_KEYS = ("topic", "category", "style", "language", "generation")
+_PLAIN_VALUES = (str, int, float, bool, date, type(None))  # datetime is a date
 
 
 class JobFileError(ValueError):
@@ -111,8 +112,18 @@ def _split_header(text: str, max_header_bytes: int) -> tuple[dict[str, Any], str
         raise JobFileError(f"job header is not valid YAML: {exc}") from exc
     except RecursionError:
         raise JobFileError("job header is nested too deeply") from None
+    except JobFileError:
+        raise
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise JobFileError(f"job header is not valid YAML: {exc}") from None
     if not isinstance(header, dict):
         raise JobFileError("job header must be 'key: value' lines")
+    for key, value in header.items():
+        if not isinstance(value, _PLAIN_VALUES):
+            kind = type(value).__name__
+            raise JobFileError(
+                f"job header field {key!s}: must be a plain value (text, number, date), not {kind}"
+            )
     return {str(key): value for key, value in header.items()}, "\n".join(lines[end + 1 :])
 
 
@@ -132,7 +143,7 @@ def _sidecar_meta(sidecar: bytes) -> dict[str, Any]:
     """Metadata of the original layout (``X.json`` beside ``X.txt``); unreadable ones are ignored."""
     try:
         data = json.loads(sidecar.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, numbers too long to convert, too deep
         return {}
     if not isinstance(data, dict):
         return {}
