@@ -462,6 +462,9 @@ def test_read_bounded_checks_the_kind_and_size_before_reading(tmp_path: Path) ->
         read_bounded(tmp_path, 1000)
     (tmp_path / "fits").write_bytes(b"x" * 1000)
     assert read_bounded(tmp_path / "fits", 1000) == b"x" * 1000
+    os.link(tmp_path / "fits", tmp_path / "second name")
+    with pytest.raises(UnreadableFile, match="^a hard link to a file with 2 names$"):
+        read_bounded(tmp_path / "second name", 1000)
 
 
 def test_a_sidecar_that_is_a_fifo_or_huge_is_ignored_not_waited_on(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from shared.queue import (
     Quarantined,
     is_job_name,
     quarantine,
+    shown,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Tidier:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                report.errors.append(f"{path}: {exc}")
+                report.errors.append(f"{shown(str(path))}: {shown(str(exc))}")
 
     def _quarantine_strays(self, now: float, report: Report) -> None:
         """Files in incoming/ that are no job: orphan metadata of the original layout, other types."""

@@ -145,8 +145,9 @@ def describe_kind(mode: int) -> str:
 def read_bounded(path: Path, max_bytes: int) -> bytes:
     """The whole of a regular file of at most ``max_bytes``; raises :class:`UnreadableFile` otherwise.
 
-    Never follows a symlink, never blocks on a FIFO, never reads more than ``max_bytes + 1`` bytes
-    (a file that grows while it is read is caught too). ``FileNotFoundError`` when it is gone.
+    Never follows a symlink or reads a file that has other names (hard links), never blocks on a FIFO,
+    never reads more than ``max_bytes + 1`` bytes (a file that grows while it is read is caught too).
+    ``FileNotFoundError`` when it is gone.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -160,6 +161,8 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
             raise UnreadableFile(f"not a regular file but {describe_kind(info.st_mode)}")
         if info.st_size > max_bytes:
             raise UnreadableFile(f"{info.st_size} bytes, over the limit of {max_bytes}")
+        if info.st_nlink > 1:  # the queue writes every file under one name; another name may be anything
+            raise UnreadableFile(f"a hard link to a file with {info.st_nlink} names")
     except BaseException:
         os.close(fd)
         raise
