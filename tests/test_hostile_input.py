@@ -26,7 +26,7 @@ from services.cleanup.app import run as run_cleanup
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import Tracker
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import CleanupReport, Event, FileRefused, JobFailed, JobScored, subjects
+from shared.messaging import BackendState, CleanupReport, Event, FileRefused, JobFailed, JobScored, subjects
 from shared.queue import (
     ATTEMPTS,
     ERROR,
@@ -42,7 +42,7 @@ from shared.queue import (
     read_bounded,
     shown,
 )
-from tests.harness import HEARTBEATS, observer, running
+from tests.harness import HEARTBEATS, free_port, observer, running
 from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
 from tests.test_consumer import (
@@ -400,6 +400,29 @@ async def test_a_reply_with_a_lone_surrogate_is_scored_with_it_replaced(
         await events.wait_for(count(JobScored, 1))
     record = result(queue, job_id)
     assert record["status"] in ("passed", "rejected") and record["response"].endswith("?")
+
+
+async def test_a_backend_that_refuses_connections_pauses_claiming_and_counts_nothing(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """The contrast to a stalled reply: the job waits for the backend, however many ticks pass."""
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = hostile_settings(tmp_path, nats_server, max_attempts=1, backend=http_backend(url))
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    job_id = queue.add_job(GOOD_PROMPT, JobMeta(topic="Katzen"))
+    async with (
+        observer(nats_server.url, subjects.CONSUMER_BACKEND) as (_nc2, backend_states),
+        consumer_with_events(settings) as (nc, events, _stop),
+    ):
+        for tick in (1, 2, 3):
+            await nc.publish(TICK, b"")
+            await events.wait_for(count(JobFailed, tick))
+        await backend_states.wait_for(count(BackendState, 1))
+    assert all(event.will_retry and event.final_status is None for event in events.of(JobFailed))
+    assert not backend_states.of(BackendState)[0].available
+    assert job_ids(queue, INCOMING) == {job_id} and queue.result_path(job_id) is None
+    assert [a["retryable"] for a in queue.read_attempts(job_id)] == [True, True, True]
 
 
 @pytest.mark.parametrize(

@@ -57,3 +57,22 @@ async def test_errors_are_httpx_errors(server: ScriptedServer) -> None:
 def test_https_keeps_the_default_transport() -> None:
     assert transport_for("https://api.example.invalid/v1", LIMITS) is None
     assert isinstance(transport_for("http://127.0.0.1:8000/v1", LIMITS), AsyncioTransport)
+
+
+async def test_a_body_is_streamed_and_a_reply_left_unread_frees_its_slot() -> None:
+    """A reply is read as it arrives; closing it early closes its connection and frees its slot."""
+    from benchmarks.hostile_backend import HostileBackend
+
+    backend = HostileBackend("huge", size_mb=50)
+    await backend.start()
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    try:
+        async with httpx.AsyncClient(transport=AsyncioTransport(one), timeout=5) as client:
+            for _ in range(3):  # with the slot kept, the second request would wait for the pool forever
+                async with client.stream("POST", f"{backend.url}/api/chat", json={}) as reply:
+                    first = await anext(reply.aiter_bytes())
+                    assert first.startswith(b'{"response": "')
+    finally:
+        await backend.close()
+    assert backend.requests == 3
+    assert backend.sent_bytes < 3 * 50 * 1024 * 1024 / 2  # each reply was cut short, not buffered whole
