@@ -128,7 +128,10 @@ class Claims:
         return True
 
     def forget(self, claim: ClaimFile) -> None:
-        """After the result is written: remove the claim, the sidecar and the attempt history."""
+        """After the result is written: remove the claim, the sidecar and the attempt history.
+
+        A directory swapped in under one of these names stays (lease keeping quarantines it).
+        """
         queue = self.queue
         for path in (
             claim.path,
@@ -136,7 +139,7 @@ class Claims:
             queue.sidecar_path(INCOMING, claim.job_id),
             queue.attempts_path(claim.job_id),
         ):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 path.unlink()
 
     def all(self) -> list[ClaimFile]:
