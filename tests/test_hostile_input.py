@@ -241,6 +241,7 @@ async def test_broken_attempt_histories_are_quarantined_and_lease_keeping_goes_o
     queue.attempts_path(orphan).write_text('{"not": "a list"}', encoding="utf-8")
     old_claim = os.fsencode(queue.folder(PROCESSING)) + b"/poison-\xff.claim-deadbeef.txt"
     os.close(os.open(old_claim, os.O_WRONLY | os.O_CREAT, 0o644))  # claimed by a version without checks
+    (queue.folder(PROCESSING) / "swapped.claim-cafebabe.txt").mkdir()  # a directory under a claim's name
     async with consumer_with_events(settings) as (nc, events, _stop):
         await events.wait_for(count(JobFailed, 1))  # the dead holder's claim, taken over by lease keeping
         await nc.publish(TICK, b"")
@@ -255,10 +256,12 @@ async def test_broken_attempt_histories_are_quarantined_and_lease_keeping_goes_o
         " an integer); counted as empty",
         "attempt history unreadable (top level: Input should be a valid array); counted as empty",
         "file name is not valid UTF-8",
+        "not a regular file but a directory",
     ]
     registry = await counters(events.events)
     assert value(registry, "syntx_files_refused_total", reason="bad_attempts") == 2
     assert value(registry, "syntx_files_refused_total", reason="bad_name") == 1
+    assert value(registry, "syntx_files_refused_total", reason="not_regular_file") == 1
     assert {f"{orphan}.json", f"{waiting}.json", "poison-%FF.claim-deadbeef.txt"} <= names(
         queue.folder(QUARANTINE)
     )
