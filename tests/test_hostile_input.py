@@ -519,6 +519,7 @@ def test_names_are_shown_escaped() -> None:
     assert shown("Katzen äöü.txt") == "Katzen äöü.txt"
     assert shown(os.fsdecode(b"poison-\xff.txt")) == "poison-\\xff.txt"
     assert shown("a\nb\x1b[31m.txt") == "a\\nb\\x1b[31m.txt"
+    assert shown("lone \ud800") == "lone \\ud800"
 
 
 def test_a_missing_attempt_history_is_empty(tmp_path: Path) -> None:

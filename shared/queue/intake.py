@@ -4,8 +4,9 @@ Files in ``incoming/`` are judged by ``lstat`` (a symlink is never followed): a 
 printable UTF-8 ``.txt`` name is a job; a symlink, FIFO, socket, device or directory, and any name that
 is not valid UTF-8 or holds control characters, is moved to ``quarantine/`` with a ``.why.txt`` note.
 Dot-files are never jobs and are left alone (copy tools stage under such names). A file is read
-through :func:`read_bounded`: opened without following a symlink and without blocking on a FIFO, its
-size checked before a byte is read, and never more than the limit + 1 read.
+through :func:`read_bounded`: opened without following a symlink and without blocking on a FIFO, refused
+when it has other names (hard links), its size checked before a byte is read, and never more than the
+limit + 1 read.
 Names are shown in logs and notes through :func:`shown`, which escapes whatever is not printable.
 """
 
@@ -74,7 +75,11 @@ def shown(name: str) -> str:
     """``name`` safe for a log line or a note: invalid UTF-8 as ``\\xff``, control characters escaped."""
     if name.isprintable():
         return name
-    text = os.fsencode(name).decode("utf-8", errors="backslashreplace")
+    try:
+        raw = os.fsencode(name)  # a name from the filesystem: its undecodable bytes come back as they were
+    except UnicodeEncodeError:  # a lone surrogate of other origin
+        raw = name.encode("utf-8", errors="backslashreplace")
+    text = raw.decode("utf-8", errors="backslashreplace")
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
 
 
