@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -75,11 +76,19 @@ def fresh_queue(bench: Bench, label: str) -> FileQueue:
 
 @asynccontextmanager
 async def consumer(
-    bench: Bench, queue: FileQueue, *, port: int, concurrency: int, watch: bool
+    bench: Bench,
+    queue: FileQueue,
+    *,
+    port: int,
+    concurrency: int,
+    watch: bool,
+    queue_settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[Running]:
     """A consumer process on ``queue``'s data dir, ready (it said hello on NATS) when this yields."""
     data_dir = queue.root.parent
-    spec = ConsumerSpec(data_dir, bench.nats_url, bench.url(port), concurrency, watch)
+    spec = ConsumerSpec(
+        data_dir, bench.nats_url, bench.url(port), concurrency, watch, queue=queue_settings or {}
+    )
     ready = asyncio.Event()
 
     async def on_heartbeat(msg: Msg) -> None:

@@ -12,7 +12,7 @@ from services.cleanup.tidy import Tidier
 from shared.config import Settings
 from shared.messaging import Bus, CleanupReport, Tick, subjects
 from shared.messaging import bus as bus_module
-from shared.queue import Claims, FileQueue, new_token, recover_expired
+from shared.queue import Claims, FileQueue, new_token, recover_expired, refused_event
 from shared.service import presence, reported
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ class Cleanup:
         recovered = await asyncio.to_thread(
             recover_expired, self._claims, self._queue_settings.lease_s, self._queue_settings.max_attempts
         )
+        refused = [*report.refused, *(item.quarantined for item in recovered if item.quarantined)]
+        for moved in refused:
+            await self._bus.emit(subjects.FILE_REFUSED, refused_event("cleanup", moved))
         expired = Counter(item.outcome for item in recovered)
         kept = self._queue.counts()
         await self._bus.emit(

@@ -13,6 +13,7 @@ from datetime import time as dt_time
 from pathlib import Path
 
 from shared.config import CleanupSettings
+from shared.messaging import QuarantineReason
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -20,11 +21,12 @@ from shared.queue import (
     INCOMING,
     PROCESSED,
     PROCESSING,
-    QUARANTINE,
-    QUARANTINE_NOTE_SUFFIX,
     TMP,
     FileQueue,
+    Quarantined,
     is_job_name,
+    quarantine,
+    shown,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class Report:
     quarantined: int = 0
     refiled: int = 0  # flat archive results of earlier versions moved into their day folder
     errors: list[str] = field(default_factory=list)
+    refused: list[Quarantined] = field(default_factory=list)
 
 
 class Tidier:
@@ -96,7 +99,7 @@ class Tidier:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                report.errors.append(f"{path}: {exc}")
+                report.errors.append(f"{shown(str(path))}: {shown(str(exc))}")
 
     def _quarantine_strays(self, now: float, report: Report) -> None:
         """Files in incoming/ that are no job: orphan metadata of the original layout, other types."""
@@ -116,7 +119,7 @@ class Tidier:
                 if path.suffix == ".json"
                 else "not a job file (jobs are .txt)"
             )
-            self._quarantine(path, why, report)
+            self._quarantine(path, "stray", why, report)
 
     def _has_job(self, job_id: str) -> bool:
         """Waiting, or claimed (claims are named ``<id>.claim-<token>.txt``)."""
@@ -132,7 +135,7 @@ class Tidier:
                 except FileNotFoundError:
                     continue
                 except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    self._quarantine(path, f"result file is not valid JSON: {exc}", report)
+                    self._quarantine(path, "bad_result", f"result file is not valid JSON: {exc}", report)
 
     def _remove_stale_attempts(self, report: Report) -> None:
         for path in _files(self._queue.folder(ATTEMPTS)):
@@ -141,26 +144,11 @@ class Tidier:
                 path.unlink(missing_ok=True)
                 report.removed["attempts"] += 1
 
-    def _quarantine(self, path: Path, why: str, report: Report) -> None:
-        target = _free_name(self._queue.folder(QUARANTINE), path.name)
-        try:
-            os.rename(path, target)
-        except FileNotFoundError:
-            return
-        note = f"{path.parent.name}/{path.name}: {why}\n"
-        self._queue.write_atomic(target.with_name(target.name + QUARANTINE_NOTE_SUFFIX), note.encode("utf-8"))
-        report.quarantined += 1
-        log.warning("quarantined %s: %s", path, why)
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    """``name`` in ``folder``, or ``<stem>.<n><suffix>`` if taken: quarantine never overwrites."""
-    target, number = folder / name, 0
-    while target.exists() or target.with_name(target.name + QUARANTINE_NOTE_SUFFIX).exists():
-        number += 1
-        stem, dot, suffix = name.rpartition(".")
-        target = folder / (f"{stem}.{number}.{suffix}" if dot and stem else f"{name}.{number}")
-    return target
+    def _quarantine(self, path: Path, reason: QuarantineReason, why: str, report: Report) -> None:
+        moved = quarantine(self._queue.root, path, reason, why)
+        if moved is not None:
+            report.quarantined += 1
+            report.refused.append(moved)
 
 
 def _files(folder: Path) -> list[Path]:

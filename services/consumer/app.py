@@ -15,9 +15,20 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from services.consumer.processing import ConsumerContext, JobProcessor, Outcome
+from services.consumer.processing import HIDDEN_DETAIL, ConsumerContext, JobProcessor, Outcome
 from shared.messaging import BackendState, Event, JobFailed, Tick, subjects
-from shared.queue import INCOMING, ClaimFile, Claims, FileQueue, recover_expired
+from shared.queue import (
+    EVENT_TEXT_CHARS,
+    INCOMING,
+    PROCESSING,
+    ClaimFile,
+    Claims,
+    FileQueue,
+    quarantine_strays,
+    recover_expired,
+    scan_jobs,
+    shown,
+)
 from shared.service import ServiceTasks
 from shared.timing import set_within
 from shared.watch import Change, watching
@@ -35,6 +46,7 @@ class Consumer:
         self._wake = asyncio.Event()
         self._backend_failures = 0
         self._paused_until = 0.0
+        self._hidden_seen: set[str] = set()  # dot-files in incoming/ reported already (only those present)
         self.processed = 0
 
     @property
@@ -70,9 +82,24 @@ class Consumer:
                 log.info("job %s already has a result; removing its leftover claim", claim.job_id)
                 self.claims.forget(claim)
 
+    async def _waiting(self) -> list[str]:
+        """Job ids waiting in ``incoming/``, oldest first; what can never be a job goes to quarantine."""
+        intake = scan_jobs(self.queue.folder(INCOMING))
+        if intake.strays:
+            await self._processor.report_quarantined(quarantine_strays(self.queue.root, intake.strays))
+        await self._report_hidden(intake.hidden)
+        return intake.jobs
+
+    async def _report_hidden(self, hidden: list[str]) -> None:
+        """Dot-files are never jobs (by rule); each is logged and counted once while it stays."""
+        for name in set(hidden) - self._hidden_seen:
+            log.warning("incoming/%s: %s", shown(name), HIDDEN_DETAIL)
+            await self._processor.report_hidden(shown(name)[:EVENT_TEXT_CHARS])
+        self._hidden_seen = set(hidden)
+
     async def _claim_pass(self, claimed: dict[str, asyncio.Task[Outcome]], limit: int | None) -> int:
         started = 0
-        for job_id in self.queue.incoming_ids():
+        for job_id in await self._waiting():
             if job_id in claimed:
                 continue
             if self._stop.is_set() or (limit is not None and len(claimed) >= limit) or self._paused():
@@ -160,9 +187,13 @@ class Consumer:
 
     async def recover(self) -> None:
         settings = self._ctx.queue_settings
+        strays = scan_jobs(self.queue.folder(PROCESSING)).strays  # e.g. claims made by older versions
+        if strays:
+            await self._processor.report_quarantined(quarantine_strays(self.queue.root, strays))
         recovered = await asyncio.to_thread(
             recover_expired, self.claims, settings.lease_s, settings.max_attempts
         )
+        await self._processor.report_quarantined([item.quarantined for item in recovered if item.quarantined])
         for item in recovered:
             if item.outcome == "finished":
                 continue
@@ -184,7 +215,7 @@ class Consumer:
 
     def on_change(self, change: Change) -> None:
         kind, folder, name = change
-        if (kind == "added" and folder == INCOMING and name.endswith(".txt")) or kind == "overflow":
+        if (kind == "added" and folder == INCOMING) or kind == "overflow":
             self._wake.set()
 
     async def on_event(self, _event: Event) -> None:

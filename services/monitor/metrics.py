@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.monitor.health import REASONS as HEALTH_REASONS
 from services.monitor.health import STATES as HEALTH_STATES
 from services.monitor.labels import Labels
-from shared.messaging import GENERATOR_OUTCOMES
+from shared.messaging import GENERATOR_OUTCOMES, QUARANTINE_REASONS
 
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
 FOLDERS = ("incoming", "processing", "processed", "error", "archive", "quarantine", ".tmp")
@@ -125,6 +125,12 @@ class MonitorMetrics:
         self.cleanup_quarantined = Counter(
             "syntx_cleanup_quarantined", "Files moved to quarantine/", registry=registry
         )
+        self.files_refused = Counter(
+            "syntx_files_refused",
+            "Files not read as jobs: quarantined, or dot-files in incoming/ left alone (once per consumer)",
+            ["reason"],
+            registry=registry,
+        )
         self.cleanup_expired_claims = Counter(
             "syntx_cleanup_expired_claims", "Expired claims cleanup took over", ["outcome"], registry=registry
         )
@@ -163,6 +169,8 @@ class MonitorMetrics:
             self.generator_calls.labels(outcome=outcome)
         for direction in TOKEN_DIRECTIONS:
             self.generator_tokens.labels(direction=direction)
+        for reason in QUARANTINE_REASONS:
+            self.files_refused.labels(reason=reason)
 
     def initialise_wrappers(self, wrappers: Iterable[str]) -> None:
         """Export every configured wrapper's series from the start (0 until something happens)."""

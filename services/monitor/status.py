@@ -15,6 +15,7 @@ from shared.messaging import (
     BackendState,
     CleanupReport,
     Event,
+    FileRefused,
     GeneratorBudgetExhausted,
     GeneratorCall,
     JobCreated,
@@ -82,6 +83,8 @@ class Tracker:
             )
         elif isinstance(event, JobFailed):
             self._on_failed(event)
+        elif isinstance(event, FileRefused):
+            metrics.files_refused.labels(reason=event.reason).inc()
         elif isinstance(event, BackendState):
             wrapper = self._label("wrapper", event.wrapper)
             metrics.backend_available.labels(wrapper=wrapper).set(1 if event.available else 0)

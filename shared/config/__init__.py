@@ -7,6 +7,7 @@ from shared.config.environment import (
     FAILPOINTS_ENV,
 )
 from shared.config.sections import (
+    DEFAULT_MAX_HEADER_BYTES,
     BackendSettings,
     BackPressureSettings,
     CleanupSettings,
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigError",
     "ConsumerSettings",
     "DEFAULT_CONFIG",
+    "DEFAULT_MAX_HEADER_BYTES",
     "DEMO_CONFIG",
     "GeneratorSettings",
     "HealthSettings",

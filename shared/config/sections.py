@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from shared.backoff import Backoff
 
 OFFLINE_MODEL = "offline-responder"
+DEFAULT_MAX_HEADER_BYTES = 4096
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 class _Section(BaseModel):
@@ -104,6 +106,9 @@ class BackendSettings(_Section):
     timeouts: TimeoutSettings = TimeoutSettings()
     retries: RetrySettings = RetrySettings()
     offline_delay_s: float = Field(0.0, ge=0, description="offline responder only: simulated latency")
+    max_response_bytes: int = Field(
+        DEFAULT_MAX_RESPONSE_BYTES, gt=0, description="a reply body longer than this fails the attempt"
+    )
 
     @model_validator(mode="after")
     def _url_for_remote(self) -> BackendSettings:
@@ -132,7 +137,10 @@ class ConsumerSettings(_Section):
     watch: bool = False
     watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on stop, how long in-flight calls may finish")
-    max_job_bytes: int = Field(256 * 1024, gt=0)
+    max_job_bytes: int = Field(256 * 1024, gt=0, description="a larger job file is filed as malformed")
+    max_header_bytes: int = Field(
+        DEFAULT_MAX_HEADER_BYTES, gt=0, description="a larger job header is filed as malformed"
+    )
     backend_pause: Backoff = Field(
         Backoff(base_s=1.0, max_s=60.0), description="backend down: pause before the next probe job"
     )

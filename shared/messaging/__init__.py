@@ -13,9 +13,11 @@ from shared.messaging.malformed import (
 )
 from shared.messaging.messages import (
     GENERATOR_OUTCOMES,
+    QUARANTINE_REASONS,
     BackendState,
     CleanupReport,
     Event,
+    FileRefused,
     GeneratorBudgetExhausted,
     GeneratorCall,
     GeneratorOutcome,
@@ -23,6 +25,7 @@ from shared.messaging.messages import (
     JobFailed,
     JobScored,
     ProducerGeneration,
+    QuarantineReason,
     ServiceHeartbeat,
     Tick,
     decode_event,
@@ -34,6 +37,9 @@ from shared.messaging.messages import (
 __all__ = [
     "MalformedLog",
     "message_problem",
+    "FileRefused",
+    "QUARANTINE_REASONS",
+    "QuarantineReason",
     "BackendState",
     "Bus",
     "CleanupReport",

@@ -29,7 +29,21 @@ from shared.queue.folders import (
     counts_as,
     is_job_name,
     job_created_day,
+)
+from shared.queue.intake import (
+    EVENT_TEXT_CHARS,
+    Intake,
+    Quarantined,
+    Stray,
+    UnreadableFile,
     job_id_problem,
+    name_problem,
+    quarantine,
+    quarantine_strays,
+    read_bounded,
+    refused_event,
+    scan_jobs,
+    shown,
 )
 from shared.queue.jobfile import (
     Job,
@@ -47,10 +61,12 @@ from shared.queue.recovery import (
 )
 from shared.queue.results import (
     Attempt,
+    History,
     JobResult,
     counted_failures,
     describe_parse,
     job_meta,
+    load_history,
     scored_status,
 )
 from shared.queue.store import (
@@ -61,6 +77,20 @@ from shared.queue.store import (
 __all__ = [
     "RESULT_FOLDERS",
     "job_id_problem",
+    "EVENT_TEXT_CHARS",
+    "refused_event",
+    "History",
+    "Intake",
+    "Quarantined",
+    "Stray",
+    "UnreadableFile",
+    "load_history",
+    "name_problem",
+    "quarantine",
+    "quarantine_strays",
+    "read_bounded",
+    "scan_jobs",
+    "shown",
     "ARCHIVE",
     "ATTEMPTS",
     "Attempt",

@@ -18,8 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.config import DEFAULT_MAX_HEADER_BYTES
 from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
-from shared.queue.jobfile import Job, parse_job
+from shared.queue.intake import UnreadableFile, name_problem, read_bounded
+from shared.queue.jobfile import Job, JobFileError, parse_job
 from shared.queue.store import FileQueue
 
 
@@ -42,6 +44,8 @@ class ClaimFile:
 
 
 def parse_claim(path: Path) -> ClaimFile | None:
+    if name_problem(path.name) is not None:
+        return None  # never claimed by this version: such names are quarantined from incoming/
     match = CLAIM_NAME.match(path.name)
     if match:
         return ClaimFile(match["job"], match["token"], path)
@@ -71,16 +75,24 @@ class Claims:
             os.rename(self.queue.sidecar_path(INCOMING, job_id), self.queue.sidecar_path(PROCESSING, job_id))
         return ClaimFile(job_id, self.token, target)
 
-    def read_job(self, claim: ClaimFile, max_bytes: int) -> Job:
+    def read_job(
+        self, claim: ClaimFile, max_bytes: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    ) -> Job:
         """The claimed job, with the metadata of its sidecar (original layout) if it has one.
 
-        Raises ``FileNotFoundError`` when the claim is gone, ``JobFileError`` for a malformed job.
+        Both files are read bounded (:func:`read_bounded`): no symlink followed, no FIFO waited on, no
+        more than ``max_bytes`` + 1 read. Raises ``FileNotFoundError`` when the claim is gone,
+        ``JobFileError`` for a malformed job; an unreadable sidecar is ignored.
         """
         try:
-            sidecar: bytes | None = self.queue.sidecar_path(PROCESSING, claim.job_id).read_bytes()
-        except FileNotFoundError:
+            sidecar: bytes | None = read_bounded(self.queue.sidecar_path(PROCESSING, claim.job_id), max_bytes)
+        except (FileNotFoundError, UnreadableFile):
             sidecar = None
-        return parse_job(claim.job_id, claim.path.read_bytes(), max_bytes, sidecar)
+        try:
+            raw = read_bounded(claim.path, max_bytes)
+        except UnreadableFile as exc:
+            raise JobFileError(f"job file is {exc}") from None
+        return parse_job(claim.job_id, raw, max_bytes, sidecar, max_header_bytes=max_header_bytes)
 
     def renew(self, claim: ClaimFile) -> bool:
         """Extend the lease; False when the claim is gone (taken over after our lease expired)."""
@@ -116,7 +128,10 @@ class Claims:
         return True
 
     def forget(self, claim: ClaimFile) -> None:
-        """After the result is written: remove the claim, the sidecar and the attempt history."""
+        """After the result is written: remove the claim, the sidecar and the attempt history.
+
+        A directory swapped in under one of these names stays (lease keeping quarantines it).
+        """
         queue = self.queue
         for path in (
             claim.path,
@@ -124,7 +139,7 @@ class Claims:
             queue.sidecar_path(INCOMING, claim.job_id),
             queue.attempts_path(claim.job_id),
         ):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 path.unlink()
 
     def all(self) -> list[ClaimFile]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.messaging import utc_now
+from shared.queue.intake import Quarantined, UnreadableFile, quarantine, read_bounded
 from shared.queue.jobfile import Job
+from shared.queue.store import FileQueue
 from shared.scoring import ParsedResponse, ScoreResult
 
 Status = Literal["passed", "rejected", "failed", "malformed"]
@@ -57,6 +60,37 @@ class JobResult(BaseModel):
 
 
 COUNTED_OUTCOMES = ("backend_error", "lease_expired")
+MAX_HISTORY_BYTES: Final = 16 * 1024 * 1024  # ~50,000 attempts; a longer history is not one we wrote
+_HISTORY: TypeAdapter[list[Attempt]] = TypeAdapter(list[Attempt])
+
+
+@dataclass(frozen=True)
+class History:
+    """A job's attempts so far; ``quarantined`` when its file was broken and moved aside."""
+
+    attempts: list[Attempt]
+    quarantined: Quarantined | None = None
+
+
+def load_history(queue: FileQueue, job_id: str) -> History:
+    """The attempts of ``job_id`` from ``attempts/<id>.json``.
+
+    A file that is not a list of valid attempts (wrong types, not JSON, too big, not a regular file)
+    is moved to ``quarantine/`` with a note and the history counts as empty: the job goes on.
+    """
+    path = queue.attempts_path(job_id)
+    try:
+        return History(_HISTORY.validate_json(read_bounded(path, MAX_HISTORY_BYTES)))
+    except FileNotFoundError:
+        return History([])
+    except UnreadableFile as exc:
+        why = str(exc)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(step) for step in first["loc"]) or "top level"
+        why = f"{where}: {first['msg']}"
+    detail = f"attempt history unreadable ({why}); counted as empty"
+    return History([], quarantine(queue.root, path, "bad_attempts", detail))
 
 
 def counted_failures(attempts: list[Attempt]) -> int:
