@@ -47,7 +47,7 @@ from shared.queue import (
     new_token,
 )
 from shared.watch import Change, watching
-from tests.harness import HEARTBEATS, free_port, observer, running
+from tests.harness import HEARTBEATS, free_port, observer, running, scored
 from tests.natsserver import NatsServer
 
 WATCHED = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
@@ -285,23 +285,6 @@ def ready(task: asyncio.Task[None]) -> Callable[[list[Event]], bool]:
         return any(isinstance(event, ServiceHeartbeat) and event.service == "monitor" for event in events)
 
     return check
-
-
-def scored(job_id: str) -> JobScored:
-    return JobScored(
-        job_id=job_id,
-        wrapper="sigma",
-        backend="offline",
-        model="offline-responder",
-        score=95,
-        threshold=90,
-        status="passed",
-        format="sigma",
-        llm_seconds=0.1,
-        total_seconds=0.2,
-        attempt=1,
-        scorer="syntx-2",
-    )
 
 
 async def test_status_request_with_reconcile_recounts(tmp_path: Path) -> None:
