@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.config.environment import (
+    CONFIG_ENV,
     FAIL_TASKS_ENV,
     FAILPOINTS_ENV,
 )
@@ -27,7 +28,6 @@ from shared.config.sections import (
     UpSettings,
 )
 from shared.config.settings import (
-    CONFIG_ENV,
     DEFAULT_CONFIG,
     DEMO_CONFIG,
     PROJECT_ROOT,

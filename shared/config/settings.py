@@ -19,56 +19,19 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from shared.config.environment import CONFIG_ENV, unknown_variables
 from shared.config.sections import (
-    BackendSettings,
-    BackPressureSettings,
     CleanupSettings,
     ConsumerSettings,
-    GeneratorSettings,
-    HealthSettings,
-    LearningSettings,
     LoggingSettings,
     MonitorSettings,
     NatsSettings,
     ProducerSettings,
     QueueSettings,
-    RetrySettings,
     SchedulerSettings,
     ScheduleSettings,
-    TimeoutSettings,
     UpSettings,
     default_consumers,
     default_schedules,
 )
-
-__all__ = [
-    "BackPressureSettings",
-    "BackendSettings",
-    "CleanupSettings",
-    "ConsumerSettings",
-    "GeneratorSettings",
-    "HealthSettings",
-    "LearningSettings",
-    "LoggingSettings",
-    "MonitorSettings",
-    "NatsSettings",
-    "ProducerSettings",
-    "QueueSettings",
-    "RetrySettings",
-    "ScheduleSettings",
-    "SchedulerSettings",
-    "TimeoutSettings",
-    "UpSettings",
-    "ConfigError",
-    "Settings",
-    "load_settings",
-    "config_paths",
-    "deep_merge",
-    "read_yaml_files",
-    "DEFAULT_CONFIG",
-    "DEMO_CONFIG",
-    "PROJECT_ROOT",
-    "CONFIG_ENV",
-]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "syntx.yaml"
