@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.messaging.bus import (
     Bus,
     StoppedWhileConnecting,
+    connect_options,
     shown_url,
 )
 from shared.messaging.messages import (
@@ -35,6 +36,7 @@ __all__ = [
     "ServiceHeartbeat",
     "StoppedWhileConnecting",
     "Tick",
+    "connect_options",
     "decode_event",
     "decode_tick",
     "encode",
