@@ -12,8 +12,8 @@ import socket
 import sys
 from dataclasses import dataclass
 
-import nats
 import nats.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
@@ -50,7 +50,7 @@ async def health(settings: Settings, wanted: HeartbeatFilter, wait_s: float) -> 
     options = connect_options(settings.nats, "syntx-health")
     # One retry (0 would mean "forever" to the client), then a verdict.
     options.update(allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet, connect_timeout=wait_s)
-    client = nats.NATS()
+    client = Client()
     try:
         await client.connect(**options)
         heard = await _heartbeat_heard(client, wanted, wait_s)
@@ -63,7 +63,7 @@ async def health(settings: Settings, wanted: HeartbeatFilter, wait_s: float) -> 
     return HEALTHY_EXIT
 
 
-async def _heartbeat_heard(client: nats.NATS, wanted: HeartbeatFilter, wait_s: float) -> bool:
+async def _heartbeat_heard(client: Client, wanted: HeartbeatFilter, wait_s: float) -> bool:
     heard = asyncio.Event()
 
     async def on_beat(msg: Msg) -> None:
@@ -76,7 +76,7 @@ async def _heartbeat_heard(client: nats.NATS, wanted: HeartbeatFilter, wait_s: f
 
     await client.subscribe(subjects.SERVICE_HEARTBEAT, cb=on_beat)
     await client.publish(subjects.SERVICE_PING, b"")
-    await client.flush(timeout=wait_s)
+    await client.flush(timeout=max(1, round(wait_s)))
     return await set_within(heard, wait_s)
 
 

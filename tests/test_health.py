@@ -71,7 +71,9 @@ async def test_another_service_does_not_answer_for_the_one_asked(
     )
 
 
-async def test_a_stopped_service_is_unhealthy(with_nats: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_a_stopped_service_is_unhealthy(
+    with_nats: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with announced(with_nats, "producer"):
         assert await health("--service", "producer") == 0
     assert await health("--service", "producer", "--wait", "0.5", "--any-host") == 1
@@ -99,7 +101,10 @@ async def test_without_nats_one_line_and_exit_3(
 
 
 async def test_services_and_the_check_use_the_nats_credentials(
-    environment: Path, locked_nats: NatsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    environment: Path,
+    locked_nats: NatsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("SYNTX_NATS__URL", locked_nats.url)
     monkeypatch.setenv("SYNTX_NATS__USER", USER)
