@@ -17,7 +17,7 @@ import tomllib
 import types
 from collections.abc import Iterator
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Union, get_args, get_origin
 
 import jsonschema  # type: ignore[import-untyped,unused-ignore]
@@ -54,6 +54,8 @@ METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:$])(syntx_[a-z0-9_]+|up)(?![A-Za-z0-9
 PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.DOTALL)
+# The secrets compose refuses to start without (``${NAME:?...}``); the README shows how to create .env.
+REQUIRED_SECRETS = {"NATS_PASSWORD": "test-secret", "GRAFANA_ADMIN_PASSWORD": "test-secret"}
 DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|us|ns|s|m|h|d|w|y))+$")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h|d|w|y)")
 DURATION_UNITS = {
@@ -117,8 +119,8 @@ def variable_references(value: Any) -> Iterator[str]:
 
 
 def compose() -> dict[str, Any]:
-    """The compose file as Compose sees it with an empty environment (anchors merged, defaults used)."""
-    data = interpolate(load_yaml(COMPOSE_FILE))
+    """The compose file as Compose sees it with only the required secrets set (anchors merged, defaults used)."""
+    data = interpolate(load_yaml(COMPOSE_FILE), REQUIRED_SECRETS)
     assert isinstance(data, dict)
     return data
 
@@ -292,9 +294,11 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 
 def test_compose_variables_all_have_defaults() -> None:
-    """``docker compose up`` on a fresh machine needs no environment and prints no warning."""
+    """``docker compose up`` on a fresh machine needs only the secrets of .env and prints no warning."""
     references = set(variable_references(load_yaml(COMPOSE_FILE)))
-    missing = {ref for ref in references if not re.match(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?-", ref)}
+    required = {ref for ref in references if re.match(rf"^\$\{{({'|'.join(REQUIRED_SECRETS)}):\?.+\}}$", ref)}
+    assert {ref.split(":")[0][2:] for ref in required} == set(REQUIRED_SECRETS)
+    missing = {ref for ref in references - required if not re.match(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?-", ref)}
     assert not missing, f"variables without a default: {sorted(missing)}"
     secrets = {ref for ref in references if "API_KEY" in ref}
     assert secrets, "API keys are passed through from the host environment"
@@ -330,7 +334,7 @@ def test_compose_runs_every_service_on_one_image_and_one_volume() -> None:
 
 def test_nats_runs_jetstream_with_a_health_check() -> None:
     nats = services()["nats"]
-    assert nats["image"] == "nats:2.10-alpine"
+    assert nats["image"] == "nats:2.10.22-alpine"
     cmd = command(nats)
     assert "-js" in cmd
     store = cmd[cmd.index("-sd") + 1]
@@ -403,7 +407,7 @@ def test_compose_environment_maps_onto_settings(monkeypatch: pytest.MonkeyPatch,
 def test_dockerfile_builds_one_non_root_image_for_every_service() -> None:
     instructions = dockerfile_instructions()
     kinds = [kind for kind, _ in instructions]
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    assert instructions[0] == ("FROM", "python:3.11.10-slim-bookworm")
     env = " ".join(args for kind, args in instructions if kind == "ENV")
     assert "PYTHONUNBUFFERED=1" in env and "SYNTX_DATA_DIR=/data" in env
     users = [args for kind, args in instructions if kind == "USER"]
@@ -527,8 +531,10 @@ def test_prometheus_scrapes_the_monitor_and_loads_the_alerts() -> None:
     assert job.get("metrics_path", "/metrics") == "/metrics"
     assert seconds(job.get("scrape_interval", config["global"]["scrape_interval"])) == 15
 
-    for rule_file in config["rule_files"]:
-        assert repo_path(mounted[rule_file]) == ALERTS_FILE
+    for rule_file in config["rule_files"]:  # relative to the config file, in the repository and as mounted
+        assert (PROMETHEUS_FILE.parent / rule_file).resolve() == ALERTS_FILE
+        beside_config = str(PurePosixPath(config_flag.split("=", 1)[1]).parent / rule_file)
+        assert repo_path(mounted[beside_config]) == ALERTS_FILE
     # Alert and panel queries on `up` name the job that scrapes the monitor.
     queries = [str(rule["expr"]) for rule in alert_rules()]
     queries += [expr for board in dashboards().values() for _, expr in dashboard_queries(board)]
@@ -556,7 +562,9 @@ def test_grafana_provisioning_points_at_what_compose_mounts() -> None:
     if home:
         home_path = Path(home)
         assert str(home_path.parent) in paths and (DASHBOARD_DIR / home_path.name).is_file()
-    assert environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == "admin"  # ${GRAFANA_ADMIN_PASSWORD:-admin}
+    # No default password, no anonymous access: the admin password is the one of .env.
+    assert environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == REQUIRED_SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    assert environment(grafana).get("GF_AUTH_ANONYMOUS_ENABLED", "false") == "false"
 
 
 def test_dashboard_json_is_consistent() -> None:
