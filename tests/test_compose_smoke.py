@@ -3,8 +3,9 @@ Prometheus targets and rules, ``down -v``.
 
 Runs wherever a Docker daemon answers and the images docker-compose.yml names are present (or pullable);
 skipped with the reason otherwise. Grafana is left out (no image on machines without a registry). All
-containers use the host network on loopback ports chosen per run (tests/compose-host-network.yml is written
-per run into a temporary directory), so nothing collides with a local ``syntx up``.
+containers use the host network on loopback ports chosen per run (an override file written into a
+temporary directory), so nothing collides with a local ``syntx up``.
+Published ports are dropped from the resolved file: on the host network there is nothing to publish.
 """
 
 from __future__ import annotations
@@ -196,6 +197,17 @@ def host_network_override(directory: Path, ports: dict[str, int]) -> Path:
     return path
 
 
+def without_published_ports(merged: Stack, directory: Path) -> Path:
+    """The shipped file with the override, as Compose resolves it, minus ``ports:``: the host network has
+    nothing to publish, and Compose v1 refuses port bindings there (an override cannot remove them)."""
+    config = yaml.safe_load(merged.run("config"))
+    for service in config["services"].values():
+        service.pop("ports", None)
+    path = directory / "compose-resolved.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def within(seconds: float, what: str, probe: Callable[[], T | None], every_s: float = 2.0) -> T:
     """Ask an outside system until ``probe`` returns a value; fail with ``what`` after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -224,7 +236,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(16),  # required by the file; Grafana is not started
     }
     project = f"syntx-smoke-{secrets.token_hex(4)}"
-    built = Stack([*command, "-p", project, "-f", str(COMPOSE_FILE), "-f", str(override)], ports, env)
+    merged = Stack([*command, "-p", project, "-f", str(COMPOSE_FILE), "-f", str(override)], ports, env)
+    built = Stack(
+        [*command, "-p", project, "-f", str(without_published_ports(merged, directory))], ports, env
+    )
     started = time.monotonic()
     built.run("build", "scheduler", timeout=BUILD_S)
     log.warning("image built in %.0f s", time.monotonic() - started)
@@ -250,9 +265,12 @@ def test_every_service_becomes_healthy(stack: Stack) -> None:
 def test_ticks_turn_the_loop_and_results_are_filed(stack: Stack) -> None:
     healthy(stack)
     stack.syntx("trigger", "producer")
-    within(LOOP_S, "jobs created by the producer", lambda: stack.status()["counts"]["incoming"] or None)
+    jobs = within(
+        LOOP_S, "jobs created by the producer", lambda: stack.status()["counts"]["incoming"] or None
+    )
+    share = -(-jobs // len(CONSUMER_SCHEDULES))  # every consumer claims from the one incoming/ folder
     for schedule in CONSUMER_SCHEDULES:
-        stack.syntx("trigger", schedule)
+        stack.syntx("trigger", schedule, "--batch", str(share))
 
     def filed() -> dict[str, Any] | None:
         status = stack.status()
