@@ -119,7 +119,7 @@ def variable_references(value: Any) -> Iterator[str]:
 
 
 def compose() -> dict[str, Any]:
-    """The compose file as Compose sees it with only the required secrets set (anchors merged, defaults used)."""
+    """The compose file as Compose sees it with only the .env secrets set (anchors merged, defaults used)."""
     data = interpolate(load_yaml(COMPOSE_FILE), REQUIRED_SECRETS)
     assert isinstance(data, dict)
     return data
