@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -325,3 +326,25 @@ def test_promtool_accepts_the_prometheus_config_as_mounted_and_in_the_repository
         )  # fmt: skip
         assert result.returncode == 0, f"{where}: {result.stdout}{result.stderr}"
         log.warning("promtool check config %s: %s", where, result.stdout.strip().replace("\n", " | "))
+
+
+def test_nats_refuses_a_client_without_the_password(stack: Stack) -> None:
+    healthy(stack)
+    syntx = str(Path(sys.executable).with_name("syntx"))
+    argv = [syntx, "health", "--service", "monitor", "--any-host", "--wait", "5"]
+    base = {key: value for key, value in stack.env.items() if not key.startswith("SYNTX_")}
+    base["SYNTX_NATS__URL"] = f"nats://127.0.0.1:{stack.ports['nats']}"
+    attempts = {
+        "without credentials": base,
+        "with the .env password": {
+            **base,
+            "SYNTX_NATS__USER": "syntx",
+            "SYNTX_NATS__PASSWORD": stack.env["NATS_PASSWORD"],
+        },
+    }
+    codes = {}
+    for name, env in attempts.items():
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
+        codes[name] = result.returncode
+        log.warning("syntx health %s: exit %d %s", name, result.returncode, result.stderr.strip())
+    assert codes == {"without credentials": 3, "with the .env password": 0}
