@@ -12,7 +12,9 @@ from pathlib import Path
 
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
 from shared.service import CONFIG_EXIT_CODE, SERVICES
-from syntx import commands
+from syntx import commands, health
+
+USAGE_EXIT_CODE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--prompt", default="", help="the job prompt, for the relevance check")
     score.add_argument("--scorer", default="default", help="default or v1")
     score.add_argument("--json", action="store_true")
+    health = sub.add_parser(
+        "health", help="exit 0 if the service answers with a heartbeat (a container healthcheck)"
+    )
+    health.add_argument(
+        "--service", required=True, help="scheduler, producer, monitor, cleanup or consumer.<name>"
+    )
+    health.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the heartbeat")
+    health.add_argument("--any-host", action="store_true", help="count an instance on any host")
     return parser
 
 
@@ -67,6 +77,16 @@ def _exec_service(service: str, wrapper: str | None) -> int:
     os.execv(sys.executable, argv)
 
 
+def _health(settings: Settings, service: str, wait_s: float, any_host: bool) -> int:
+    consumers = [f"consumer.{name}" for name in settings.consumers]
+    known = [name for name in SERVICES if name != "consumer"] + consumers
+    if service not in known:
+        sys.stderr.write(f"health: unknown service {service!r}; choose one of {', '.join(known)}\n")
+        return USAGE_EXIT_CODE
+    wanted = health.heartbeat_filter(service, any_host)
+    return asyncio.run(health.health(settings, wanted, wait_s))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s syntx: %(message)s", datefmt="%H:%M:%S")
@@ -82,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         "score": lambda: commands.score(
             settings, args.file, args.format, args.prompt, args.scorer, args.json
         ),
+        "health": lambda: _health(settings, args.service, args.wait, args.any_host),
     }
     os.environ.setdefault(CONFIG_ENV, ":".join(paths))
     try:

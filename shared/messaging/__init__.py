@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.messaging.bus import (
     Bus,
     StoppedWhileConnecting,
+    connect_options,
     shown_url,
 )
 from shared.messaging.malformed import (
@@ -55,6 +56,7 @@ __all__ = [
     "ServiceHeartbeat",
     "StoppedWhileConnecting",
     "Tick",
+    "connect_options",
     "decode_event",
     "decode_tick",
     "encode",
