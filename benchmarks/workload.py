@@ -10,7 +10,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shared.config import PROJECT_ROOT
-from shared.queue import INCOMING, JOB_SUFFIX, PROCESSED, RESULT_SUFFIX, TMP, FileQueue, JobMeta, render_job
+from shared.queue import (
+    ERROR,
+    INCOMING,
+    JOB_SUFFIX,
+    PROCESSED,
+    RESULT_SUFFIX,
+    TMP,
+    FileQueue,
+    JobMeta,
+    render_job,
+)
 from shared.scoring import FormatSpec, load_catalog
 
 WRAPPER = "syntex_system"
@@ -91,7 +101,7 @@ def add_job_timed(queue: FileQueue, data: bytes, job_id: str) -> float:
     return renamed_at
 
 
-def result_count(queue_root: Path, folders: tuple[str, ...] = (PROCESSED, "error")) -> int:
+def result_count(queue_root: Path, folders: tuple[str, ...] = (PROCESSED, ERROR)) -> int:
     total = 0
     for folder in folders:
         with os.scandir(queue_root / folder) as entries:
@@ -111,7 +121,7 @@ class Finished:
 
 def read_results(queue_root: Path) -> list[Finished]:
     found: list[Finished] = []
-    for folder in (PROCESSED, "error"):
+    for folder in (PROCESSED, ERROR):
         for path in (queue_root / folder).glob(f"*{RESULT_SUFFIX}"):
             record = json.loads(path.read_bytes())
             attempts = record.get("attempts") or [{}]

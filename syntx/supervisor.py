@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from shared.config import CONFIG_ENV, Settings
+from shared.messaging import subjects
 from shared.service import CONFIG_EXIT_CODE
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, die_with_parent
@@ -39,7 +40,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
         ServiceSpec("producer", ("-m", "services.producer")),
     ]
     specs += [
-        ServiceSpec(f"consumer.{name}", ("-m", "services.consumer", "--wrapper", name))
+        ServiceSpec(subjects.consumer_schedule(name), ("-m", "services.consumer", "--wrapper", name))
         for name in settings.consumers
     ]
     specs += [

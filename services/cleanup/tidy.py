@@ -111,7 +111,7 @@ class Tidier:
             job_id = path.stem
             if not self._has_job(job_id) and self._queue.result_path(job_id) is not None:
                 path.unlink(missing_ok=True)
-                report.removed["attempts"] += 1
+                report.removed[ATTEMPTS] += 1
 
     def _quarantine(self, path: Path, why: str, report: Report) -> None:
         target = _free_name(self._queue.folder(QUARANTINE), path.name)

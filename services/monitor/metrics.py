@@ -6,8 +6,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shared.queue import COUNTED_FOLDERS
+
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
-FOLDERS = ("incoming", "processing", "processed", "error", "archive", "quarantine", ".tmp")
 SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 100)
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 LAG_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60)
@@ -115,7 +116,7 @@ class MonitorMetrics:
         self._initialise_labels()
 
     def _initialise_labels(self) -> None:
-        for folder in FOLDERS:
+        for folder in COUNTED_FOLDERS:
             self.queue_jobs.labels(folder=folder)
         for state in QUEUE_STATES:
             self.queue_state.labels(state=state)

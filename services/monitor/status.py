@@ -18,6 +18,7 @@ from shared.messaging import (
     ProducerGeneration,
     ServiceHeartbeat,
     Tick,
+    subjects,
     utc_now,
 )
 
@@ -66,7 +67,10 @@ class Tracker:
             )
             per_wrapper = self.scored.setdefault(event.wrapper, {"passed": 0, "rejected": 0})
             per_wrapper[event.status] += 1
-            self._ran(f"consumer.{event.wrapper}", f"job {event.job_id} {event.status} ({event.score})")
+            self._ran(
+                subjects.consumer_schedule(event.wrapper),
+                f"job {event.job_id} {event.status} ({event.score})",
+            )
         elif isinstance(event, JobFailed):
             self._on_failed(event)
         elif isinstance(event, BackendState):

@@ -14,6 +14,7 @@ from typing import Literal
 
 from shared.messaging import utc_now
 from shared.queue.claims import ClaimFile, Claims
+from shared.queue.folders import ERROR
 from shared.queue.jobfile import JobFileError
 from shared.queue.results import Attempt, JobResult, counted_failures, job_meta
 
@@ -89,7 +90,7 @@ def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last:
         attempts=history,
         created_at=job.meta.created if job else None,
     )
-    queue.write_result("error", claim.job_id, record.model_dump_json(indent=1).encode(), fsync=True)
+    queue.write_result(ERROR, claim.job_id, record.model_dump_json(indent=1).encode(), fsync=True)
     claims.forget(claim)
     log.warning("job %s failed: %s", claim.job_id, reason)
     return Recovered(claim.job_id, "failed", history[-1].number, reason)

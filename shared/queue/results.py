@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.messaging import utc_now
+from shared.queue.folders import ERROR, PROCESSED, ResultFolder
 from shared.queue.jobfile import Job
 from shared.scoring import ParsedResponse, ScoreResult
 
@@ -52,8 +53,8 @@ class JobResult(BaseModel):
     total_seconds: float = 0.0
 
     @property
-    def folder(self) -> Literal["processed", "error"]:
-        return "processed" if self.status == "passed" else "error"
+    def folder(self) -> ResultFolder:
+        return PROCESSED if self.status == "passed" else ERROR
 
 
 COUNTED_OUTCOMES = ("backend_error", "lease_expired")
