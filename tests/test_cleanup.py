@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -28,9 +29,11 @@ from shared.queue import (
 )
 from tests.harness import HEARTBEATS, observer, running
 from tests.natsserver import NatsServer
+from tests.records import result_record
 
 NOW = 1_800_000_000.0  # a fixed "now"; file ages are set relative to it
 HOUR = 3600.0
+MAX_RESULT_BYTES = 64 * 1024
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ def put(path: Path, age_s: float, content: str = "x") -> Path:
 
 
 def tidier(queue: FileQueue, logs: Path, **settings: float | None) -> Tidier:
-    return Tidier(queue, logs, CleanupSettings(**settings))
+    return Tidier(queue, logs, CleanupSettings(**settings), MAX_RESULT_BYTES)
 
 
 def names(queue: FileQueue, folder: str) -> set[str]:
@@ -108,7 +111,7 @@ def test_a_non_job_file_in_incoming_is_quarantined(queue: FileQueue, logs: Path)
 
 
 def test_a_result_that_is_not_json_is_quarantined(queue: FileQueue, logs: Path) -> None:
-    put(queue.folder(PROCESSED) / "good.json", 10, '{"status": "passed"}')
+    put(queue.folder(PROCESSED) / "good.json", 10, json.dumps(result_record("good", "passed")))
     put(queue.folder(PROCESSED) / "cut.json", 10, '{"status": "pas')
     (queue.folder(ERROR) / "binary.json").write_bytes(b"\xff\xfe\x00")  # not even UTF-8
     report = tidier(queue, logs).run(now=NOW)
@@ -148,11 +151,15 @@ def test_logs_older_than_the_retention_are_removed(queue: FileQueue, logs: Path)
 
 
 def test_error_and_archive_retention_only_when_configured(queue: FileQueue, logs: Path) -> None:
-    put(queue.folder(ERROR) / "old-error.json", 400 * DAY_S, "{}")
-    put(queue.folder(ERROR) / "new-error.json", DAY_S, "{}")
-    put(queue.folder(ARCHIVE) / "old-archive.json", 400 * DAY_S, "{}")
-    put(queue.folder(ARCHIVE) / "new-archive.json", DAY_S, "{}")
-    put(queue.folder(PROCESSED) / "old-passed.json", 400 * DAY_S, "{}")
+    for folder, name, age_s in (
+        (ERROR, "old-error", 400 * DAY_S),
+        (ERROR, "new-error", DAY_S),
+        (ARCHIVE, "old-archive", 400 * DAY_S),
+        (ARCHIVE, "new-archive", DAY_S),
+        (PROCESSED, "old-passed", 400 * DAY_S),
+    ):
+        status = "passed" if folder == PROCESSED else "failed"
+        put(queue.folder(folder) / f"{name}.json", age_s, json.dumps(result_record(name, status)))
 
     kept = tidier(queue, logs).run(now=NOW)
     assert kept.removed == {}
@@ -175,7 +182,7 @@ def test_stale_attempt_files_are_removed(queue: FileQueue, logs: Path) -> None:
     waiting = queue.add_job("waiting", JobMeta())
     claim = Claims(queue, new_token()).take(finished)
     assert claim is not None
-    queue.write_result(PROCESSED, finished, {"status": "passed"})
+    queue.write_result(PROCESSED, finished, result_record(finished, "passed"))
     claim.path.unlink()  # a crash before the claim's history was removed
     for job_id in (finished, waiting):
         queue.write_attempts(job_id, [{"number": 1, "outcome": "released"}])

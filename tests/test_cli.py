@@ -19,6 +19,7 @@ from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue, Job, parse_job
 from syntx.main import main
 from tests.harness import HEARTBEATS, free_port, observer, running
 from tests.natsserver import NatsServer
+from tests.records import result_record, score_record
 
 SIGMA_ANSWER = (
     "1. Σ-DRIFTGRADIENT: abrupt - schneller Wechsel.\n2. Σ-MECHANISMUSKNOTEN: MN-04 Impulsumkehr.\n"
@@ -132,6 +133,7 @@ def error_result(job_id: str, status: str, prompt: str | None = "Erkläre: Katze
         "status": status,
         "reason": "backend down" if status == "failed" else "score 40 < threshold 90",
         "prompt": prompt,
+        "score": score_record(40) if status == "rejected" else None,
         "meta": {
             "topic": "Katzen",
             "category": "harmlos",
@@ -230,7 +232,9 @@ def test_score_a_response_text(environment: Path, tmp_path: Path, capsys: pytest
 
 def test_score_a_result_json(environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "job.json"
-    record = {"response": SIGMA_ANSWER, "format": "sigma", "prompt": "Was passiert bei Überlast?"}
+    record = result_record(
+        "job", "rejected", response=SIGMA_ANSWER, format="sigma", prompt="Was passiert bei Überlast?"
+    )
     path.write_text(json.dumps(record), encoding="utf-8")
     assert syntx("score", str(path)) == 0
     total = check_breakdown(capsys.readouterr().out)

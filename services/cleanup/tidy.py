@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -22,6 +21,9 @@ from shared.queue import (
     QUARANTINE_NOTE_SUFFIX,
     TMP,
     FileQueue,
+    JobResult,
+    ResultFileError,
+    ResultProblem,
     is_job_name,
 )
 
@@ -34,21 +36,25 @@ DAY_S = 86400.0
 class Report:
     removed: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
+    untrusted: Counter[ResultProblem] = field(default_factory=Counter)  # result files, by reason
     errors: list[str] = field(default_factory=list)
 
 
 class Tidier:
-    def __init__(self, queue: FileQueue, logs_dir: Path, settings: CleanupSettings) -> None:
+    def __init__(
+        self, queue: FileQueue, logs_dir: Path, settings: CleanupSettings, max_result_bytes: int
+    ) -> None:
         self._queue = queue
         self._logs_dir = logs_dir
         self._settings = settings
+        self._max_result_bytes = max_result_bytes
 
     def run(self, now: float | None = None) -> Report:
         report = Report()
         moment = time.time() if now is None else now
         self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, "tmp", report)
         self._quarantine_strays(moment, report)
-        self._quarantine_unreadable_results(report)
+        self._quarantine_untrusted_results(report)
         self._remove_stale_attempts(report)
         self._remove_older(self._logs_dir, self._settings.log_retention_days * DAY_S, moment, "logs", report)
         for folder, days in (
@@ -96,15 +102,19 @@ class Tidier:
             self._queue.job_ids(PROCESSING)
         )
 
-    def _quarantine_unreadable_results(self, report: Report) -> None:
+    def _quarantine_untrusted_results(self, report: Report) -> None:
+        """Files in the folders results land in that are not results this system wrote: not JSON, not a
+        result, a score outside 0..100, an unknown status or scorer, a job id that is not the file name.
+        (``archive/`` only ever receives results that passed this reader.)"""
         for folder in (PROCESSED, ERROR):
             for path in self._queue.result_files(folder):
                 try:
-                    json.loads(path.read_bytes())
+                    JobResult.load(path, max_bytes=self._max_result_bytes)
                 except FileNotFoundError:
                     continue
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    self._quarantine(path, f"result file is not valid JSON: {exc}", report)
+                except ResultFileError as exc:
+                    if self._quarantine(path, f"{exc.detail} (reason: {exc.reason})", report):
+                        report.untrusted[exc.reason] += 1
 
     def _remove_stale_attempts(self, report: Report) -> None:
         for path in _files(self._queue.folder(ATTEMPTS)):
@@ -113,16 +123,17 @@ class Tidier:
                 path.unlink(missing_ok=True)
                 report.removed[ATTEMPTS] += 1
 
-    def _quarantine(self, path: Path, why: str, report: Report) -> None:
+    def _quarantine(self, path: Path, why: str, report: Report) -> bool:
         target = _free_name(self._queue.folder(QUARANTINE), path.name)
         try:
             os.rename(path, target)
         except FileNotFoundError:
-            return
+            return False
         note = f"{path.parent.name}/{path.name}: {why}\n"
         self._queue.write_atomic(target.with_name(target.name + QUARANTINE_NOTE_SUFFIX), note.encode("utf-8"))
         report.quarantined += 1
         log.warning("quarantined %s: %s", path, why)
+        return True
 
 
 def _free_name(folder: Path, name: str) -> Path:

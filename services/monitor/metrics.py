@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from shared.queue import COUNTED_FOLDERS
+from shared.queue import COUNTED_FOLDERS, RESULT_PROBLEMS
 
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
 SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 100)
@@ -87,6 +87,12 @@ class MonitorMetrics:
         self.cleanup_quarantined = Counter(
             "syntx_cleanup_quarantined", "Files moved to quarantine/", registry=registry
         )
+        self.results_untrusted = Counter(
+            "syntx_results_untrusted",
+            "Result files quarantined by cleanup because they are not results the loop wrote (never learned)",
+            ["reason"],
+            registry=registry,
+        )
         self.cleanup_expired_claims = Counter(
             "syntx_cleanup_expired_claims", "Expired claims cleanup took over", ["outcome"], registry=registry
         )
@@ -120,6 +126,8 @@ class MonitorMetrics:
             self.queue_jobs.labels(folder=folder)
         for state in QUEUE_STATES:
             self.queue_state.labels(state=state)
+        for reason in RESULT_PROBLEMS:
+            self.results_untrusted.labels(reason=reason)
 
     def initialise_wrappers(self, wrappers: Iterable[str]) -> None:
         """Export every configured wrapper's series from the start (0 until something happens)."""

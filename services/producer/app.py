@@ -61,7 +61,7 @@ class Producer:
         if path.name in self._examined or path.stem in self._learner.seen:
             return False
         self._examined.add(path.name)
-        observation = observation_from_result(path)
+        observation = observation_from_result(path, self._settings.queue.max_result_bytes)
         return observation is not None and self._learner.observe(observation)
 
     async def on_scored(self, event: Event) -> None:

@@ -90,7 +90,7 @@ def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last:
         attempts=history,
         created_at=job.meta.created if job else None,
     )
-    queue.write_result(ERROR, claim.job_id, record.model_dump_json(indent=1).encode(), fsync=True)
+    queue.write_result(ERROR, claim.job_id, record.encoded(), fsync=True)
     claims.forget(claim)
     log.warning("job %s failed: %s", claim.job_id, reason)
     return Recovered(claim.job_id, "failed", history[-1].number, reason)
