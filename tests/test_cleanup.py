@@ -158,8 +158,8 @@ def test_error_and_archive_retention_only_when_configured(queue: FileQueue, logs
         (ARCHIVE, "new-archive", DAY_S),
         (PROCESSED, "old-passed", 400 * DAY_S),
     ):
-        status = "passed" if folder == PROCESSED else "failed"
-        put(queue.folder(folder) / f"{name}.json", age_s, json.dumps(result_record(name, status)))
+        record = result_record(name, "passed") if folder == PROCESSED else result_record(name, "failed")
+        put(queue.folder(folder) / f"{name}.json", age_s, json.dumps(record))
 
     kept = tidier(queue, logs).run(now=NOW)
     assert kept.removed == {}
