@@ -13,11 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from services.monitor.app import Monitor
 from services.monitor.app import run as run_monitor
 from services.monitor.counter import QueueCounter
-from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from services.monitor.metrics import MonitorMetrics
+from shared.config import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from shared.messaging import Event, JobScored, ServiceHeartbeat, encode, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import (
@@ -27,6 +29,7 @@ from shared.queue import (
     PROCESSED,
     PROCESSING,
     QUARANTINE,
+    RESULT_PROBLEMS,
     TMP,
     Claims,
     FileQueue,
@@ -305,3 +308,18 @@ async def test_status_request_with_reconcile_recounts(tmp_path: Path) -> None:
     fresh = await monitor.status(b'{"reconcile": true}')
     assert (stale.counts[INCOMING], fresh.counts[INCOMING]) == (0, 1)
     assert fresh.queue_state == "LOW"
+
+
+def test_the_readme_lists_every_metric_and_every_untrusted_reason() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("**Metrics** (all prefixed `syntx_`)") :].split("\n\n")[0]
+    listed = set(re.findall(r"`([a-z_]+)(?:\{[a-z_,]+\})?`", paragraph))
+    families = MonitorMetrics(CollectorRegistry()).registry.collect()
+    exported = {
+        family.name.removeprefix("syntx_") + ("_total" if family.type == "counter" else "")
+        for family in families
+    }
+    assert exported <= listed, f"not in the README: {sorted(exported - listed)}"
+    assert set(RESULT_PROBLEMS) <= listed, (
+        f"reasons not in the README: {sorted(set(RESULT_PROBLEMS) - listed)}"
+    )
