@@ -202,6 +202,28 @@ def test_a_named_job_is_retried_whatever_its_status(
     assert "skip nope.json: not a readable result in error/" in capsys.readouterr().out
 
 
+def test_retry_leaves_an_untrusted_result_alone_and_says_why(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    queue.write_result(ERROR, "f1", error_result("f1", "failed"))
+    queue.write_result(ERROR, "f2", {**error_result("f2", "failed"), "job_id": "elsewhere"})
+    queue.write_result(ERROR, "f3", {**error_result("f3", "failed"), "attempts": "none"})
+    assert syntx("retry") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "1 job(s) back in incoming/"
+    assert (
+        "skip f2.json: not a readable result in error/ (job_id_mismatch: job id 'elsewhere' does not " in out
+    )
+    assert (
+        "skip f3.json: not a readable result in error/ (invalid_field: invalid field: attempts = 'none'"
+        in out
+    )
+    assert set(_waiting(queue)) == {"f1"}
+    assert {path.name for path in queue.result_files(ERROR)} == {"f2.json", "f3.json"}
+
+
 # -- score -----------------------------------------------------------------------------------------
 
 
@@ -242,6 +264,20 @@ def test_score_a_result_json(environment: Path, tmp_path: Path, capsys: pytest.C
     data = json.loads(capsys.readouterr().out)
     assert data["scorer"] == "v1" and 0 <= data["total"] <= 100
     assert 0 <= total <= 100
+
+
+def test_score_refuses_a_json_that_is_not_a_result(
+    environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "answer.json"
+    record = result_record("job", "rejected", response=SIGMA_ANSWER, format="sigma")
+    path.write_text(
+        json.dumps({**record, "score": {**record["score"], "total": 1_000_000_000}}), encoding="utf-8"
+    )
+    assert syntx("score", str(path)) == 1
+    assert capsys.readouterr().err == (
+        f"cannot read {path}: score outside 0..100: score.total = 1000000000\n"
+    )
 
 
 def test_score_without_a_known_format(
