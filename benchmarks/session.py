@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from benchmarks.procs import CONSUMER, Children, ConsumerSpec, cpu_seconds, peak_rss_mb, start_consumer
 from benchmarks.workload import result_count
 from shared.messaging import subjects
-from shared.queue import FileQueue
+from shared.queue import ERROR, PROCESSED, FileQueue
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ async def consumer(
     async def on_heartbeat(msg: Msg) -> None:
         with contextlib.suppress(ValueError, AttributeError):
             beat = json.loads(msg.data)
-            if beat.get("service") == f"consumer.{CONSUMER}" and not beat.get("stopping"):
+            if beat.get("service") == subjects.consumer_schedule(CONSUMER) and not beat.get("stopping"):
                 ready.set()
 
     sub = await bench.nc.subscribe(subjects.SERVICE_HEARTBEAT, cb=on_heartbeat)
@@ -147,7 +147,7 @@ async def wait_results(running: Running, count: int, timeout_s: float) -> None:
 
 
 def clear_results(queue: FileQueue) -> None:
-    for folder in ("processed", "error"):
+    for folder in (PROCESSED, ERROR):
         shutil.rmtree(queue.folder(folder))
         queue.folder(folder).mkdir()
 

@@ -15,7 +15,7 @@ import nats.errors
 from shared.config import Settings
 from shared.messaging import Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
-from shared.queue import job_id_problem
+from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
 from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
 from syntx.requeue import requeue
 from syntx.supervisor import Supervisor
@@ -138,7 +138,13 @@ def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int
             return _usage(
                 f"syntx retry: {job_id!r} is not a job id ({problem}); use the name of error/<job_id>.json"
             )
-    moved = requeue(settings.queue_dir, job_ids, include_rejected, progress=out)
+    moved = requeue(
+        settings.queue_dir,
+        job_ids,
+        include_rejected,
+        progress=out,
+        max_result_bytes=settings.queue.max_result_bytes,
+    )
     out(f"{moved} job(s) back in incoming/")
     return 0 if moved or not job_ids else NOTHING_DONE_EXIT
 
@@ -153,13 +159,16 @@ def score(
     if format_name is not None and format_name not in catalog.formats:
         return _fail(f"unknown format {format_name!r} (known: {known})")
     try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            record = json.loads(text)
-            text = record.get("response") or ""
-            format_name = format_name or record.get("format")
-            prompt = prompt or record.get("prompt") or ""
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        if path.suffix == RESULT_SUFFIX:
+            record = JobResult.load_copy(path, max_bytes=settings.queue.max_result_bytes)
+            text = record.response or ""
+            format_name = format_name or record.format
+            prompt = prompt or record.prompt or ""
+        else:
+            text = path.read_text(encoding="utf-8")
+    except ResultFileError as exc:
+        return _fail(f"cannot read {path}: {exc.detail}")
+    except (OSError, UnicodeDecodeError) as exc:
         return _fail(f"cannot read {path}: {exc}")
     parsed = parse_response(text, catalog.formats, expected=format_name)
     chosen = format_name or parsed.format

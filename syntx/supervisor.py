@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.config import CONFIG_ENV, Settings
+from shared.messaging import subjects
 from shared.service import CONFIG_EXIT_CODE, reported
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, EmbeddedNatsError, die_with_parent
@@ -38,7 +39,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
         ServiceSpec("producer", ("-m", "services.producer")),
     ]
     specs += [
-        ServiceSpec(f"consumer.{name}", ("-m", "services.consumer", "--wrapper", name))
+        ServiceSpec(subjects.consumer_schedule(name), ("-m", "services.consumer", "--wrapper", name))
         for name in settings.consumers
     ]
     specs += [

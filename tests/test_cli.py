@@ -21,6 +21,7 @@ from shared.service import CONFIG_EXIT_CODE
 from syntx.main import main
 from tests.harness import HEARTBEATS, free_port, observer, running
 from tests.natsserver import NatsServer
+from tests.records import result_record, score_record
 
 SIGMA_ANSWER = (
     "1. Σ-DRIFTGRADIENT: abrupt - schneller Wechsel.\n2. Σ-MECHANISMUSKNOTEN: MN-04 Impulsumkehr.\n"
@@ -151,6 +152,7 @@ def error_result(job_id: str, status: str, prompt: str | None = "Erkläre: Katze
         "status": status,
         "reason": "backend down" if status == "failed" else "score 40 < threshold 90",
         "prompt": prompt,
+        "score": score_record(40) if status == "rejected" else None,
         "meta": {
             "topic": "Katzen",
             "category": "harmlos",
@@ -252,6 +254,28 @@ def test_retry_takes_job_ids_never_paths(
     assert victim.exists() and not list(queue.folder(ARCHIVE).iterdir()) and not queue.incoming_ids()
 
 
+def test_retry_leaves_an_untrusted_result_alone_and_says_why(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    queue.write_result(ERROR, "f1", error_result("f1", "failed"))
+    queue.write_result(ERROR, "f2", {**error_result("f2", "failed"), "job_id": "elsewhere"})
+    queue.write_result(ERROR, "f3", {**error_result("f3", "failed"), "attempts": "none"})
+    assert syntx("retry") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "1 job(s) back in incoming/"
+    assert (
+        "skip f2.json: not a readable result in error/ (job_id_mismatch: job id 'elsewhere' does not " in out
+    )
+    assert (
+        "skip f3.json: not a readable result in error/ (invalid_field: invalid field: attempts = 'none'"
+        in out
+    )
+    assert set(_waiting(queue)) == {"f1"}
+    assert {path.name for path in queue.result_files(ERROR)} == {"f2.json", "f3.json"}
+
+
 # -- score -----------------------------------------------------------------------------------------
 
 
@@ -282,7 +306,9 @@ def test_score_a_response_text(environment: Path, tmp_path: Path, capsys: pytest
 
 def test_score_a_result_json(environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "job.json"
-    record = {"response": SIGMA_ANSWER, "format": "sigma", "prompt": "Was passiert bei Überlast?"}
+    record = result_record(
+        "job", "rejected", response=SIGMA_ANSWER, format="sigma", prompt="Was passiert bei Überlast?"
+    )
     path.write_text(json.dumps(record), encoding="utf-8")
     assert syntx("score", str(path)) == 0
     total = check_breakdown(capsys.readouterr().out)
@@ -290,6 +316,20 @@ def test_score_a_result_json(environment: Path, tmp_path: Path, capsys: pytest.C
     data = json.loads(capsys.readouterr().out)
     assert data["scorer"] == "v1" and 0 <= data["total"] <= 100
     assert 0 <= total <= 100
+
+
+def test_score_refuses_a_json_that_is_not_a_result(
+    environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "answer.json"
+    record = result_record("job", "rejected", response=SIGMA_ANSWER, format="sigma")
+    path.write_text(
+        json.dumps({**record, "score": {**record["score"], "total": 1_000_000_000}}), encoding="utf-8"
+    )
+    assert syntx("score", str(path)) == 1
+    assert capsys.readouterr().err == (
+        f"cannot read {path}: score outside 0..100: score.total = 1000000000\n"
+    )
 
 
 def test_score_without_a_known_format(

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from services.cleanup.tidy import Tidier
-from shared.config import PROJECT_ROOT, CleanupSettings
+from shared.config import PROJECT_ROOT, CleanupSettings, QueueSettings
 from shared.llm.offline import offline_answer
 from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, JobMeta
 from shared.scoring import load_catalog
@@ -156,7 +156,8 @@ def _assert_exactly_once(queue: FileQueue, expected: set[str], settings_logs: Pa
     )
     assert max(results.values()) == 1, [job for job, count in results.items() if count > 1]
     assert queue.count(INCOMING) == 0 and list(queue.file_names(PROCESSING)) == []
-    Tidier(queue, settings_logs, CleanupSettings()).run()  # stale attempt files of finished jobs
+    # stale attempt files of finished jobs
+    Tidier(queue, settings_logs, CleanupSettings(), QueueSettings().max_result_bytes).run()
     assert list(queue.file_names(ATTEMPTS)) == []
     return statuses
 

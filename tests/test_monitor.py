@@ -21,7 +21,7 @@ from services.monitor.counter import QueueCounter
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import Tracker
-from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.config import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from shared.messaging import (
     Event,
     GeneratorBudgetExhausted,
@@ -40,6 +40,7 @@ from shared.queue import (
     PROCESSED,
     PROCESSING,
     QUARANTINE,
+    RESULT_PROBLEMS,
     TMP,
     Claims,
     FileQueue,
@@ -363,3 +364,18 @@ async def test_generator_events_become_cost_token_and_budget_metrics() -> None:
     assert metric(text, "syntx_producer_generator_budget_exhausted") == 1
     assert metric(text, "syntx_producer_generator_spent_today") == pytest.approx(0.012)
     assert "generator" in tracker.last_runs
+
+
+def test_the_readme_lists_every_metric_and_every_untrusted_reason() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("**Metrics** (all prefixed `syntx_`)") :].split("\n\n")[0]
+    listed = set(re.findall(r"`([a-z_]+)(?:\{[a-z_,]+\})?`", paragraph))
+    families = MonitorMetrics(CollectorRegistry()).registry.collect()
+    exported = {
+        family.name.removeprefix("syntx_") + ("_total" if family.type == "counter" else "")
+        for family in families
+    }
+    assert exported <= listed, f"not in the README: {sorted(exported - listed)}"
+    assert set(RESULT_PROBLEMS) <= listed, (
+        f"reasons not in the README: {sorted(set(RESULT_PROBLEMS) - listed)}"
+    )

@@ -22,7 +22,7 @@ class Cleanup:
     def __init__(self, settings: Settings, bus: Bus) -> None:
         queue = FileQueue(settings.queue_dir)
         queue.ensure()
-        self._tidier = Tidier(queue, settings.logs_dir, settings.cleanup)
+        self._tidier = Tidier(queue, settings.logs_dir, settings.cleanup, settings.queue.max_result_bytes)
         self._bus = bus
         self._queue = queue
         self._claims = Claims(queue, new_token())
@@ -43,6 +43,7 @@ class Cleanup:
             CleanupReport(
                 removed=dict(report.removed),
                 quarantined=report.quarantined,
+                untrusted=dict(report.untrusted),
                 expired_claims=dict(expired),
                 kept=kept,
                 errors=report.errors,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,7 +22,10 @@ from shared.queue import (
     PROCESSING,
     TMP,
     FileQueue,
+    JobResult,
     Quarantined,
+    ResultFileError,
+    ResultProblem,
     is_job_name,
     quarantine,
     shown,
@@ -39,22 +41,26 @@ class Report:
     removed: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
     refiled: int = 0  # flat archive results of earlier versions moved into their day folder
+    untrusted: Counter[ResultProblem] = field(default_factory=Counter)  # result files, by reason
     errors: list[str] = field(default_factory=list)
     refused: list[Quarantined] = field(default_factory=list)
 
 
 class Tidier:
-    def __init__(self, queue: FileQueue, logs_dir: Path, settings: CleanupSettings) -> None:
+    def __init__(
+        self, queue: FileQueue, logs_dir: Path, settings: CleanupSettings, max_result_bytes: int
+    ) -> None:
         self._queue = queue
         self._logs_dir = logs_dir
         self._settings = settings
+        self._max_result_bytes = max_result_bytes
 
     def run(self, now: float | None = None) -> Report:
         report = Report()
         moment = time.time() if now is None else now
         self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, "tmp", report)
         self._quarantine_strays(moment, report)
-        self._quarantine_unreadable_results(report)
+        self._quarantine_untrusted_results(report)
         self._remove_stale_attempts(report)
         self._file_flat_archive(report)
         self._remove_older(self._logs_dir, self._settings.log_retention_days * DAY_S, moment, "logs", report)
@@ -127,28 +133,35 @@ class Tidier:
             self._queue.job_ids(PROCESSING)
         )
 
-    def _quarantine_unreadable_results(self, report: Report) -> None:
+    def _quarantine_untrusted_results(self, report: Report) -> None:
+        """Files in the folders results land in that are not results this system wrote: not JSON, not a
+        result, a score outside 0..100, an unknown status or scorer, a job id that is not the file name.
+        (``archive/`` only ever receives results that passed this reader.)"""
         for folder in (PROCESSED, ERROR):
             for path in self._queue.result_files(folder):
                 try:
-                    json.loads(path.read_bytes())
+                    JobResult.load(path, max_bytes=self._max_result_bytes)
                 except FileNotFoundError:
                     continue
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    self._quarantine(path, "bad_result", f"result file is not valid JSON: {exc}", report)
+                except ResultFileError as exc:
+                    why = f"{exc.detail} (reason: {exc.reason})"
+                    if self._quarantine(path, "bad_result", why, report):
+                        report.untrusted[exc.reason] += 1
 
     def _remove_stale_attempts(self, report: Report) -> None:
         for path in _files(self._queue.folder(ATTEMPTS)):
             job_id = path.stem
             if not self._has_job(job_id) and self._queue.result_path(job_id) is not None:
                 path.unlink(missing_ok=True)
-                report.removed["attempts"] += 1
+                report.removed[ATTEMPTS] += 1
 
-    def _quarantine(self, path: Path, reason: QuarantineReason, why: str, report: Report) -> None:
+    def _quarantine(self, path: Path, reason: QuarantineReason, why: str, report: Report) -> bool:
         moved = quarantine(self._queue.root, path, reason, why)
-        if moved is not None:
-            report.quarantined += 1
-            report.refused.append(moved)
+        if moved is None:
+            return False
+        report.quarantined += 1
+        report.refused.append(moved)
+        return True
 
 
 def _files(folder: Path) -> list[Path]:

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from services.consumer.failpoints import Failpoints
 from shared.config import ConsumerSettings, QueueSettings
@@ -26,6 +26,7 @@ from shared.queue import (
     JobFileError,
     JobResult,
     Quarantined,
+    Status,
     counted_failures,
     describe_parse,
     job_meta,
@@ -33,13 +34,22 @@ from shared.queue import (
     refused_event,
     scored_status,
 )
-from shared.scoring import FormatSpec, Wrapper, parse_response, score_response
+from shared.scoring import FormatSpec, ParsedResponse, ScoreResult, Wrapper, parse_response, score_response
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["filed", "released", "backend_down", "gone", "lost"]
 EVENT_META = {"topic", "category", "style", "language", "generation"}
 HIDDEN_DETAIL = "a dot-file: never a job, left alone"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the backend answered and what it scored: the part of a result only an answered job has."""
+
+    completion: Completion
+    parsed: ParsedResponse
+    score: ScoreResult
 
 
 @dataclass(frozen=True)
@@ -122,22 +132,9 @@ class JobProcessor:
         status, reason = scored_status(score.total, ctx.settings.threshold)
         history = await self._history(job.job_id)
         attempt = self._attempt(len(history) + 1, started, "answered", completion.duration_s)
+        answer = Answer(completion, parsed, score)
         result = self._result(
-            job.job_id,
-            status,
-            reason,
-            job=job,
-            attempts=[*history, attempt],
-            clock=clock,
-            format=parsed.format,
-            response=completion.text,
-            truncated=completion.truncated,
-            fields=parsed.fields,
-            parse_problems=describe_parse(parsed),
-            score=score,
-            scorer=score.scorer,
-            model=completion.model,
-            llm_seconds=completion.duration_s,
+            job.job_id, status, reason, job=job, attempts=[*history, attempt], clock=clock, answer=answer
         )
         if not await self._file(claim, result):
             return "lost"
@@ -239,34 +236,45 @@ class JobProcessor:
     def _result(
         self,
         job_id: str,
-        status: str,
+        status: Status,
         reason: str,
         *,
         clock: float | None,
+        attempts: list[Attempt],
         job: Job | None = None,
-        **extra: Any,
+        answer: Answer | None = None,
     ) -> JobResult:
         ctx = self._ctx
-        fields: dict[str, Any] = {
-            "job_id": job_id,
-            "status": status,
-            "reason": reason,
-            "wrapper": ctx.name,
-            "format": ctx.format.name,
-            "backend": ctx.backend.name,
-            "model": ctx.backend.model,
-            "threshold": ctx.settings.threshold,
-            "total_seconds": time.monotonic() - clock if clock is not None else 0.0,
-            **extra,
-        }
-        if job is not None:
-            fields.update(prompt=job.prompt, meta=job_meta(job), created_at=job.meta.created)
-        return JobResult.model_validate(fields)
+        completion, parsed, score = (
+            (answer.completion, answer.parsed, answer.score) if answer else (None, None, None)
+        )
+        return JobResult(
+            job_id=job_id,
+            status=status,
+            reason=reason,
+            wrapper=ctx.name,
+            format=parsed.format if parsed else ctx.format.name,
+            backend=ctx.backend.name,
+            model=completion.model if completion else ctx.backend.model,
+            prompt=job.prompt if job else None,
+            meta=job_meta(job),
+            created_at=job.meta.created if job else None,
+            response=completion.text if completion else None,
+            truncated=completion.truncated if completion else False,
+            fields=parsed.fields if parsed else {},
+            parse_problems=describe_parse(parsed) if parsed else [],
+            score=score,
+            scorer=score.scorer if score else None,
+            threshold=ctx.settings.threshold,
+            attempts=attempts,
+            llm_seconds=completion.duration_s if completion else 0.0,
+            total_seconds=time.monotonic() - clock if clock is not None else 0.0,
+        )
 
     async def _file(self, claim: ClaimFile, result: JobResult) -> bool:
         """Write the result (exclusively), then drop the claim. False when the job had a result already
         (our lease was taken over and the other holder finished first): ours is dropped."""
-        record = result.model_dump_json(indent=1).encode()
+        record = result.encoded()
         fsync = self._ctx.queue_settings.fsync
         write = functools.partial(self._queue.write_result, result.folder, result.job_id, record, fsync=fsync)
         # A flush to disk waits on the device (or the network): then the event loop must not wait with it.

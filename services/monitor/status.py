@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 
@@ -27,6 +28,9 @@ from shared.messaging import (
     subjects,
     utc_now,
 )
+from shared.queue import RESULT_PROBLEMS
+
+log = logging.getLogger(__name__)
 
 
 class LastRun(BaseModel):
@@ -105,11 +109,19 @@ class Tracker:
             for kind, count in event.removed.items():
                 metrics.cleanup_removed.labels(kind=self._label("kind", kind)).inc(count)
             metrics.cleanup_quarantined.inc(event.quarantined)
+            self._count_untrusted(event.untrusted)
             for outcome, count in event.expired_claims.items():
                 metrics.cleanup_expired_claims.labels(outcome=self._label("outcome", outcome)).inc(count)
             self._ran("cleanup", f"removed {sum(event.removed.values())}, quarantined {event.quarantined}")
         elif isinstance(event, ServiceHeartbeat):
             self._on_heartbeat(event)
+
+    def _count_untrusted(self, untrusted: dict[str, int]) -> None:
+        for reason, count in untrusted.items():
+            if reason in RESULT_PROBLEMS:
+                self._metrics.results_untrusted.labels(reason=reason).inc(count)
+            else:
+                log.warning("cleanup reported %d untrusted results for an unknown reason %r", count, reason)
 
     def _on_failed(self, event: JobFailed) -> None:
         wrapper = self._label("wrapper", event.wrapper)

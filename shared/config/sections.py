@@ -125,6 +125,9 @@ class QueueSettings(_Section):
         3, ge=1, le=100, description="failed attempts (backend errors, crashes) per job"
     )
     fsync: bool = Field(False, description="flush each result to disk before its claim is removed")
+    max_result_bytes: int = Field(
+        16 * 1024 * 1024, ge=4096, description="a larger file in a result folder is not read, but quarantined"
+    )
 
 
 class ConsumerSettings(_Section):

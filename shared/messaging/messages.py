@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, get_args
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter
 
 
 def utc_now() -> datetime:
@@ -165,6 +165,9 @@ class CleanupReport(Message):
     kind: Literal["cleanup.report"] = "cleanup.report"
     removed: dict[str, int] = Field(default_factory=dict)
     quarantined: int = Field(0, ge=0)
+    untrusted: dict[str, NonNegativeInt] = Field(
+        default_factory=dict, description="result files quarantined, by reason"
+    )
     expired_claims: dict[str, int] = Field(default_factory=dict, description="released / failed / finished")
     kept: dict[str, int] = Field(default_factory=dict)
     errors: list[str] = Field(default_factory=list)

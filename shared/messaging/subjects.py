@@ -66,8 +66,9 @@ def schedule_of(subject: str) -> str:
     return subject[len(TICK_PREFIX) + 1 :]
 
 
-def consumer_schedule(wrapper: str) -> str:
-    return f"consumer.{wrapper}"
+def consumer_schedule(name: str) -> str:
+    """``sigma`` -> ``consumer.sigma``: the schedule of the consumer ``name``, and its service name."""
+    return f"consumer.{name}"
 
 
 def durable_name(schedule: str) -> str:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from shared.messaging import utc_now
 from shared.queue.claims import ClaimFile, Claims
+from shared.queue.folders import ERROR
 from shared.queue.intake import Quarantined
 from shared.queue.jobfile import JobFileError
 from shared.queue.results import Attempt, JobResult, counted_failures, job_meta, load_history
@@ -98,7 +99,7 @@ def _file_failed(
         attempts=history,
         created_at=job.meta.created if job else None,
     )
-    queue.write_result("error", claim.job_id, record.model_dump_json(indent=1).encode(), fsync=True)
+    queue.write_result(ERROR, claim.job_id, record.encoded(), fsync=True)
     claims.forget(claim)
     log.warning("job %s failed: %s", claim.job_id, reason)
     return Recovered(claim.job_id, "failed", history[-1].number, reason, quarantined)
