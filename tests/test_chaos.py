@@ -393,8 +393,9 @@ def _statuses(queue: FileQueue) -> Counter[str]:
 
 
 LOG_FINDINGS = {  # what the services said, counted over the output of syntx up
-    "lease taken over": "lease expired",
-    "answered twice": "already has a result",
+    "claims taken over": "lease expired",
+    "leftover claims removed": "removing its leftover claim",
+    "answered twice": "dropping ours",
     "services restarted": "; restarting in",
     "crashed": "crashed",
     "tracebacks": "Traceback",
