@@ -130,9 +130,17 @@ class Up:
         return sum(marker in line for line in self.lines)
 
     async def wait_for(self, marker: str, times: int, within_s: float) -> None:
+        found, checked = 0, 0
+
+        def enough() -> bool:  # looks at each line once
+            nonlocal found, checked
+            found += sum(marker in line for line in self.lines[checked:])
+            checked = len(self.lines)
+            return found >= times
+
         try:
             async with asyncio.timeout(within_s), self.changed:
-                await self.changed.wait_for(lambda: self.count(marker) >= times)
+                await self.changed.wait_for(enough)
         except TimeoutError:
             raise AssertionError(f"no {marker!r} x{times}:\n{self.output()[-3000:]}") from None
 
@@ -341,6 +349,16 @@ class Ticker:
 # -- the invariants -----------------------------------------------------------------------------
 
 
+def _status(path: Path, job_id: str) -> str:
+    try:
+        record = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "unreadable"
+    if not isinstance(record, dict) or record.get("job_id") != job_id:
+        return "unreadable"
+    return str(record.get("status"))
+
+
 @dataclass(frozen=True)
 class Tally:
     jobs_in: set[str]
@@ -348,18 +366,21 @@ class Tally:
     by_folder: Counter[str]
     waiting: set[str]
     claimed: set[str]
+    statuses: Counter[str]  # of the results; "unreadable": not JSON, or naming another job
 
     @classmethod
     def of(cls, queue: FileQueue, jobs_in: set[str]) -> Tally:
         results: Counter[str] = Counter()
         by_folder: Counter[str] = Counter()
+        statuses: Counter[str] = Counter()
         for folder in (PROCESSED, ERROR, ARCHIVE):
             for path in queue.result_files(folder):
-                results[path.name.removesuffix(RESULT_SUFFIX)] += 1
+                job_id = path.name.removesuffix(RESULT_SUFFIX)
+                results[job_id] += 1
                 by_folder[folder] += 1
-        return cls(
-            set(jobs_in), results, by_folder, set(queue.job_ids(INCOMING)), set(queue.job_ids(PROCESSING))
-        )
+                statuses[_status(path, job_id)] += 1
+        waiting, claimed = set(queue.job_ids(INCOMING)), set(queue.job_ids(PROCESSING))
+        return cls(set(jobs_in), results, by_folder, waiting, claimed, statuses)
 
     @property
     def out(self) -> set[str]:
@@ -384,14 +405,6 @@ class Tally:
         return set(self.results) - self.jobs_in
 
 
-def _statuses(queue: FileQueue) -> Counter[str]:
-    found: Counter[str] = Counter()
-    for folder in (PROCESSED, ERROR, ARCHIVE):
-        for path in queue.result_files(folder):
-            found[json.loads(path.read_bytes()).get("status", "?")] += 1
-    return found
-
-
 LOG_FINDINGS = {  # what the services said, counted over the output of syntx up
     "claims taken over": "lease expired",
     "leftover claims removed": "removing its leftover claim",
@@ -404,7 +417,7 @@ LOG_FINDINGS = {  # what the services said, counted over the output of syntx up
 
 def _figures(run: Run, tally: Tally, queue: FileQueue) -> str:
     folders = ", ".join(f"{folder} {tally.by_folder[folder]}" for folder in (PROCESSED, ERROR, ARCHIVE))
-    statuses = ", ".join(f"{status} {n}" for status, n in sorted(_statuses(queue).items()))
+    statuses = ", ".join(f"{status} {n}" for status, n in sorted(tally.statuses.items()))
     kills = ", ".join(f"{name} {run.chaos.kills[name]}" for name in SERVICES)
     said = ", ".join(f"{what} {run.up.count(marker)}" for what, marker in LOG_FINDINGS.items())
     waiting, claimed = len(tally.waiting), len(tally.claimed)
@@ -509,6 +522,7 @@ async def test_chaos_a_thousand_jobs_through_syntx_up_lose_nothing_and_duplicate
         f"stuck {sorted(tally.stuck)[:5]}"
     )
     assert not tally.unknown and len(tally.out) == len(tally.jobs_in), figures
+    assert not tally.statuses["unreadable"], figures
     assert run.chaos.nats_kills == 2 and up.count("embedded nats-server ready again") == 2, figures
     assert all(run.chaos.kills[service] for service in SERVICES), figures
     assert final.produced == final.requested > 0 and final.learned_from > 0, final
