@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -26,8 +27,10 @@ from shared.queue.folders import (
     ATTEMPTS,
     CLAIM_NAME,
     COUNTED_FOLDERS,
+    ERROR,
     INCOMING,
     JOB_SUFFIX,
+    PROCESSED,
     RESULT_FOLDERS,
     RESULT_SUFFIX,
     TMP,
@@ -39,6 +42,8 @@ from shared.queue.folders import (
     job_created_day,
 )
 from shared.queue.jobfile import JobMeta, render_job
+
+log = logging.getLogger(__name__)
 
 # Looking a job up in the archive probes the day folders from its creation day on, one stat each;
 # for a job older than this, listing the day folders that exist is cheaper.
@@ -97,15 +102,41 @@ class FileQueue:
     def write_result(
         self, folder: ResultFolder, job_id: str, record: dict[str, Any] | bytes, *, fsync: bool = False
     ) -> bool:
-        """Write a result once; returns False when one already exists (results are immutable)."""
+        """Write a result once; returns False when one already exists (results are immutable).
+
+        The name is created exclusively (a hard link), which settles two writers within one folder. Two
+        writers into different folders can both pass the first check at the same moment; after the link
+        :meth:`_settle` leaves exactly one result: ``processed/`` wins over ``error/``.
+        """
         if self.result_path(job_id) is not None:
             return False
         data = (
             record if isinstance(record, bytes) else json.dumps(record, ensure_ascii=False, indent=1).encode()
         )
-        return self.write_atomic(
-            self.folder(folder) / f"{job_id}{RESULT_SUFFIX}", data, fsync=fsync, exclusive=True
-        )
+        target = self.folder(folder) / f"{job_id}{RESULT_SUFFIX}"
+        if not self.write_atomic(target, data, fsync=fsync, exclusive=True):
+            return False
+        return self._settle(folder, job_id)
+
+    def _settle(self, folder: ResultFolder, job_id: str) -> bool:
+        """After our link, whichever of two racing writers looks second sees the other's result: the
+        one in ``error/`` goes — ours (then False) or theirs — and the one in ``processed/`` (or, once
+        the producer moved it, in the archive) stays. The writer into ``error/`` may have returned True
+        just before its result went; the files are the truth, its events only notified."""
+        name = f"{job_id}{RESULT_SUFFIX}"
+        if folder == PROCESSED:
+            try:
+                (self.folder(ERROR) / name).unlink()
+            except FileNotFoundError:
+                return True
+            log.warning(
+                "job %s: a result landed in error/ at the same moment as ours; kept processed/", job_id
+            )
+            return True
+        if (self.folder(PROCESSED) / name).exists() or self.archived_path(job_id) is not None:
+            (self.folder(folder) / name).unlink(missing_ok=True)
+            return False
+        return True
 
     # -- paths and lookups -----------------------------------------------------------------------
 
