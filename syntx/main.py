@@ -14,6 +14,7 @@ from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config
 from shared.service import CONFIG_EXIT_CODE
 from syntx import commands
 
+LOCAL_LLM_ENV = "SYNTX_LLM__LOCAL__ENABLED"
 SERVICES = ("scheduler", "producer", "consumer", "monitor", "cleanup")
 
 
@@ -23,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole system on this machine (embedded NATS unless configured)")
     up.add_argument(
         "--demo", action="store_true", help="layer config/demo.yaml: the loop turns within a minute"
+    )
+    up.add_argument(
+        "--llm",
+        choices=["local"],
+        help="local: start a llama.cpp server (llm.local) and point every consumer at it",
     )
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s syntx: %(message)s", datefmt="%H:%M:%S")
     if args.command == "run":
         raise SystemExit(_exec_service(args.service, args.wrapper))
+    if getattr(args, "llm", None) == "local":
+        os.environ[LOCAL_LLM_ENV] = "true"  # as if configured: llm.local.enabled
     settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
     handlers: dict[str, Callable[[], int]] = {
         "up": lambda: asyncio.run(commands.up(settings, paths)),

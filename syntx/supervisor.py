@@ -19,6 +19,7 @@ from shared.config import CONFIG_ENV, Settings
 from shared.service import CONFIG_EXIT_CODE
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, die_with_parent
+from syntx.local_llm import LocalLLM, LocalLLMError, backend_environment
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class Supervisor:
         self._settings = settings
         self._config = ":".join(config_paths)
         self._stop = asyncio.Event()
+        self._backend_env: dict[str, str] = {}
         self.exit_code = 0
 
     async def run(self) -> int:
@@ -115,15 +117,37 @@ class Supervisor:
                 "embedded nats-server ready at %s (JetStream store %s)", url, self._settings.data_dir / "nats"
             )
         try:
-            await self._run_children(url)
+            await self._with_local_llm(url)
         finally:
             if nats is not None:
                 await nats.stop()
                 log.info("embedded nats-server stopped")
         return self.exit_code
 
+    async def _with_local_llm(self, url: str) -> None:
+        """Run the services, beside a local LLM server when ``llm.local.enabled`` (``--llm local``)."""
+        local_settings = self._settings.llm.local
+        if not local_settings.enabled:
+            await self._run_children(url)
+            return
+        local = LocalLLM(local_settings)
+        try:
+            await local.start()
+        except LocalLLMError as exc:
+            log.error("%s", exc)
+            self.exit_code = CONFIG_EXIT_CODE
+            return
+        log.info("local LLM ready at %s (model %s)", local.url, local.model)
+        self._backend_env = backend_environment(local_settings, local.url, list(self._settings.consumers))
+        try:
+            await self._run_children(url)
+        finally:
+            await local.stop()
+            log.info("local LLM stopped")
+
     def _child_env(self, url: str) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self._backend_env)
         env.update({"SYNTX_NATS__URL": url, CONFIG_ENV: self._config, "PYTHONUNBUFFERED": "1"})
         return env
 

@@ -24,6 +24,7 @@ from shared.config.sections import (
     ConsumerSettings,
     GeneratorSettings,
     LearningSettings,
+    LLMSettings,
     LoggingSettings,
     MonitorSettings,
     NatsSettings,
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = ProducerSettings()
     monitor: MonitorSettings = MonitorSettings()
     cleanup: CleanupSettings = CleanupSettings()
+    llm: LLMSettings = LLMSettings()
     topics: dict[str, list[str]] = Field(default_factory=dict)
     styles: dict[str, str] = Field(default_factory=dict)
     languages: dict[str, float] = Field(default_factory=lambda: {"de": 1.0})
