@@ -31,6 +31,7 @@ READY_MARKERS = {True: b"local LLM ready", False: b"started "}
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 120.0
 EXCERPT_CHARS = 400
+DEDUCTIONS_SHOWN = 3
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class RunFigures:
         return len(self.results) * 60.0 / self.seconds
 
     def scores(self) -> list[int]:
-        return [result.score.score for result in self.results if result.score is not None]
+        return [result.score.total for result in self.results if result.score is not None]
 
 
 def _free_port() -> int:
@@ -81,7 +82,12 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 async def measure(local: bool, seconds: float, scratch: Path) -> RunFigures:
     """One ``syntx up --demo`` run of ``seconds`` after startup; the results finished in that window."""
     data_dir = scratch / ("local" if local else "offline")
-    args = [str(Path(sys.executable).parent / "syntx"), "up", "--demo", *(["--llm", "local"] if local else [])]
+    args = [
+        str(Path(sys.executable).parent / "syntx"),
+        "up",
+        "--demo",
+        *(["--llm", "local"] if local else []),
+    ]
     process = await asyncio.create_subprocess_exec(
         *args, env=_environment(data_dir), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -101,7 +107,9 @@ async def measure(local: bool, seconds: float, scratch: Path) -> RunFigures:
             process.kill()
             await process.wait()
     results = [result for result in _results(data_dir) if started <= result.finished_at <= ended]
-    return RunFigures("local LLM" if local else "offline responder", (ended - started).total_seconds(), results)
+    return RunFigures(
+        "local LLM" if local else "offline responder", (ended - started).total_seconds(), results
+    )
 
 
 def _results(data_dir: Path) -> list[JobResult]:
@@ -133,13 +141,20 @@ def report(run: RunFigures) -> list[str]:
 
 
 def typical_answer(run: RunFigures) -> list[str]:
-    scored = sorted((r for r in run.results if r.score is not None), key=lambda r: r.score.score if r.score else 0)
+    scored = sorted(
+        (r for r in run.results if r.score is not None), key=lambda r: r.score.total if r.score else 0
+    )
     if not scored:
         return []
     median = scored[len(scored) // 2]
     text = " ".join((median.response or "").split())[:EXCERPT_CHARS]
-    score = median.score.score if median.score else 0
-    return [f"a typical (median) answer, wrapper {median.wrapper}, score {score}:", f"  {text}…"]
+    score = median.score.total if median.score else 0
+    deductions = "; ".join(median.score.deductions[:DEDUCTIONS_SHOWN]) if median.score else ""
+    return [
+        f"a typical (median) answer, wrapper {median.wrapper}, score {score}:",
+        f"  {text}…",
+        f"  deductions: {deductions}",
+    ]
 
 
 async def run(seconds: float, baseline: bool) -> None:

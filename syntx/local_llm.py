@@ -30,6 +30,7 @@ GGUF_MAGIC = b"GGUF"
 STOP_TIMEOUT_S = 10.0
 HEALTH_TIMEOUT_S = 5.0
 REASON_LINES = 3
+REASON_CHARS = 200
 KEPT_LINES = 50
 ERROR_MARK = " E "
 
@@ -187,8 +188,9 @@ class LocalLLM:
         except httpx.HTTPError as exc:
             raise LocalLLMError(f"local LLM: {self.base_url}/health did not answer ({exc})") from None
         if response.status_code != httpx.codes.OK:
+            said = response.text[:REASON_CHARS]
             raise LocalLLMError(
-                f"local LLM: {self.base_url}/health answered HTTP {response.status_code}: {response.text[:200]}"
+                f"local LLM: {self.base_url}/health answered HTTP {response.status_code}: {said}"
             )
 
     @staticmethod
@@ -196,10 +198,18 @@ class LocalLLM:
         while await stream.readline():
             pass
 
+    async def exited(self) -> str:
+        """Wait until the server process ends by itself; why, in one line (llama.cpp's last errors)."""
+        assert self._process is not None
+        code = await self._process.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        return f"local LLM exited with code {code}: {self._reason()}"
+
     async def stop(self) -> None:
         process = self._process
         if process is None:
             return
+        self._serving = False
         if process.returncode is None:
             process.terminate()
             try:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 STOP_MARGIN_S = 10.0
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 60.0
+LOCAL_LLM_EXITED_CODE = 1
 
 
 @dataclass(frozen=True)
@@ -139,11 +140,21 @@ class Supervisor:
             return
         log.info("local LLM ready at %s (model %s)", local.url, local.model)
         self._backend_env = backend_environment(local_settings, local.url, list(self._settings.consumers))
+        watch = asyncio.create_task(self._stop_if_it_exits(local), name="watch the local LLM")
         try:
             await self._run_children(url)
         finally:
+            watch.cancel()
             await local.stop()
             log.info("local LLM stopped")
+
+    async def _stop_if_it_exits(self, local: LocalLLM) -> None:
+        """The consumers cannot work without it: an unexpected exit is said and stops everything."""
+        reason = await local.exited()
+        if not self._stop.is_set():
+            log.error("%s; stopping everything", reason)
+            self.exit_code = LOCAL_LLM_EXITED_CODE
+            self._stop.set()
 
     def _child_env(self, url: str) -> dict[str, str]:
         env = dict(os.environ)

