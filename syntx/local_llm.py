@@ -95,6 +95,12 @@ def backend_environment(settings: LocalLLMSettings, url: str, consumers: list[st
     return env
 
 
+def _error_text(line: str) -> str:
+    """``0.00.006.663 E srv    load_model: failed …`` → ``load_model: failed …``."""
+    words = line.split(ERROR_MARK, 1)[1].split()
+    return " ".join(words[1:] if len(words) > 1 else words)
+
+
 class LocalLLM:
     def __init__(self, settings: LocalLLMSettings) -> None:
         self._settings = settings
@@ -161,7 +167,7 @@ class LocalLLM:
             text = line.decode(errors="replace").rstrip()
             self._stderr.append(text)
             if ERROR_MARK in text and self._serving:
-                log.warning("llama.cpp: %s", text.split(ERROR_MARK, 1)[1].strip())
+                log.warning("llama.cpp: %s", _error_text(text))
 
     async def _wait_ready(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -177,7 +183,7 @@ class LocalLLM:
         raise LocalLLMError(f"local LLM: llama.cpp did not start: {self._reason()}")
 
     def _reason(self) -> str:
-        errors = [line.split(ERROR_MARK, 1)[1].strip() for line in self._stderr if ERROR_MARK in line]
+        errors = [_error_text(line) for line in self._stderr if ERROR_MARK in line]
         shown = errors[-REASON_LINES:] or list(self._stderr)[-REASON_LINES:] or ["no output"]
         return " / ".join(shown)
 

@@ -19,7 +19,7 @@ import pytest
 
 from shared.config import DEFAULT_CONFIG, BackendSettings, LocalLLMSettings, load_settings
 from shared.llm import BackendError, make_backend
-from shared.queue import JobResult
+from shared.queue import FileQueue, JobMeta, JobResult
 from syntx import local_llm
 from syntx.local_llm import INSTALL_MODEL, LocalLLM, LocalLLMError, backend_environment, bundled_model
 from tests.harness import free_port
@@ -165,6 +165,9 @@ async def test_syntx_up_with_the_local_llm_scores_a_real_answer_and_ctrl_c_leave
             for key, value in (("CONCURRENCY", "1"), ("SHUTDOWN_GRACE_S", "5"))
         },  # one call at a time each, and a short stop: the model answers one request at a time
     )
+    queue = FileQueue(tmp_path / "data" / "queue")
+    queue.ensure()
+    queue.add_job("Sag kurz Hallo.", JobMeta(language="de"))  # waiting when the consumers start
     process = await asyncio.create_subprocess_exec(
         str(BIN / "syntx"), "up", "--demo", "--llm", "local",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -194,8 +197,7 @@ async def test_syntx_up_with_the_local_llm_scores_a_real_answer_and_ctrl_c_leave
     assert code == 0, output[-2000:]
     assert "local LLM ready at" in output and "local LLM stopped" in output
     assert not [pid for pid in children if _alive(pid)]
-    queue = tmp_path / "data" / "queue"
-    results = [JobResult.model_validate_json(p.read_bytes()) for p in queue.glob("*/*.json")]
+    results = [JobResult.model_validate_json(p.read_bytes()) for p in queue.root.glob("*/*.json")]
     answered = [result for result in results if result.response]
     assert answered, output[-2000:]
     assert {(result.backend, result.model) for result in answered} == {("openai", "local")}
