@@ -132,11 +132,8 @@ class Supervisor:
             await self._run_children(url)
             return
         local = LocalLLM(local_settings)
-        try:
-            await local.start()
-        except LocalLLMError as exc:
-            log.error("%s", exc)
-            self.exit_code = CONFIG_EXIT_CODE
+        if not await self._start_local_llm(local):
+            await local.stop()
             return
         log.info("local LLM ready at %s (model %s)", local.url, local.model)
         self._backend_env = backend_environment(local_settings, local.url, list(self._settings.consumers))
@@ -147,6 +144,25 @@ class Supervisor:
             watch.cancel()
             await local.stop()
             log.info("local LLM stopped")
+
+    async def _start_local_llm(self, local: LocalLLM) -> bool:
+        """True once it is ready; False after Ctrl-C while the model loads, or a start error (exit 2)."""
+        starting = asyncio.create_task(local.start(), name="start the local LLM")
+        stopped = asyncio.create_task(self._stop.wait(), name="Ctrl-C while the model loads")
+        await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return False
+        failure = starting.exception()
+        if failure is None:
+            return True
+        if not isinstance(failure, LocalLLMError):
+            raise failure
+        log.error("%s", failure)
+        self.exit_code = CONFIG_EXIT_CODE
+        return False
 
     async def _stop_if_it_exits(self, local: LocalLLM) -> None:
         """The consumers cannot work without it: an unexpected exit is said and stops everything."""

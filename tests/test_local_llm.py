@@ -33,6 +33,20 @@ def _command_line(pid: int) -> bytes:
         return file.read()
 
 
+def _llama_servers_on(port: int) -> list[int]:
+    """Live ``syntx.llama_server`` processes serving ``port``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = _command_line(int(entry.name)).split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if b"syntx.llama_server" in argv and str(port).encode() in argv and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
 def _settings(**overrides: object) -> LocalLLMSettings:
     return LocalLLMSettings.model_validate({"port": free_port(), "ctx": 1024, **overrides})
 
@@ -239,3 +253,40 @@ async def test_syntx_up_stops_with_a_reason_when_the_local_llm_dies(tmp_path: Pa
     assert code == 1, output[-2000:]
     assert "local LLM exited with code -9" in output and "stopping everything" in output
     assert not [pid for pid in children if _alive(pid)]
+
+
+async def test_a_model_that_loads_too_slowly_is_named_with_the_setting() -> None:
+    llm = LocalLLM(_settings(start_timeout_s=0.001))
+    with pytest.raises(LocalLLMError, match=r"not ready within llm\.local\.start_timeout_s = 0\.001 s"):
+        await llm.start()
+    assert llm.pid is not None and not _alive(llm.pid)
+
+
+@pytest.mark.timeout(60)
+async def test_ctrl_c_while_the_model_loads_leaves_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    env = _environment(tmp_path, SYNTX_LLM__LOCAL__PORT=str(port), SYNTX_LLM__LOCAL__CTX="1024")
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "syntx"), "up", "--llm", "local",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen: list[bytes] = []
+    try:
+        while b"embedded nats-server ready" not in (
+            line := await asyncio.wait_for(process.stdout.readline(), 30)
+        ):
+            assert line, b"".join(seen).decode(errors="replace")
+            seen.append(line)
+        children = _children(process.pid)
+        process.send_signal(signal.SIGINT)
+        rest = await asyncio.wait_for(process.stdout.read(), timeout=30)
+        code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+    output = (b"".join(seen) + rest).decode(errors="replace")
+    assert code == 0, output[-2000:]
+    assert "embedded nats-server stopped" in output
+    assert not [pid for pid in children if _alive(pid)]
+    assert not _llama_servers_on(port)
