@@ -15,6 +15,7 @@ from shared.service import CONFIG_EXIT_CODE, SERVICES
 from syntx import commands, health
 
 USAGE_EXIT_CODE = 2
+LOCAL_LLM_ENV = "SYNTX_LLM__LOCAL__ENABLED"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole system on this machine (embedded NATS unless configured)")
     up.add_argument(
         "--demo", action="store_true", help="layer config/demo.yaml: the loop turns within a minute"
+    )
+    up.add_argument(
+        "--llm",
+        choices=["local"],
+        help="local: start a llama.cpp server (llm.local) and point every consumer at it",
     )
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
@@ -92,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s syntx: %(message)s", datefmt="%H:%M:%S")
     if args.command == "run":
         raise SystemExit(_exec_service(args.service, args.wrapper))
+    if getattr(args, "llm", None) == "local":
+        os.environ[LOCAL_LLM_ENV] = "true"  # as if configured: llm.local.enabled
     settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
     handlers: dict[str, Callable[[], int]] = {
         "up": lambda: asyncio.run(commands.up(settings, paths)),

