@@ -190,8 +190,13 @@ def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int
                 f"syntx retry: {job_id!r} is not a job id ({problem}); use the name of error/<job_id>.json"
             )
     moved = requeue(settings.queue_dir, job_ids, include_rejected, progress=out)
+    if job_ids and not moved:
+        return _fail(
+            "syntx retry: none of the named jobs could be re-queued; "
+            "`syntx results --status failed` lists the failed ones"
+        )
     out(f"{moved} job(s) back in incoming/")
-    return 0 if moved or not job_ids else NOTHING_DONE_EXIT
+    return 0
 
 
 def score(

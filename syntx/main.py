@@ -131,13 +131,21 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    try:
+        code = _run(build_parser().parse_args(argv))
+    except KeyboardInterrupt:  # at any point, settings loading included
+        sys.stderr.write("syntx: interrupted; nothing more was done\n")
+        code = exits.INTERRUPTED
+    raise SystemExit(code)
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s syntx: %(message)s", datefmt="%H:%M:%S")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
     if args.command == "run":
-        raise SystemExit(_exec_service(settings, args.service, args.wrapper))
+        return _exec_service(settings, args.service, args.wrapper)
     handlers: dict[str, Callable[[], int]] = {
         "up": lambda: asyncio.run(commands.up(settings, paths)),
         "trigger": lambda: asyncio.run(commands.trigger(settings, args.schedule, args.batch, args.force)),
@@ -155,11 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     os.environ.setdefault(CONFIG_ENV, ":".join(paths))
     try:
-        code = handlers[args.command]()
+        return handlers[args.command]()
     except ConfigError as exc:  # found only on contact, e.g. a NATS server without JetStream
         sys.stderr.write(f"{exc}\n")
-        code = CONFIG_EXIT_CODE
-    except KeyboardInterrupt:
-        sys.stderr.write(f"syntx {args.command}: interrupted; nothing more was done\n")
-        code = exits.INTERRUPTED
-    raise SystemExit(code)
+        return CONFIG_EXIT_CODE
