@@ -61,13 +61,15 @@ def _timed_lines(paths: Iterable[Path]) -> Iterator[tuple[datetime, str]]:
 
 def merged(logs_dir: Path, services: list[str], since: datetime | None) -> Iterator[tuple[str, str]]:
     """(service, line) of every service, ordered by time (stable within one service)."""
-    streams = [
-        ((moment, index, service, line) for moment, line in _timed_lines(log_files(logs_dir, service)))
-        for index, service in enumerate(services)
-    ]
+    streams = [_keyed(logs_dir, index, service) for index, service in enumerate(services)]
     for moment, _index, service, line in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
         if since is None or moment >= since:
             yield service, line
+
+
+def _keyed(logs_dir: Path, index: int, service: str) -> Iterator[tuple[datetime, int, str, str]]:
+    for moment, line in _timed_lines(log_files(logs_dir, service)):
+        yield moment, index, service, line
 
 
 @dataclass
