@@ -188,13 +188,13 @@ def file_results(environment: Path) -> tuple[FileQueue, datetime]:
     queue.ensure()
     now = datetime.now(UTC)
     results = [
-        (PROCESSED, a_result("j-passed", "passed", "sigma", now - timedelta(minutes=1))),
-        (ERROR, a_result("j-rejected", "rejected", "sigma", now - timedelta(minutes=2))),
-        (ERROR, a_result("j-failed", "failed", "syntex_system", now - timedelta(hours=3))),
-        (PROCESSED, a_result("j-archived", "passed", "syntex_system", now - timedelta(days=2))),
+        a_result("j-passed", "passed", "sigma", now - timedelta(minutes=1)),
+        a_result("j-rejected", "rejected", "sigma", now - timedelta(minutes=2)),
+        a_result("j-failed", "failed", "syntex_system", now - timedelta(hours=3)),
+        a_result("j-archived", "passed", "syntex_system", now - timedelta(days=2)),
     ]
-    for folder, result in results:
-        queue.write_result(folder, result.job_id, result.model_dump(mode="json"))
+    for result in results:
+        queue.write_result(result.folder, result.job_id, result.model_dump(mode="json"))
     archived = queue.result_path("j-archived")
     assert archived is not None
     queue.archive(archived)  # into today's day folder
