@@ -61,7 +61,9 @@ def _check_ports(settings: Settings) -> None:
 
 
 def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
-    return bus_module.connect(settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS)
+    return bus_module.connect(
+        settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=True
+    )
 
 
 def _unreachable(settings: Settings) -> int:

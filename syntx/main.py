@@ -22,7 +22,6 @@ WATCH_EVERY_S = 2.0
 RESULTS_LIMIT = 20
 RUN_LOG_SUFFIX = ".run"  # `syntx run X` logs to logs/X.run.log, never into the running service's file
 LOG_SUFFIX_ENV = "SYNTX_LOGGING__FILE_SUFFIX"
-QUIET_LOGGERS = ("nats", "shared.messaging.bus")  # connection noise: the command says it in one line
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -141,8 +140,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s syntx: %(message)s", datefmt="%H:%M:%S")
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
     if args.command == "run":
         return _exec_service(settings, args.service, args.wrapper)

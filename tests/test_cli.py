@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import socket
@@ -404,16 +405,21 @@ async def test_force_publishes_a_tick_for_a_schedule_configured_elsewhere(
 
 
 async def test_without_nats_a_command_prints_exactly_one_line(
-    environment: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """No connection noise from the NATS client: not on stderr, not through logging."""
     url = f"nats://127.0.0.1:{free_port()}"
     monkeypatch.setenv("SYNTX_NATS__URL", url)
+    caplog.set_level(logging.INFO)
     async with asyncio.timeout(15):
         assert await asyncio.to_thread(syntx, "status") == 3
     captured = capfd.readouterr()
     assert captured.err == f"cannot reach NATS at {url}: is `syntx up` running?\n"
     assert captured.out == ""
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO] == []
 
 
 def test_a_wrong_command_line_is_one_line_with_exit_2(
