@@ -125,7 +125,13 @@ async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") ->
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         sys.stderr.write(f"no answer from the {who} on {subject}: is `syntx up` running?\n")
         return None
-    reply: dict[str, Any] = json.loads(data)
+    try:
+        reply = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        reply = None
+    if not isinstance(reply, dict):
+        sys.stderr.write(f"the {who} answered on {subject} with something that is not JSON; is it ours?\n")
+        return None
     return reply
 
 
