@@ -88,7 +88,9 @@ async def test_an_unknown_service_is_a_usage_error(
 ) -> None:
     assert await health("--service", "consumer.nosuch") == 2
     err = capsys.readouterr().err
-    assert err.startswith("health: unknown service 'consumer.nosuch'; choose one of scheduler, producer,")
+    assert err.startswith(
+        "syntx health: unknown service 'consumer.nosuch'; choose one of scheduler, producer,"
+    )
     assert err.count("\n") == 1
 
 

@@ -342,6 +342,9 @@ class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_bytes: int = Field(10 * 1024 * 1024, gt=0)
     backups: int = Field(5, ge=0)
+    file_suffix: str = Field(
+        "", pattern=r"^[A-Za-z0-9._-]*$", description="logs/<service><suffix>.log; `syntx run` uses .run"
+    )
 
 
 def default_schedules() -> dict[str, ScheduleSettings]:

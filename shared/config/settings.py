@@ -149,6 +149,11 @@ def read_yaml_files(paths: list[Path]) -> dict[str, Any]:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file {path} does not exist (set {CONFIG_ENV} to another)") from exc
+        except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not text
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(
+                f"config file {path} cannot be read: {reason} (set {CONFIG_ENV} to a file)"
+            ) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
         if loaded is None:
