@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
@@ -21,6 +22,7 @@ from shared.queue import (
     INCOMING,
     PROCESSED,
     PROCESSING,
+    RESULT_SUFFIX,
     TMP,
     FileQueue,
     Quarantined,
@@ -32,6 +34,10 @@ from shared.queue import (
 log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
+# A result is read for validity by the first pass that sees it: later passes skip results whose ctime is
+# older than the previous pass's start by more than this (files being renamed in while that pass listed
+# the folder are read twice rather than never).
+CHECK_OVERLAP_S = 60.0
 
 
 @dataclass
@@ -48,8 +54,10 @@ class Tidier:
         self._queue = queue
         self._logs_dir = logs_dir
         self._settings = settings
+        self._checked_before: float | None = None  # results older than this were read by an earlier pass
 
     def run(self, now: float | None = None) -> Report:
+        """One pass; a million results cost a listing and a ``stat`` each, no read (run it in a thread)."""
         report = Report()
         moment = time.time() if now is None else now
         self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, "tmp", report)
@@ -128,8 +136,13 @@ class Tidier:
         )
 
     def _quarantine_unreadable_results(self, report: Report) -> None:
+        """Results that are no JSON go to quarantine; each is read once, by the first pass that sees it."""
+        since = self._checked_before
+        self._checked_before = self._queue.file_clock() - CHECK_OVERLAP_S
         for folder in (PROCESSED, ERROR):
-            for path in self._queue.result_files(folder):
+            for path in _files_changed_since(self._queue.folder(folder), since):
+                if not path.name.endswith(RESULT_SUFFIX) or path.name.startswith("."):
+                    continue
                 try:
                     json.loads(path.read_bytes())
                 except FileNotFoundError:
@@ -138,9 +151,12 @@ class Tidier:
                     self._quarantine(path, "bad_result", f"result file is not valid JSON: {exc}", report)
 
     def _remove_stale_attempts(self, report: Report) -> None:
+        claimed = set(self._queue.job_ids(PROCESSING))  # listed once per pass, not once per history
         for path in _files(self._queue.folder(ATTEMPTS)):
             job_id = path.stem
-            if not self._has_job(job_id) and self._queue.result_path(job_id) is not None:
+            if job_id in claimed or self._queue.job_path(INCOMING, job_id).exists():
+                continue
+            if self._queue.result_path(job_id) is not None:
                 path.unlink(missing_ok=True)
                 report.removed["attempts"] += 1
 
@@ -149,6 +165,22 @@ class Tidier:
         if moved is not None:
             report.quarantined += 1
             report.refused.append(moved)
+
+
+def _files_changed_since(folder: Path, since: float | None) -> Iterator[Path]:
+    """Files in ``folder`` whose ctime is ``since`` or later (every file when ``since`` is None)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    if since is None or entry.stat(follow_symlinks=False).st_ctime >= since:
+                        yield Path(entry.path)
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        return
 
 
 def _files(folder: Path) -> list[Path]:
