@@ -41,7 +41,6 @@ from shared.queue import (
     archive_day_name,
     counted_folder,
     counts_as,
-    new_job_id,
 )
 from shared.watch import Change, watching
 
@@ -65,15 +64,17 @@ def fill(queue: FileQueue, files: int, renames: int) -> None:
     processed = max(renames, int(files * SHARE_PROCESSED))
     error = int(files * SHARE_ERROR)
     archived = max(0, files - processed - error)
-    day_folders = [queue.folder(ARCHIVE) / archive_day_name(today - timedelta(days=d + 1)) for d in range(DAYS)]
+    day_folders = [
+        queue.folder(ARCHIVE) / archive_day_name(today - timedelta(days=d + 1)) for d in range(DAYS)
+    ]
     for folder in day_folders:
         folder.mkdir(parents=True, exist_ok=True)
     stamp = today - timedelta(days=DAYS + 1)
     link, seed_path = os.link, str(seed)
     for index in range(archived):
         link(seed_path, f"{day_folders[index % DAYS]}/{_id(stamp, index)}.json")
-    for folder, count, offset in ((PROCESSED, processed, archived), (ERROR, error, archived + processed)):
-        base = str(queue.folder(folder))
+    for place, count, offset in ((PROCESSED, processed, archived), (ERROR, error, archived + processed)):
+        base = str(queue.folder(place))
         for index in range(offset, offset + count):
             link(seed_path, f"{base}/{_id(stamp, index)}.json")
     for index in range(WAITING):
@@ -172,7 +173,7 @@ async def _monitor_child(root: Path, kind: str, renames: int, scrapes: int) -> d
         await asyncio.sleep(0.2)  # the new day folder is watched before results land in it
         expected.update(truth, processed=truth[PROCESSED] - len(names), archive=truth[ARCHIVE] + len(names))
         source = monitor.queue.folder(PROCESSED)
-        await asyncio.to_thread(lambda: [os.rename(source / name, today / name) for name in names])
+        await asyncio.to_thread(_move_all, source, today, names)
         burst_done = time.perf_counter()
         await asyncio.wait_for(reached.wait(), timeout=120)
         exact_after_burst = time.perf_counter() - burst_done
@@ -184,6 +185,11 @@ async def _monitor_child(root: Path, kind: str, renames: int, scrapes: int) -> d
         "exact_after_burst_s": exact_after_burst,
         "peak_rss_mb": _rss_mb(),
     }
+
+
+def _move_all(source: Path, target: Path, names: list[str]) -> None:
+    for name in names:
+        os.rename(source / name, target / name)
 
 
 def _run_child(root: Path, kind: str, renames: int, scrapes: int) -> dict[str, Any]:
@@ -230,7 +236,12 @@ async def _cleanup(root: Path) -> dict[str, float]:
     tidier = Tidier(FileQueue(root), root.parent / "logs", settings.cleanup)
     first, first_stall = await _cleanup_pass(tidier)
     second, second_stall = await _cleanup_pass(tidier)
-    return {"first_s": first, "first_stall_ms": first_stall * 1000, "next_s": second, "next_stall_ms": second_stall * 1000}
+    return {
+        "first_s": first,
+        "first_stall_ms": first_stall * 1000,
+        "next_s": second,
+        "next_stall_ms": second_stall * 1000,
+    }
 
 
 def main() -> None:
@@ -242,21 +253,35 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(_monitor_child(args.root, args.child, args.renames, args.scrapes))))
+        figures = asyncio.run(_monitor_child(args.root, args.child, args.renames, args.scrapes))
+        sys.stdout.write(json.dumps(figures) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory() as scratch:
         queue = FileQueue(Path(scratch) / "queue")
         started = time.perf_counter()
         fill(queue, args.files, args.renames)
-        log.info("%d result files made in %.1f s: %s", args.files, time.perf_counter() - started, queue.counts())
+        log.info(
+            "%d result files made in %.1f s: %s", args.files, time.perf_counter() - started, queue.counts()
+        )
         before = _run_child(queue.root, "names", args.renames, args.scrapes)
         _undo_burst(queue)
         after = _run_child(queue.root, "counts", args.renames, args.scrapes)
         cleanup = asyncio.run(_cleanup(queue.root))
     log.info("%-24s %14s %14s %8s %8s", "monitor", "names (before)", "counts", "ratio", "target")
-    targets = {"exact_after_start_s": 5.0, "scrape_p99_ms": 5.0, "peak_rss_mb": 80.0, "exact_after_burst_s": 0.5}
-    for name in ("exact_after_start_s", "scrape_p50_ms", "scrape_p99_ms", "exact_after_burst_s", "peak_rss_mb"):
+    targets = {
+        "exact_after_start_s": 5.0,
+        "scrape_p99_ms": 5.0,
+        "peak_rss_mb": 80.0,
+        "exact_after_burst_s": 0.5,
+    }
+    for name in (
+        "exact_after_start_s",
+        "scrape_p50_ms",
+        "scrape_p99_ms",
+        "exact_after_burst_s",
+        "peak_rss_mb",
+    ):
         old, new = before[name], after[name]
         target = f"<= {targets[name]:g}" if name in targets else ""
         log.info("%-24s %14.3f %14.3f %7.2fx %8s", name, old, new, new / old if old else 0.0, target)
@@ -264,7 +289,10 @@ def main() -> None:
     log.info(
         "cleanup pass (thread): first %.1f s (reads every result, as every pass did before; worst loop "
         "stall %.1f ms), next %.1f s (worst loop stall %.1f ms); target <= 60 s",
-        cleanup["first_s"], cleanup["first_stall_ms"], cleanup["next_s"], cleanup["next_stall_ms"],
+        cleanup["first_s"],
+        cleanup["first_stall_ms"],
+        cleanup["next_s"],
+        cleanup["next_stall_ms"],
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from services.cleanup import tidy
 from services.cleanup.app import run as run_cleanup
 from services.cleanup.tidy import DAY_S, Tidier
 from shared.config import DEFAULT_CONFIG, CleanupSettings, load_settings
@@ -251,3 +252,19 @@ def test_flat_archive_results_of_earlier_versions_move_into_their_day_folder(
     assert filed.read_bytes() == before
     assert queue.result_path(old.stem) == filed
     assert [path.name for path in queue.folder(ARCHIVE).iterdir()] == ["2026-12-01"]
+
+
+def test_each_result_is_read_by_the_first_pass_that_sees_it(
+    queue: FileQueue, logs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass reads only results changed since the previous one; a million old results cost a stat each."""
+    cleanup = tidier(queue, logs)
+    put(queue.folder(PROCESSED) / "good.json", 10, '{"status": "passed"}')
+    assert cleanup.run(now=NOW).quarantined == 0
+    put(queue.folder(ERROR) / "cut.json", 10, '{"status": "pas')  # changed after the first pass: read
+    assert cleanup.run(now=NOW).quarantined == 1
+    monkeypatch.setattr(tidy, "CHECK_OVERLAP_S", -HOUR)  # the previous pass "started" an hour from now
+    cleanup.run(now=NOW)
+    put(queue.folder(ERROR) / "late.json", 10, '{"status": "pas')
+    assert cleanup.run(now=NOW).quarantined == 0  # older than the last pass by the file clock: not read
+    assert tidier(queue, logs).run(now=NOW).quarantined == 1  # a new cleanup process reads everything once

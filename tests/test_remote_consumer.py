@@ -20,7 +20,7 @@ import pytest
 
 import services.consumer.app as consumer_app
 from shared.messaging import JobCreated, JobScored, subjects
-from shared.queue import INCOMING, PROCESSING, FileQueue, Intake, JobMeta
+from shared.queue import INCOMING, PROCESSING, FileQueue, Intake, JobMeta, scan_jobs
 from shared.watch import Change
 from tests.consumers import consumer_with_events, job_ids, make_settings, result
 from tests.harness import count
@@ -90,7 +90,6 @@ async def test_a_remote_consumer_claims_the_job_named_in_job_created_at_once(
     writer, seen_as = second_mount
     scans: list[Path] = []
     first_drain = asyncio.Event()
-    scan_jobs = consumer_app.scan_jobs
 
     def counted_scan(folder: Path) -> Intake:
         scans.append(folder)

@@ -6,9 +6,9 @@ claim file's inode change time (ctime): the rename itself sets it, the holder re
 while the LLM call runs, and a claim unchanged for ``lease_s`` has expired — any consumer, or cleanup,
 may then take it over with another rename (which restarts the clock at once). Expiry is judged against
 the queue's file clock (:meth:`FileQueue.file_clock`, a probe file's ctime), not the local clock: on a
-shared filesystem both clocks are the server's, so hosts whose own clocks differ still agree on a lease. No result is ever filed
-twice: results are created exclusively (see ``FileQueue.write_result``), so of a slow holder and the
-one that took over, the first to finish files the result and the other drops its copy.
+shared filesystem both clocks are the server's, so hosts whose own clocks differ still agree on a lease.
+No result is ever filed twice: results are created exclusively (see ``FileQueue.write_result``), so of
+a slow holder and the one that took over, the first to finish files the result and the other drops it.
 """
 
 from __future__ import annotations
