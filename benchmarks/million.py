@@ -158,7 +158,7 @@ async def _monitor_child(root: Path, kind: str, renames: int, scrapes: int) -> d
             reached.set()
 
     started = time.perf_counter()
-    async with watching([root], on_change, recursive=True):
+    async with watching([root], on_change, recursive=True, pair_moves=kind == "names"):
         await counter.reconcile_in_thread()
         exact_after_start = time.perf_counter() - started
         exact = counter.counts() == truth

@@ -180,7 +180,7 @@ class Monitor:
         self.queue.ensure()
         routes = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
         http = HttpEndpoint(routes, self._settings.monitor.request_timeout_s)
-        async with watching([self.queue.root], self.counter.on_change, recursive=True):
+        async with watching([self.queue.root], self.counter.on_change, recursive=True, pair_moves=False):
             await self.counter.reconcile_in_thread()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)
             log.info("metrics on http://%s:%d/metrics", self._settings.monitor.host, port)

@@ -12,6 +12,10 @@ counted: otherwise it cannot tell whether it saw those files, and the folder wai
 (notifications keep the count meanwhile). Archive day folders are counted one by one, so the busy
 folder of today does not hold back the quiet days before it.
 
+A day folder that appears while watched is reported twice for files that land in it at once (watchdog
+lists a new folder's files as well as reporting them): until its first quiet recount such a folder is
+counted by name — a day's first files, not a million.
+
 The queue root is watched recursively, so results arriving in a new ``archive/<day>/`` folder are seen.
 A scrape reads the kept numbers; nothing rescans the folders per scrape.
 """
@@ -49,6 +53,7 @@ class QueueCounter:
         self._counts: dict[str, int] = dict.fromkeys(COUNTED_FOLDERS, 0)  # place -> files
         self._waiting: set[str] = set()  # job file names in incoming/
         self._changes: dict[str, int] = {}  # place -> notifications seen (to tell a quiet recount)
+        self._new_days: dict[str, set[str]] = {}  # day folders that appeared while watched -> names
         self.drift_corrections = 0
         self.unsettled: set[str] = set()  # places whose last recount raced with a notification
         self.recount_wanted = asyncio.Event()  # notifications were lost: recount as soon as possible
@@ -68,8 +73,15 @@ class QueueCounter:
         if not counts_as(folder, name):
             return
         step = 1 if kind == "added" else -1
-        self._counts[place] = self._counts.get(place, 0) + step
         self._changes[place] = self._changes.get(place, 0) + 1
+        if place not in self._counts and folder == ARCHIVE:
+            self._new_days[place] = set()
+        new_day = self._new_days.get(place)
+        if new_day is not None:  # by name: a notification twice for one file counts once
+            (new_day.add if step > 0 else new_day.discard)(name)
+            self._counts[place] = len(new_day)
+            return
+        self._counts[place] = self._counts.get(place, 0) + step
         if place == INCOMING:
             (self._waiting.add if step > 0 else self._waiting.discard)(name)
 
@@ -132,6 +144,7 @@ class QueueCounter:
             else:
                 self._counts.pop(place, None)  # a day folder that is gone
             self.unsettled.discard(place)
+            self._new_days.pop(place, None)
             if place == INCOMING:
                 self._waiting = found.waiting
         if drift:
