@@ -50,36 +50,48 @@ SHARE_ERROR = 0.10
 SHARE_PROCESSED = 0.05
 WAITING = 20
 STALL_TICK_S = 0.005
+LINKS_PER_SEED = 60_000  # ext4 allows 65,000 links to one file
 
 
 # -- filling the queue ---------------------------------------------------------------------------------
 
 
 def fill(queue: FileQueue, files: int, renames: int) -> None:
-    """``files`` results as hard links of one valid result; at least ``renames`` in ``processed/``."""
+    """``files`` results as hard links of a few valid results; at least ``renames`` in ``processed/``."""
     queue.ensure()
-    seed = queue.folder(".tmp") / "seed.json"
-    seed.write_bytes(json.dumps({"status": "passed", "score": 91}).encode())
     today = datetime.now(UTC)
     processed = max(renames, int(files * SHARE_PROCESSED))
     error = int(files * SHARE_ERROR)
     archived = max(0, files - processed - error)
     day_folders = [
-        queue.folder(ARCHIVE) / archive_day_name(today - timedelta(days=d + 1)) for d in range(DAYS)
+        str(queue.folder(ARCHIVE) / archive_day_name(today - timedelta(days=d + 1))) for d in range(DAYS)
     ]
     for folder in day_folders:
-        folder.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
+    seeds = _seeds(queue, files)
     stamp = today - timedelta(days=DAYS + 1)
-    link, seed_path = os.link, str(seed)
+    link = os.link
     for index in range(archived):
-        link(seed_path, f"{day_folders[index % DAYS]}/{_id(stamp, index)}.json")
+        link(seeds[index // LINKS_PER_SEED], f"{day_folders[index % DAYS]}/{_id(stamp, index)}.json")
     for place, count, offset in ((PROCESSED, processed, archived), (ERROR, error, archived + processed)):
         base = str(queue.folder(place))
         for index in range(offset, offset + count):
-            link(seed_path, f"{base}/{_id(stamp, index)}.json")
+            link(seeds[index // LINKS_PER_SEED], f"{base}/{_id(stamp, index)}.json")
     for index in range(WAITING):
         (queue.folder(INCOMING) / f"{_id(today, index)}.txt").write_bytes(b"Erklaere Katzen.\n")
-    seed.unlink()
+    for seed in seeds:
+        os.unlink(seed)
+
+
+def _seeds(queue: FileQueue, files: int) -> list[str]:
+    """Enough copies of one result that no file exceeds the filesystem's link limit."""
+    data = json.dumps({"status": "passed", "score": 91}).encode()
+    seeds = []
+    for number in range(files // LINKS_PER_SEED + 2):
+        seed = queue.folder(".tmp") / f"seed-{number}.json"
+        seed.write_bytes(data)
+        seeds.append(str(seed))
+    return seeds
 
 
 def _id(stamp: datetime, index: int) -> str:
