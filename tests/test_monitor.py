@@ -410,6 +410,21 @@ def test_a_recount_that_raced_with_a_change_is_not_taken(queue: FileQueue) -> No
     assert counter.reconcile() == 0 and not counter.unsettled
 
 
+def test_a_raced_recount_is_taken_when_the_kept_number_is_known_wrong(queue: FileQueue) -> None:
+    """Never counted yet (a monitor starting beside a busy queue): the recount is the better number."""
+    for job_id in ("p1", "p2", "p3"):
+        queue.write_result("processed", job_id, {"status": "passed"})
+    counter = QueueCounter(queue)
+    marks = dict(counter._changes)
+    found = counter.recount()
+    queue.write_result("processed", "p4", {"status": "passed"})
+    counter.on_change(("added", PROCESSED, "p4.json"))
+    counter.settle(found, marks)
+    assert counter.count(PROCESSED) == 3 and PROCESSED in counter.unsettled  # not 1: confirmed later
+    counter.reconcile()
+    assert counter.count(PROCESSED) == 4 and not counter.unsettled
+
+
 def test_lost_notifications_make_every_folder_unsure_until_recounted(queue: FileQueue) -> None:
     counter = QueueCounter(queue)
     counter.reconcile()

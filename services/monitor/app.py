@@ -128,12 +128,16 @@ class Monitor:
     async def status(self, request: bytes) -> StatusReply:
         """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering."""
         if StatusRequest.model_validate_json(request or b"{}").reconcile:
-            await self.counter.reconcile_in_thread()
-            for _ in range(self._settings.monitor.recount_retries):
-                if not self.counter.unsettled:
-                    break
-                await self.counter.reconcile_in_thread()  # a folder changed while counted: once more
+            await self.recount()
         return self.refresh()
+
+    async def recount(self) -> None:
+        """Recount the folders; again (up to ``recount_retries`` times) while one changed meanwhile."""
+        await self.counter.reconcile_in_thread()
+        for _ in range(self._settings.monitor.recount_retries):
+            if not self.counter.unsettled:
+                return
+            await self.counter.reconcile_in_thread()
 
     async def on_tick(self, tick: Tick) -> None:
         line = self.status_line(tick.slot or utc_now())
@@ -181,7 +185,7 @@ class Monitor:
         routes = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
         http = HttpEndpoint(routes, self._settings.monitor.request_timeout_s)
         async with watching([self.queue.root], self.counter.on_change, recursive=True, pair_moves=False):
-            await self.counter.reconcile_in_thread()
+            await self.recount()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)
             log.info("metrics on http://%s:%d/metrics", self._settings.monitor.host, port)
             try:

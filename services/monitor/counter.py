@@ -9,8 +9,10 @@ so the counts stay exact through moves.
 A recount counts directory entries (``os.scandir``, no ``stat``, no set) and may run in a thread. Its
 number for a folder replaces the kept one only if no notification for that folder arrived while it
 counted: otherwise it cannot tell whether it saw those files, and the folder waits for the next recount
-(notifications keep the count meanwhile). Archive day folders are counted one by one, so the busy
-folder of today does not hold back the quiet days before it.
+(notifications keep the count meanwhile) — unless the kept number is known to be wrong (never counted
+yet, or notifications were lost): then the recount is the better number, and is confirmed later.
+Archive day folders are counted one by one, so the busy folder of today does not hold back the quiet
+days before it.
 
 A day folder that appears while watched is reported twice for files that land in it at once (watchdog
 lists a new folder's files as well as reporting them): until its first quiet recount such a folder is
@@ -56,6 +58,7 @@ class QueueCounter:
         self._new_days: dict[str, set[str]] = {}  # day folders that appeared while watched -> names
         self.drift_corrections = 0
         self.unsettled: set[str] = set()  # places whose last recount raced with a notification
+        self._lost: set[str] = set(COUNTED_FOLDERS)  # places whose kept number is known wrong
         self.recount_wanted = asyncio.Event()  # notifications were lost: recount as soon as possible
 
     # -- notifications ---------------------------------------------------------------------------
@@ -64,6 +67,7 @@ class QueueCounter:
         kind, parent, name = change
         if kind == "overflow":  # notifications were lost: every number is unsure until recounted
             self.unsettled.update(self._counts)
+            self._lost.update(self._counts)
             self.recount_wanted.set()
             return
         place = _place(parent)
@@ -134,19 +138,23 @@ class QueueCounter:
         """Take the recounted number of every place that stayed quiet since ``marks``; returns the drift."""
         drift = 0
         for place in set(found.counts) | set(self._counts):
-            if self._changes.get(place, 0) != marks.get(place, 0):
+            raced = self._changes.get(place, 0) != marks.get(place, 0)
+            if raced:
                 self.unsettled.add(place)
-                continue
+                if place not in self._lost and place in self._counts:
+                    continue  # notifications keep it until a quiet recount
             actual = found.counts.get(place, 0)
             drift += abs(actual - self._counts.get(place, 0))
             if actual or place in COUNTED_FOLDERS:
                 self._counts[place] = actual
             else:
                 self._counts.pop(place, None)  # a day folder that is gone
-            self.unsettled.discard(place)
+            self._lost.discard(place)
             self._new_days.pop(place, None)
             if place == INCOMING:
                 self._waiting = found.waiting
+            if not raced:
+                self.unsettled.discard(place)
         if drift:
             self.drift_corrections += drift
             log.info("reconciliation corrected the queue counts by %d", drift)
