@@ -447,3 +447,19 @@ async def test_a_recount_in_a_thread_counts_archive_days_and_forgets_removed_one
     queue.remove_archive_day("2026-11-01")
     assert await counter.reconcile_in_thread() == 1
     assert counter.count(ARCHIVE) == 1 and counter.counts() == queue.counts()
+
+
+async def test_unpaired_moves_keep_counts_exact_through_a_burst_of_renames(queue: FileQueue) -> None:
+    """The monitor's watch (moves unpaired): each rename arrives as a removal and an addition."""
+    for index in range(300):
+        queue.write_result(PROCESSED, f"job-{index}", {"status": "passed"})
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    waiter = CountWaiter(counter)
+    async with watching([queue.root], waiter.on_change, recursive=True, pair_moves=False):
+        reached = waiter.expect(counts(processed=100, error=200))
+        for index in range(200):
+            name = f"job-{index}.json"
+            os.rename(queue.folder(PROCESSED) / name, queue.folder(ERROR) / name)
+        await asyncio.wait_for(reached.wait(), timeout=10)
+    assert counter.reconcile() == 0
