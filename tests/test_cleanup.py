@@ -425,3 +425,17 @@ def untrusted_metric(text: str, reason: str) -> float:
     match = re.search(rf'^syntx_results_untrusted_total\{{reason="{reason}"\}} (\S+)$', text, re.MULTILINE)
     assert match, f"no series for {reason} in /metrics"
     return float(match.group(1))
+
+
+def test_each_result_is_read_by_the_first_pass_that_sees_it(queue: FileQueue, logs: Path) -> None:
+    """A pass reads only results changed since the previous one; a million old results cost a stat each."""
+    cleanup = tidier(queue, logs)
+    put(queue.folder(PROCESSED) / "good.json", 10, json.dumps(result_record("good", "passed")))
+    assert cleanup.run(now=NOW).quarantined == 0
+    put(queue.folder(ERROR) / "cut.json", 10, '{"status": "pas')  # changed after the first pass: read
+    assert cleanup.run(now=NOW).quarantined == 1
+    ahead = Tidier(queue, logs, CleanupSettings(), MAX_RESULT_BYTES, check_overlap_s=-HOUR)
+    ahead.run(now=NOW)  # this pass "started" an hour from now
+    put(queue.folder(ERROR) / "late.json", 10, '{"status": "pas')
+    assert ahead.run(now=NOW).quarantined == 0  # older than the last pass by the file clock: not read
+    assert tidier(queue, logs).run(now=NOW).quarantined == 1  # a new cleanup process reads everything once

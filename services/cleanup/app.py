@@ -37,7 +37,7 @@ class Cleanup:
         for moved in refused:
             await self._bus.emit(subjects.FILE_REFUSED, refused_event("cleanup", moved))
         expired = Counter(item.outcome for item in recovered)
-        kept = self._queue.counts()
+        kept = await asyncio.to_thread(self._queue.counts)  # a million files: off the event loop
         await self._bus.emit(
             subjects.CLEANUP_REPORT,
             CleanupReport(

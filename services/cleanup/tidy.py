@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
@@ -20,6 +21,7 @@ from shared.queue import (
     INCOMING,
     PROCESSED,
     PROCESSING,
+    RESULT_SUFFIX,
     TMP,
     FileQueue,
     JobResult,
@@ -34,6 +36,10 @@ from shared.queue import (
 log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
+# A result is read for validity by the first pass that sees it: later passes skip results whose ctime is
+# older than the previous pass's start by more than this (files being renamed in while that pass listed
+# the folder are read twice rather than never).
+CHECK_OVERLAP_S = 60.0
 
 
 @dataclass
@@ -48,14 +54,22 @@ class Report:
 
 class Tidier:
     def __init__(
-        self, queue: FileQueue, logs_dir: Path, settings: CleanupSettings, max_result_bytes: int
+        self,
+        queue: FileQueue,
+        logs_dir: Path,
+        settings: CleanupSettings,
+        max_result_bytes: int,
+        check_overlap_s: float = CHECK_OVERLAP_S,
     ) -> None:
         self._queue = queue
+        self._check_overlap_s = check_overlap_s
         self._logs_dir = logs_dir
         self._settings = settings
         self._max_result_bytes = max_result_bytes
+        self._checked_before: float | None = None  # results older than this were read by an earlier pass
 
     def run(self, now: float | None = None) -> Report:
+        """One pass; a million results cost a listing and a ``stat`` each, no read (run it in a thread)."""
         report = Report()
         moment = time.time() if now is None else now
         self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, "tmp", report)
@@ -136,9 +150,14 @@ class Tidier:
     def _quarantine_untrusted_results(self, report: Report) -> None:
         """Files in the folders results land in that are not results this system wrote: not JSON, not a
         result, a score outside 0..100, an unknown status or scorer, a job id that is not the file name.
-        (``archive/`` only ever receives results that passed this reader.)"""
+        Each is read once, by the first pass that sees it (``archive/`` only ever receives results that
+        passed this reader)."""
+        since = self._checked_before
+        self._checked_before = self._queue.file_clock() - self._check_overlap_s
         for folder in (PROCESSED, ERROR):
-            for path in self._queue.result_files(folder):
+            for path in _files_changed_since(self._queue.folder(folder), since):
+                if not path.name.endswith(RESULT_SUFFIX) or path.name.startswith("."):
+                    continue
                 try:
                     JobResult.load(path, max_bytes=self._max_result_bytes)
                 except FileNotFoundError:
@@ -149,9 +168,12 @@ class Tidier:
                         report.untrusted[exc.reason] += 1
 
     def _remove_stale_attempts(self, report: Report) -> None:
+        claimed = set(self._queue.job_ids(PROCESSING))  # listed once per pass, not once per history
         for path in _files(self._queue.folder(ATTEMPTS)):
             job_id = path.stem
-            if not self._has_job(job_id) and self._queue.result_path(job_id) is not None:
+            if job_id in claimed or self._queue.job_path(INCOMING, job_id).exists():
+                continue
+            if self._queue.result_path(job_id) is not None:
                 path.unlink(missing_ok=True)
                 report.removed[ATTEMPTS] += 1
 
@@ -162,6 +184,22 @@ class Tidier:
         report.quarantined += 1
         report.refused.append(moved)
         return True
+
+
+def _files_changed_since(folder: Path, since: float | None) -> Iterator[Path]:
+    """Files in ``folder`` whose ctime is ``since`` or later (every file when ``since`` is None)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    if since is None or entry.stat(follow_symlinks=False).st_ctime >= since:
+                        yield Path(entry.path)
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        return
 
 
 def _files(folder: Path) -> list[Path]:

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from services.consumer.processing import HIDDEN_DETAIL, ConsumerContext, JobProcessor, Outcome
-from shared.messaging import BackendState, Event, JobFailed, Tick, subjects
+from shared.messaging import BackendState, Event, JobCreated, JobFailed, Tick, subjects
 from shared.queue import (
     EVENT_TEXT_CHARS,
     INCOMING,
@@ -24,6 +24,7 @@ from shared.queue import (
     ClaimFile,
     Claims,
     FileQueue,
+    job_id_problem,
     quarantine_strays,
     recover_expired,
     scan_jobs,
@@ -111,12 +112,16 @@ class Consumer:
                 if self._probing():
                     break
                 continue
-            task = asyncio.create_task(self._run(claim), name=f"job {job_id}")
-            self._inflight[task] = claim
-            task.add_done_callback(self._inflight.pop)
-            claimed[job_id] = task
+            claimed[job_id] = self._start(claim)
             started += 1
         return started
+
+    def _start(self, claim: ClaimFile) -> asyncio.Task[Outcome]:
+        """Process a claim (its slot acquired) in its own task, which releases the slot when done."""
+        task = asyncio.create_task(self._run(claim), name=f"job {claim.job_id}")
+        self._inflight[task] = claim
+        task.add_done_callback(self._inflight.pop)
+        return task
 
     async def _run(self, claim: ClaimFile) -> Outcome:
         try:
@@ -218,8 +223,34 @@ class Consumer:
         if (kind == "added" and folder == INCOMING) or kind == "overflow":
             self._wake.set()
 
-    async def on_event(self, _event: Event) -> None:
-        self._wake.set()
+    async def on_event(self, event: Event) -> None:
+        """``syntx.job.created`` (from any host): claim the named job at once, without a folder scan.
+
+        This is how a consumer that does not see the writer's file notifications (polling, another
+        mount of the queue, another host) picks a job up within milliseconds. A job it cannot take
+        now — no free slot, backend paused, an id that names no waiting job — is left to the next
+        drain; a malformed id is ignored (the file itself, if any, is judged by the folder scan).
+        """
+        if not isinstance(event, JobCreated) or job_id_problem(event.job_id) is not None:
+            return
+        if not await self._take_named(event.job_id):
+            self._wake.set()
+
+    async def _take_named(self, job_id: str) -> bool:
+        """Claim ``job_id`` if a slot is free; False when it must wait for the next drain.
+
+        An id that names no waiting job (another consumer won the rename, or it was never there) costs
+        one failed rename and is otherwise ignored.
+        """
+        if self._stop.is_set() or self._paused() or self._backend_failures or self._slots.locked():
+            return False
+        await self._slots.acquire()  # free: returns at once
+        claim = self.claims.take(job_id)
+        if claim is None:
+            self._slots.release()
+            return True
+        self._start(claim)
+        return True
 
     async def feed(self) -> None:
         """Watch mode: drain whenever something lands, and rescan now and then for correctness."""

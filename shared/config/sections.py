@@ -306,6 +306,8 @@ class MonitorSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)
     reconcile_s: float = Field(30.0, gt=0)
+    recount_retry_s: float = Field(1.0, gt=0, description="recount this soon after one raced with changes")
+    recount_retries: int = Field(3, ge=0, description="status --exact: recounts while folders change")
     health: HealthSettings = HealthSettings()
     service_timeout_s: float = Field(
         45.0, gt=0, description="a service not heard from for this long counts as gone (> heartbeat_s)"

@@ -4,9 +4,11 @@ A claim is an atomic rename ``incoming/<id>.txt`` → ``processing/<id>.claim-<t
 names the consumer process that holds it (its instance token, logged at start). The lease clock is the
 claim file's inode change time (ctime): the rename itself sets it, the holder refreshes it (a touch)
 while the LLM call runs, and a claim unchanged for ``lease_s`` has expired — any consumer, or cleanup,
-may then take it over with another rename (which restarts the clock at once). No result is ever filed
-twice: results are created exclusively (see ``FileQueue.write_result``), so of a slow holder and the
-one that took over, the first to finish files the result and the other drops its copy.
+may then take it over with another rename (which restarts the clock at once). Expiry is judged against
+the queue's file clock (:meth:`FileQueue.file_clock`, a probe file's ctime), not the local clock: on a
+shared filesystem both clocks are the server's, so hosts whose own clocks differ still agree on a lease.
+No result is ever filed twice: results are created exclusively (see ``FileQueue.write_result``), so of
+a slow holder and the one that took over, the first to finish files the result and the other drops it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,11 +150,11 @@ class Claims:
 
     def expired(self, lease_s: float, now: float | None = None) -> list[ClaimFile]:
         """Claims whose lease ran out: neither taken nor renewed for ``lease_s``."""
-        cutoff = (time.time() if now is None else now) - lease_s
+        cutoff = (self.queue.file_clock() if now is None else now) - lease_s
         return [
             claim for claim in self.all() if (clock := claim.lease_clock()) is not None and clock < cutoff
         ]
 
 
 def _touch(path: Path) -> None:
-    os.utime(path)  # sets the ctime, the lease clock; hosts sharing a queue keep their clocks in sync
+    os.utime(path)  # sets the ctime, the lease clock (on a shared filesystem: by the server's clock)

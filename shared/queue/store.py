@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -137,6 +138,25 @@ class FileQueue:
             (self.folder(folder) / name).unlink(missing_ok=True)
             return False
         return True
+
+    def file_clock(self) -> float:
+        """Now by the clock that stamps the queue's files: the ctime of a new probe file in ``.tmp/``.
+
+        On a local disk that is this host's clock; on a shared filesystem (NFS) the server sets the
+        ctime, so every host judging leases against this sees the same clock whatever its own says.
+        Falls back to the local clock when the probe cannot be written.
+        """
+        probe = self.folder(TMP) / f".clock.{secrets.token_hex(4)}"
+        try:
+            handle = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return time.time()
+        try:
+            return os.fstat(handle).st_ctime
+        finally:
+            os.close(handle)
+            with contextlib.suppress(FileNotFoundError):
+                probe.unlink()
 
     # -- paths and lookups -----------------------------------------------------------------------
 
