@@ -127,11 +127,40 @@ class BackPressureSettings(_Section):
 
 
 class LearningSettings(_Section):
+    """The producer's learner: an additive model of the score (category + style + arm residual, with
+    language and context as nuisance effects), forgetting with a half-life, an exploration floor."""
+
     enabled: bool = True
-    min_score: int = Field(90, ge=0, le=100)
-    prior_mean: float = Field(75.0, ge=0, le=100)
-    prior_weight: float = Field(2.0, gt=0, description="pseudo-observations behind the prior mean")
-    score_sd: float = Field(15.0, gt=0)
+    min_score: int = Field(90, ge=0, le=100, description="results at or above count as successes")
+    prior_mean: float = Field(75.0, ge=0, le=100, description="the score an unseen world is assumed to give")
+    prior_sd: float = Field(20.0, gt=0, description="uncertainty of that overall level")
+    effect_sd: float = Field(10.0, gt=0, description="prior spread of category and of style effects")
+    residual_sd: float = Field(4.0, gt=0, description="prior spread of an arm around category + style")
+    spread_weight: float = Field(
+        4.0, gt=0, description="pseudo-effects behind effect_sd and residual_sd (the spreads are learned)"
+    )
+    language_sd: float = Field(5.0, gt=0, description="prior spread of language effects")
+    context_sd: float = Field(10.0, gt=0, description="prior spread of wrapper/backend/model/scorer effects")
+    score_sd: float = Field(12.0, gt=0, description="noise of one score, before any data")
+    score_sd_weight: float = Field(10.0, gt=0, description="pseudo-observations behind score_sd")
+    half_life_jobs: float = Field(
+        2000.0, gt=0, description="long memory: a result weighs half after this many more jobs"
+    )
+    change_half_life_jobs: float = Field(
+        150.0, gt=0, description="short memory, used while some arm's scores drift from its long-run mean"
+    )
+    drift_z: float = Field(4.0, gt=0, description="standard errors between recent and long-run mean = drift")
+    drift_min_weight: float = Field(5.0, gt=0, description="recent results an arm needs before it can drift")
+    horizon_half_lives: float = Field(
+        10.0, ge=5, description="results older than this many long half-lives are not learned (weight < 0.1 %)"
+    )
+    exploration_floor: float = Field(
+        0.0005, ge=0, le=0.5, description="every arm gets at least this share of every batch (carried over)"
+    )
+    burn_in_sweeps: int = Field(8, ge=1, le=1000, description="sampler sweeps before a batch is planned")
+    estimate_sweeps: int = Field(200, ge=10, le=100_000, description="sampler sweeps behind shown estimates")
+    max_result_bytes: int = Field(4 * 1024 * 1024, gt=0, description="larger result files are refused")
+    state_file: Path = Field(Path("state/learner.json"), description="checkpoint, relative to data_dir")
     archive_learned: bool = True
 
 
