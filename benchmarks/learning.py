@@ -111,12 +111,12 @@ def run_benchmark(seeds: int, settings: LearningSettings | None = None) -> list[
     config = settings or LearningSettings()
     rows: list[Row] = []
     for variant in VARIANTS:
-        for name, policy_type in POLICIES.items():
+        for name in POLICIES:
             row = Row(variant, name)
             for seed in range(seeds):
                 rng = random.Random(f"{name}-{variant}-{seed}")
-                policy: Policy = Ours(rng, config) if policy_type is Ours else policy_type(rng)
-                floor = config.exploration_floor if policy_type is Ours else None
+                policy: Policy = Ours(rng, config) if name == Ours.name else POLICIES[name](rng)
+                floor = config.exploration_floor if name == Ours.name else None
                 row.runs.append(simulate(make_world(variant, seed, JOBS), policy, floor))
             rows.append(row)
     return rows
@@ -149,7 +149,8 @@ def render(rows: list[Row], seeds: int) -> str:
         recovery = "-" if row.recovery is None else f"{row.recovery:.0f}"
         violations = str(row.violations) if row.policy == "ours" else "-"
         lines.append(
-            f"{row.variant:<12} {row.policy:<9} {row.regret:>9.0f} {row.regret / uniform[row.variant]:>10.1%} "
+            f"{row.variant:<12} {row.policy:<9} {row.regret:>9.0f} "
+            f"{row.regret / uniform[row.variant]:>10.1%} "
             f"{row.best_seeds:>11}/{seeds:<5} {recovery:>9} {violations:>11}"
         )
     for target, met in targets_met(rows, seeds).items():

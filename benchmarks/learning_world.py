@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -125,7 +126,8 @@ class OriginalRule:
 
 
 class PlainThompson:
-    """The previous learner: Gaussian Thompson sampling per arm, prior 75 worth 2 jobs, sd 15, no forgetting."""
+    """The previous learner: Gaussian Thompson sampling per arm, prior 75 worth 2 jobs, sd 15,
+    no forgetting."""
 
     name = "thompson"
     PRIOR_MEAN, PRIOR_WEIGHT, SCORE_SD = 75.0, 2.0, 15.0
@@ -168,4 +170,9 @@ class Ours:
             self.learner.observe(Observation(f"job-{job}", job, category, style, "de", CONTEXT, score))
 
 
-POLICIES = {"uniform": Uniform, "original": OriginalRule, "thompson": PlainThompson, "ours": Ours}
+POLICIES: dict[str, Callable[[random.Random], Policy]] = {
+    "uniform": Uniform,
+    "original": OriginalRule,
+    "thompson": PlainThompson,
+    "ours": Ours,
+}

@@ -60,7 +60,7 @@ class ScoreModel:
         """The weight of a result of job ``sequence`` now (1 for the newest job)."""
         if self.reference is None or sequence >= self.reference:
             return 1.0
-        return 0.5 ** ((self.reference - sequence) / half_life)
+        return float(0.5 ** ((self.reference - sequence) / half_life))
 
     def add(self, sequence: int, key: CellKey, score: float) -> None:
         config = self.settings
@@ -248,7 +248,9 @@ class Sampler:
         squared = 0.0
         mass = 0.0
         for cell, fitted in enumerate(self.predicted):
-            squared += self.squares[cell] - 2 * fitted * self.total[cell] + self.weight[cell] * fitted * fitted
+            squared += (
+                self.squares[cell] - 2 * fitted * self.total[cell] + self.weight[cell] * fitted * fitted
+            )
             mass += self.weight[cell]
         scale = pseudo * prior_variance + max(squared, 0.0)
         if rng is None:

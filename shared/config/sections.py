@@ -152,7 +152,9 @@ class LearningSettings(_Section):
     drift_z: float = Field(4.0, gt=0, description="standard errors between recent and long-run mean = drift")
     drift_min_weight: float = Field(5.0, gt=0, description="recent results an arm needs before it can drift")
     horizon_half_lives: float = Field(
-        10.0, ge=5, description="results older than this many long half-lives are not learned (weight < 0.1 %)"
+        10.0,
+        ge=5,
+        description="results older than this many long half-lives are not learned (weight < 0.1 %)",
     )
     exploration_floor: float = Field(
         0.0005, ge=0, le=0.5, description="every arm gets at least this share of every batch (carried over)"
