@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from services.consumer.failpoints import Failpoints
 from shared.config import ConsumerSettings, QueueSettings
-from shared.llm import BackendError, Completion, LLMBackend
+from shared.llm import BackendError, Completion, LLMBackend, PromptContext
 from shared.messaging import Bus, JobFailed, JobScored, subjects, utc_now
 from shared.queue import (
     Attempt,
@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["filed", "released", "backend_down", "gone", "lost"]
 EVENT_META = {"topic", "category", "style", "language", "generation"}
+
+
+def prompt_context(job: Job) -> PromptContext:
+    meta = job.meta
+    return PromptContext(
+        category=meta.category, style=meta.style, language=meta.language, generation=meta.generation
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,9 @@ class JobProcessor:
             return await self._file_malformed(claim, str(exc), started, clock)
         try:
             completion = await ctx.backend.complete(
-                ctx.wrapper.render(job.prompt), expected_headers=ctx.format.header_lines()
+                ctx.wrapper.render(job.prompt),
+                expected_headers=ctx.format.header_lines(),
+                context=prompt_context(job),
             )
         except BackendError as exc:
             return await self._backend_failed(claim, job, exc, started)

@@ -60,6 +60,46 @@ class TimeoutSettings(_Section):
     total_s: float = Field(1800.0, gt=0)
 
 
+WeakAnswer = Literal["substantive", "thin", "incomplete"]
+
+
+def _weak_answers() -> dict[WeakAnswer, float]:
+    return {"substantive": 0.4, "thin": 0.35, "incomplete": 0.25}
+
+
+class TasteDrift(_Section):
+    """From ``from_generation`` on, these effects are added to the taste's (the world changes)."""
+
+    from_generation: int = Field(ge=1)
+    category: dict[str, float] = Field(default_factory=dict)
+    style: dict[str, float] = Field(default_factory=dict)
+    language: dict[str, float] = Field(default_factory=dict)
+
+
+class OfflineTaste(_Section):
+    """A simulated world for the offline responder (demos): how likely a job gets a complete answer.
+
+    The chance of a complete answer is ``base`` plus the effects of the job's category, style and
+    language (clipped to 0..1); otherwise the answer is substantive (shorter sections), thin (one short
+    sentence per section) or incomplete (a section left out), in the ``weak`` proportions.
+    """
+
+    seed: int = 0
+    base: float = Field(0.5, ge=0, le=1)
+    category: dict[str, float] = Field(default_factory=dict)
+    style: dict[str, float] = Field(default_factory=dict)
+    language: dict[str, float] = Field(default_factory=dict)
+    weak: dict[WeakAnswer, float] = Field(default_factory=_weak_answers)
+    drift: TasteDrift | None = None
+
+    @field_validator("weak")
+    @classmethod
+    def _some_weight(cls, value: dict[WeakAnswer, float]) -> dict[WeakAnswer, float]:
+        if not value or any(weight < 0 for weight in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("need at least one weak answer kind, weights >= 0 and not all 0")
+        return value
+
+
 class BackendSettings(_Section):
     kind: Literal["offline", "syntx", "openai", "ollama"] = "offline"
     url: str | None = None
@@ -71,6 +111,7 @@ class BackendSettings(_Section):
     timeouts: TimeoutSettings = TimeoutSettings()
     retries: RetrySettings = RetrySettings()
     offline_delay_s: float = Field(0.0, ge=0, description="offline responder only: simulated latency")
+    taste: OfflineTaste | None = Field(None, description="offline responder only: a simulated world (demo)")
 
     @model_validator(mode="after")
     def _url_for_remote(self) -> BackendSettings:
