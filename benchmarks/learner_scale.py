@@ -133,7 +133,7 @@ def peak_rss_mb() -> float:
 def baseline_tick_s(settings: Settings, sample: int) -> tuple[float, int]:
     """The previous producer's tick read every result file: seconds per file on a sample."""
     queue = FileQueue(settings.queue_dir)
-    paths = []
+    paths: list[Path] = []
     for day in sorted(queue.folder(ARCHIVE).iterdir()):
         paths.extend(sorted(day.iterdir())[: sample - len(paths)])
         if len(paths) >= sample:
@@ -216,7 +216,8 @@ def render(total: int, figures: dict[str, float], generated_s: float | None) -> 
         f"  producer start, no checkpoint  {figures['producer_start_cold_s']:.1f} s",
         f"  producer start, checkpoint     {figures['producer_start_checkpoint_s']:.2f} s",
         f"  peak RSS                       {figures['rss_peak_mb']:.0f} MB (after the rebuild "
-        f"{figures['rss_after_rebuild_mb']:.0f} MB, at start {figures['rss_start_mb']:.0f} MB; target <= 150 MB)",
+        f"{figures['rss_after_rebuild_mb']:.0f} MB, at start {figures['rss_start_mb']:.0f} MB; "
+        "target <= 150 MB)",
     ]
     return "\n".join(lines)
 

@@ -188,7 +188,7 @@ class LearningSettings(_Section):
         2000.0, gt=0, description="long memory: a result weighs half after this many more jobs"
     )
     change_half_life_jobs: float = Field(
-        150.0, gt=0, description="short memory, used while some arm's scores drift from its long-run mean"
+        100.0, gt=0, description="short memory, used while some arm's scores drift from its long-run mean"
     )
     drift_z: float = Field(4.0, gt=0, description="standard errors between recent and long-run mean = drift")
     drift_min_weight: float = Field(5.0, gt=0, description="recent results an arm needs before it can drift")
