@@ -148,7 +148,8 @@ class Learner:
     # -- what it believes --------------------------------------------------------------------------
 
     def estimates(self) -> dict[Arm, Estimate]:
-        """Posterior mean and sd of each arm's score (cached until something new is learned)."""
+        """Posterior mean and sd of each arm's score in the usual language and context (cached until
+        something new is learned)."""
         if self._estimates is None:
             sampler = self._sampler()
             rng = random.Random(ESTIMATE_SEED)
@@ -157,8 +158,9 @@ class Learner:
             rounds = self.settings.estimate_sweeps
             for _ in range(rounds):
                 sampler.sweep(rng)
+                usual = sampler.usual_setting()
                 for arm in self.arms:
-                    value = sampler.arm_value(arm)
+                    value = sampler.arm_value(arm) + usual
                     sums[arm] += value
                     squares[arm] += value * value
             self._estimates = {

@@ -268,5 +268,17 @@ class Sampler:
             + theta[index[("arm", category, style)]]
         )
 
+    def usual_setting(self) -> float:
+        """The language and context effects averaged over the data: added to an arm's value, it reads on
+        the scale of the scores seen (choices do not need it; every arm gets the same)."""
+        total = sum(self.weight)
+        if total <= 0:
+            return 0.0
+        theta = self.theta
+        return (
+            sum(w * (theta[e[4]] + theta[e[5]]) for w, e in zip(self.weight, self.cell_effects, strict=True))
+            / total
+        )
+
     def effects(self, kind: str) -> dict[str, float]:
         return {name[1]: self.theta[i] for i, name in enumerate(self.names) if name[0] == kind}
