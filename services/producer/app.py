@@ -23,7 +23,14 @@ from services.producer.checkpoint import Checkpoint, load_checkpoint, save_check
 from services.producer.generator import PromptGenerator, PromptRequest, make_generator
 from services.producer.learning import Learner, arm_name
 from services.producer.model import Arm
-from services.producer.rebuild import LearnReport, catch_up, cold_rebuild, in_flight, learn_paths
+from services.producer.rebuild import (
+    LearnReport,
+    catch_up,
+    cold_rebuild,
+    highest_sequence_in_flight,
+    learn_paths,
+    oldest_in_flight,
+)
 from shared.config import Settings
 from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
 from shared.messaging import bus as bus_module
@@ -65,7 +72,7 @@ class Producer:
         self._pending: set[str] = set()  # job ids scored since the last tick
         self._to_archive: list[str] = []
         self._next_sequence = 0
-        self._scan_from: str | None = None  # results from this job id on may be newer than the checkpoint
+        self._unfinished_since = ""  # the oldest unfinished job id at the last tick
 
     @property
     def learner(self) -> Learner:
@@ -75,22 +82,27 @@ class Producer:
         """Checkpoint plus catch-up, or a cold rebuild; then the first checkpoint. Off the event loop."""
         checkpoint = await asyncio.to_thread(load_checkpoint, self._state_path)
         max_bytes = self._learning.max_result_bytes
+        self._unfinished_since = await self._oldest_unfinished()  # before reading: covers what finishes now
+        covered_from = self._unfinished_since
         if checkpoint is not None:
             self._learner.load_state(checkpoint.learner)
             self._next_sequence = checkpoint.next_sequence
-            scan_from = checkpoint.scan_from or new_job_id()
-            report = await asyncio.to_thread(catch_up, self._learner, self._queue, scan_from, max_bytes)
+            covered_from = min(covered_from, checkpoint.scan_from or covered_from)
+            report = await asyncio.to_thread(catch_up, self._learner, self._queue, covered_from, max_bytes)
         else:
             fresh = Learner(self._learning, self._arms, self._rng)
             keep = int(self._learner.horizon_jobs * REBUILD_KEEP_HORIZONS)
             report = await asyncio.to_thread(cold_rebuild, fresh, self._queue, keep, max_bytes)
             self._learner = fresh
-        flight = await asyncio.to_thread(in_flight, self._queue, self._max_job_bytes)
-        self._next_sequence = max(self._next_sequence, report.max_sequence + 1, flight.max_sequence + 1)
-        self._scan_from = flight.oldest_id or new_job_id()
+        highest = await asyncio.to_thread(highest_sequence_in_flight, self._queue, self._max_job_bytes)
+        self._next_sequence = max(self._next_sequence, report.max_sequence + 1, highest + 1)
         self._to_archive.extend(report.learned)
-        await self._save()
+        await self._save(covered_from)
         return report
+
+    async def _oldest_unfinished(self) -> str:
+        """Every job whose result is not on disk yet has this id or a later one."""
+        return await asyncio.to_thread(oldest_in_flight, self._queue) or new_job_id()
 
     @property
     def _max_job_bytes(self) -> int:
@@ -116,7 +128,7 @@ class Producer:
 
     async def on_tick(self, tick: Tick) -> None:
         generation = last_generation(self._evolution_log) + 1
-        flight = await asyncio.to_thread(in_flight, self._queue, self._max_job_bytes)
+        unfinished_since = await self._oldest_unfinished()
         report = await self.learn_pending()
         archived = await asyncio.to_thread(self._archive_learned)
         incoming = self._queue.count("incoming")
@@ -125,11 +137,10 @@ class Producer:
         produced = await self._produce(wanted, generation) if wanted else 0
         favoured = [arm_name(arm) for arm in self._learner.favoured()]
         skipped = None if wanted else f"queue {state} with {incoming} waiting"
-        scan_from = min(filter(None, [self._scan_from, flight.oldest_id]), default=None)
-        if report.learned or produced or scan_from != self._scan_from:
-            self._scan_from = scan_from
-            await self._save()
-        self._scan_from = flight.oldest_id or new_job_id()  # for the next checkpoint: one tick behind
+        if report.learned or produced:
+            # a result whose event is still on its way belongs to a job unfinished at the last tick or now
+            await self._save(min(self._unfinished_since, unfinished_since))
+        self._unfinished_since = unfinished_since
         self._log_generation(generation, len(report.learned), produced, wanted, state, favoured)
         await self._bus.emit(
             subjects.PRODUCER_GENERATION,
@@ -158,8 +169,8 @@ class Producer:
             archived,
         )
 
-    async def _save(self) -> None:
-        checkpoint = Checkpoint(self._learner.to_state(), self._next_sequence, self._scan_from)
+    async def _save(self, scan_from: str) -> None:
+        checkpoint = Checkpoint(self._learner.to_state(), self._next_sequence, scan_from)
         await asyncio.to_thread(save_checkpoint, self._queue, self._state_path, checkpoint)
 
     async def _produce(self, count: int, generation: int) -> int:

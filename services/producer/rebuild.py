@@ -25,6 +25,7 @@ from shared.queue import (
     ARCHIVE,
     ERROR,
     INCOMING,
+    JOB_SUFFIX,
     PROCESSED,
     PROCESSING,
     RESULT_SUFFIX,
@@ -34,6 +35,7 @@ from shared.queue import (
 )
 
 log = logging.getLogger(__name__)
+IN_FLIGHT = (INCOMING, PROCESSING)
 
 
 @dataclass
@@ -105,30 +107,21 @@ def catch_up(learner: Learner, queue: FileQueue, scan_from: str, max_bytes: int)
     return learn_paths(learner, paths, max_bytes)
 
 
-@dataclass(frozen=True)
-class InFlight:
-    oldest_id: str | None
-    max_sequence: int
+def oldest_in_flight(queue: FileQueue) -> str | None:
+    """The oldest job id in ``incoming/`` and ``processing/`` (names only; ids sort by creation time)."""
+    return min((job_id for folder in IN_FLIGHT for job_id in queue.job_ids(folder)), default=None)
 
 
-def in_flight(queue: FileQueue, max_job_bytes: int) -> InFlight:
-    """The oldest job id and the highest sequence number among the jobs not finished yet
-    (``incoming/`` and ``processing/``; both are kept small by back pressure)."""
-    oldest: str | None = None
+def highest_sequence_in_flight(queue: FileQueue, max_job_bytes: int) -> int:
+    """The highest sequence number in the headers of the jobs not finished yet (-1: none); read at start,
+    so numbering continues after a lost checkpoint."""
     highest = -1
-    for folder in (INCOMING, PROCESSING):
-        for job_id in queue.job_ids(folder):
-            oldest = job_id if oldest is None else min(oldest, job_id)
-            highest = max(highest, _sequence_of(queue, folder, job_id, max_job_bytes))
-    return InFlight(oldest, highest)
-
-
-def _sequence_of(queue: FileQueue, folder: str, job_id: str, max_job_bytes: int) -> int:
-    directory = queue.folder(folder)
-    for path in directory.glob(f"{job_id}*.txt"):
-        try:
-            job = parse_job(job_id, path.read_bytes()[: max_job_bytes + 1], max_job_bytes)
-        except (OSError, JobFileError):
-            continue
-        return job.meta.sequence if job.meta.sequence is not None else -1
-    return -1
+    for folder in IN_FLIGHT:
+        for path in queue.folder(folder).glob(f"*{JOB_SUFFIX}"):
+            try:
+                job = parse_job(path.stem, path.read_bytes()[: max_job_bytes + 1], max_job_bytes)
+            except (OSError, JobFileError):
+                continue
+            if job.meta.sequence is not None:
+                highest = max(highest, job.meta.sequence)
+    return highest
