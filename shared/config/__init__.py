@@ -16,6 +16,7 @@ from shared.config.sections import (
     QueueSettings,
     RetrySettings,
     ScheduleSettings,
+    TasteDrift,
     TimeoutSettings,
 )
 from shared.config.settings import (
@@ -49,6 +50,7 @@ __all__ = [
     "RetrySettings",
     "ScheduleSettings",
     "Settings",
+    "TasteDrift",
     "TimeoutSettings",
     "config_paths",
     "load_settings",
