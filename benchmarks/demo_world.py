@@ -139,23 +139,27 @@ def _died(tasks: list[asyncio.Task[None]]) -> bool:
 
 
 def figure(generations: dict[int, Generation], top: list[tuple[str, str]], block: int) -> str:
-    arms = len({arm for generation in generations.values() for arm in generation.arms}) or 1
     lines = [
         f"share of the true top {TOP} arms ({', '.join(f'{c}/{s}' for c, s in top)}) among produced jobs, "
         f"per {block} generations; uniform choice would give {TOP / 28:.0%}",
         f"{'generations':>11}  {'share':<{BAR_WIDTH}}  {'share':>5}  {'mean score':>10}",
     ]
     numbers = sorted(generations)
-    for start in range(0, len(numbers), block):
-        chunk = [generations[n] for n in numbers[start : start + block]]
+    # generation 1 alone (chosen before anything was learned), then blocks ending at multiples of block
+    chunks = [numbers[:1]] + [
+        [n for n in numbers[1:] if (n - 1) // block == index]
+        for index in range((numbers[-1] - 1) // block + 1)
+    ]
+    for numbers_in_chunk in (chunk for chunk in chunks if chunk):
+        chunk = [generations[n] for n in numbers_in_chunk]
         produced = [arm for g in chunk for arm in g.arms]
         scores = [score for g in chunk for score in g.scores]
         share = sum(arm in top for arm in produced) / max(len(produced), 1)
         bar = "#" * round(share * BAR_WIDTH)
-        label = f"{numbers[start]}-{numbers[min(start + block, len(numbers)) - 1]}"
+        first, last = numbers_in_chunk[0], numbers_in_chunk[-1]
+        label = f"{first}" if first == last else f"{first}-{last}"
         mean = f"{statistics.fmean(scores):.1f}" if scores else "-"
         lines.append(f"{label:>11}  {bar:<{BAR_WIDTH}}  {share:>5.0%}  {mean:>10}")
-    del arms
     return "\n".join(lines)
 
 
