@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,11 +132,6 @@ class Learner:
                 picks.append(best)
                 self.credits[best] -= 1.0
         return picks
-
-    def choose(self, candidates: Iterable[Arm] | None = None) -> Arm:
-        """One arm (a batch of one)."""
-        del candidates  # the configured arms are the candidates
-        return self.plan(1)[0]
 
     def _sampler(self) -> Sampler:
         sampler = Sampler.of(self.model, self.arms)
