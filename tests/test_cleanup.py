@@ -358,7 +358,8 @@ async def test_untrusted_results_are_not_learned_but_quarantined_and_counted(
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     notes = untrusted_results(queue)
-    good = result_record("good", "passed", 96, meta={"category": "harmlos", "style": "casual"})
+    meta = {"category": "harmlos", "style": "casual", "sequence": 0}
+    good = result_record("good", "passed", 96, meta=meta)
     assert queue.write_result(PROCESSED, "good", good)
     monitor = Monitor(settings)
     counted = asyncio.Event()
@@ -393,13 +394,13 @@ async def test_untrusted_results_are_not_learned_but_quarantined_and_counted(
             await asyncio.wait_for(serving, timeout=30)
 
     # The producer learned only the trusted result, at its start and on its tick, and kept running.
-    arms = {"harmlos/casual": {"count": 1, "mean": 96.0, "passed": 1}}
-    assert (stats_before["observed"], stats_before["arms"]) == (1, arms)
+    assert stats_before["observed"] == 1 and stats_before["arms"]["harmlos/casual"]["weight"] == 1.0
     assert (generation.learned_from, generation.archived) == (1, 1)
-    assert (stats["observed"], stats["arms"]) == (1, arms)
+    assert stats["observed"] == 1
+    assert stats["arms"]["harmlos/casual"] == stats_before["arms"]["harmlos/casual"]
     refused = [message for message in caplog.messages if message.startswith("not learning from")]
     assert len(refused) == len(notes)
-    assert any("(score_out_of_range): score outside 0..100: score.total = 1000000000" in m for m in refused)
+    assert any("huge.json: score outside 0..100: score.total = 1000000000" in m for m in refused)
     # Cleanup quarantined each untrusted result with its note; the monitor counted each reason.
     [report] = events.of(CleanupReport)
     reasons = ("score_out_of_range", "job_id_mismatch", "not_json", "invalid_field", "unknown_status")

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from nats.aio.client import Client
@@ -17,7 +17,9 @@ from nats.aio.client import Client
 from services.monitor.health import Observations, judge
 from services.producer.app import EVOLUTION_LOG, last_generation
 from services.producer.app import run as run_producer
-from services.producer.learning import Arm, Learner, Observation, observation_from_result
+from services.producer.learning import Learner, Observation
+from services.producer.model import Arm
+from services.producer.observations import NotLearned, read_observation
 from shared.config import (
     DEFAULT_CONFIG,
     BackPressureSettings,
@@ -26,14 +28,7 @@ from shared.config import (
     Settings,
     load_settings,
 )
-from shared.messaging import (
-    Event,
-    GeneratorBudgetExhausted,
-    GeneratorCall,
-    JobCreated,
-    ProducerGeneration,
-    subjects,
-)
+from shared.messaging import Event, JobCreated, ProducerGeneration, subjects
 from shared.queue import (
     ARCHIVE,
     ERROR,
@@ -42,16 +37,14 @@ from shared.queue import (
     FileQueue,
     JobMeta,
     ResultFolder,
+    Status,
     parse_job,
     producer_batch,
     queue_state,
 )
 from tests.harness import HEARTBEATS, EventLog, observer, running
-from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
-from tests.records import score_record
-
-MAX_RESULT_BYTES = 1024 * 1024
+from tests.records import result_record as valid_result
 
 # -- back pressure: TV11 ---------------------------------------------------------------------------
 
@@ -102,97 +95,214 @@ def test_configured_thresholds_move_the_states() -> None:
 BEST: Arm = ("technologie", "kreativ")
 POOR: list[Arm] = [("harmlos", "casual"), ("bildung", "technisch")]
 UNTRIED: Arm = ("kritisch", "akademisch")
+ARMS: list[Arm] = [BEST, *POOR, UNTRIED]
+CONTEXT = "sigma|offline|offline-responder|syntx-2"
 
 
-def trained_learner(seed: int) -> Learner:
-    learner = Learner(LearningSettings(), random.Random(seed))
+def observation(number: int, arm: Arm, score: int, job_id: str | None = None) -> Observation:
+    return Observation(job_id or f"job-{number}", number, arm[0], arm[1], "de", CONTEXT, score)
+
+
+def trained_learner(seed: int, settings: LearningSettings | None = None) -> Learner:
+    learner = Learner(settings or LearningSettings(), list(ARMS), random.Random(seed))
     number = 0
     for arm, score in [(BEST, 98), *((arm, 60) for arm in POOR)]:
         for _ in range(30):
             number += 1
-            learner.observe(Observation(f"job-{number}", arm[0], arm[1], score))
+            learner.observe(observation(number, arm, score))
     return learner
 
 
 def test_observing_the_same_job_twice_counts_once() -> None:
-    learner = Learner(LearningSettings(), random.Random(1))
-    assert learner.observe(Observation("job-1", "harmlos", "casual", 95)) is True
-    assert learner.observe(Observation("job-1", "harmlos", "casual", 95)) is False
-    assert learner.observe(Observation("job-1", "bildung", "kreativ", 10)) is False
-    assert learner.summary() == {"harmlos/casual": {"count": 1, "mean": 95.0, "passed": 1}}
-    assert learner.seen == {"job-1"}
+    learner = Learner(LearningSettings(), list(ARMS), random.Random(1))
+    assert learner.observe(observation(1, POOR[0], 95)) is True
+    before = learner.to_state()
+    assert learner.observe(observation(1, POOR[0], 95)) is False
+    assert learner.observe(observation(7, POOR[1], 10, job_id="job-1")) is False
+    assert learner.to_state() == before
+    assert learner.observed == 1 and learner.knows("job-1")
 
 
 def test_choose_favours_the_better_arm_and_still_explores() -> None:
-    arms = [BEST, *POOR, UNTRIED]
-    learner = trained_learner(seed=11)
-    draws = [learner.choose(arms) for _ in range(1000)]
+    settings = LearningSettings(exploration_floor=0.01)
+    learner = trained_learner(seed=11, settings=settings)
+    draws = [arm for _ in range(50) for arm in learner.plan(20)]
     chosen = Counter(draws)
-    assert chosen[BEST] >= 900
-    assert 0 < chosen[UNTRIED] < 100, chosen
-    assert sum(chosen[arm] for arm in POOR) < 10
+    assert chosen[BEST] >= 850
+    assert all(chosen[arm] >= 0.01 * 1000 for arm in ARMS), chosen  # the floor, whatever the draws say
     # deterministic with the seed
-    again = trained_learner(seed=11)
-    assert [again.choose(arms) for _ in range(1000)] == draws
+    again = trained_learner(seed=11, settings=settings)
+    assert [arm for _ in range(50) for arm in again.plan(20)] == draws
+
+
+def test_an_untried_arm_starts_from_what_its_category_and_style_say() -> None:
+    """Category technologie and style kreativ score high, harmlos/casual low: the untried
+    technologie/casual and harmlos/kreativ sit between, above the poor arms and below the best."""
+    arms: list[Arm] = [BEST, POOR[0], ("technologie", "casual"), ("harmlos", "kreativ")]
+    learner = Learner(LearningSettings(), arms, random.Random(2))
+    for number in range(60):
+        arm = [BEST, POOR[0]][number % 2]
+        learner.observe(observation(number, arm, 95 if arm == BEST else 55))
+    estimates = learner.estimates()
+    middle = [estimates[("technologie", "casual")].mean, estimates[("harmlos", "kreativ")].mean]
+    assert all(estimates[POOR[0]].mean + 5 < value < estimates[BEST].mean - 5 for value in middle), estimates
 
 
 def test_favoured_ranks_by_posterior_mean() -> None:
     learner = trained_learner(seed=3)
-    assert learner.favoured([*POOR, UNTRIED, BEST], top=2) == [BEST, UNTRIED]
+    assert learner.favoured(top=2) == [BEST, UNTRIED]
 
 
 def test_learning_disabled_chooses_uniformly() -> None:
-    learner = trained_learner(seed=5)
-    learner.settings = LearningSettings(enabled=False)
-    chosen = Counter(learner.choose([BEST, *POOR, UNTRIED]) for _ in range(1000))
-    assert all(180 < chosen[arm] < 320 for arm in [BEST, *POOR, UNTRIED]), chosen
+    learner = trained_learner(seed=5, settings=LearningSettings(enabled=False))
+    chosen = Counter(learner.plan(1000))
+    assert all(180 < chosen[arm] < 320 for arm in ARMS), chosen
 
 
-def result_record(job_id: str, status: str, score: int | None, category: str, style: str) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "status": status,
-        "meta": {"category": category, "style": style, "topic": "Katzen"},
-        "reason": f"{status} in a test",
-        "score": None if score is None else score_record(score),
-        "prompt": "Erkläre: Katzen",
-    }
+def test_a_result_beyond_the_forgetting_horizon_is_not_learned() -> None:
+    settings = LearningSettings(half_life_jobs=10, horizon_half_lives=5)
+    learner = Learner(settings, list(ARMS), random.Random(4))
+    assert learner.observe(observation(100, BEST, 90))
+    assert learner.observe(observation(50, BEST, 90))  # 5 half-lives back: still inside
+    assert not learner.observe(observation(49, BEST, 90))
 
 
-def test_observation_from_result(tmp_path: Path) -> None:
+def test_the_order_results_arrive_in_does_not_change_the_state() -> None:
+    jobs = [observation(number, ARMS[number % 4], 50 + (number * 37) % 50) for number in range(200)]
+    forward = Learner(LearningSettings(), list(ARMS), random.Random(1))
+    backward = Learner(LearningSettings(), list(ARMS), random.Random(1))
+    for job in jobs:
+        forward.observe(job)
+    for job in reversed(jobs):
+        backward.observe(job)
+    assert rounded(forward.to_state()) == rounded(backward.to_state())
+
+
+def test_a_changed_world_switches_to_the_short_memory() -> None:
+    learners = [
+        Learner(LearningSettings(drift_z=drift_z), list(ARMS), random.Random(6)) for drift_z in (4.0, 1e9)
+    ]
+    for learner in learners:
+        for number in range(400):
+            learner.observe(observation(number, BEST, 90 + number % 5))
+        assert learner.model.drifting() == []
+        for number in range(400, 600):
+            learner.observe(observation(number, BEST, 50 + number % 5))
+    follows, remembers = learners
+    assert follows.model.drifting() == [BEST]
+    assert follows.estimates()[BEST].mean < 75 < remembers.estimates()[BEST].mean
+
+
+def test_the_state_round_trips() -> None:
+    learner = trained_learner(seed=8)
+    learner.plan(20)
+    copy = Learner(LearningSettings(), list(ARMS), random.Random(8))
+    copy.load_state(json.loads(json.dumps(learner.to_state())))
+    assert copy.to_state() == learner.to_state()
+    assert copy.estimates() == learner.estimates()
+
+
+def test_a_floor_over_a_whole_batch_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="exploration_floor"):
+        Learner(LearningSettings(exploration_floor=0.3), list(ARMS), random.Random(1))
+
+
+def rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, list):
+        return [rounded(item) for item in value]
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    return value
+
+
+def result_record(
+    job_id: str, status: str, score: int | None, category: str, style: str, sequence: int = 0
+) -> dict[str, Any]:
+    """A valid result (as a consumer writes it) of a job the producer made."""
+    return valid_result(
+        job_id,
+        cast(Status, status),
+        score,
+        wrapper="sigma",
+        backend="offline",
+        model="offline-responder",
+        scorer="syntx-2",
+        meta={
+            "category": category,
+            "style": style,
+            "topic": "Katzen",
+            "language": "de",
+            "sequence": sequence,
+        },
+        prompt="Erkläre: Katzen",
+    )
+
+
+def test_observation_from_a_result(tmp_path: Path) -> None:
     path = tmp_path / "job-a.json"
-    path.write_text(json.dumps(result_record("job-a", "passed", 96, "harmlos", "casual")), encoding="utf-8")
-    assert observation_from_result(path, MAX_RESULT_BYTES) == Observation("job-a", "harmlos", "casual", 96)
-    path.write_text(json.dumps(result_record("job-a", "rejected", 40, "harmlos", "casual")), encoding="utf-8")
-    assert observation_from_result(path, MAX_RESULT_BYTES) == Observation("job-a", "harmlos", "casual", 40)
+    path.write_text(
+        json.dumps(result_record("job-a", "passed", 96, "harmlos", "casual", 4)), encoding="utf-8"
+    )
+    expected = Observation("job-a", 4, "harmlos", "casual", "de", CONTEXT, 96)
+    assert read_observation(path, 4096) == expected
+    path.write_text(
+        json.dumps(result_record("job-a", "rejected", 40, "harmlos", "casual", 4)), encoding="utf-8"
+    )
+    assert read_observation(path, 4096) == Observation("job-a", 4, "harmlos", "casual", "de", CONTEXT, 40)
+
+
+GOOD = result_record("x", "passed", 90, "harmlos", "casual")
+
+
+def with_total(total: object) -> dict[str, Any]:
+    return {**GOOD, "score": {**GOOD["score"], "total": total}}
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "reason", "untrusted"),
     [
-        json.dumps(result_record("x", "failed", None, "harmlos", "casual")).encode(),
-        json.dumps(result_record("x", "malformed", None, "harmlos", "casual")).encode(),
-        json.dumps({**result_record("x", "passed", 90, "harmlos", "casual"), "meta": {}}).encode(),
-        json.dumps({**result_record("x", "passed", 90, "harmlos", "casual"), "meta": "harmlos"}).encode(),
-        json.dumps(
-            {**result_record("x", "passed", 90, "harmlos", "casual"), "score": {"total": "90"}}
-        ).encode(),
-        json.dumps(["not", "a", "record"]).encode(),
-        b"{truncated",
-        b"\xff\xfe\x00binary",
-        b"",
+        (json.dumps(result_record("x", "failed", None, "harmlos", "casual")).encode(), "not scored", False),
+        (
+            json.dumps(result_record("x", "malformed", None, "harmlos", "casual")).encode(),
+            "not scored",
+            False,
+        ),
+        (json.dumps({**GOOD, "meta": {"sequence": 1}}).encode(), "no category and style", False),
+        (json.dumps({**GOOD, "meta": "harmlos"}).encode(), "invalid field: meta = 'harmlos'", True),
+        (
+            json.dumps({**GOOD, "meta": {**GOOD["meta"], "sequence": None}}).encode(),
+            "no producer sequence",
+            False,
+        ),
+        (json.dumps(with_total("90")).encode(), "invalid field: score.total = '90'", True),
+        (json.dumps(with_total(150)).encode(), "score outside 0..100", True),
+        (json.dumps(with_total(-1)).encode(), "score outside 0..100", True),
+        (json.dumps(with_total(True)).encode(), "invalid field: score.total = True", True),
+        (json.dumps({**GOOD, "scorer": "mine"}).encode(), "no known scorer", True),
+        (json.dumps({**GOOD, "job_id": "other"}).encode(), "job id 'other' does not match", True),
+        (json.dumps(["not", "a", "record"]).encode(), "not a result", True),
+        (b"{truncated", "result file is not valid JSON", True),
+        (b"\xff\xfe\x00binary", "result file is not valid JSON", True),
+        (b"", "result file is not valid JSON", True),
+        (b" " * 5000, "result file is larger than 4096 bytes", True),
     ],
 )
-def test_observation_from_result_ignores_what_cannot_be_learned(tmp_path: Path, content: bytes) -> None:
+def test_results_that_cannot_be_learned_say_why(
+    tmp_path: Path, content: bytes, reason: str, untrusted: bool
+) -> None:
     path = tmp_path / "x.json"
     path.write_bytes(content)
-    assert observation_from_result(path, MAX_RESULT_BYTES) is None
+    outcome = read_observation(path, 4096)
+    assert isinstance(outcome, NotLearned)
+    assert outcome.said.startswith(reason) and outcome.untrusted is untrusted
 
 
 def test_observation_from_an_unreadable_path(tmp_path: Path) -> None:
-    assert observation_from_result(tmp_path / "missing.json", MAX_RESULT_BYTES) is None
+    assert isinstance(read_observation(tmp_path / "missing.json", 4096), NotLearned)
     (tmp_path / "dir.json").mkdir()
-    assert observation_from_result(tmp_path / "dir.json", MAX_RESULT_BYTES) is None
+    assert isinstance(read_observation(tmp_path / "dir.json", 4096), NotLearned)
 
 
 def test_last_generation_reads_the_last_readable_line(tmp_path: Path) -> None:
@@ -302,21 +412,22 @@ async def test_results_on_disk_are_learned_at_start_and_archived_on_the_next_tic
         (ERROR, "e1", "rejected", 40, "bildung", "technisch"),
         (ERROR, "e2", "failed", None, "bildung", "technisch"),
     ]
-    for folder, job_id, status, score, category, style in rows:
-        assert queue.write_result(folder, job_id, result_record(job_id, status, score, category, style))
+    for sequence, (folder, job_id, status, score, category, style) in enumerate(rows):
+        record = result_record(job_id, status, score, category, style, sequence)
+        assert queue.write_result(folder, job_id, record)
     (queue.folder(PROCESSED) / "broken.json").write_text("{not json", encoding="utf-8")
 
     caplog.set_level(logging.INFO, logger="services.producer.app")
     async with producer_running(settings) as (nc, events):
-        assert "learned from 3 results on disk" in caplog.messages
+        assert any(m.startswith("learned from 3 results on disk") for m in caplog.messages)
         reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)
         stats = json.loads(reply.data)
         assert stats["observed"] == 3
         assert stats["generation"] == 0
-        assert stats["arms"] == {
-            "bildung/technisch": {"count": 1, "mean": 40.0, "passed": 0},
-            "harmlos/casual": {"count": 2, "mean": 96.0, "passed": 2},
-        }
+        arms = stats["arms"]
+        assert len(arms) == len(settings.topics) * len(settings.styles)
+        assert arms["harmlos/casual"]["weight"] == 2.0 and arms["bildung/technisch"]["weight"] == 1.0
+        assert arms["harmlos/casual"]["mean"] > arms["bildung/technisch"]["mean"]
         assert stats["favoured"][0] == "harmlos/casual"
         assert {path.name for path in queue.result_files(PROCESSED)} == {"p1.json", "p2.json", "broken.json"}
 
@@ -360,52 +471,3 @@ async def test_generation_continues_from_an_existing_evolution_log(
     async with producer_running(settings) as (nc, events):
         generation = await tick(nc, events)
     assert generation.generation == 6
-
-
-async def test_an_llm_generator_over_budget_still_yields_a_full_batch_and_says_so_on_the_bus(
-    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
-) -> None:
-    """A real nats-server, the producer service and a loopback chat server: two prompts come from the
-    LLM, then the daily budget stops the calls and the templates write the rest of the batch."""
-    usage = {"prompt_tokens": 1000, "completion_tokens": 500}
-    server.default = Reply(
-        json={"choices": [{"message": {"content": "Vom Modell."}, "finish_reason": "stop"}], "usage": usage}
-    )
-    generator = {
-        "kind": "openai",
-        "url": f"{server.url}/v1",
-        "model": "prompt-writer",
-        "prices": {"prompt-writer": {"input_per_million": 2.0, "output_per_million": 8.0}},
-        "daily_budget": 0.015,
-    }
-    settings = load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
-        producer={"seed": 3, "generator": generator},
-    )
-    queue = FileQueue(settings.queue_dir)
-    watched = (
-        HEARTBEATS,
-        subjects.PRODUCER_GENERATION,
-        subjects.PRODUCER_GENERATOR,
-        subjects.PRODUCER_BUDGET,
-    )
-    async with (
-        observer(nats_server.url, *watched) as (nc, events),
-        running(settings, {"producer": run_producer}, events),
-    ):
-        generation = await tick(nc, events)
-        calls = await events.wait_for(lambda evs: len([e for e in evs if isinstance(e, GeneratorCall)]) >= 20)
-
-    assert generation.produced == 20
-    outcomes = Counter(event.outcome for event in calls if isinstance(event, GeneratorCall))
-    assert outcomes == {"used": 2, "over_budget": 18}
-    [exhausted] = events.of(GeneratorBudgetExhausted)
-    assert exhausted.calls == 2 and exhausted.spent == pytest.approx(0.012)
-    prompts = [
-        parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 1 << 16).prompt
-        for job_id in queue.incoming_ids()
-    ]
-    assert sum(prompt == "Vom Modell." for prompt in prompts) == 2
-    assert len(server.requests) == 2

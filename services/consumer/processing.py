@@ -16,7 +16,7 @@ from typing import Literal
 
 from services.consumer.failpoints import Failpoints
 from shared.config import ConsumerSettings, QueueSettings
-from shared.llm import BackendError, Completion, LLMBackend
+from shared.llm import BackendError, Completion, LLMBackend, PromptContext
 from shared.messaging import Bus, FileRefused, JobFailed, JobScored, subjects, utc_now
 from shared.queue import (
     Attempt,
@@ -50,6 +50,13 @@ class Answer:
     completion: Completion
     parsed: ParsedResponse
     score: ScoreResult
+
+
+def prompt_context(job: Job) -> PromptContext:
+    meta = job.meta
+    return PromptContext(
+        category=meta.category, style=meta.style, language=meta.language, generation=meta.generation
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,9 @@ class JobProcessor:
             return await self._file_malformed(claim, str(exc), started, clock)
         try:
             completion = await ctx.backend.complete(
-                ctx.wrapper.render(job.prompt), expected_headers=ctx.format.header_lines()
+                ctx.wrapper.render(job.prompt),
+                expected_headers=ctx.format.header_lines(),
+                context=prompt_context(job),
             )
         except BackendError as exc:
             return await self._backend_failed(claim, job, exc, started)

@@ -1,5 +1,11 @@
-"""The producer: on a tick, learn from new scores, write as many prompts as back pressure allows,
-archive what it learned from, and log the generation."""
+"""The producer: on a tick, learn from the results scored since the last one, write as many prompts as
+back pressure allows, archive what it learned from, checkpoint the learner and log the generation.
+
+The learner is brought up to date at start (its checkpoint plus the results of the jobs that were in
+flight, or a cold rebuild from the result files when there is no checkpoint), then from
+``syntx.job.scored``: each event names a result file, which is read (and trusted or refused) on the next
+tick. A tick costs O(new results); the disk is only read off the event loop.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +19,39 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from services.producer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from services.producer.generator import PromptGenerator, PromptRequest, ScoredPrompt, make_generator
-from services.producer.learning import Arm, Learner, Observation, observation_from_result
+from services.producer.learning import Learner, arm_name
+from services.producer.model import Arm
+from services.producer.rebuild import (
+    LearnReport,
+    catch_up,
+    cold_rebuild,
+    highest_sequence_in_flight,
+    learn_paths,
+    oldest_in_flight,
+)
 from shared.config import Settings
 from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
 from shared.messaging import bus as bus_module
-from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, JobMeta, producer_batch, queue_state
+from shared.queue import (
+    INCOMING,
+    PROCESSED,
+    RESULT_SUFFIX,
+    FileQueue,
+    JobMeta,
+    new_job_id,
+    producer_batch,
+    queue_state,
+)
 from shared.service import presence, reported
 
 log = logging.getLogger(__name__)
 
 EVOLUTION_LOG = "evolution.jsonl"
+DEFAULT_MAX_JOB_BYTES = 256 * 1024  # with no consumer configured: the consumers' default
 GENERATOR_SPEND_FILE = "state/generator_spend.json"  # under data_dir: the LLM generator's spend today
+REBUILD_KEEP_HORIZONS = 2  # a cold rebuild reads the newest results of this many forgetting horizons
 
 
 class ProducerStats(BaseModel):
@@ -39,58 +66,104 @@ class Producer:
     def __init__(self, settings: Settings, bus: Bus, generator: PromptGenerator, rng: random.Random) -> None:
         self._settings = settings
         self._config = settings.producer
+        self._learning = settings.producer.learning
         self._bus = bus
         self._generator = generator
         self._rng = rng
         self._queue = FileQueue(settings.queue_dir)
-        self._learner = Learner(settings.producer.learning, rng)
-        self._examined: set[str] = set()  # result files with nothing to learn (failed, no category …)
-        self._evolution_log = settings.logs_dir / EVOLUTION_LOG
         self._arms: list[Arm] = [
             (category, style) for category in settings.topics for style in settings.styles
         ]
         if not self._arms:
             raise ValueError("producer needs at least one topic category and one style in the configuration")
+        self._learner = Learner(self._learning, self._arms, rng)
+        self._state_path = settings.data_dir / self._learning.state_file
+        self._evolution_log = settings.logs_dir / EVOLUTION_LOG
+        self._pending: set[str] = set()  # job ids scored since the last tick
+        self._to_archive: list[str] = []
+        self._next_sequence = 0
+        self._unfinished_since = ""  # the oldest unfinished job id at the last tick
 
-    def rebuild(self) -> int:
-        """Learn from every result on disk (the source of truth); returns how many were new."""
-        paths = [path for folder in (PROCESSED, ERROR, ARCHIVE) for path in self._queue.result_files(folder)]
-        return sum(self._learn_file(path) for path in paths)
+    @property
+    def learner(self) -> Learner:
+        return self._learner
 
-    def _learn_file(self, path: Path) -> bool:
-        """Each result file is read once: learned from, or known to hold nothing to learn."""
-        if path.name in self._examined or path.stem in self._learner.seen:
-            return False
-        self._examined.add(path.name)
-        observation = observation_from_result(path, self._settings.queue.max_result_bytes)
-        if observation is None or not self._learner.observe(observation):
-            return False
-        if observation.prompt:  # the generator shows an arm's best and worst prompts to the LLM
-            self._generator.remember(
-                ScoredPrompt(observation.score, observation.prompt, observation.category, observation.style)
-            )
-        return True
+    async def start(self) -> LearnReport:
+        """Checkpoint plus catch-up, or a cold rebuild; then the first checkpoint. Off the event loop."""
+        checkpoint = await asyncio.to_thread(load_checkpoint, self._state_path)
+        max_bytes = self._settings.queue.max_result_bytes
+        self._unfinished_since = await self._oldest_unfinished()  # before reading: covers what finishes now
+        covered_from = self._unfinished_since
+        if checkpoint is not None:
+            self._learner.load_state(checkpoint.learner)
+            self._next_sequence = checkpoint.next_sequence
+            covered_from = min(covered_from, checkpoint.scan_from or covered_from)
+            report = await asyncio.to_thread(catch_up, self._learner, self._queue, covered_from, max_bytes)
+        else:
+            fresh = Learner(self._learning, self._arms, self._rng)
+            keep = int(self._learner.horizon_jobs * REBUILD_KEEP_HORIZONS)
+            report = await asyncio.to_thread(cold_rebuild, fresh, self._queue, keep, max_bytes)
+            self._learner = fresh
+        highest = await asyncio.to_thread(highest_sequence_in_flight, self._queue, self._max_job_bytes)
+        self._next_sequence = max(self._next_sequence, report.max_sequence + 1, highest + 1)
+        self._to_archive.extend(report.learned)
+        await self._save(covered_from)
+        return report
+
+    async def _oldest_unfinished(self) -> str:
+        """Every job whose result is not on disk yet has this id or a later one."""
+        return await asyncio.to_thread(oldest_in_flight, self._queue) or new_job_id()
+
+    @property
+    def _max_job_bytes(self) -> int:
+        limits = [consumer.max_job_bytes for consumer in self._settings.consumers.values()]
+        return max(limits, default=DEFAULT_MAX_JOB_BYTES)
 
     async def on_scored(self, event: Event) -> None:
-        if isinstance(event, JobScored) and event.category and event.style:
-            self._learner.observe(Observation(event.job_id, event.category, event.style, event.score))
+        if isinstance(event, JobScored) and not self._learner.knows(event.job_id):
+            self._pending.add(event.job_id)
+
+    async def learn_pending(self) -> LearnReport:
+        """Read the results named by the events since the last tick (off the loop) and learn them."""
+        pending, self._pending = sorted(self._pending), set()
+        if not pending:
+            return LearnReport()
+        paths = await asyncio.to_thread(self._result_paths, pending)
+        report = learn_paths(self._learner, paths, self._settings.queue.max_result_bytes)
+        self._to_archive.extend(report.learned)
+        self._remember(report)
+        return report
+
+    def _remember(self, report: LearnReport) -> None:
+        """The generator shows an arm's best and worst scored prompts to an LLM (OPRO-style)."""
+        for seen in report.examples:
+            assert seen.prompt is not None
+            self._generator.remember(ScoredPrompt(seen.score, seen.prompt, seen.category, seen.style))
+
+    def _result_paths(self, job_ids: list[str]) -> list[Path]:
+        return [path for job_id in job_ids if (path := self._queue.result_path(job_id)) is not None]
 
     async def on_tick(self, tick: Tick) -> None:
         generation = last_generation(self._evolution_log) + 1
-        learned = self.rebuild()
-        archived = self._archive_learned()
+        unfinished_since = await self._oldest_unfinished()
+        report = await self.learn_pending()
+        archived = await asyncio.to_thread(self._archive_learned)
         incoming = self._queue.count(INCOMING)
         state = queue_state(incoming, self._config.back_pressure)
         wanted = producer_batch(state, tick.batch or self._config.batch)
         produced = await self._produce(wanted, generation) if wanted else 0
-        favoured = [f"{category}/{style}" for category, style in self._learner.favoured(self._arms)]
+        favoured = [arm_name(arm) for arm in self._learner.favoured()]
         skipped = None if wanted else f"queue {state} with {incoming} waiting"
-        self._log_generation(generation, learned, produced, wanted, state, favoured)
+        if report.learned or produced:
+            # a result whose event is still on its way belongs to a job unfinished at the last tick or now
+            await self._save(min(self._unfinished_since, unfinished_since))
+        self._unfinished_since = unfinished_since
+        self._log_generation(generation, len(report.learned), produced, wanted, state, favoured)
         await self._bus.emit(
             subjects.PRODUCER_GENERATION,
             ProducerGeneration(
                 generation=generation,
-                learned_from=len(self._learner.seen),
+                learned_from=self._learner.observed,
                 produced=produced,
                 requested=wanted,
                 queue_state=state,
@@ -101,20 +174,26 @@ class Producer:
             ),
         )
         log.info(
-            "generation %d: %s, produced %d of %d; learned from %d scored jobs (%d new), archived %d",
+            "generation %d: %s, produced %d of %d; learned from %d scored jobs (%d new, %d refused), "
+            "archived %d",
             generation,
             state,
             produced,
             wanted,
-            len(self._learner.seen),
-            learned,
+            self._learner.observed,
+            len(report.learned),
+            report.untrusted,
             archived,
         )
 
+    async def _save(self, scan_from: str) -> None:
+        checkpoint = Checkpoint(self._learner.to_state(), self._next_sequence, scan_from)
+        await asyncio.to_thread(save_checkpoint, self._queue, self._state_path, checkpoint)
+
     async def _produce(self, count: int, generation: int) -> int:
         produced = 0
-        for _ in range(count):
-            request = self._next_request()
+        for category, style in self._learner.plan(count):
+            request = self._request(category, style)
             try:
                 prompt = await self._generator.generate(request)
             except Exception as exc:
@@ -126,8 +205,10 @@ class Producer:
                 style=request.style,
                 language=request.language,
                 generation=generation,
+                sequence=self._next_sequence,
                 created=datetime.now(UTC),
             )
+            self._next_sequence += 1
             job_id = self._queue.add_job(prompt, meta)
             await self._bus.emit(
                 subjects.JOB_CREATED,
@@ -139,8 +220,7 @@ class Producer:
             produced += 1
         return produced
 
-    def _next_request(self) -> PromptRequest:
-        category, style = self._learner.choose(self._arms)
+    def _request(self, category: str, style: str) -> PromptRequest:
         languages = list(self._settings.languages)
         language = self._rng.choices(languages, weights=[self._settings.languages[k] for k in languages])[0]
         return PromptRequest(
@@ -152,17 +232,11 @@ class Producer:
         )
 
     def _archive_learned(self) -> int:
-        if not self._config.learning.archive_learned:
+        """Move the passed results just learned from ``processed/`` to the archive (O(new))."""
+        job_ids, self._to_archive = self._to_archive, []
+        if not self._learning.archive_learned:
             return 0
-        moved = 0
-        for path in list(self._queue.result_files(PROCESSED)):
-            if path.stem in self._learner.seen:
-                try:
-                    self._queue.archive(path)
-                    moved += 1
-                except FileNotFoundError:
-                    continue
-        return moved
+        return sum(archive_result(self._queue, job_id) for job_id in job_ids)
 
     def _log_generation(
         self, generation: int, learned: int, produced: int, wanted: int, state: str, favoured: list[str]
@@ -171,7 +245,7 @@ class Producer:
             "timestamp": datetime.now(UTC).isoformat(),
             "generation": generation,
             "learned_new": learned,
-            "observed": len(self._learner.seen),
+            "observed": self._learner.observed,
             "queue_state": state,
             "requested": wanted,
             "produced": produced,
@@ -183,14 +257,23 @@ class Producer:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     async def stats(self, _request: bytes) -> ProducerStats:
-        """The statistics, first brought up to date with the result files (the source of truth)."""
-        self.rebuild()  # on the loop, like every other change to the statistics
+        """What the learner believes, after learning the results scored since the last tick."""
+        await self.learn_pending()
         return ProducerStats(
             generation=last_generation(self._evolution_log),
-            observed=len(self._learner.seen),
+            observed=self._learner.observed,
             arms=self._learner.summary(),
-            favoured=[f"{c}/{s}" for c, s in self._learner.favoured(self._arms)],
+            favoured=[arm_name(arm) for arm in self._learner.favoured()],
         )
+
+
+def archive_result(queue: FileQueue, job_id: str) -> bool:
+    """Move a learned, passed result into today's archive folder; False when it is not in ``processed/``."""
+    try:
+        queue.archive(queue.folder(PROCESSED) / f"{job_id}{RESULT_SUFFIX}")
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def last_generation(path: Path) -> int:
@@ -223,7 +306,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         try:
             producer = Producer(settings, bus, generator, rng)
             await bus.subscribe_events(subjects.JOB_SCORED, producer.on_scored)
-            log.info("learned from %d results on disk", producer.rebuild())
+            report = await producer.start()
+            log.info(
+                "learned from %d results on disk (%d read, %d refused); %d scored jobs in memory",
+                len(report.learned),
+                report.read,
+                report.untrusted,
+                producer.learner.observed,
+            )
             await bus.serve(subjects.PRODUCER_STATS, producer.stats, queue="producer")
             ticks = await bus.subscribe_ticks("producer")
             async with presence(bus, "producer", settings.heartbeat_s):

@@ -1,104 +1,229 @@
-"""What the producer learns: score statistics per (category, style) arm, and which arm to try next.
+"""What the producer learns and how it chooses: the learner over the score model.
 
-Statistics are rebuilt from the result files at start (the filesystem is the source of truth) and
-then kept current from ``syntx.job.scored`` events; a job counts once, however often it is seen.
-Choice is Gaussian Thompson sampling: each arm's mean score is drawn from its posterior and the best
-draw wins, so good arms are favoured while untried or uncertain arms still get explored.
+- **Each scored job once.** A job is learned under its id; the ids inside the forgetting horizon are
+  kept, so a replay changes nothing; a result older than the horizon weighs less than 1e-6 and is not
+  learned at all.
+- **Thompson sampling over a shared model** (see :mod:`services.producer.model`): every slot of a batch
+  goes to the arm with the best draw from the posterior, so good arms are favoured while uncertain ones
+  are still tried; an untried arm starts from its category and style, not from a fixed pessimistic prior.
+- **Exploration floor.** Every arm is owed ``exploration_floor`` of every batch; what is owed is carried
+  to the next batch until it adds up to a whole job, which is then given to the arm before any draw.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import random
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
+from services.producer.model import Arm, CellKey, CellStats, Sampler, ScoreModel
 from shared.config import LearningSettings
-from shared.queue import JobResult, ResultFileError
 
-log = logging.getLogger(__name__)
-
-Arm = tuple[str, str]  # (category, style)
+ESTIMATE_SEED = 0  # the shown estimates are a deterministic function of the statistics
+STATE_VERSION = 1
 
 
-@dataclass
-class ArmStats:
-    count: int = 0
-    total: float = 0.0
-    passed: int = 0
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.count if self.count else 0.0
-
-
-@dataclass
+@dataclass(frozen=True)
 class Observation:
+    """One scored job, as the learner needs it."""
+
     job_id: str
+    sequence: int
     category: str
     style: str
+    language: str
+    context: str  # wrapper|backend|model|scorer
     score: int
-    prompt: str | None = field(default=None, compare=False)  # shown to the LLM generator
+    prompt: str | None = field(default=None, compare=False)  # shown to an LLM generator as an example
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    sd: float
+    weight: float  # discounted number of results behind the arm
+
+
+def arm_name(arm: Arm) -> str:
+    return f"{arm[0]}/{arm[1]}"
 
 
 @dataclass
 class Learner:
     settings: LearningSettings
+    arms: list[Arm]
     rng: random.Random
-    arms: dict[Arm, ArmStats] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
+    model: ScoreModel = field(init=False)
+    learned: dict[str, int] = field(default_factory=dict)  # job id -> sequence, inside the horizon
+    credits: dict[Arm, float] = field(default_factory=dict)
+    observed: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    _estimates: dict[Arm, Estimate] | None = field(default=None, repr=False)
+    _pruned_at: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.arms:
+            raise ValueError("the learner needs at least one arm")
+        self.model = ScoreModel(self.settings)
+        floor_share = self.settings.exploration_floor * len(self.arms)
+        if floor_share > 1:
+            raise ValueError(
+                f"producer.learning.exploration_floor {self.settings.exploration_floor} times "
+                f"{len(self.arms)} arms is over a whole batch; at most {1 / len(self.arms):.4f}"
+            )
+
+    @property
+    def horizon_jobs(self) -> float:
+        return self.settings.half_life_jobs * self.settings.horizon_half_lives
+
+    # -- learning ----------------------------------------------------------------------------------
+
+    def knows(self, job_id: str) -> bool:
+        return job_id in self.learned
 
     def observe(self, observation: Observation) -> bool:
-        """Count a scored job once; returns False for one already counted."""
-        if observation.job_id in self.seen:
+        """Learn a scored job once; False for one already learned or beyond the forgetting horizon."""
+        if observation.job_id in self.learned or self._beyond_horizon(observation.sequence):
             return False
-        self.seen.add(observation.job_id)
-        stats = self.arms.setdefault((observation.category, observation.style), ArmStats())
-        stats.count += 1
-        stats.total += observation.score
-        stats.passed += observation.score >= self.settings.min_score
+        key: CellKey = (observation.category, observation.style, observation.language, observation.context)
+        self.model.add(observation.sequence, key, observation.score)
+        self.learned[observation.job_id] = observation.sequence
+        self.observed += 1
+        self._estimates = None
+        self._prune()
         return True
 
-    def posterior(self, arm: Arm) -> tuple[float, float]:
-        stats = self.arms.get(arm, ArmStats())
-        weight = self.settings.prior_weight
-        mean = (self.settings.prior_mean * weight + stats.total) / (weight + stats.count)
-        return mean, self.settings.score_sd / math.sqrt(weight + stats.count)
+    def _beyond_horizon(self, sequence: int) -> bool:
+        reference = self.model.reference
+        return reference is not None and reference - sequence > self.horizon_jobs
 
-    def choose(self, candidates: Iterable[Arm]) -> Arm:
-        options = list(candidates)
+    def _prune(self) -> None:
+        """Forget the ids of jobs beyond the horizon (now and then, so it costs O(1) per job)."""
+        reference = self.model.reference
+        if reference is None:
+            return
+        if self._pruned_at is not None and reference - self._pruned_at < self.horizon_jobs / 4:
+            return
+        self._pruned_at = reference
+        self.learned = {job: seq for job, seq in self.learned.items() if reference - seq <= self.horizon_jobs}
+        self.model.prune(below=1e-12)
+
+    # -- choosing ----------------------------------------------------------------------------------
+
+    def plan(self, count: int) -> list[Arm]:
+        """The arms for a batch of ``count`` jobs: what the floor owes first, then Thompson draws."""
         if not self.settings.enabled:
-            return self.rng.choice(options)
-        draws = [(self.rng.gauss(*self.posterior(arm)), arm) for arm in options]
-        return max(draws)[1]
+            return [self.rng.choice(self.arms) for _ in range(count)]
+        for arm in self.arms:
+            self.credits[arm] = max(self.credits.get(arm, 0.0), 0.0) + self.settings.exploration_floor * count
+        picks: list[Arm] = []
+        for arm in sorted(self.arms, key=lambda a: -self.credits[a]):
+            while self.credits[arm] >= 1.0 and len(picks) < count:
+                picks.append(arm)
+                self.credits[arm] -= 1.0
+        if len(picks) < count:
+            sampler = self._sampler()
+            for _ in range(self.settings.burn_in_sweeps):
+                sampler.sweep(self.rng)
+            while len(picks) < count:
+                sampler.sweep(self.rng)
+                best = max(self.arms, key=sampler.arm_value)
+                picks.append(best)
+                self.credits[best] -= 1.0
+        return picks
 
-    def favoured(self, candidates: Iterable[Arm], top: int = 3) -> list[Arm]:
-        return sorted(candidates, key=lambda arm: self.posterior(arm)[0], reverse=True)[:top]
+    def _sampler(self) -> Sampler:
+        sampler = Sampler.of(self.model, self.arms)
+        for _ in range(3):
+            sampler.sweep(None)  # start near the posterior mean: short burn-in
+        return sampler
+
+    # -- what it believes --------------------------------------------------------------------------
+
+    def estimates(self) -> dict[Arm, Estimate]:
+        """Posterior mean and sd of each arm's score in the usual language and context (cached until
+        something new is learned)."""
+        if self._estimates is None:
+            sampler = self._sampler()
+            rng = random.Random(ESTIMATE_SEED)
+            sums = dict.fromkeys(self.arms, 0.0)
+            squares = dict.fromkeys(self.arms, 0.0)
+            rounds = self.settings.estimate_sweeps
+            for _ in range(rounds):
+                sampler.sweep(rng)
+                usual = sampler.usual_setting()
+                for arm in self.arms:
+                    value = sampler.arm_value(arm) + usual
+                    sums[arm] += value
+                    squares[arm] += value * value
+            self._estimates = {
+                arm: Estimate(
+                    mean=sums[arm] / rounds,
+                    sd=math.sqrt(max(squares[arm] / rounds - (sums[arm] / rounds) ** 2, 0.0)),
+                    weight=self.model.arm_weight(arm),
+                )
+                for arm in self.arms
+            }
+        return self._estimates
+
+    def favoured(self, top: int = 3) -> list[Arm]:
+        estimates = self.estimates()
+        return sorted(self.arms, key=lambda arm: (-estimates[arm].mean, arm))[:top]
+
+    def context_effects(self) -> dict[str, dict[str, float]]:
+        sampler = Sampler.of(self.model, self.arms)
+        for _ in range(50):
+            sampler.sweep(None)
+        return {kind: sampler.effects(kind) for kind in ("category", "style", "language", "context")}
 
     def summary(self) -> dict[str, dict[str, float]]:
         return {
-            f"{category}/{style}": {
-                "count": stats.count,
-                "mean": round(stats.mean, 2),
-                "passed": stats.passed,
+            arm_name(arm): {
+                "weight": round(estimate.weight, 2),
+                "mean": round(estimate.mean, 2),
+                "sd": round(estimate.sd, 2),
             }
-            for (category, style), stats in sorted(self.arms.items())
+            for arm, estimate in sorted(self.estimates().items())
         }
 
+    # -- state -------------------------------------------------------------------------------------
 
-def observation_from_result(path: Path, max_bytes: int) -> Observation | None:
-    """A scored result file -> an observation; None for failed or malformed jobs, jobs without a
-    category and style, and files that are not trusted results (cleanup quarantines those)."""
-    try:
-        result = JobResult.load(path, max_bytes=max_bytes)
-    except FileNotFoundError:
-        return None
-    except ResultFileError as exc:
-        log.warning("not learning from %r (%s): %s", str(path), exc.reason, exc.detail)
-        return None
-    category, style = result.meta.get("category"), result.meta.get("style")
-    if result.score is None or not (isinstance(category, str) and isinstance(style, str)):
-        return None
-    return Observation(result.job_id, category, style, result.score.total, result.prompt)
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "reference": self.model.reference,
+            "observed": self.observed,
+            "cells": _cells(self.model.cells),
+            "recent": _cells(self.model.recent),
+            "learned": dict(sorted(self.learned.items())),
+            "credits": {arm_name(arm): round(credit, 12) for arm, credit in sorted(self.credits.items())},
+            "refused": dict(sorted(self.refused.items())),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`to_state`; raises ValueError/KeyError/TypeError on a foreign document."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"learner state version {state.get('version')!r}, expected {STATE_VERSION}")
+        reference = state["reference"]
+        self.model.reference = None if reference is None else int(reference)
+        self.model.cells = _read_cells(state["cells"])
+        self.model.recent = _read_cells(state["recent"])
+        self.learned = {str(job): int(seq) for job, seq in state["learned"].items()}
+        by_name = {arm_name(arm): arm for arm in self.arms}
+        self.credits = {by_name[name]: float(v) for name, v in state["credits"].items() if name in by_name}
+        self.observed = int(state["observed"])
+        self.refused = Counter({str(k): int(v) for k, v in state.get("refused", {}).items()})
+        self._estimates = None
+
+
+def _cells(cells: dict[CellKey, CellStats]) -> list[list[Any]]:
+    return [[*key, stats.weight, stats.total, stats.squares] for key, stats in sorted(cells.items())]
+
+
+def _read_cells(rows: list[list[Any]]) -> dict[CellKey, CellStats]:
+    return {
+        (str(c), str(s), str(lang), str(ctx)): CellStats(float(w), float(t), float(q))
+        for c, s, lang, ctx, w, t, q in rows
+    }

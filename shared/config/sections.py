@@ -95,6 +95,46 @@ class TimeoutSettings(_Section):
     total_s: float = Field(1800.0, gt=0)
 
 
+WeakAnswer = Literal["substantive", "thin", "incomplete"]
+
+
+def _weak_answers() -> dict[WeakAnswer, float]:
+    return {"substantive": 0.4, "thin": 0.35, "incomplete": 0.25}
+
+
+class TasteDrift(_Section):
+    """From ``from_generation`` on, these effects are added to the taste's (the world changes)."""
+
+    from_generation: int = Field(ge=1)
+    category: dict[str, float] = Field(default_factory=dict)
+    style: dict[str, float] = Field(default_factory=dict)
+    language: dict[str, float] = Field(default_factory=dict)
+
+
+class OfflineTaste(_Section):
+    """A simulated world for the offline responder (demos): how likely a job gets a complete answer.
+
+    The chance of a complete answer is ``base`` plus the effects of the job's category, style and
+    language (clipped to 0..1); otherwise the answer is substantive (shorter sections), thin (one short
+    sentence per section) or incomplete (a section left out), in the ``weak`` proportions.
+    """
+
+    seed: int = 0
+    base: float = Field(0.5, ge=0, le=1)
+    category: dict[str, float] = Field(default_factory=dict)
+    style: dict[str, float] = Field(default_factory=dict)
+    language: dict[str, float] = Field(default_factory=dict)
+    weak: dict[WeakAnswer, float] = Field(default_factory=_weak_answers)
+    drift: TasteDrift | None = None
+
+    @field_validator("weak")
+    @classmethod
+    def _some_weight(cls, value: dict[WeakAnswer, float]) -> dict[WeakAnswer, float]:
+        if not value or any(weight < 0 for weight in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("need at least one weak answer kind, weights >= 0 and not all 0")
+        return value
+
+
 class BackendSettings(_Section):
     kind: Literal["offline", "syntx", "openai", "ollama"] = "offline"
     url: str | None = None
@@ -109,6 +149,7 @@ class BackendSettings(_Section):
     max_response_bytes: int = Field(
         DEFAULT_MAX_RESPONSE_BYTES, gt=0, description="a reply body longer than this fails the attempt"
     )
+    taste: OfflineTaste | None = Field(None, description="offline responder only: a simulated world (demo)")
 
     @model_validator(mode="after")
     def _url_for_remote(self) -> BackendSettings:
@@ -174,11 +215,41 @@ class BackPressureSettings(_Section):
 
 
 class LearningSettings(_Section):
+    """The producer's learner: an additive model of the score (category + style + arm residual, with
+    language and context as nuisance effects), forgetting with a half-life, an exploration floor."""
+
     enabled: bool = True
-    min_score: int = Field(90, ge=0, le=100)
-    prior_mean: float = Field(75.0, ge=0, le=100)
-    prior_weight: float = Field(2.0, gt=0, description="pseudo-observations behind the prior mean")
-    score_sd: float = Field(15.0, gt=0)
+    min_score: int = Field(90, ge=0, le=100, description="results at or above count as successes")
+    prior_mean: float = Field(75.0, ge=0, le=100, description="the score an unseen world is assumed to give")
+    prior_sd: float = Field(20.0, gt=0, description="uncertainty of that overall level")
+    effect_sd: float = Field(10.0, gt=0, description="prior spread of category and of style effects")
+    residual_sd: float = Field(4.0, gt=0, description="prior spread of an arm around category + style")
+    spread_weight: float = Field(
+        4.0, gt=0, description="pseudo-effects behind effect_sd and residual_sd (the spreads are learned)"
+    )
+    language_sd: float = Field(5.0, gt=0, description="prior spread of language effects")
+    context_sd: float = Field(10.0, gt=0, description="prior spread of wrapper/backend/model/scorer effects")
+    score_sd: float = Field(12.0, gt=0, description="noise of one score, before any data")
+    score_sd_weight: float = Field(10.0, gt=0, description="pseudo-observations behind score_sd")
+    half_life_jobs: float = Field(
+        2000.0, gt=0, description="long memory: a result weighs half after this many more jobs"
+    )
+    change_half_life_jobs: float = Field(
+        100.0, gt=0, description="short memory, used while some arm's scores drift from its long-run mean"
+    )
+    drift_z: float = Field(4.0, gt=0, description="standard errors between recent and long-run mean = drift")
+    drift_min_weight: float = Field(5.0, gt=0, description="recent results an arm needs before it can drift")
+    horizon_half_lives: float = Field(
+        10.0,
+        ge=5,
+        description="results older than this many long half-lives are not learned (weight < 0.1 %)",
+    )
+    exploration_floor: float = Field(
+        0.0005, ge=0, le=0.5, description="every arm gets at least this share of every batch (carried over)"
+    )
+    burn_in_sweeps: int = Field(8, ge=1, le=1000, description="sampler sweeps before a batch is planned")
+    estimate_sweeps: int = Field(200, ge=10, le=100_000, description="sampler sweeps behind shown estimates")
+    state_file: Path = Field(Path("state/learner.json"), description="checkpoint, relative to data_dir")
     archive_learned: bool = True
 
 

@@ -7,9 +7,9 @@ Kinds: ``syntx`` (the original wrapper service), ``openai`` (OpenAI-compatible s
 from __future__ import annotations
 
 from shared.config import BackendSettings
-from shared.llm.base import BackendError, Completion, LLMBackend
+from shared.llm.base import BackendError, Completion, LLMBackend, PromptContext
 
-__all__ = ["BackendError", "Completion", "LLMBackend", "make_backend"]
+__all__ = ["BackendError", "Completion", "LLMBackend", "PromptContext", "make_backend"]
 
 DEFAULT_CONCURRENCY = 8
 

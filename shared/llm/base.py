@@ -26,6 +26,17 @@ class Completion:
     output_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class PromptContext:
+    """What the job says about itself (from its header); backends may ignore it, the offline responder's
+    simulated taste depends on it."""
+
+    category: str | None = None
+    style: str | None = None
+    language: str | None = None
+    generation: int | None = None
+
+
 class BackendError(Exception):
     """An LLM call that did not produce a completion.
 
@@ -78,7 +89,9 @@ class LLMBackend(Protocol):
     name: str
     model: str
 
-    async def complete(self, prompt: str, *, expected_headers: Sequence[str] = ()) -> Completion:
+    async def complete(
+        self, prompt: str, *, expected_headers: Sequence[str] = (), context: PromptContext | None = None
+    ) -> Completion:
         """Answer ``prompt``; ``expected_headers`` are the section headers the wrapper asks for."""
         ...
 

@@ -3,7 +3,8 @@
 It writes every expected header followed by a few German sentences built from the prompt's own content
 words, so parsing and relevance scoring have something real to work on. About one answer in four is
 deliberately weaker (a section left out, or a section of one short sentence), chosen by a hash of the
-prompt, so a demo loop sees some jobs below the threshold. No network, no LLM.
+prompt, so a demo loop sees some jobs below the threshold. With a ``taste`` (config/demo.yaml), the
+kind of answer is drawn from a simulated world instead (see :mod:`shared.llm.taste`). No network, no LLM.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import time
 from collections.abc import Sequence
 
 from shared.config import BackendSettings
-from shared.llm.base import Completion
+from shared.llm.base import Completion, PromptContext
+from shared.llm.taste import TASTE_LABEL, AnswerKind, Taste
 
 LABEL = "[offline responder — no LLM was called]"
 FALLBACK_WORDS = ("Thema", "Struktur", "Entwicklung", "Zusammenhang")
@@ -53,39 +55,63 @@ class OfflineBackend:
         self.name = "offline"
         self.model = settings.model
         self._delay_s = settings.offline_delay_s
+        self._taste = Taste(settings.taste) if settings.taste is not None else None
 
     def __repr__(self) -> str:
         return f"OfflineBackend(model={self.model!r}, delay_s={self._delay_s:g})"
 
-    async def complete(self, prompt: str, *, expected_headers: Sequence[str] = ()) -> Completion:
+    async def complete(
+        self, prompt: str, *, expected_headers: Sequence[str] = (), context: PromptContext | None = None
+    ) -> Completion:
         started = time.monotonic()
         if self._delay_s > 0:
             await asyncio.sleep(self._delay_s)
-        text = offline_answer(prompt, expected_headers)
+        if self._taste is None:
+            text = offline_answer(prompt, expected_headers)
+        else:
+            kind = self._taste.draw(context or PromptContext())
+            text = offline_answer(prompt, expected_headers, kind=kind, label=TASTE_LABEL)
         return Completion(text, self.name, self.model, time.monotonic() - started, attempts=1)
 
     async def aclose(self) -> None:
         return None
 
 
-def offline_answer(prompt: str, expected_headers: Sequence[str] = ()) -> str:
-    """The deterministic answer to ``prompt``: label line, then each header with its sentences."""
+def offline_answer(
+    prompt: str, expected_headers: Sequence[str] = (), *, kind: AnswerKind | None = None, label: str = LABEL
+) -> str:
+    """The deterministic answer to ``prompt``: label line, then each header with its sentences.
+
+    ``kind`` None: weak for about one prompt in four (by its hash); else the kind of answer asked for.
+    """
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     words = _Words(rng, content_words(prompt, expected_headers))
     headers = list(expected_headers)
-    weak_index = digest[2] % len(headers) if headers and is_weak(prompt) else None
-    leave_out = digest[1] % 2 == 0
-    parts = [LABEL]
+    weak_index: int | None = None
+    leave_out = False
+    if headers and kind is None and is_weak(prompt):
+        weak_index, leave_out = digest[2] % len(headers), digest[1] % 2 == 0
+    elif headers and kind == "incomplete":
+        weak_index, leave_out = digest[2] % len(headers), True
+    parts = [label]
     if not headers:
         parts.append(_paragraph(rng, words, rng.randint(3, 5)))
     for index, header in enumerate(headers):
         if index == weak_index and leave_out:
             continue
-        count = 1 if index == weak_index else rng.randint(3, 5)
+        count = _sentences(rng, kind, weak=index == weak_index)
         body = _short_sentence(words) if count == 1 else _paragraph(rng, words, count)
         parts.append(f"{header}\n{body}")
     return "\n\n".join(parts) + "\n"
+
+
+def _sentences(rng: random.Random, kind: AnswerKind | None, *, weak: bool) -> int:
+    if weak or kind == "thin":
+        return 1
+    if kind == "substantive":
+        return 2
+    return rng.randint(3, 5)
 
 
 def is_weak(prompt: str) -> bool:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from shared.config import BackendSettings
-from shared.llm.base import Completion
+from shared.llm.base import Completion, PromptContext
 from shared.llm.http import JsonHttp
 from shared.llm.replies import optional_at, text_at
 
@@ -29,7 +29,9 @@ class OpenAIBackend:
         key = f"${self._settings.api_key_env}" if self._has_key else None
         return f"OpenAIBackend(url={self._http.url!r}, model={self.model!r}, key={key!r})"
 
-    async def complete(self, prompt: str, *, expected_headers: Sequence[str] = ()) -> Completion:
+    async def complete(
+        self, prompt: str, *, expected_headers: Sequence[str] = (), context: PromptContext | None = None
+    ) -> Completion:
         started = time.monotonic()
         payload = {
             "model": self.model,

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from shared.config import BackendSettings
-from shared.llm.base import Completion
+from shared.llm.base import Completion, PromptContext
 from shared.llm.http import JsonHttp
 from shared.llm.replies import text_at
 
@@ -25,7 +25,9 @@ class SyntxBackend:
     def __repr__(self) -> str:
         return f"SyntxBackend(url={self._http.url!r}, model={self.model!r})"
 
-    async def complete(self, prompt: str, *, expected_headers: Sequence[str] = ()) -> Completion:
+    async def complete(
+        self, prompt: str, *, expected_headers: Sequence[str] = (), context: PromptContext | None = None
+    ) -> Completion:
         started = time.monotonic()
         payload = {
             "prompt": prompt,

@@ -44,6 +44,7 @@ class JobMeta(BaseModel):
     style: str | None = None
     language: str | None = None
     generation: int | None = None
+    sequence: int | None = None  # the producer's running number of the job (the learner's clock)
     created: datetime | None = None
 
 
