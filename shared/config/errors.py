@@ -7,7 +7,9 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-SECRET_KEY = re.compile(r"key|token|password|secret|cred", re.IGNORECASE)
+SECRET_KEY = re.compile(
+    r"^(?:token|key|password|secret|creds?|credentials?)$|_(?:key|password|secret)$", re.IGNORECASE
+)
 MASK = "'***'"
 USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]+@", re.IGNORECASE)
 
