@@ -44,6 +44,11 @@ class LearnReport:
     learned: list[str] = field(default_factory=list)
     untrusted: int = 0
     max_sequence: int = -1
+    score_sum: int = 0  # of the results learned
+
+    @property
+    def mean_score(self) -> float | None:
+        return self.score_sum / len(self.learned) if self.learned else None
 
 
 def learn_paths(learner: Learner, paths: list[Path], max_bytes: int) -> LearnReport:
@@ -61,6 +66,7 @@ def learn_paths(learner: Learner, paths: list[Path], max_bytes: int) -> LearnRep
         report.max_sequence = max(report.max_sequence, outcome.sequence)
         if learner.observe(outcome):
             report.learned.append(outcome.job_id)
+            report.score_sum += outcome.score
     return report
 
 
