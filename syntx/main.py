@@ -12,9 +12,10 @@ from pathlib import Path
 
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
 from shared.service import CONFIG_EXIT_CODE
-from syntx import commands
+from syntx import commands, learningview
 
 SERVICES = ("scheduler", "producer", "consumer", "monitor", "cleanup")
+LEARNING_WINDOW_JOBS = 200
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--prompt", default="", help="the job prompt, for the relevance check")
     score.add_argument("--scorer", default="default", help="default or v1")
     score.add_argument("--json", action="store_true")
+    learning = sub.add_parser(
+        "learning",
+        help="what the producer learned: per arm estimate, pulls, share and trend (reads its files)",
+    )
+    shown = learning.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true")
+    shown.add_argument("--plot", type=Path, metavar="FILE", help="draw arm shares and mean score (.png/.svg)")
+    learning.add_argument(
+        "--last", type=int, default=LEARNING_WINDOW_JOBS, metavar="N", help="shares of the last N jobs"
+    )
     return parser
 
 
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         "score": lambda: commands.score(
             settings, args.file, args.format, args.prompt, args.scorer, args.json
         ),
+        "learning": lambda: learningview.learning(settings, args.json, args.plot, args.last),
     }
     os.environ.setdefault(CONFIG_ENV, ":".join(paths))
     try:

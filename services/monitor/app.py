@@ -33,6 +33,7 @@ class Monitor:
         self._settings = settings
         self.metrics = MonitorMetrics(registry or CollectorRegistry())
         self.metrics.initialise_wrappers(settings.consumers)
+        self.metrics.initialise_arms(f"{c}/{s}" for c in settings.topics for s in settings.styles)
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
         self.tracker = Tracker(self.metrics)

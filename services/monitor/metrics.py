@@ -11,6 +11,7 @@ FOLDERS = ("incoming", "processing", "processed", "error", "archive", "quarantin
 SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 100)
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 LAG_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60)
+OTHER_ARM = "other"  # an arm the configuration does not name: one series for all of them
 
 
 class MonitorMetrics:
@@ -80,6 +81,18 @@ class MonitorMetrics:
             ["arm"],
             registry=registry,
         )
+        self.producer_arm_share = Gauge(
+            "syntx_producer_arm_share",
+            "Share of each (category, style) arm among the jobs of the latest generation that produced",
+            ["arm"],
+            registry=registry,
+        )
+        self.producer_mean_score = Gauge(
+            "syntx_producer_mean_score",
+            "Mean score of the results the producer learned at its latest generation that learned any",
+            registry=registry,
+        )
+        self.arms: frozenset[str] = frozenset()
         self.cleanup_removed = Counter(
             "syntx_cleanup_removed", "Files removed by cleanup", ["kind"], registry=registry
         )
@@ -131,6 +144,15 @@ class MonitorMetrics:
                 self.jobs_failed.labels(wrapper=wrapper, status=status)
             self.lease_expiries.labels(wrapper=wrapper)
             self.backend_available.labels(wrapper=wrapper).set(1)
+
+    def initialise_arms(self, arms: Iterable[str]) -> None:
+        """The arms the configuration names bound the ``arm`` label; each series starts at 0."""
+        self.arms = frozenset(arms)
+        for arm in self.arms | {OTHER_ARM}:
+            self.producer_arm_share.labels(arm=arm)
+
+    def arm(self, name: str) -> str:
+        return name if name in self.arms else OTHER_ARM
 
     def set_state(self, current: str) -> None:
         for state in QUEUE_STATES:
