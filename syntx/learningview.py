@@ -26,6 +26,7 @@ from shared.config import Settings
 from syntx import exits
 
 INTERVAL_Z = 1.645  # a 90 % interval of a normal posterior
+SCORE_RANGE = (0.0, 100.0)  # intervals are cut to the scores that exist
 ESTIMATE_SEED = 0
 EFFECT_KINDS = ("category", "style", "language", "context")
 
@@ -138,8 +139,8 @@ def read_view(settings: Settings, last_jobs: int) -> LearningView:
             arm=arm_name(arm),
             pulls=round(estimate.weight, 2),
             estimate=round(estimate.mean, 2),
-            low=round(estimate.mean - INTERVAL_Z * estimate.sd, 2),
-            high=round(estimate.mean + INTERVAL_Z * estimate.sd, 2),
+            low=round(max(estimate.mean - INTERVAL_Z * estimate.sd, SCORE_RANGE[0]), 2),
+            high=round(min(estimate.mean + INTERVAL_Z * estimate.sd, SCORE_RANGE[1]), 2),
             share=_rounded(window.share(arm_name(arm))),
             previous_share=_rounded(previous.share(arm_name(arm))),
             favoured=arm in favoured,
