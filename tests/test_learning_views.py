@@ -31,7 +31,7 @@ from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from shared.messaging import Event, JobScored, ProducerGeneration, ServiceHeartbeat, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import INCOMING, PROCESSED, FileQueue, parse_job
-from syntx.learningplot import shown_arms, short_memory_spans
+from syntx.learningplot import short_memory_spans, shown_arms
 from syntx.main import main
 from tests.harness import HEARTBEATS, observer
 from tests.natsserver import NatsServer
