@@ -249,8 +249,8 @@ def _window_line(view: LearningView, last_jobs: int) -> str:
 
 
 def _arm_cells(row: ArmRow) -> list[str]:
-    share = "-" if row.share is None else f"{row.share:.0%}"
-    trend = "-" if row.trend is None else f"{row.trend * 100:+.0f} pp"
+    share = "-" if row.share is None else _percent(row.share)
+    trend = "-" if row.trend is None else f"{row.trend * 100:+.1f} pp"
     return [
         "*" if row.favoured else "",
         row.arm,
@@ -299,6 +299,12 @@ def _changed(view: LearningView) -> dict[str, Any]:
         "drifting": changed.drifting if changed else [],
         "memory_switched": switched,
     }
+
+
+def _percent(share: float) -> str:
+    """Whole percents, but a share that is not nothing (or not all) never shows as 0 % (or 100 %)."""
+    hidden = 0 < share < 1 and round(share * 100) in (0, 100)
+    return f"{share:.1%}" if hidden else f"{share:.0%}"
 
 
 def _window_json(window: Window) -> dict[str, Any]:

@@ -222,8 +222,8 @@ def test_learning_shows_every_arm_with_estimate_share_and_trend(
     favoured = [row.split()[1] for row in text.splitlines() if row.startswith("*  ")]
     assert BEST in favoured and len(favoured) == 3
     best = rows[BEST]
-    assert best[-3:] == ["75%", "+75", "pp"]  # 30 of the last 40 jobs, none of the 40 before
-    assert rows[OTHER][-3:] == ["25%", "-25", "pp"] and rows[WORST][-3:] == ["0%", "-50", "pp"]
+    assert best[-3:] == ["75%", "+75.0", "pp"]  # 30 of the last 40 jobs, none of the 40 before
+    assert rows[OTHER][-3:] == ["25%", "-25.0", "pp"] and rows[WORST][-3:] == ["0%", "-50.0", "pp"]
     assert float(best[1]) == pytest.approx(20.0, abs=0.3)  # pulls: 20 results, barely discounted
     low, high = float(best[3]), float(best[5])
     assert low < float(best[2]) < high <= 100
