@@ -105,6 +105,9 @@ class LearningView:
 def learning(settings: Settings, as_json: bool, plot: Path | None, last_jobs: int) -> int:
     """The command: the table, the JSON document or the picture; the exit code."""
     log_path = settings.logs_dir / EVOLUTION_LOG
+    if last_jobs < 1:
+        sys.stderr.write(f"--last {last_jobs}: the share window needs at least 1 job\n")
+        return exits.USAGE
     try:
         if plot is not None:
             from syntx.learningplot import plot_generations  # the optional extra, only when asked

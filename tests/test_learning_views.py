@@ -313,6 +313,8 @@ def test_learning_plot_refuses_what_it_cannot_draw(
     assert syntx("learning", "--plot", str(tmp_path / "a.png")) == 1
     assert "no generation with produced jobs" in capsys.readouterr().err
     planted(data_dir)
+    assert syntx("learning", "--last", "0") == 2
+    assert capsys.readouterr().err == "--last 0: the share window needs at least 1 job\n"
     assert syntx("learning", "--plot", str(tmp_path / "a.jpg")) == 2
     assert ".png or .svg" in capsys.readouterr().err
     assert syntx("learning", "--plot", str(tmp_path / "missing" / "a.png")) == 2
