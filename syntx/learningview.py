@@ -95,7 +95,7 @@ class LearningView:
             "drifting": self.drifting,
             "window": _window_json(self.window),
             "previous_window": _window_json(self.previous_window),
-            "arms": [asdict(row) | {"trend": row.trend} for row in self.arms],
+            "arms": [asdict(row) | {"trend": _rounded(row.trend)} for row in self.arms],
             "effects": self.effects,
             "last_generation": self.last.model_dump(mode="json") if self.last else None,
             "changed": _changed(self),
