@@ -14,9 +14,10 @@ from typing import NoReturn
 
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
 from shared.service import CONFIG_EXIT_CODE, SERVICES, service_names
-from syntx import commands, exits, health, look
+from syntx import commands, exits, health, learningview, look
 
 LOCAL_LLM_ENV = "SYNTX_LLM__LOCAL__ENABLED"
+LEARNING_WINDOW_JOBS = 200
 
 DISTRIBUTION = "syntx"
 RESULT_STATUSES = ("passed", "rejected", "failed", "malformed")
@@ -94,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health_check.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the heartbeat")
     health_check.add_argument("--any-host", action="store_true", help="count an instance on any host")
+    learning = sub.add_parser(
+        "learning",
+        help="what the producer learned: per arm estimate, pulls, share and trend (reads its files)",
+    )
+    shown = learning.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true")
+    shown.add_argument("--plot", type=Path, metavar="FILE", help="draw arm shares and mean score (.png/.svg)")
+    learning.add_argument(
+        "--last", type=int, default=LEARNING_WINDOW_JOBS, metavar="N", help="shares of the last N jobs"
+    )
     _add_views(sub)
     return parser
 
@@ -184,6 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         ),
         "show": lambda: look.show(settings, args.job_id, args.json),
         "health": lambda: _health(settings, args.service, args.wait, args.any_host),
+        "learning": lambda: learningview.learning(settings, args.json, args.plot, args.last),
     }
     os.environ.setdefault(CONFIG_ENV, ":".join(paths))
     try:

@@ -119,6 +119,17 @@ class MonitorMetrics:
             "1 while the LLM generator's daily budget is used up",
             registry=registry,
         )
+        self.producer_arm_share = Gauge(
+            "syntx_producer_arm_share",
+            "Share of each (category, style) arm among the jobs of the latest generation that produced",
+            ["arm"],
+            registry=registry,
+        )
+        self.producer_mean_score = Gauge(
+            "syntx_producer_mean_score",
+            "Mean score of the results the producer learned at its latest generation that learned any",
+            registry=registry,
+        )
         self.cleanup_removed = Counter(
             "syntx_cleanup_removed", "Files removed by cleanup", ["kind"], registry=registry
         )
@@ -204,6 +215,8 @@ class MonitorMetrics:
             self.cleanup_removed.labels(kind=kind)
         for outcome in labels.values("outcome"):
             self.cleanup_expired_claims.labels(outcome=outcome)
+        for arm in labels.values("arm"):
+            self.producer_arm_share.labels(arm=arm)
 
     def set_health(self, current: str, reasons: set[str]) -> None:
         self.health.set(1 if current == "OK" else 0)

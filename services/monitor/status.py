@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -140,8 +141,22 @@ class Tracker:
         self._metrics.producer_favoured.clear()
         for arm in event.favoured:
             self._metrics.producer_favoured.labels(arm=self._label("arm", arm)).set(1)
+        self._set_shares(event.arm_jobs)
+        if event.mean_score is not None:
+            self._metrics.producer_mean_score.set(event.mean_score)
         reason = f" ({event.skipped_reason})" if event.skipped_reason else ""
         self._ran("producer", f"generation {event.generation}: produced {event.produced}{reason}")
+
+    def _set_shares(self, arm_jobs: dict[str, int]) -> None:
+        """Each arm's share of the generation's jobs (kept as they were when it produced nothing)."""
+        jobs: Counter[str] = Counter()
+        for arm, count in arm_jobs.items():
+            jobs[self._label("arm", arm)] += count
+        total = jobs.total()
+        if not total:
+            return
+        for arm in self._label.values("arm"):
+            self._metrics.producer_arm_share.labels(arm=arm).set(jobs[arm] / total)
 
     def _on_generator_call(self, event: GeneratorCall) -> None:
         metrics = self._metrics

@@ -10,16 +10,22 @@ tick. A tick costs O(new results); the disk is only read off the event loop.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from services.producer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from services.producer.evolution import (
+    EVOLUTION_LOG,
+    Changed,
+    GenerationLine,
+    append_generation,
+    last_generation,
+)
 from services.producer.generator import PromptGenerator, PromptRequest, ScoredPrompt, make_generator
 from services.producer.learning import Learner, arm_name
 from services.producer.model import Arm
@@ -48,7 +54,7 @@ from shared.service import presence, reported
 
 log = logging.getLogger(__name__)
 
-EVOLUTION_LOG = "evolution.jsonl"
+__all__ = ["EVOLUTION_LOG", "Producer", "last_generation", "run"]
 DEFAULT_MAX_JOB_BYTES = 256 * 1024  # with no consumer configured: the consumers' default
 GENERATOR_SPEND_FILE = "state/generator_spend.json"  # under data_dir: the LLM generator's spend today
 REBUILD_KEEP_HORIZONS = 2  # a cold rebuild reads the newest results of this many forgetting horizons
@@ -83,6 +89,7 @@ class Producer:
         self._to_archive: list[str] = []
         self._next_sequence = 0
         self._unfinished_since = ""  # the oldest unfinished job id at the last tick
+        self._favoured: list[str] | None = None  # at the last generation (None: not known yet)
 
     @property
     def learner(self) -> Learner:
@@ -108,6 +115,7 @@ class Producer:
         self._next_sequence = max(self._next_sequence, report.max_sequence + 1, highest + 1)
         self._to_archive.extend(report.learned)
         await self._save(covered_from)
+        self._favoured = [arm_name(arm) for arm in self._learner.favoured()]
         return report
 
     async def _oldest_unfinished(self) -> str:
@@ -151,14 +159,15 @@ class Producer:
         incoming = self._queue.count(INCOMING)
         state = queue_state(incoming, self._config.back_pressure)
         wanted = producer_batch(state, tick.batch or self._config.batch)
-        produced = await self._produce(wanted, generation) if wanted else 0
+        arm_jobs = await self._produce(wanted, generation) if wanted else Counter[str]()
+        produced = arm_jobs.total()
         favoured = [arm_name(arm) for arm in self._learner.favoured()]
         skipped = None if wanted else f"queue {state} with {incoming} waiting"
         if report.learned or produced:
             # a result whose event is still on its way belongs to a job unfinished at the last tick or now
             await self._save(min(self._unfinished_since, unfinished_since))
         self._unfinished_since = unfinished_since
-        self._log_generation(generation, len(report.learned), produced, wanted, state, favoured)
+        self._log_generation(generation, report, arm_jobs, favoured)
         await self._bus.emit(
             subjects.PRODUCER_GENERATION,
             ProducerGeneration(
@@ -171,6 +180,8 @@ class Producer:
                 skipped_reason=skipped,
                 archived=archived,
                 favoured=favoured,
+                arm_jobs=dict(sorted(arm_jobs.items())),
+                mean_score=report.mean_score,
             ),
         )
         log.info(
@@ -190,8 +201,9 @@ class Producer:
         checkpoint = Checkpoint(self._learner.to_state(), self._next_sequence, scan_from)
         await asyncio.to_thread(save_checkpoint, self._queue, self._state_path, checkpoint)
 
-    async def _produce(self, count: int, generation: int) -> int:
-        produced = 0
+    async def _produce(self, count: int, generation: int) -> Counter[str]:
+        """Write up to ``count`` jobs; how many went to each arm."""
+        produced: Counter[str] = Counter()
         for category, style in self._learner.plan(count):
             request = self._request(category, style)
             try:
@@ -217,7 +229,7 @@ class Producer:
                     **meta.model_dump(include={"topic", "category", "style", "language", "generation"}),
                 ),
             )
-            produced += 1
+            produced[arm_name((category, style))] += 1
         return produced
 
     def _request(self, category: str, style: str) -> PromptRequest:
@@ -239,22 +251,27 @@ class Producer:
         return sum(archive_result(self._queue, job_id) for job_id in job_ids)
 
     def _log_generation(
-        self, generation: int, learned: int, produced: int, wanted: int, state: str, favoured: list[str]
+        self, generation: int, report: LearnReport, arm_jobs: Counter[str], favoured: list[str]
     ) -> None:
-        record: dict[str, Any] = {
-            "timestamp": datetime.now(UTC).isoformat(),
-            "generation": generation,
-            "learned_new": learned,
-            "observed": self._learner.observed,
-            "queue_state": state,
-            "requested": wanted,
-            "produced": produced,
-            "favoured": favoured,
-            "arms": self._learner.summary(),
-        }
-        self._evolution_log.parent.mkdir(parents=True, exist_ok=True)
-        with self._evolution_log.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        drifting = self._learner.model.drifting()
+        before = self._favoured if self._favoured is not None else favoured
+        line = GenerationLine(
+            generation=generation,
+            time=datetime.now(UTC),
+            produced=arm_jobs.total(),
+            learned=len(report.learned),
+            mean_score=None if report.mean_score is None else round(report.mean_score, 2),
+            jobs=dict(sorted(arm_jobs.items())),
+            favoured=favoured,
+            memory="short" if drifting else "long",
+            changed=Changed(
+                favoured_in=[arm for arm in favoured if arm not in before],
+                favoured_out=[arm for arm in before if arm not in favoured],
+                drifting=sorted(arm_name(arm) for arm in drifting),
+            ),
+        )
+        self._favoured = favoured
+        append_generation(self._evolution_log, line)
 
     async def stats(self, _request: bytes) -> ProducerStats:
         """What the learner believes, after learning the results scored since the last tick."""
@@ -274,22 +291,6 @@ def archive_result(queue: FileQueue, job_id: str) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def last_generation(path: Path) -> int:
-    """The generation number of the log's last readable line; 0 when there is none."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return 0
-    for line in reversed(lines):
-        try:
-            value = json.loads(line).get("generation")
-        except (json.JSONDecodeError, AttributeError):
-            continue
-        if isinstance(value, int):
-            return value
-    return 0
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:

@@ -26,8 +26,12 @@ class Checkpoint:
     scan_from: str | None
 
 
-def load_checkpoint(path: Path) -> Checkpoint | None:
-    """The checkpoint, or None when there is none or it cannot be used (then the caller rebuilds)."""
+class CheckpointError(Exception):
+    """The checkpoint exists but cannot be used (the message says why)."""
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """The checkpoint; FileNotFoundError when there is none, CheckpointError when it is unusable."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         if document.get("version") != CHECKPOINT_VERSION:
@@ -38,8 +42,18 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
             scan_from=document["scan_from"],
         )
     except FileNotFoundError:
-        return None
+        raise
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(str(exc) or type(exc).__name__) from exc
+
+
+def load_checkpoint(path: Path) -> Checkpoint | None:
+    """The checkpoint, or None when there is none or it cannot be used (then the caller rebuilds)."""
+    try:
+        return read_checkpoint(path)
+    except FileNotFoundError:
+        return None
+    except CheckpointError as exc:
         log.warning("learner checkpoint %s unusable (%s); rebuilding from the result files", path, exc)
         return None
 

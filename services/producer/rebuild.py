@@ -45,6 +45,11 @@ class LearnReport:
     examples: list[Observation] = field(default_factory=list)  # learned ones that carry their prompt
     untrusted: int = 0
     max_sequence: int = -1
+    score_sum: int = 0  # of the results learned
+
+    @property
+    def mean_score(self) -> float | None:
+        return self.score_sum / len(self.learned) if self.learned else None
 
 
 def learn_paths(learner: Learner, paths: list[Path], max_bytes: int) -> LearnReport:
@@ -64,6 +69,7 @@ def learn_paths(learner: Learner, paths: list[Path], max_bytes: int) -> LearnRep
             report.learned.append(outcome.job_id)
             if outcome.prompt:
                 report.examples.append(outcome)
+            report.score_sum += outcome.score
     return report
 
 

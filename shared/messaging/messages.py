@@ -118,6 +118,8 @@ class ProducerGeneration(Message):
     skipped_reason: str | None = None
     archived: int = Field(0, ge=0)
     favoured: list[str] = Field(default_factory=list)
+    arm_jobs: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)  # produced per arm
+    mean_score: float | None = Field(None, ge=0, le=100)  # of the results learned at this generation
 
 
 GeneratorOutcome = Literal["used", "refused", "truncated", "empty", "error", "over_budget"]
