@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from shared.queue import FileQueue
 from tests.llm_server import ScriptedServer
 from tests.natsserver import NatsServer, start_nats
@@ -53,6 +53,21 @@ def settings(tmp_path: Path, nats_server: NatsServer) -> Settings:
         nats={"url": nats_server.url},
         monitor={"host": "127.0.0.1", "port": 0},
     )
+
+
+@pytest.fixture
+def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The operator's environment: the shipped config, a data directory of this test."""
+    monkeypatch.setenv(CONFIG_ENV, str(DEFAULT_CONFIG))
+    monkeypatch.setenv("SYNTX_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def with_nats(environment: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The operator's environment pointed at this test's nats-server, and the settings it loads."""
+    monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
+    return load_settings()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import services.consumer.service as consumer_service
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.llm.offline import offline_answer
 from shared.messaging import Event, ServiceHeartbeat, subjects
-from shared.queue import INCOMING, FileQueue, new_job_id
+from shared.queue import INCOMING, FileQueue, JobMeta, new_job_id
 from shared.scoring import load_catalog
 from tests.harness import HEARTBEATS, EventLog, observer
 from tests.natsserver import NatsServer
@@ -100,3 +100,12 @@ def add_raw_job(queue: FileQueue, data: bytes, job_id: str | None = None) -> str
 
 def job_ids(queue: FileQueue, folder: str) -> set[str]:
     return set(queue.job_ids(folder))
+
+
+def add_jobs(queue: FileQueue, count: int, topic: str) -> set[str]:
+    """``count`` jobs in ``queue`` (its folders made), their topics ``topic`` and a number; their ids."""
+    queue.ensure()
+    return {
+        queue.add_job(f"Erkläre Thema {n}: Katzen, Kochen und Klima.", JobMeta(topic=f"{topic}{n}"))
+        for n in range(count)
+    }

@@ -44,10 +44,10 @@ from shared.queue import (
     RESULT_SUFFIX,
     TMP,
     FileQueue,
-    JobMeta,
     is_job_name,
 )
 from shared.watch import OVERFLOW, Change, watching
+from tests.consumers import add_jobs
 from tests.harness import free_port
 
 pytestmark = pytest.mark.chaos
@@ -479,14 +479,6 @@ async def _final_turn(run: Run, arrivals: Arrivals, queue: FileQueue) -> Produce
     return final
 
 
-def _jobs_at_start(queue: FileQueue) -> set[str]:
-    queue.ensure()
-    return {
-        queue.add_job(f"Erkläre Thema {n}: Katzen, Kochen und Klima.", JobMeta(topic=f"chaos {n}"))
-        for n in range(JOBS_AT_START)
-    }
-
-
 @pytest.mark.timeout(300)
 async def test_chaos_a_thousand_jobs_through_syntx_up_lose_nothing_and_duplicate_nothing(
     tmp_path: Path, record_property: Callable[[str, object], None]
@@ -494,7 +486,7 @@ async def test_chaos_a_thousand_jobs_through_syntx_up_lose_nothing_and_duplicate
     started = time.monotonic()
     env = _environment(tmp_path)
     queue = FileQueue(tmp_path / "data" / "queue")
-    arrivals = Arrivals(_jobs_at_start(queue))
+    arrivals = Arrivals(add_jobs(queue, JOBS_AT_START, "chaos "))
     nats_settings = NatsSettings(url=f"nats://127.0.0.1:{env['SYNTX_NATS__EMBEDDED_PORT']}")
     async with watching([queue.root], arrivals.on_change, recursive=True), syntx_up(env) as up:
         await up.wait_for("connected and ready", len(SERVICES), within_s=60)

@@ -38,6 +38,7 @@ from shared.queue import (
     new_token,
 )
 from tests.harness import HEARTBEATS, EventLog, free_port, observer, running
+from tests.monitors import monitor_settings
 from tests.natsserver import NatsServer
 from tests.records import result_record
 
@@ -349,12 +350,7 @@ async def test_untrusted_results_are_not_learned_but_quarantined_and_counted(
     tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()
-    settings = load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
-        monitor={"host": "127.0.0.1", "port": port, "reconcile_s": 3600},
-    )
+    settings = monitor_settings(tmp_path, nats_server, port)
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     notes = untrusted_results(queue)

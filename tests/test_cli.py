@@ -17,22 +17,16 @@ import pytest
 
 from services.monitor.app import run as run_monitor
 from services.scheduler.app import run as run_scheduler
-from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from shared.config import CONFIG_ENV, Settings, load_settings
 from shared.messaging import Tick
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue, Job, parse_job
 from shared.service import CONFIG_EXIT_CODE
 from syntx.holders import data_dir_claimed
-from syntx.main import main
+from tests.cli import SIGMA_ANSWER, syntx
 from tests.harness import HEARTBEATS, free_port, observer, running
-from tests.natsserver import NatsServer
 from tests.records import result_record, score_record
 
-SIGMA_ANSWER = (
-    "1. Σ-DRIFTGRADIENT: abrupt - schneller Wechsel.\n2. Σ-MECHANISMUSKNOTEN: MN-04 Impulsumkehr.\n"
-    "3. Σ-FREQUENZFELD: FF-γ Überlast.\n4. Σ-DICHTELEVEL: DL-5 Kompressionsphase.\n"
-    "5. Σ-ZWEISTRÖME: DFV-A Flow A dominiert.\n6. Σ-KERNEXTRAKT: Rückzug als Schutz."
-)
 SIGMA_KEYS = (
     "sigma_drift",
     "sigma_mechanismus",
@@ -41,27 +35,6 @@ SIGMA_KEYS = (
     "sigma_strome",
     "sigma_extrakt",
 )
-
-
-def syntx(*argv: str) -> int | str | None:
-    """Run the command; return its exit code."""
-    with pytest.raises(SystemExit) as exited:
-        main(list(argv))
-    return exited.value.code
-
-
-@pytest.fixture
-def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The operator's environment: the shipped config, a data directory of this test."""
-    monkeypatch.setenv(CONFIG_ENV, str(DEFAULT_CONFIG))
-    monkeypatch.setenv("SYNTX_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def with_nats(environment: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
-    return load_settings()
 
 
 # -- up ------------------------------------------------------------------------------------------------

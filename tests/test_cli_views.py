@@ -22,21 +22,14 @@ from shared.config import CONFIG_ENV, DEFAULT_CONFIG, load_settings
 from shared.queue import ERROR, INCOMING, PROCESSED, Attempt, FileQueue, JobResult, Status
 from shared.scoring import load_catalog, parse_response, score_response
 from syntx.since import BadSince, since_moment
+from tests.cli import SIGMA_ANSWER, syntx
 from tests.harness import HEARTBEATS, observer, running
 from tests.natsserver import NatsServer
 from tests.records import result_record
-from tests.test_cli import SIGMA_ANSWER, syntx
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 20.0
 BERLIN = "+01:00"
-
-
-@pytest.fixture
-def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(CONFIG_ENV, str(DEFAULT_CONFIG))
-    monkeypatch.setenv("SYNTX_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
 
 
 # -- a real `syntx` process, for what ends with Ctrl-C or replaces the process -------------------------

@@ -10,16 +10,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from shared.config import DEFAULT_CONFIG, load_settings
+from tests.compose import COMPOSE_FILE, ROOT, environment, interpolate, load_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILE = ROOT / "docker-compose.yml"
 NATS_CONF = ROOT / "deploy" / "nats.conf"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus.yml"
@@ -35,41 +32,12 @@ SYNTX_HEALTH = {
     "cleanup": "cleanup",
 }
 EXACT_TAG = re.compile(r"^[\w.\-/]+:v?\d+\.\d+\.\d+(?:-[\w.\-]+)?$")
-VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[-?])(?P<arg>[^}]*))?\}")
-
-
-def resolve(value: Any, env: dict[str, str]) -> Any:
-    """``${NAME}``, ``${NAME:-default}``, ``${NAME:?error}`` as Compose reads them."""
-    if isinstance(value, dict):
-        return {key: resolve(item, env) for key, item in value.items()}
-    if isinstance(value, list):
-        return [resolve(item, env) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        current = env.get(match.group("name")) or None
-        if current is None and match.group("op") == "?":
-            raise LookupError(f"{match.group('name')}: {match.group('arg')}")
-        return current or (match.group("arg") if match.group("op") == "-" else "")
-
-    return VARIABLE.sub(substitute, value)
-
-
-def written() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
 
 
 def services(env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    found = resolve(written(), SECRETS if env is None else env)["services"]
+    found = interpolate(load_yaml(COMPOSE_FILE), SECRETS if env is None else env)["services"]
     assert isinstance(found, dict)
     return found
-
-
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    return {str(key): str(value) for key, value in (service.get("environment") or {}).items()}
 
 
 def test_compose_refuses_to_start_without_the_secrets_of_dot_env() -> None:
@@ -105,7 +73,7 @@ def test_every_log_rotates() -> None:
 
 def test_published_ports_listen_on_loopback_unless_the_operator_opens_them() -> None:
     published = 0
-    for name, service in written()["services"].items():
+    for name, service in load_yaml(COMPOSE_FILE)["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("${PUBLISH_ADDRESS:-127.0.0.1}:"), f"{name}: {port}"
             published += 1

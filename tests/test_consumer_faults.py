@@ -26,9 +26,10 @@ import pytest
 from services.cleanup.tidy import Tidier
 from shared.config import PROJECT_ROOT, CleanupSettings, QueueSettings
 from shared.llm.offline import offline_answer
-from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, JobMeta
+from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue
 from shared.scoring import load_catalog
 from shared.watch import Change, watching
+from tests.consumers import add_jobs
 from tests.llm_server import Recorded, Reply, ScriptedServer
 from tests.natsserver import NatsServer
 
@@ -184,14 +185,6 @@ def _assert_exactly_once(queue: FileQueue, expected: set[str], settings_logs: Pa
     return statuses
 
 
-def _queue_jobs(queue: FileQueue) -> set[str]:
-    queue.ensure()
-    return {
-        queue.add_job(f"Erkläre Thema {n}: Katzen, Kochen und Klima.", JobMeta(topic=f"t{n}"))
-        for n in range(JOBS)
-    }
-
-
 def _chaos(rng: random.Random) -> Reply | None:
     roll = rng.random()
     faults: list[tuple[float, Reply]] = [
@@ -246,7 +239,7 @@ async def test_a_misbehaving_backend_never_loses_or_duplicates_a_job(
         },
     )
     queue = FileQueue(tmp_path / "data" / "queue")
-    expected = _queue_jobs(queue)
+    expected = add_jobs(queue, JOBS, "t")
     fleet = Fleet(env, tmp_path)
     try:
         async with _all_results(queue, expected) as done:
@@ -278,7 +271,7 @@ async def test_consumers_killed_at_every_step_never_lose_or_duplicate_a_job(
         **{f"{PREFIX}BACKEND__KIND": "offline", f"{PREFIX}BACKEND__OFFLINE_DELAY_S": "0.03"},
     )
     queue = FileQueue(tmp_path / "data" / "queue")
-    expected = _queue_jobs(queue)
+    expected = add_jobs(queue, JOBS, "t")
     fleet = Fleet(env, tmp_path)
     rng = random.Random(9)
     try:

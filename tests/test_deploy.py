@@ -23,7 +23,6 @@ from typing import Any, Union, get_args, get_origin
 
 import jsonschema  # type: ignore[import-untyped,unused-ignore]
 import pytest
-import yaml
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from prometheus_client import CollectorRegistry
@@ -31,11 +30,10 @@ from pydantic import BaseModel
 
 from services.monitor.metrics import MonitorMetrics, exported_metric_names
 from shared.config import DEFAULT_CONFIG, MonitorSettings, Settings, load_settings
+from tests.compose import COMPOSE_FILE, ROOT, VARIABLE, environment, interpolate, load_yaml
 from tests.promql import Selector, metric_names, selectors, threshold, variables
 
-ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS_FILE = DEPLOY / "prometheus.yml"
@@ -55,8 +53,6 @@ CONSUMER_SERVICES = {"consumer-syntex-system": "syntex_system", "consumer-sigma"
 
 # Series Prometheus adds itself; everything else must come from the monitor.
 PROMETHEUS_OWN_METRICS = {"up"}
-VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
-BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.DOTALL)
 # The secrets compose refuses to start without (``${NAME:?...}``); the README shows how to create .env.
 REQUIRED_SECRETS = {"NATS_PASSWORD": "test-secret", "GRAFANA_ADMIN_PASSWORD": "test-secret"}
 DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|us|ns|s|m|h|d|w|y))+$")
@@ -68,12 +64,6 @@ DURATION_UNITS = {
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    assert isinstance(data, dict), f"{path} must hold a mapping"
-    return data
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -98,37 +88,6 @@ def variable_references(document: Any) -> set[str]:
     }
 
 
-def interpolate(value: Any, environ: dict[str, str] | None = None) -> Any:
-    """Resolve ``${VAR}``, ``${VAR:-default}`` … as ``docker compose config`` does (default: empty env)."""
-    env = environ or {}
-    if isinstance(value, dict):
-        return {key: interpolate(item, env) for key, item in value.items()}
-    if isinstance(value, list):
-        return [interpolate(item, env) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        if match.group("bare"):
-            return env.get(match.group("bare"), "")
-        parsed = BRACED.match(match.group("braced"))
-        assert parsed, f"bad variable reference {match.group(0)!r}"
-        name, op, arg = parsed.group("name"), parsed.group("op"), parsed.group("arg") or ""
-        current = env.get(name)
-        unset = current is None or (op is not None and op.startswith(":") and current == "")
-        if op in (":-", "-"):
-            return arg if unset else str(current)
-        if op in (":+", "+"):
-            return "" if unset else arg
-        if op in (":?", "?"):
-            assert not unset, f"{name} is required: {arg}"
-        return current or ""
-
-    return VARIABLE.sub(substitute, value)
-
-
 def compose() -> dict[str, Any]:
     """The compose file as Compose sees it with only the .env secrets set (anchors merged, defaults used)."""
     data = interpolate(load_yaml(COMPOSE_FILE), REQUIRED_SECRETS)
@@ -140,13 +99,6 @@ def services() -> dict[str, dict[str, Any]]:
     found = compose()["services"]
     assert isinstance(found, dict)
     return found
-
-
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    raw = service.get("environment") or {}
-    if isinstance(raw, list):
-        return {item.partition("=")[0]: item.partition("=")[2] for item in raw}
-    return {str(key): "" if value is None else str(value) for key, value in raw.items()}
 
 
 def mounts(service: dict[str, Any]) -> dict[str, str]:

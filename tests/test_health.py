@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
-from services.monitor.app import Monitor
 from services.monitor.health import Observations, OutcomeWindow, judge, missed_schedules
-from shared.config import DEFAULT_CONFIG, HealthSettings, load_settings
+from shared.config import HealthSettings
 from shared.cron import parse_schedule
 from shared.messaging import BackendState, JobFailed, subjects
-from shared.messaging import bus as bus_module
-from tests.harness import HEARTBEATS, observer, scored
+from tests.harness import scored
+from tests.monitors import monitor_serving, monitor_settings
 from tests.natsserver import NatsServer
 
 LIMITS = HealthSettings()
@@ -114,20 +110,8 @@ def test_a_schedule_is_missed_after_two_slots_without_a_tick() -> None:
 async def test_a_backend_going_down_and_up_shows_and_clears_over_the_bus(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    settings = load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
-        monitor={"host": "127.0.0.1", "port": 0, "reconcile_s": 3600},
-    )
-    monitor = Monitor(settings, CollectorRegistry())
-    stop = asyncio.Event()
-    async with (
-        observer(nats_server.url, HEARTBEATS) as (nc, events),
-        bus_module.connect(settings.nats, name="monitor") as bus,
-    ):
-        task = asyncio.create_task(monitor.serve(bus, stop))
-        await events.wait_for(lambda seen: any(getattr(e, "service", "") == "monitor" for e in seen))
+    settings = monitor_settings(tmp_path, nats_server, 0)
+    async with monitor_serving(settings) as (monitor, nc):
 
         async def status_after(*messages: tuple[str, bytes]) -> dict[str, object]:
             for subject, body in messages:
@@ -158,8 +142,6 @@ async def test_a_backend_going_down_and_up_shows_and_clears_over_the_bus(
         up = down.model_copy(update={"available": True, "consecutive_failures": 0})
         passes = [(subjects.JOB_SCORED, scored(f"p{i}").model_dump_json().encode()) for i in range(30)]
         second = await status_after((subjects.CONSUMER_BACKEND, up.model_dump_json().encode()), *passes)
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
 
     assert first["health"] == "CRITICAL"
     codes = {reason["code"] for reason in first["health_reasons"]}  # type: ignore[attr-defined]

@@ -15,28 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 from nats.aio.client import Client
-from prometheus_client import CollectorRegistry
 
 from services.monitor.app import Monitor
 from services.monitor.labels import LOGGED_NAMES_MAX, OTHER
-from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import bus as bus_module
 from shared.messaging import encode, subjects
-from tests.harness import HEARTBEATS, free_port, observer, scored
+from tests.harness import free_port, scored
+from tests.monitors import monitor_serving, monitor_settings
 from tests.natsserver import NatsServer
 
 ONE_MIB = b"x" * (1024 * 1024 - 1024)  # below nats-server's default max_payload of 1 MiB
 MADE_UP_TICKS = 5000
 Running = tuple[Monitor, Client, str]
-
-
-def hostile_settings(tmp_path: Path, nats_server: NatsServer, port: int) -> Settings:
-    return load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
-        monitor={"host": "127.0.0.1", "port": port, "reconcile_s": 3600},
-    )
 
 
 async def until(condition: Callable[[], bool], within_s: float = 30.0) -> None:
@@ -49,20 +38,8 @@ async def until(condition: Callable[[], bool], within_s: float = 30.0) -> None:
 @pytest.fixture
 async def monitor_running(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Running]:
     port = free_port()
-    settings = hostile_settings(tmp_path, nats_server, port)
-    monitor = Monitor(settings, CollectorRegistry())
-    stop = asyncio.Event()
-    async with (
-        observer(nats_server.url, HEARTBEATS) as (nc, events),
-        bus_module.connect(settings.nats, name="monitor") as bus,
-    ):
-        task = asyncio.create_task(monitor.serve(bus, stop))
-        await events.wait_for(lambda seen: any(getattr(e, "service", "") == "monitor" for e in seen))
-        try:
-            yield monitor, nc, f"http://127.0.0.1:{port}"
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=30)
+    async with monitor_serving(monitor_settings(tmp_path, nats_server, port)) as (monitor, nc):
+        yield monitor, nc, f"http://127.0.0.1:{port}"
 
 
 def value(monitor: Monitor, name: str, **labels: str) -> float:

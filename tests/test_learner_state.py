@@ -18,7 +18,7 @@ from shared.llm import PromptContext
 from shared.llm.offline import LABEL, OfflineBackend
 from shared.llm.taste import TASTE_LABEL, Taste
 from shared.queue import ARCHIVE, PROCESSED, FileQueue, JobMeta
-from tests.test_producer import ARMS, result_record
+from tests.producers import ARMS, result_record
 
 
 def job_id(number: int) -> str:
@@ -36,13 +36,6 @@ def write_results(queue: FileQueue, numbers: range, *, dated: bool = False) -> N
 
 def learner() -> Learner:
     return Learner(LearningSettings(), list(ARMS), random.Random(1))
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> FileQueue:
-    queue = FileQueue(tmp_path / "queue")
-    queue.ensure()
-    return queue
 
 
 def test_a_cold_rebuild_reads_only_the_newest_results_across_dated_folders(queue: FileQueue) -> None:

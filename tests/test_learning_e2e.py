@@ -13,22 +13,16 @@ from typing import Any
 from nats.aio.client import Client
 
 from services.producer.model import Arm
-from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.config import Settings
 from shared.messaging import JobScored, encode, subjects
 from shared.queue import ERROR, INCOMING, PROCESSED, FileQueue, parse_job
 from tests.harness import EventLog
 from tests.natsserver import NatsServer
-from tests.test_producer import producer_running, result_record, tick
+from tests.producers import producer_running, producer_settings, result_record, rounded, tick
 
 PLANTED: Arm = ("technologie", "akademisch")
 PER_ARM = 8
 POISON = "poisoned-job"
-
-
-def learning_settings(tmp_path: Path, nats_server: NatsServer) -> Settings:
-    return load_settings(
-        [DEFAULT_CONFIG], data_dir=tmp_path / "data", nats={"url": nats_server.url}, producer={"seed": 5}
-    )
 
 
 def planted_results(queue: FileQueue, settings: Settings) -> list[JobScored]:
@@ -105,24 +99,14 @@ def learner_state(settings: Settings) -> dict[str, Any]:
     document = json.loads((settings.data_dir / settings.producer.learning.state_file).read_text())
     state: dict[str, Any] = document["learner"]
     return {
-        key: _rounded(value) for key, value in state.items() if key not in ("credits",)
+        key: rounded(value) for key, value in state.items() if key not in ("credits",)
     }  # credits follow production, not results
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 6)
-    if isinstance(value, list):
-        return [_rounded(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    return value
 
 
 async def test_the_producer_learns_once_from_trusted_results_and_rebuilds_the_same_state(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    settings = learning_settings(tmp_path, nats_server)
+    settings = producer_settings(tmp_path, nats_server, seed=5)
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     state_file = settings.data_dir / settings.producer.learning.state_file

@@ -23,7 +23,7 @@ from shared.queue import FileQueue, JobMeta, JobResult
 from syntx import local_llm
 from syntx.local_llm import INSTALL_MODEL, LocalLLM, LocalLLMError, backend_environment, bundled_model
 from tests.harness import free_port
-from tests.test_syntx_up import BIN, FIRST_RESULT, _alive, _children, _environment
+from tests.up import BIN, alive, children_of, ended, first_result, line_with, process_environment, started
 
 CONTEXT_OVERFLOW = "exceeds the available context size"
 
@@ -42,7 +42,7 @@ def _llama_servers_on(port: int) -> list[int]:
                 argv = _command_line(int(entry.name)).split(b"\0")
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            if b"syntx.llama_server" in argv and str(port).encode() in argv and _alive(int(entry.name)):
+            if b"syntx.llama_server" in argv and str(port).encode() in argv and alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
 
@@ -133,7 +133,7 @@ async def test_a_broken_gguf_file_fails_with_llama_cpps_reason(tmp_path: Path) -
         LocalLLMError, match=r"llama\.cpp did not start: .*failed to load model.*broken\.gguf"
     ):
         await llm.start()
-    assert llm.pid is not None and not _alive(llm.pid)
+    assert llm.pid is not None and not alive(llm.pid)
 
 
 async def test_a_port_in_use_is_named() -> None:
@@ -168,7 +168,7 @@ def test_the_services_are_pointed_at_the_local_server(monkeypatch: pytest.Monkey
 async def test_syntx_up_with_the_local_llm_scores_a_real_answer_and_ctrl_c_leaves_nothing(
     tmp_path: Path,
 ) -> None:
-    env = _environment(
+    env = process_environment(
         tmp_path,
         SYNTX_LLM__LOCAL__PORT=str(free_port()),
         SYNTX_LLM__LOCAL__CTX="2048",
@@ -182,35 +182,16 @@ async def test_syntx_up_with_the_local_llm_scores_a_real_answer_and_ctrl_c_leave
     queue = FileQueue(tmp_path / "data" / "queue")
     queue.ensure()
     queue.add_job("Sag kurz Hallo.", JobMeta(language="de"))  # waiting when the consumers start
-    process = await asyncio.create_subprocess_exec(
-        str(BIN / "syntx"), "up", "--demo", "--llm", "local",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
     seen: list[bytes] = []
-
-    async def first_result() -> None:
-        assert process.stdout is not None
-        while line := await process.stdout.readline():
-            seen.append(line)
-            if FIRST_RESULT.search(line):
-                return
-        raise AssertionError("syntx up ended early:\n" + b"".join(seen[-20:]).decode(errors="replace"))
-
-    try:
-        await asyncio.wait_for(first_result(), timeout=180)
-        children = _children(process.pid)
+    async with started(str(BIN / "syntx"), "up", "--demo", "--llm", "local", env=env) as process:
+        await asyncio.wait_for(first_result(process, seen), timeout=180)
+        children = children_of(process.pid)
         assert len(children) == 8, children  # the services, nats-server and the llama.cpp server
         process.send_signal(signal.SIGINT)
-        rest = await asyncio.wait_for(process.stdout.read(), timeout=60)
-        code = await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-    output = (b"".join(seen) + rest).decode(errors="replace")
+        code, output = await ended(process, seen, 60)
     assert code == 0, output[-2000:]
     assert "local LLM ready at" in output and "local LLM stopped" in output
-    assert not [pid for pid in children if _alive(pid)]
+    assert not [pid for pid in children if alive(pid)]
     results = [JobResult.model_validate_json(p.read_bytes()) for p in queue.root.glob("*/*.json")]
     answered = [result for result in results if result.response]
     assert answered, output[-2000:]
@@ -218,7 +199,7 @@ async def test_syntx_up_with_the_local_llm_scores_a_real_answer_and_ctrl_c_leave
 
 
 def test_syntx_up_with_an_unusable_model_stops_with_one_line_and_exit_2(tmp_path: Path) -> None:
-    env = _environment(tmp_path, SYNTX_LLM__LOCAL__MODEL_PATH=str(tmp_path / "missing.gguf"))
+    env = process_environment(tmp_path, SYNTX_LLM__LOCAL__MODEL_PATH=str(tmp_path / "missing.gguf"))
     result = subprocess.run(
         [str(BIN / "syntx"), "up", "--llm", "local"], env=env, capture_output=True, text=True, timeout=60
     )
@@ -230,63 +211,37 @@ def test_syntx_up_with_an_unusable_model_stops_with_one_line_and_exit_2(tmp_path
 
 @pytest.mark.timeout(120)
 async def test_syntx_up_stops_with_a_reason_when_the_local_llm_dies(tmp_path: Path) -> None:
-    env = _environment(tmp_path, SYNTX_LLM__LOCAL__PORT=str(free_port()), SYNTX_LLM__LOCAL__CTX="1024")
-    process = await asyncio.create_subprocess_exec(
-        str(BIN / "syntx"), "up", "--llm", "local",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
+    env = process_environment(tmp_path, SYNTX_LLM__LOCAL__PORT=str(free_port()), SYNTX_LLM__LOCAL__CTX="1024")
     seen: list[bytes] = []
-    try:
-        while b"Ctrl-C stops them" not in (line := await asyncio.wait_for(process.stdout.readline(), 60)):
-            assert line, b"".join(seen).decode(errors="replace")
-            seen.append(line)
-        children = _children(process.pid)
+    async with started(str(BIN / "syntx"), "up", "--llm", "local", env=env) as process:
+        await line_with(process, b"Ctrl-C stops them", seen, 60)
+        children = children_of(process.pid)
         (llama,) = [pid for pid in children if b"syntx.llama_server" in _command_line(pid)]
         os.kill(llama, signal.SIGKILL)
-        rest = await asyncio.wait_for(process.stdout.read(), timeout=60)
-        code = await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-    output = (b"".join(seen) + rest).decode(errors="replace")
+        code, output = await ended(process, seen, 60)
     assert code == 1, output[-2000:]
     assert "local LLM exited with code -9" in output and "stopping everything" in output
-    assert not [pid for pid in children if _alive(pid)]
+    assert not [pid for pid in children if alive(pid)]
 
 
 async def test_a_model_that_loads_too_slowly_is_named_with_the_setting() -> None:
     llm = LocalLLM(_settings(start_timeout_s=0.001))
     with pytest.raises(LocalLLMError, match=r"not ready within llm\.local\.start_timeout_s = 0\.001 s"):
         await llm.start()
-    assert llm.pid is not None and not _alive(llm.pid)
+    assert llm.pid is not None and not alive(llm.pid)
 
 
 @pytest.mark.timeout(60)
 async def test_ctrl_c_while_the_model_loads_leaves_nothing(tmp_path: Path) -> None:
     port = free_port()
-    env = _environment(tmp_path, SYNTX_LLM__LOCAL__PORT=str(port), SYNTX_LLM__LOCAL__CTX="1024")
-    process = await asyncio.create_subprocess_exec(
-        str(BIN / "syntx"), "up", "--llm", "local",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
+    env = process_environment(tmp_path, SYNTX_LLM__LOCAL__PORT=str(port), SYNTX_LLM__LOCAL__CTX="1024")
     seen: list[bytes] = []
-    try:
-        while b"embedded nats-server ready" not in (
-            line := await asyncio.wait_for(process.stdout.readline(), 30)
-        ):
-            assert line, b"".join(seen).decode(errors="replace")
-            seen.append(line)
-        children = _children(process.pid)
+    async with started(str(BIN / "syntx"), "up", "--llm", "local", env=env) as process:
+        await line_with(process, b"embedded nats-server ready", seen, 30)
+        children = children_of(process.pid)
         process.send_signal(signal.SIGINT)
-        rest = await asyncio.wait_for(process.stdout.read(), timeout=30)
-        code = await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-    output = (b"".join(seen) + rest).decode(errors="replace")
+        code, output = await ended(process, seen, 30)
     assert code == 0, output[-2000:]
     assert "embedded nats-server stopped" in output
-    assert not [pid for pid in children if _alive(pid)]
+    assert not [pid for pid in children if alive(pid)]
     assert not _llama_servers_on(port)

@@ -49,6 +49,7 @@ from shared.queue import (
 )
 from shared.watch import Change, watching
 from tests.harness import HEARTBEATS, free_port, observer, running, scored
+from tests.monitors import monitor_settings
 from tests.natsserver import NatsServer
 
 WATCHED = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
@@ -180,15 +181,6 @@ def test_status_line_format_in_the_configured_zone(
 
 
 # -- the service over NATS -------------------------------------------------------------------------
-
-
-def monitor_settings(tmp_path: Path, nats_server: NatsServer, port: int) -> Settings:
-    return load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
-        monitor={"host": "127.0.0.1", "port": port, "reconcile_s": 3600},
-    )
 
 
 def metric(text: str, name: str, labels: str = "") -> float:

@@ -6,29 +6,22 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from nats.aio.client import Client
 
 from services.monitor.health import Observations, judge
 from services.producer.app import EVOLUTION_LOG, last_generation
-from services.producer.app import run as run_producer
 from services.producer.learning import Learner, Observation
 from services.producer.model import Arm
 from services.producer.observations import NotLearned, read_observation
 from shared.config import (
-    DEFAULT_CONFIG,
     BackPressureSettings,
     HealthSettings,
     LearningSettings,
-    Settings,
-    load_settings,
 )
-from shared.messaging import Event, JobCreated, ProducerGeneration, subjects
+from shared.messaging import JobCreated, ProducerGeneration, subjects
 from shared.queue import (
     ARCHIVE,
     ERROR,
@@ -37,14 +30,22 @@ from shared.queue import (
     FileQueue,
     JobMeta,
     ResultFolder,
-    Status,
     parse_job,
     producer_batch,
     queue_state,
 )
-from tests.harness import HEARTBEATS, EventLog, observer, running
 from tests.natsserver import NatsServer
-from tests.records import result_record as valid_result
+from tests.producers import (
+    ARMS,
+    BEST,
+    POOR,
+    UNTRIED,
+    producer_running,
+    producer_settings,
+    result_record,
+    rounded,
+    tick,
+)
 
 # -- back pressure: TV11 ---------------------------------------------------------------------------
 
@@ -92,10 +93,6 @@ def test_configured_thresholds_move_the_states() -> None:
 
 # -- the learner -----------------------------------------------------------------------------------
 
-BEST: Arm = ("technologie", "kreativ")
-POOR: list[Arm] = [("harmlos", "casual"), ("bildung", "technisch")]
-UNTRIED: Arm = ("kritisch", "akademisch")
-ARMS: list[Arm] = [BEST, *POOR, UNTRIED]
 CONTEXT = "sigma|offline|offline-responder|syntx-2"
 
 
@@ -207,39 +204,6 @@ def test_a_floor_over_a_whole_batch_is_a_configuration_error() -> None:
         Learner(LearningSettings(exploration_floor=0.3), list(ARMS), random.Random(1))
 
 
-def rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 6)
-    if isinstance(value, list):
-        return [rounded(item) for item in value]
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    return value
-
-
-def result_record(
-    job_id: str, status: str, score: int | None, category: str, style: str, sequence: int = 0
-) -> dict[str, Any]:
-    """A valid result (as a consumer writes it) of a job the producer made."""
-    return valid_result(
-        job_id,
-        cast(Status, status),
-        score,
-        wrapper="sigma",
-        backend="offline",
-        model="offline-responder",
-        scorer="syntx-2",
-        meta={
-            "category": category,
-            "style": style,
-            "topic": "Katzen",
-            "language": "de",
-            "sequence": sequence,
-        },
-        prompt="Erkläre: Katzen",
-    )
-
-
 def test_observation_from_a_result(tmp_path: Path) -> None:
     path = tmp_path / "job-a.json"
     path.write_text(
@@ -319,39 +283,8 @@ def test_last_generation_reads_the_last_readable_line(tmp_path: Path) -> None:
 HEADER_FIELDS = ("topic", "category", "style", "language", "generation")
 
 
-def producer_settings(tmp_path: Path, nats_server: NatsServer) -> Settings:
-    return load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
-        producer={"seed": 3},
-    )
-
-
-@asynccontextmanager
-async def producer_running(settings: Settings) -> AsyncIterator[tuple[Client, EventLog]]:
-    assert settings.nats.url
-    watched = (HEARTBEATS, subjects.JOB_CREATED, subjects.PRODUCER_GENERATION)
-    async with (
-        observer(settings.nats.url, *watched) as (nc, events),
-        running(settings, {"producer": run_producer}, events),
-    ):
-        yield nc, events
-
-
-def generations(count: int) -> Any:
-    return lambda events: sum(isinstance(event, ProducerGeneration) for event in events) >= count
-
-
-async def tick(nc: Client, events: EventLog, count: int = 1) -> ProducerGeneration:
-    await nc.publish(subjects.tick("producer"), b"")
-    found: list[Event] = await events.wait_for(generations(count))
-    latest: ProducerGeneration = [event for event in found if isinstance(event, ProducerGeneration)][-1]
-    return latest
-
-
 async def test_a_tick_on_an_empty_queue_writes_a_full_batch(tmp_path: Path, nats_server: NatsServer) -> None:
-    settings = producer_settings(tmp_path, nats_server)
+    settings = producer_settings(tmp_path, nats_server, seed=3)
     queue = FileQueue(settings.queue_dir)
     async with producer_running(settings) as (nc, events):
         generation = await tick(nc, events)
@@ -386,7 +319,7 @@ async def test_a_tick_on_an_empty_queue_writes_a_full_batch(tmp_path: Path, nats
 
 
 async def test_a_high_queue_skips_production(tmp_path: Path, nats_server: NatsServer) -> None:
-    settings = producer_settings(tmp_path, nats_server)
+    settings = producer_settings(tmp_path, nats_server, seed=3)
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     waiting = {queue.add_job(f"prompt {index}", JobMeta()) for index in range(30)}
@@ -403,7 +336,7 @@ async def test_a_high_queue_skips_production(tmp_path: Path, nats_server: NatsSe
 async def test_results_on_disk_are_learned_at_start_and_archived_on_the_next_tick(
     tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = producer_settings(tmp_path, nats_server)
+    settings = producer_settings(tmp_path, nats_server, seed=3)
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     rows: list[tuple[ResultFolder, str, str, int | None, str, str]] = [
@@ -441,7 +374,7 @@ async def test_results_on_disk_are_learned_at_start_and_archived_on_the_next_tic
 
 
 async def test_generation_numbers_continue_across_a_restart(tmp_path: Path, nats_server: NatsServer) -> None:
-    settings = producer_settings(tmp_path, nats_server)
+    settings = producer_settings(tmp_path, nats_server, seed=3)
     queue = FileQueue(settings.queue_dir)
     async with producer_running(settings) as (nc, events):
         first = await tick(nc, events)
@@ -465,7 +398,7 @@ async def test_generation_numbers_continue_across_a_restart(tmp_path: Path, nats
 async def test_generation_continues_from_an_existing_evolution_log(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    settings = producer_settings(tmp_path, nats_server)
+    settings = producer_settings(tmp_path, nats_server, seed=3)
     settings.logs_dir.mkdir(parents=True)
     (settings.logs_dir / EVOLUTION_LOG).write_text('{"generation": 5}\n', encoding="utf-8")
     async with producer_running(settings) as (nc, events):

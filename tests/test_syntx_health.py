@@ -10,27 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from shared.config import Settings, load_settings
 from shared.messaging import bus as bus_module
 from shared.service import presence
+from tests.cli import syntx
 from tests.harness import free_port
 from tests.natsserver import NatsServer, start_nats
-from tests.test_cli import syntx
 
 USER, PASSWORD = "syntx", "s3cret-for-this-test"
-
-
-@pytest.fixture
-def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(CONFIG_ENV, str(DEFAULT_CONFIG))
-    monkeypatch.setenv("SYNTX_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def with_nats(environment: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
-    return load_settings()
 
 
 @pytest.fixture
