@@ -35,7 +35,7 @@ from syntx.learningplot import short_memory_spans, shown_arms
 from syntx.main import main
 from tests.harness import HEARTBEATS, observer
 from tests.natsserver import NatsServer
-from tests.test_producer import producer_running, producer_settings, result_record, tick
+from tests.producers import producer_running, producer_settings, result_record, tick
 
 BEST = "technologie/akademisch"
 WORST = "kritisch/casual"
@@ -107,7 +107,7 @@ def test_last_generation_reads_only_the_tail(tmp_path: Path) -> None:
 async def test_the_producer_logs_jobs_per_arm_the_mean_score_and_what_changed(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    settings = producer_settings(tmp_path, nats_server)
+    settings = producer_settings(tmp_path, nats_server, seed=3)
     queue = FileQueue(settings.queue_dir)
     async with producer_running(settings) as (nc, events):
         first = await tick(nc, events)
