@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
-from shared.service import CONFIG_EXIT_CODE, SERVICES, service_names
+from shared.service import CONFIG_EXIT_CODE, SERVICES, service_names, use_zone_for_command
 from syntx import commands, exits, health, learningview, look
 
 LOCAL_LLM_ENV = "SYNTX_LLM__LOCAL__ENABLED"
@@ -178,6 +178,7 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "llm", None) == "local":
         os.environ[LOCAL_LLM_ENV] = "true"  # as if configured: llm.local.enabled
     settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
+    use_zone_for_command(settings.zone)
     if args.command == "run":
         return _exec_service(settings, args.service, args.wrapper)
     handlers: dict[str, Callable[[], int]] = {

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.config import LoggingSettings
-from shared.service.logs import setup_logging
+from shared.service.logs import setup_logging, use_zone_for_command
 
 
 @pytest.fixture
@@ -39,3 +39,17 @@ def test_log_lines_are_in_the_configured_zone_and_never_split(tmp_path: Path) ->
     assert datetime.fromisoformat(stamp).utcoffset() == ZoneInfo("Asia/Kolkata").utcoffset(datetime.now())
     assert stamp.endswith("+05:30")
     assert rest == r"WARNING consumer.sigma services.consumer: job evil\nINFO forged line\r\x1b[31m malformed"
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_the_command_s_own_lines_use_the_same_clock(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    use_zone_for_command(ZoneInfo("America/New_York"))
+    logging.getLogger("syntx.supervisor").info("started 7 services")
+    line = capsys.readouterr().err.strip()
+    stamp, rest = line.split(" ", 1)
+    assert datetime.fromisoformat(stamp).utcoffset() == ZoneInfo("America/New_York").utcoffset(datetime.now())
+    assert rest == "syntx: started 7 services"

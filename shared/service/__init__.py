@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.service.logs import use_zone_for_command
 from shared.service.names import (
     SERVICES,
     service_names,
@@ -25,4 +26,5 @@ __all__ = [
     "reported",
     "service_main",
     "service_names",
+    "use_zone_for_command",
 ]

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from shared.config import LoggingSettings
 
 LINE_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s"
+COMMAND_FORMAT = "%(asctime)s syntx: %(message)s"  # the `syntx` command's own lines
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -26,8 +27,8 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 class ZonedOneLineFormatter(logging.Formatter):
-    def __init__(self, zone: ZoneInfo) -> None:
-        super().__init__(LINE_FORMAT)
+    def __init__(self, zone: ZoneInfo, line_format: str = LINE_FORMAT) -> None:
+        super().__init__(line_format)
         self._zone = zone
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
@@ -72,3 +73,9 @@ def setup_logging(service: str, settings: LoggingSettings, logs_dir: Path | None
     root.setLevel(settings.level)
     for noisy in ("nats", "httpx", "httpcore", "watchdog"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def use_zone_for_command(zone: ZoneInfo) -> None:
+    """The ``syntx`` command's own log lines, once its settings are known: the same clock as the services."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(ZonedOneLineFormatter(zone, COMMAND_FORMAT))
