@@ -32,8 +32,8 @@ def out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-async def up(settings: Settings, paths: list[str]) -> int:
-    return await Supervisor(settings, paths).run()
+async def up(settings: Settings, paths: list[str], cluster_size: int = 1) -> int:
+    return await Supervisor(settings, paths, cluster_size).run()
 
 
 def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:

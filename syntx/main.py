@@ -22,6 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--demo", action="store_true", help="layer config/demo.yaml: the loop turns within a minute"
     )
+    up.add_argument(
+        "--cluster",
+        type=int,
+        default=1,
+        choices=range(1, 6),
+        metavar="N",
+        help="embedded NATS as an N-node JetStream cluster (1-5) with two scheduler replicas",
+    )
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
     run.add_argument("--wrapper", help="consumer name (for the consumer)")
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(_exec_service(args.service, args.wrapper))
     settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
     handlers: dict[str, Callable[[], int]] = {
-        "up": lambda: asyncio.run(commands.up(settings, paths)),
+        "up": lambda: asyncio.run(commands.up(settings, paths, args.cluster)),
         "trigger": lambda: asyncio.run(commands.trigger(settings, args.schedule, args.batch)),
         "status": lambda: asyncio.run(commands.status(settings, args.json, args.exact)),
         "schedules": lambda: asyncio.run(commands.schedules(settings, args.json)),

@@ -21,7 +21,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, BucketNotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
 from shared.config import ConfigError, NatsSettings
@@ -61,6 +62,7 @@ class Bus:
                 duplicate_window=self._settings.duplicate_window_s,
                 max_age=self._settings.tick_stream_max_age_s,
                 storage=js_api.StorageType.FILE,
+                num_replicas=self._settings.stream_replicas,
             )
         )
         await self._ensure_stream(
@@ -69,6 +71,7 @@ class Bus:
                 subjects=list(subjects.EVENT_SUBJECTS),
                 max_age=self._settings.stream_max_age_s,
                 storage=js_api.StorageType.FILE,
+                num_replicas=self._settings.stream_replicas,
             )
         )
 
@@ -77,6 +80,20 @@ class Bus:
             await self._js.add_stream(config)
         except BadRequestError:  # exists with another config: bring it to ours
             await self._js.update_stream(config)
+
+    async def key_value(self, bucket: str, ttl_s: float | None = None) -> KeyValue:
+        """The JetStream key-value bucket, created (with ``nats.stream_replicas`` copies) if missing."""
+        try:
+            return await self._js.key_value(bucket)
+        except BucketNotFoundError:
+            config = js_api.KeyValueConfig(
+                bucket=bucket,
+                history=1,
+                ttl=ttl_s,
+                replicas=self._settings.stream_replicas,
+                storage=js_api.StorageType.FILE,
+            )
+            return await self._js.create_key_value(config)
 
     async def emit(self, subject: str, message: BaseModel) -> None:
         """Publish an event without waiting: the stream on the subject stores it all the same.
@@ -247,7 +264,7 @@ async def _guarded(work: Awaitable[None], what: str) -> None:
 
 def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "servers": [settings.effective_url],
+        "servers": settings.effective_servers,
         "name": name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": settings.reconnect.delay(1),  # nats-py waits the same between all tries
