@@ -13,7 +13,7 @@ from typing import Any
 import nats.errors
 
 from shared.config import Settings
-from shared.messaging import Tick, shown_url, subjects
+from shared.messaging import PausedSchedules, Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import job_id_problem
 from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
@@ -122,14 +122,36 @@ async def schedules(settings: Settings, as_json: bool) -> int:
         [
             s["name"],
             s["cron"],
-            "yes" if s["enabled"] else "paused",
+            "paused" if s.get("paused") else "yes" if s["enabled"] else "disabled",
+            _short_time(s["last_fired"], settings) if s.get("last_fired") else "-",
             ", ".join(_short_time(t, settings) for t in s["next"]),
         ]
         for s in reply["schedules"]
     ]
     out(f"time zone {reply['timezone']}")
-    out(_table(["schedule", "cron", "enabled", "next"], rows))
+    out(_table(["schedule", "cron", "enabled", "last fired", "next"], rows))
     return 0
+
+
+async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
+    """``syntx schedules pause|resume NAME``: the state lives in JetStream, every replica follows it."""
+    if name not in settings.schedules:
+        known = ", ".join(sorted(settings.schedules))
+        return _usage(f"syntx schedules: unknown schedule {name!r} (known: {known})")
+    try:
+        async with _connect(settings) as bus:
+            pauses = PausedSchedules(await bus.key_value(settings.scheduler.state_bucket))
+            if pause:
+                await pauses.pause(name, datetime.now(settings.zone))
+                out(f"schedule {name} paused; `syntx schedules resume {name}` resumes it")
+                return 0
+            if not await pauses.resume(name):
+                sys.stderr.write(f"schedule {name} was not paused\n")
+                return NOTHING_DONE_EXIT
+            out(f"schedule {name} resumed")
+            return 0
+    except (OSError, TimeoutError, nats.errors.Error):
+        return _unreachable(settings)
 
 
 def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int:

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         "schedules", help="every schedule with its next fire times (asks the scheduler)"
     )
     schedules.add_argument("--json", action="store_true")
+    schedules.add_argument(
+        "action", nargs="?", choices=("pause", "resume"), help="pause or resume a schedule (every replica)"
+    )
+    schedules.add_argument("name", nargs="?", help="the schedule to pause or resume")
     retry = sub.add_parser("retry", help="put jobs from error/ back into incoming/")
     retry.add_argument("job_ids", nargs="*", help="job ids; none: every failed job")
     retry.add_argument("--rejected", action="store_true", help="also retry jobs rejected for a low score")
@@ -75,6 +79,17 @@ def _exec_service(service: str, wrapper: str | None) -> int:
     os.execv(sys.executable, argv)
 
 
+async def _schedules(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action is None:
+        return await commands.schedules(settings, args.json)
+    if args.name is None:
+        sys.stderr.write(
+            f"syntx schedules {args.action}: name a schedule, e.g. `syntx schedules {args.action} producer`\n"
+        )
+        return commands.USAGE_EXIT
+    return await commands.pause_schedule(settings, args.name, args.action == "pause")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s syntx: %(message)s", datefmt="%H:%M:%S")
@@ -85,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         "up": lambda: asyncio.run(commands.up(settings, paths, args.cluster)),
         "trigger": lambda: asyncio.run(commands.trigger(settings, args.schedule, args.batch)),
         "status": lambda: asyncio.run(commands.status(settings, args.json, args.exact)),
-        "schedules": lambda: asyncio.run(commands.schedules(settings, args.json)),
+        "schedules": lambda: asyncio.run(_schedules(settings, args)),
         "retry": lambda: commands.retry(settings, args.job_ids, args.rejected),
         "score": lambda: commands.score(
             settings, args.file, args.format, args.prompt, args.scorer, args.json

@@ -23,6 +23,7 @@ from shared.messaging import (
     ProducerGeneration,
     ServiceHeartbeat,
     Tick,
+    TickOverlapped,
     subjects,
     utc_now,
 )
@@ -107,6 +108,9 @@ class Tracker:
             self._ran("cleanup", f"removed {sum(event.removed.values())}, quarantined {event.quarantined}")
         elif isinstance(event, ServiceHeartbeat):
             self._on_heartbeat(event)
+        elif isinstance(event, TickOverlapped):
+            schedule = self._label("schedule", event.schedule)
+            metrics.ticks_overlapped.labels(schedule=schedule, outcome=event.outcome).inc()
 
     def _on_failed(self, event: JobFailed) -> None:
         wrapper = self._label("wrapper", event.wrapper)

@@ -225,7 +225,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await bus.subscribe_events(subjects.JOB_SCORED, producer.on_scored)
             log.info("learned from %d results on disk", producer.rebuild())
             await bus.serve(subjects.PRODUCER_STATS, producer.stats, queue="producer")
-            ticks = await bus.subscribe_ticks("producer")
+            ticks = await bus.subscribe_ticks("producer", settings.overlap("producer"))
             async with presence(bus, "producer", settings.heartbeat_s):
                 await reported(ticks.run(producer.on_tick, stop), "producer ticks")
         finally:

@@ -1,23 +1,28 @@
 """The scheduler: the only thing that keeps time. Publishes ``syntx.tick.<schedule>`` per cron slot.
 
-Ticks carry a message id ``<schedule>@<slot>``, so JetStream drops the duplicates that several
-scheduler replicas publish for the same slot.
+Several replicas may run (on different nodes). Each slot is fired by the one replica that claims it
+first (:mod:`services.scheduler.claims`), so even a plain subscriber sees every slot once; ticks also
+carry a message id ``<schedule>@<slot>``, so JetStream would drop a second copy all the same. Paused
+schedules (``syntx schedules pause NAME``) are skipped by every replica.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
 from datetime import datetime
 
 import nats.errors
 from pydantic import BaseModel, ConfigDict
 
+from services.scheduler.claims import SlotClaims
 from services.scheduler.timetable import Entry, SlotLog, build_entries, count_missed, missed_slot
 from shared.config import Settings
-from shared.messaging import Tick, subjects
+from shared.messaging import PausedSchedules, Tick, subjects
 from shared.messaging import bus as bus_module
 from shared.service import ServiceTasks, presence
 from shared.timing import set_within
@@ -32,6 +37,7 @@ class ScheduleView(BaseModel):
     name: str
     cron: str
     enabled: bool
+    paused: bool = False
     missed: str
     next: list[datetime]
     last_fired: datetime | None
@@ -44,9 +50,13 @@ class SchedulesReply(BaseModel):
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, bus: bus_module.Bus) -> None:
+    def __init__(
+        self, settings: Settings, bus: bus_module.Bus, claims: SlotClaims, pauses: PausedSchedules
+    ) -> None:
         self._settings = settings
         self._bus = bus
+        self._claims = claims
+        self._pauses = pauses
         self._zone = settings.zone
         self._entries = build_entries(settings.schedules)
         self._slots = SlotLog(settings.data_dir / "scheduler" / "last_slots.json", self._zone)
@@ -60,6 +70,7 @@ class Scheduler:
             paused = "" if entry.settings.enabled else " (paused)"
             log.info("schedule %s: %s%s", entry.name, entry.settings.cron, paused)
         async with ServiceTasks() as tasks:
+            tasks.start(self._pauses.watch(stop), "paused schedules")
             for entry in self._entries:
                 if entry.settings.enabled:
                     tasks.start(self._run_entry(entry, stop), f"schedule {entry.name}")
@@ -88,7 +99,15 @@ class Scheduler:
             slot = entry.next_slot(max(slot, self.now()))
 
     async def fire(self, entry: Entry, slot: datetime, missed: int = 0) -> None:
-        """Publish the tick of ``slot``; ``missed``: how many earlier slots never fired (for the monitor)."""
+        """Publish the tick of ``slot`` unless the schedule is paused or another replica claimed the slot;
+        ``missed``: how many earlier slots never fired (for the monitor)."""
+        if self._pauses.is_paused(entry.name):
+            log.info("schedule %s is paused: slot %s skipped", entry.name, slot.isoformat())
+            return
+        if not await self._claims.claim(entry.name, slot):
+            self._slots.record(entry.name, slot)  # fired by another replica
+            log.debug("slot %s of %s fired by another replica", slot.isoformat(), entry.name)
+            return
         tick = Tick(schedule=entry.name, slot=slot, source="scheduler", missed=missed)
         try:
             await self._bus.publish(
@@ -108,6 +127,7 @@ class Scheduler:
                 name=entry.name,
                 cron=entry.settings.cron,
                 enabled=entry.settings.enabled,
+                paused=self._pauses.is_paused(entry.name),
                 missed=entry.settings.missed,
                 next=entry.upcoming(now, UPCOMING),
                 last_fired=self._slots.get(entry.name),
@@ -125,9 +145,17 @@ async def _wait_until(due_epoch_s: float, stop: asyncio.Event, step_s: float) ->
     return stop.is_set()
 
 
+def replica_name() -> str:
+    """Who claimed a slot, for an operator reading the claims bucket."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with bus_module.connect(settings.nats, name="scheduler", stop=stop) as bus:
-        scheduler = Scheduler(settings, bus)
+        config = settings.scheduler
+        claims = SlotClaims(await bus.key_value(config.claims_bucket, config.claim_ttl_s), replica_name())
+        pauses = PausedSchedules(await bus.key_value(config.state_bucket))
+        scheduler = Scheduler(settings, bus, claims, pauses)
         await bus.serve(subjects.SCHEDULES, scheduler.describe, queue="scheduler")
         async with presence(bus, "scheduler", settings.heartbeat_s):
             await scheduler.run(stop)

@@ -21,7 +21,9 @@ class NatsSettings(_Section):
     servers: list[str] = Field(
         default_factory=list, description="a cluster's URLs (the client picks one, fails over); beats url"
     )
-    stream_replicas: int = Field(1, ge=1, le=5, description="copies of each stream and bucket (3 in a cluster)")
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="copies of each stream and bucket (3 in a cluster)"
+    )
     embedded_port: int = Field(4222, ge=0, le=65535)
     user: str | None = None
     password: SecretStr | None = None
@@ -66,13 +68,16 @@ class NatsSettings(_Section):
 
 
 Overlap = Literal["skip", "queue_one", "allow"]
+CONSUMER_SCHEDULE_PREFIX = "consumer."
 
 
 class ScheduleSettings(_Section):
     cron: str = Field(description="5-field cron, 6-field cron with seconds first, or '@every 30s'")
     enabled: bool = True
-    overlap: Overlap = Field(
-        "skip", description="a tick while the previous run still runs: skip it, queue one, or run alongside"
+    overlap: Overlap | None = Field(
+        None,
+        description="a tick during the previous run: skip, queue_one or allow; unset: skip for consumers, "
+        "queue_one for the others",
     )
     missed: Literal["skip", "run_once"] = "run_once"
     catchup_window_s: float = Field(3600.0, ge=0)

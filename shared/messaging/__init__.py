@@ -22,16 +22,20 @@ from shared.messaging.messages import (
     JobCreated,
     JobFailed,
     JobScored,
+    OverlapOutcome,
     ProducerGeneration,
     ServiceHeartbeat,
     Tick,
+    TickOverlapped,
     decode_event,
     decode_tick,
     encode,
     utc_now,
 )
+from shared.messaging.pauses import PausedSchedules
 
 __all__ = [
+    "PausedSchedules",
     "MalformedLog",
     "message_problem",
     "BackendState",
@@ -45,8 +49,10 @@ __all__ = [
     "JobCreated",
     "JobFailed",
     "JobScored",
+    "OverlapOutcome",
     "ProducerGeneration",
     "ServiceHeartbeat",
+    "TickOverlapped",
     "StoppedWhileConnecting",
     "Tick",
     "decode_event",

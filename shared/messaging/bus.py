@@ -25,10 +25,19 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, ServiceUnavaila
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from shared.config import ConfigError, NatsSettings
+from shared.config import ConfigError, NatsSettings, Overlap
 from shared.messaging import subjects
 from shared.messaging.malformed import MalformedLog, describe
-from shared.messaging.messages import Event, Tick, decode_event, decode_tick, encode
+from shared.messaging.messages import (
+    Event,
+    OverlapOutcome,
+    Tick,
+    TickOverlapped,
+    decode_event,
+    decode_tick,
+    encode,
+)
+from shared.messaging.overlap import OverlapGate
 from shared.timing import set_within
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,7 @@ class Bus:
         self._js: JetStreamContext = nc.jetstream()
         self._settings = settings
         self.malformed: Counter[str] = Counter()
+        self._reports: set[asyncio.Future[None]] = set()
         self._malformed_log = MalformedLog(log, settings.malformed_log_interval_s)
 
     @property
@@ -157,9 +167,23 @@ class Bus:
         data: bytes = reply.data
         return data
 
-    async def subscribe_ticks(self, schedule: str) -> TickSubscription:
-        """Create (or bind to) the durable tick consumer now, so no tick after this call is missed."""
-        return TickSubscription(self, schedule, await self.tick_consumer(schedule), self._settings)
+    async def subscribe_ticks(self, schedule: str, overlap: Overlap = "queue_one") -> TickSubscription:
+        """Create (or bind to) the durable tick consumer now, so no tick after this call is missed.
+        ``overlap``: what a tick that arrives during a run does (:mod:`shared.messaging.overlap`)."""
+        pull = await self.tick_consumer(schedule)
+        return TickSubscription(self, schedule, pull, self._settings, overlap)
+
+    def report_overlap(self, schedule: str, outcome: OverlapOutcome) -> None:
+        """Tell the monitor a tick was skipped, queued or ran alongside another (fire and forget)."""
+        event = TickOverlapped(schedule=schedule, outcome=outcome)
+        task = asyncio.ensure_future(self.emit(subjects.TICK_OVERLAP, event))
+        self._reports.add(task)
+        task.add_done_callback(self._reported)
+
+    def _reported(self, task: asyncio.Future[None]) -> None:
+        self._reports.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("could not report a tick overlap: %s", exc)
 
     async def tick_consumer(self, schedule: str) -> JetStreamContext.PullSubscription:
         config = js_api.ConsumerConfig(
@@ -197,25 +221,37 @@ class Bus:
 
 
 class TickSubscription:
-    """A schedule's durable pull consumer. A backlog of pending ticks is coalesced into one run."""
+    """A schedule's durable pull consumer. A backlog of pending ticks is coalesced into one run; a tick
+    that arrives while a run is still running follows the schedule's overlap policy."""
 
     def __init__(
-        self, bus: Bus, schedule: str, pull: JetStreamContext.PullSubscription, settings: NatsSettings
+        self,
+        bus: Bus,
+        schedule: str,
+        pull: JetStreamContext.PullSubscription,
+        settings: NatsSettings,
+        overlap: Overlap,
     ) -> None:
         self._bus = bus
         self._schedule = schedule
         self._pull = pull
         self._settings = settings
+        self._overlap = overlap
         self._failures = 0  # failed fetches and resubscriptions in a row
 
     async def run(self, handler: TickHandler, stop: asyncio.Event) -> None:
+        async def guarded(tick: Tick) -> None:
+            await _guarded(handler(tick), f"tick handler for {self._schedule}")
+
+        gate = OverlapGate(self._schedule, self._overlap, guarded, self._bus.report_overlap)
         try:
-            await self._fetch_until(handler, stop)
+            await self._fetch_until(gate, stop)
         finally:
             # Unfetched status replies would keep a later drain() waiting until its timeout.
             await self._pull.unsubscribe()
+            await gate.wait()
 
-    async def _fetch_until(self, handler: TickHandler, stop: asyncio.Event) -> None:
+    async def _fetch_until(self, gate: OverlapGate, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 messages = await self._pull.fetch(FETCH_BATCH, timeout=self._settings.tick_fetch_wait_s)
@@ -233,7 +269,7 @@ class TickSubscription:
             self._failures = 0
             ticks = [tick for msg in messages if (tick := await self._bus.ack_tick(msg, self._schedule))]
             if ticks:
-                await _guarded(handler(_coalesce(ticks)), f"tick handler for {self._schedule}")
+                gate.offer(_coalesce(ticks))
 
     async def _resubscribe(self) -> None:
         with contextlib.suppress(nats.errors.Error):

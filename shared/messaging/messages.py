@@ -163,6 +163,17 @@ class ServiceHeartbeat(Message):
     stopping: bool = False
 
 
+OverlapOutcome = Literal["skipped", "queued", "overlapped"]
+
+
+class TickOverlapped(Message):
+    """A tick arrived while its schedule's previous run was still running (see ``overlap``)."""
+
+    kind: Literal["tick.overlapped"] = "tick.overlapped"
+    schedule: str
+    outcome: OverlapOutcome
+
+
 Event = Annotated[
     JobCreated
     | JobScored
@@ -172,7 +183,8 @@ Event = Annotated[
     | GeneratorCall
     | GeneratorBudgetExhausted
     | CleanupReport
-    | ServiceHeartbeat,
+    | ServiceHeartbeat
+    | TickOverlapped,
     Field(discriminator="kind"),
 ]
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
