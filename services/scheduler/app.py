@@ -14,6 +14,7 @@ import os
 import random
 import socket
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 import nats.errors
@@ -47,6 +48,15 @@ class SchedulesReply(BaseModel):
     model_config = ConfigDict(frozen=True)
     timezone: str
     schedules: list[ScheduleView]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A slot due whose tick is not stored yet; ``since``: when it became due (epoch seconds)."""
+
+    slot: datetime
+    missed: int
+    since: float
 
 
 class Scheduler:
@@ -86,39 +96,73 @@ class Scheduler:
                 unfired,
                 entry.settings.missed,
             )
+        backlog: list[Pending] = []  # slots whose tick is not stored yet
         if catch_up is not None:
-            await self.fire(entry, catch_up, missed=unfired - 1)
-            unfired = 0
+            backlog, unfired = [Pending(catch_up, unfired - 1, time.time())], 0
         slot = entry.next_slot(now)
+        slot_due = slot.timestamp() + entry.jitter_s(self._rng)
+        retries = 0
         while not stop.is_set():
-            due = slot.timestamp() + entry.jitter_s(self._rng)
+            backlog = await self._fire_backlog(entry, backlog)
+            retries = retries + 1 if backlog else 0
+            due = slot_due
+            if backlog:  # a tick that could not be stored is tried again soon, not at the next slot
+                due = min(due, time.time() + self._settings.nats.publish_backoff.delay(retries))
             if await _wait_until(due, stop, self._settings.scheduler.clock_check_s):
                 return
-            await self.fire(entry, slot, missed=unfired)
-            unfired = 0
-            slot = entry.next_slot(max(slot, self.now()))
+            if time.time() >= slot_due:
+                backlog.append(Pending(slot, unfired, time.time()))
+                unfired = 0
+                slot = entry.next_slot(max(slot, self.now()))
+                slot_due = slot.timestamp() + entry.jitter_s(self._rng)
 
-    async def fire(self, entry: Entry, slot: datetime, missed: int = 0) -> None:
+    async def _fire_backlog(self, entry: Entry, backlog: list[Pending]) -> list[Pending]:
+        """Fire the waiting slots, oldest first; those still not stored stay, up to the catch-up window."""
+        left = []
+        for pending in backlog:
+            slot = pending.slot
+            if time.time() - pending.since > self._keep_trying_s(entry):
+                log.error(
+                    "tick %s for slot %s given up: not stored within the catch-up window",
+                    entry.name,
+                    slot.isoformat(),
+                )
+                continue
+            if not await self.fire(entry, slot, pending.missed):
+                left.append(pending)
+        return left
+
+    def _keep_trying_s(self, entry: Entry) -> float:
+        """The catch-up window, but never beyond a claim's lifetime (else a slot could be claimed twice)."""
+        return min(entry.settings.catchup_window_s, self._settings.scheduler.claim_ttl_s)
+
+    async def fire(self, entry: Entry, slot: datetime, missed: int = 0) -> bool:
         """Publish the tick of ``slot`` unless the schedule is paused or another replica claimed the slot;
-        ``missed``: how many earlier slots never fired (for the monitor)."""
+        ``missed``: how many earlier slots never fired (for the monitor). False: try again later (the
+        claim or the tick could not be stored)."""
         if self._pauses.is_paused(entry.name):
             log.info("schedule %s is paused: slot %s skipped", entry.name, slot.isoformat())
-            return
-        if not await self._claims.claim(entry.name, slot):
+            return True
+        claimed = await self._claims.claim(entry.name, slot)
+        if claimed is None:
+            return False
+        if not claimed:
             self._slots.record(entry.name, slot)  # fired by another replica
             log.debug("slot %s of %s fired by another replica", slot.isoformat(), entry.name)
-            return
+            return True
         tick = Tick(schedule=entry.name, slot=slot, source="scheduler", missed=missed)
         try:
             await self._bus.publish(
                 subjects.tick(entry.name), tick, msg_id=f"{entry.name}@{slot.isoformat()}"
             )
         except (TimeoutError, nats.errors.Error) as exc:
-            # Not recorded as fired: after a restart the slot counts as missed (and runs once if due).
-            log.error("tick %s for slot %s could not be stored: %s", entry.name, slot.isoformat(), exc)
-            return
+            # Tried again soon; if this replica stops first, a restart counts the slot as missed.
+            log.error("tick %s for slot %s could not be stored yet: %s", entry.name, slot.isoformat(), exc)
+            return False
+        self._claims.fired(entry.name, slot)
         self._slots.record(entry.name, slot)
         log.info("tick %s for slot %s", entry.name, slot.isoformat())
+        return True
 
     async def describe(self, _request: bytes) -> SchedulesReply:
         now = self.now()

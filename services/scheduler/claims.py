@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 
 import nats.errors
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
@@ -20,17 +20,29 @@ class SlotClaims:
     def __init__(self, bucket: KeyValue, replica: str) -> None:
         self._bucket = bucket
         self._replica = replica
+        self._mine: set[str] = set()  # claimed here, tick not stored yet: still ours on the next try
 
-    async def claim(self, schedule: str, slot: datetime) -> bool:
-        """True: this replica fires ``slot``. When the bucket cannot answer, True as well: the tick's
-        message id still keeps it out of the stream twice, and no slot is lost to a key-value outage."""
+    async def claim(self, schedule: str, slot: datetime) -> bool | None:
+        """True: this replica fires ``slot``; False: another replica does; None: the bucket cannot answer
+        now (a cluster electing a new leader for it) — ask again soon."""
+        key = slot_key(schedule, slot)
+        if key in self._mine:
+            return True
         try:
-            await self._bucket.create(slot_key(schedule, slot), self._replica.encode())
-        except KeyWrongLastSequenceError:
+            await self._bucket.create(key, self._replica.encode())
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # KeyNotFoundError: the create was refused (the key exists) and nats-py's look at the key
+            # went to a copy of the bucket that had not seen it yet; either way another replica has it.
             return False
         except (TimeoutError, nats.errors.Error) as exc:
-            log.warning("claim of %s for slot %s failed (%s); firing anyway", schedule, slot.isoformat(), exc)
+            log.warning("claim of %s not possible yet: %s", key, exc)
+            return None
+        self._mine.add(key)
         return True
+
+    def fired(self, schedule: str, slot: datetime) -> None:
+        """The tick of ``slot`` is stored: nothing left to remember."""
+        self._mine.discard(slot_key(schedule, slot))
 
 
 def slot_key(schedule: str, slot: datetime) -> str:

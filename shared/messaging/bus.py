@@ -248,7 +248,8 @@ class TickSubscription:
             await self._fetch_until(gate, stop)
         finally:
             # Unfetched status replies would keep a later drain() waiting until its timeout.
-            await self._pull.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):  # already gone after a failed resubscription
+                await self._pull.unsubscribe()
             await gate.wait()
 
     async def _fetch_until(self, gate: OverlapGate, stop: asyncio.Event) -> None:
