@@ -1,6 +1,6 @@
 """Tick lag: from a tick's scheduled slot to its arrival at a service, on one node and in a 3-node cluster.
 
-``python -m benchmarks.ticks [--seconds 30] [--schedules 10]`` runs two scheduler replicas (in a cluster:
+``python -m benchmarks.ticks [--seconds 60] [--schedules 5]`` runs two scheduler replicas (in a cluster:
 on two different nodes) with ``--schedules`` schedules ``@every 1s``, and on a third connection (the
 cluster's third node) one service-style tick subscription per schedule plus a plain core subscriber on
 ``syntx.tick.>``. It prints one table: ticks received, lag p50/p99/max at the service, and how many slots
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 
+from benchmarks.report import load_average
 from services.scheduler.app import run as run_scheduler
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.messaging import Tick, subjects
@@ -126,7 +127,7 @@ async def measure(root: Path, size: int, seconds: float, schedules: int) -> Row:
     finally:
         await asyncio.gather(*(node.stop() for node in nodes))
     lags = sorted(seen.lags_s)
-    cuts = statistics.quantiles(lags, n=100) if len(lags) > 1 else lags * 99
+    cuts = statistics.quantiles(lags, n=100, method="inclusive") if len(lags) > 1 else lags * 99
     return Row(
         setup=f"{size} node{'s' if size > 1 else ''}, 2 scheduler replicas",
         ticks=len(lags),
@@ -159,17 +160,18 @@ def table(rows: list[Row]) -> str:
 
 
 async def main_async(seconds: float, schedules: int) -> str:
+    load_at_start = load_average()
     rows = []
     for size in (1, 3):
         with tempfile.TemporaryDirectory(prefix="syntx-ticks-") as tmp:
             rows.append(await measure(Path(tmp), size, seconds, schedules))
-    return table(rows)
+    return f"{table(rows)}\nload average at start {load_at_start}, at end {load_average()} (2 cores here)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ticks", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=35.0, help="how long each setup runs")
-    parser.add_argument("--schedules", type=int, default=10, help="schedules @every 1s (ticks per second)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long each setup runs")
+    parser.add_argument("--schedules", type=int, default=5, help="schedules @every 1s (ticks per second)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)

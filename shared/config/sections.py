@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from shared.backoff import Backoff
 
@@ -18,7 +19,7 @@ class _Section(BaseModel):
 
 class NatsSettings(_Section):
     url: str | None = Field(None, description="unset: `syntx up` starts an embedded nats-server")
-    servers: list[str] = Field(
+    servers: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="a cluster's URLs (the client picks one, fails over); beats url"
     )
     stream_replicas: int = Field(
@@ -51,7 +52,11 @@ class NatsSettings(_Section):
     @field_validator("servers", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        """``SYNTX_NATS__SERVERS=nats://a:4222,nats://b:4222`` as well as a YAML list."""
+        """``SYNTX_NATS__SERVERS=nats://a:4222,nats://b:4222`` (or a JSON list) as well as a YAML list."""
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            import json  # local: only this spelling needs it
+
+            return json.loads(value)
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
