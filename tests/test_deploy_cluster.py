@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped,unused-ignore]
+import pytest
 import yaml
 
 from shared.config import DEFAULT_CONFIG, load_settings
@@ -73,3 +77,14 @@ def test_the_roles_environment_is_valid_configuration(monkeypatch: Any, tmp_path
 def test_syntx_up_takes_a_cluster_size() -> None:
     assert build_parser().parse_args(["up", "--cluster", "3"]).cluster == 3
     assert build_parser().parse_args(["up"]).cluster == 1
+
+
+@pytest.mark.parametrize("name", ["nats-node.yml", "syntx-roles.yml"])
+def test_the_files_match_the_compose_specification(name: str) -> None:
+    schema_file = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = [
+        f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(_load(name))
+    ]
+    assert not problems, "\n".join(problems)
