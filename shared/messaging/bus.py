@@ -47,6 +47,7 @@ TickHandler = Callable[[Tick], Awaitable[None]]
 Responder = Callable[[bytes], Awaitable[BaseModel]]
 
 FETCH_BATCH = 16
+BACKLOG_FETCH_WAIT_S = 0.1  # ticks counted as waiting may have been taken meanwhile: don't wait long
 MALFORMED_SUBJECTS_MAX = 100  # made-up subjects beyond this are counted together
 OTHER_SUBJECT = "other"
 
@@ -255,7 +256,7 @@ class TickSubscription:
     async def _fetch_until(self, gate: OverlapGate, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                messages = await self._pull.fetch(FETCH_BATCH, timeout=self._settings.tick_fetch_wait_s)
+                messages = await self._fetch()
             except TimeoutError:  # nats-py raises both its own and asyncio's; both mean "no tick"
                 self._failures = 0
                 continue
@@ -271,6 +272,20 @@ class TickSubscription:
             ticks = [tick for msg in messages if (tick := await self._bus.ack_tick(msg, self._schedule))]
             if ticks:
                 gate.offer(_coalesce(ticks))
+
+    async def _fetch(self) -> list[Msg]:
+        """The next tick as soon as it is stored, plus the ones already waiting behind it.
+
+        One at a time first: nats-py's fetch of a batch waits for the whole batch until its timeout once
+        a first message came through a waiting request, which would delay a lone tick by up to that.
+        """
+        messages: list[Msg] = await self._pull.fetch(1, timeout=self._settings.tick_fetch_wait_s)
+        waiting = messages[-1].metadata.num_pending
+        if waiting:  # a backlog: these are there already, so a no-wait fetch returns them at once
+            with contextlib.suppress(TimeoutError):
+                more = await self._pull.fetch(min(waiting, FETCH_BATCH), timeout=BACKLOG_FETCH_WAIT_S)
+                messages.extend(more)
+        return messages
 
     async def _resubscribe(self) -> None:
         with contextlib.suppress(nats.errors.Error):
