@@ -271,6 +271,30 @@ async def test_two_replicas_fire_each_slot_once(tmp_path: Path, nats_server: Nat
     assert {f"producer.{int(slot.timestamp())}" for slot in slots if slot} <= set(claimed)
 
 
+@pytest.mark.timeout(40)
+async def test_a_replica_that_dies_leaves_no_gap(tmp_path: Path, nats_server: NatsServer) -> None:
+    """One replica is cancelled mid-run (as abrupt as in-process gets); the other fires every slot."""
+    one = _settings(tmp_path, nats_server, schedules={"producer": {"cron": "@every 1s"}, **OTHERS_OFF})
+    other = one.model_copy(update={"data_dir": tmp_path / "other-host"})
+    await _ensure_streams(one)
+    published = TickLog()
+    async with observer(nats_server.url, HEARTBEATS) as (nc, heartbeats):
+        await nc.subscribe(subjects.tick("producer"), cb=published.on_msg)
+        async with schedulers([one], heartbeats):
+            dying = asyncio.create_task(run_scheduler(other, asyncio.Event()))
+            await published.wait_for(lambda seen: len(seen) >= 3)
+            dying.cancel()
+            await asyncio.gather(dying, return_exceptions=True)
+            died_at = len(published.seen)
+            await published.wait_for(lambda seen: len(seen) >= died_at + 3)
+        await nc.flush()
+    slots = sorted(tick.slot for _, tick in published.seen if tick.slot)
+    assert len(slots) == len(set(slots))
+    assert [(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)] == [1.0] * (
+        len(slots) - 1
+    )
+
+
 class SchedulerLines(logging.Handler):
     """The scheduler's log lines, as they are written (the replicas run in this process)."""
 
