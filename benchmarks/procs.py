@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import yaml
 
@@ -107,6 +107,14 @@ def start_stub(children: Children, workdir: Path, delay_s: float) -> tuple[subpr
     return process, port
 
 
+def start_hostile_stub(children: Children, workdir: Path, size_mb: float) -> int:
+    """``python -m benchmarks.hostile_backend --mode huge`` in its own process; returns its port."""
+    log_path = workdir / "hostile-backend.log"
+    args = [sys.executable, "-m", "benchmarks.hostile_backend", "--mode", "huge", "--size-mb", str(size_mb)]
+    process = children.spawn(args, log_path)
+    return int(_wait_for_line(log_path, process, re.compile(r"^port (\d+)$", re.M)).group(1))
+
+
 def load_check(port: int, connections: int = 8, seconds: float = 1.5) -> float:
     """Requests per second the stub serves to ``benchmarks.loadgen`` running in another process."""
     args = [sys.executable, "-m", "benchmarks.loadgen", "--port", str(port)]
@@ -124,15 +132,17 @@ class ConsumerSpec:
     concurrency: int
     watch: bool
     batch: int = 20
+    queue: dict[str, Any] = field(default_factory=dict)  # queue settings (e.g. max_attempts)
 
 
 CONSUMER = "syntex_system"
 
 
 def write_config(spec: ConsumerSpec) -> Path:
-    config = {
+    config: dict[str, Any] = {
         "data_dir": str(spec.data_dir),
         "nats": {"url": spec.nats_url},
+        "queue": spec.queue,
         "consumers": {
             CONSUMER: {
                 "wrapper": CONSUMER,

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -23,7 +24,7 @@ from nats.aio.msg import Msg
 from benchmarks.procs import CONSUMER, Children, ConsumerSpec, cpu_seconds, peak_rss_mb, start_consumer
 from benchmarks.workload import result_count
 from shared.messaging import subjects
-from shared.queue import FileQueue
+from shared.queue import ERROR, PROCESSED, FileQueue
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +76,25 @@ def fresh_queue(bench: Bench, label: str) -> FileQueue:
 
 @asynccontextmanager
 async def consumer(
-    bench: Bench, queue: FileQueue, *, port: int, concurrency: int, watch: bool
+    bench: Bench,
+    queue: FileQueue,
+    *,
+    port: int,
+    concurrency: int,
+    watch: bool,
+    queue_settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[Running]:
     """A consumer process on ``queue``'s data dir, ready (it said hello on NATS) when this yields."""
     data_dir = queue.root.parent
-    spec = ConsumerSpec(data_dir, bench.nats_url, bench.url(port), concurrency, watch)
+    spec = ConsumerSpec(
+        data_dir, bench.nats_url, bench.url(port), concurrency, watch, queue=queue_settings or {}
+    )
     ready = asyncio.Event()
 
     async def on_heartbeat(msg: Msg) -> None:
         with contextlib.suppress(ValueError, AttributeError):
             beat = json.loads(msg.data)
-            if beat.get("service") == f"consumer.{CONSUMER}" and not beat.get("stopping"):
+            if beat.get("service") == subjects.consumer_schedule(CONSUMER) and not beat.get("stopping"):
                 ready.set()
 
     sub = await bench.nc.subscribe(subjects.SERVICE_HEARTBEAT, cb=on_heartbeat)
@@ -138,7 +147,7 @@ async def wait_results(running: Running, count: int, timeout_s: float) -> None:
 
 
 def clear_results(queue: FileQueue) -> None:
-    for folder in ("processed", "error"):
+    for folder in (PROCESSED, ERROR):
         shutil.rmtree(queue.folder(folder))
         queue.folder(folder).mkdir()
 

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.config import PROJECT_ROOT
-from shared.queue import INCOMING, JOB_SUFFIX, PROCESSED, RESULT_SUFFIX, TMP, FileQueue, JobMeta, render_job
+from shared.config import PROJECT_ROOT, QueueSettings
+from shared.queue import (
+    ERROR,
+    INCOMING,
+    JOB_SUFFIX,
+    PROCESSED,
+    RESULT_SUFFIX,
+    TMP,
+    FileQueue,
+    JobMeta,
+    JobResult,
+    render_job,
+)
 from shared.scoring import FormatSpec, load_catalog
 
 WRAPPER = "syntex_system"
+MAX_RESULT_BYTES = QueueSettings().max_result_bytes
 PROMPT = (
     "Untersuche „Klimawandel“ aus dem Bereich Gesellschaft: Welche Spannungen, Muster und Strömungen "
     "prägen die öffentliche Debatte heute, und wie reagieren Politik, Wirtschaft und Bürger darauf?"
@@ -91,7 +102,7 @@ def add_job_timed(queue: FileQueue, data: bytes, job_id: str) -> float:
     return renamed_at
 
 
-def result_count(queue_root: Path, folders: tuple[str, ...] = (PROCESSED, "error")) -> int:
+def result_count(queue_root: Path, folders: tuple[str, ...] = (PROCESSED, ERROR)) -> int:
     total = 0
     for folder in folders:
         with os.scandir(queue_root / folder) as entries:
@@ -111,17 +122,16 @@ class Finished:
 
 def read_results(queue_root: Path) -> list[Finished]:
     found: list[Finished] = []
-    for folder in (PROCESSED, "error"):
+    for folder in (PROCESSED, ERROR):
         for path in (queue_root / folder).glob(f"*{RESULT_SUFFIX}"):
-            record = json.loads(path.read_bytes())
-            attempts = record.get("attempts") or [{}]
-            started = attempts[0].get("started_at") or record["finished_at"]
+            record = JobResult.load(path, max_bytes=MAX_RESULT_BYTES)
+            started = record.attempts[0].started_at if record.attempts else record.finished_at
             found.append(
                 Finished(
-                    job_id=record["job_id"],
-                    status=record["status"],
-                    started=datetime.fromisoformat(started).timestamp(),
-                    finished=datetime.fromisoformat(record["finished_at"]).timestamp(),
+                    job_id=record.job_id,
+                    status=record.status,
+                    started=started.timestamp(),
+                    finished=record.finished_at.timestamp(),
                 )
             )
     return found

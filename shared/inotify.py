@@ -6,6 +6,12 @@ listen for arrivals only (created, moved in): a move *out* of a watched folder i
 IN_MOVED_FROM, which watchdog holds back half a second waiting for its pair — and every later event
 with it; a consumer's own claims would delay its notice of new jobs that long. No event filter of
 watchdog's asks for IN_MOVED_TO without IN_MOVED_FROM, hence the mask here.
+
+Moves can also be reported unpaired (``pair_moves=False``): IN_MOVED_FROM at once as a removal,
+IN_MOVED_TO as an addition. watchdog pairs them by searching its queue of pending events for each move,
+so a burst of thousands of renames costs time growing with the square of the burst; a watcher that only
+counts files needs no pairs. (A directory moved within the watched tree is then watched again below its
+new name from scratch; the queue's folders never move.)
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyConstants, Mask
+from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper, PathedInotifyEvent
 
 if TYPE_CHECKING:
     from watchdog.events import FileSystemEvent
@@ -31,9 +38,25 @@ def _ignore() -> None:
     return None
 
 
+class _Unpaired(InotifyMoveEventGrouper):
+    """Hands every event on at once, in order; never pairs a move (no search of pending events)."""
+
+    def put_event(self, event: PathedInotifyEvent) -> None:
+        self._queue.put(event, delay=False)
+
+    def get_queued_moved_from_event(self, cookie: int) -> PathedInotifyEvent | None:
+        return None
+
+
 @dataclass
 class _AlarmedWatchGroup(InotifyWatchGroup):
     on_overflow: OverflowAlarm = field(default=_ignore)
+    pair_moves: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.pair_moves:
+            self._move_event_grouper = _Unpaired()
+        super().__post_init__()
 
     def on_queue_overflow(self) -> None:
         super().on_queue_overflow()
@@ -42,7 +65,8 @@ class _AlarmedWatchGroup(InotifyWatchGroup):
 
 class AlarmedEmitter(InotifyEmitter):
     """watchdog's inotify emitter, calling ``on_overflow`` (on watchdog's reader thread) after the kernel
-    reported lost events; with ``arrivals_only`` it asks the kernel for arrivals only."""
+    reported lost events; with ``arrivals_only`` it asks the kernel for arrivals only; with
+    ``pair_moves=False`` it reports a move as a removal and an addition, without pairing them."""
 
     def __init__(
         self,
@@ -53,10 +77,12 @@ class AlarmedEmitter(InotifyEmitter):
         event_filter: list[type[FileSystemEvent]] | None = None,
         on_overflow: OverflowAlarm,
         arrivals_only: bool = False,
+        pair_moves: bool = True,
     ) -> None:
         super().__init__(event_queue, watch, timeout=timeout, event_filter=event_filter)
         self._on_overflow = on_overflow
         self._arrivals_only = arrivals_only
+        self._pair_moves = pair_moves
 
     def on_thread_start(self) -> None:
         # As InotifyEmitter.on_thread_start, with the watch group that reports overflows.
@@ -67,6 +93,7 @@ class AlarmedEmitter(InotifyEmitter):
             event_mask=self.get_event_mask_from_filter(),
             follow_symlink=self.watch.follow_symlink,
             on_overflow=self._on_overflow,
+            pair_moves=self._pair_moves,
         )
 
     def get_event_mask_from_filter(self) -> Mask:

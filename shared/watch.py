@@ -22,7 +22,7 @@ ChangeSink = Callable[[Change], None]
 
 
 def _observer(
-    loop: asyncio.AbstractEventLoop, sink: ChangeSink, *, polling: bool, arrivals_only: bool
+    loop: asyncio.AbstractEventLoop, sink: ChangeSink, *, polling: bool, arrivals_only: bool, pair_moves: bool
 ) -> BaseObserver:
     """Polling works everywhere; on Linux, inotify that reports lost events as ``OVERFLOW``; elsewhere the
     platform's own observer (no overflow report; ``arrivals_only`` narrows inotify only)."""
@@ -36,7 +36,11 @@ def _observer(
         loop.call_soon_threadsafe(sink, OVERFLOW)
 
     return BaseObserver(
-        AlarmedEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, on_overflow=overflowed, arrivals_only=arrivals_only
+        AlarmedEmitter,
+        timeout=DEFAULT_OBSERVER_TIMEOUT,
+        on_overflow=overflowed,
+        arrivals_only=arrivals_only,
+        pair_moves=pair_moves,
     )
 
 
@@ -75,15 +79,18 @@ async def watching(
     polling: bool = False,
     recursive: bool = False,
     arrivals_only: bool = False,
+    pair_moves: bool = True,
 ) -> AsyncIterator[None]:
     """Deliver ``(kind, folder, name)`` for files added to or removed from ``folders`` while inside.
 
     Watch a common parent with ``recursive=True`` to see moves between its folders as one event each:
     separately watched folders report a move out only after watchdog's pairing timeout.
     ``arrivals_only``: report only files that appear (no removals, no writes) — and without that delay.
+    ``pair_moves=False``: report each half of a move as it comes (inotify), without pairing — the same
+    changes, but a burst of renames costs time in proportion to its size (see ``shared.inotify``).
     """
     loop = asyncio.get_running_loop()
-    observer = _observer(loop, sink, polling=polling, arrivals_only=arrivals_only)
+    observer = _observer(loop, sink, polling=polling, arrivals_only=arrivals_only, pair_moves=pair_moves)
     handler = _Forwarder(loop, sink)
     for folder in folders:
         observer.schedule(handler, str(folder), recursive=recursive)

@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import annotated_types
 import nats.errors
+from pydantic import ValidationError
 
 from shared.config import Settings
 from shared.messaging import PausedSchedules, Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
-from shared.queue import job_id_problem
+from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
 from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
+from syntx import exits
+from syntx.embedded_nats import EmbeddedNatsError
+from syntx.holders import InUse, check_port, data_dir_claimed
 from syntx.requeue import requeue
 from syntx.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-NO_ANSWER_EXIT = 3
-USAGE_EXIT = 2
-NOTHING_DONE_EXIT = 1
+NO_ANSWER_EXIT = exits.NOT_REACHABLE
+USAGE_EXIT = exits.USAGE
+NOTHING_DONE_EXIT = exits.NOTHING_DONE
+SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")  # one subject token or several, no wildcard
 CONNECT_ATTEMPTS = 1  # one retry, then "cannot reach NATS" instead of waiting forever
 
 
@@ -33,11 +40,35 @@ def out(text: str = "") -> None:
 
 
 async def up(settings: Settings, paths: list[str], cluster_size: int = 1) -> int:
-    return await Supervisor(settings, paths, cluster_size).run()
+    try:
+        with data_dir_claimed(settings.data_dir):
+            _check_ports(settings, cluster_size)
+            return await Supervisor(settings, paths, cluster_size).run()
+    except InUse as exc:
+        return _fail(str(exc), exits.IN_USE)
+    except (EmbeddedNatsError, TimeoutError) as exc:
+        return _fail(
+            f"syntx up: the embedded nats-server did not start ({exc or 'not ready in time'}); "
+            "its last lines are above — free its port or its store directory and start again"
+        )
+
+
+def _check_ports(settings: Settings, cluster_size: int = 1) -> None:
+    """Refuse to start beside a process on a port ``syntx up`` would listen on, naming that process."""
+    if settings.nats.url is None and not settings.nats.servers:
+        for index in range(cluster_size):
+            port = settings.nats.embedded_port + index
+            check_port("127.0.0.1", port, "embedded NATS", "SYNTX_NATS__EMBEDDED_PORT")
+        for index in range(cluster_size if cluster_size > 1 else 0):
+            port = settings.up.cluster_route_port + index
+            check_port("127.0.0.1", port, "embedded NATS routes", "SYNTX_UP__CLUSTER_ROUTE_PORT")
+    check_port(settings.monitor.host, settings.monitor.port, "monitor metrics", "SYNTX_MONITOR__PORT")
 
 
 def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
-    return bus_module.connect(settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS)
+    return bus_module.connect(
+        settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=True
+    )
 
 
 def _unreachable(settings: Settings) -> int:
@@ -46,13 +77,40 @@ def _unreachable(settings: Settings) -> int:
     return NO_ANSWER_EXIT
 
 
-async def trigger(settings: Settings, schedule: str, batch: int | None) -> int:
-    if schedule not in settings.schedules:
-        known = ", ".join(sorted(settings.schedules))
-        log.warning("%s is not a configured schedule (%s); publishing anyway", schedule, known)
+def _tick_or_refusal(settings: Settings, schedule: str, batch: int | None, force: bool) -> Tick | str:
+    """The tick to publish, or why it is refused (nothing is published then)."""
+    known = ", ".join(sorted(settings.schedules))
+    if not SCHEDULE_NAME.fullmatch(schedule):
+        return f"syntx trigger: {schedule!r} is not a schedule name; name one of: {known}"
+    if schedule not in settings.schedules and not force:
+        return (
+            f"syntx trigger: {schedule!r} is not a configured schedule; name one of: {known} "
+            "(or add --force for a schedule configured elsewhere)"
+        )
+    try:
+        return Tick(schedule=schedule, batch=batch, source="operator")
+    except ValidationError:
+        low, high = batch_bounds()
+        return (
+            f"syntx trigger: --batch {batch} is out of range; give a number from {low} to {high}, "
+            "or leave --batch out for the configured size"
+        )
+
+
+def batch_bounds() -> tuple[int, int]:
+    """The smallest and largest batch a tick may carry (the Tick model's bounds)."""
+    metadata = Tick.model_fields["batch"].metadata
+    low = next(cast(int, m.ge) for m in metadata if isinstance(m, annotated_types.Ge))
+    high = next(cast(int, m.le) for m in metadata if isinstance(m, annotated_types.Le))
+    return low, high
+
+
+async def trigger(settings: Settings, schedule: str, batch: int | None, force: bool = False) -> int:
+    tick = _tick_or_refusal(settings, schedule, batch, force)
+    if isinstance(tick, str):
+        return _usage(tick)
     try:
         async with _connect(settings) as bus:
-            tick = Tick(schedule=schedule, batch=batch, source="operator")
             await bus.publish(subjects.tick(schedule), tick)
     except nats.errors.NoServersError:
         return _unreachable(settings)
@@ -72,7 +130,13 @@ async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") ->
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         sys.stderr.write(f"no answer from the {who} on {subject}: is `syntx up` running?\n")
         return None
-    reply: dict[str, Any] = json.loads(data)
+    try:
+        reply = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        reply = None
+    if not isinstance(reply, dict):
+        sys.stderr.write(f"the {who} answered on {subject} with something that is not JSON; is it ours?\n")
+        return None
     return reply
 
 
@@ -160,9 +224,20 @@ def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int
             return _usage(
                 f"syntx retry: {job_id!r} is not a job id ({problem}); use the name of error/<job_id>.json"
             )
-    moved = requeue(settings.queue_dir, job_ids, include_rejected, progress=out)
+    moved = requeue(
+        settings.queue_dir,
+        job_ids,
+        include_rejected,
+        progress=out,
+        max_result_bytes=settings.queue.max_result_bytes,
+    )
+    if job_ids and not moved:
+        return _fail(
+            "syntx retry: none of the named jobs could be re-queued; "
+            "`syntx results --status failed` lists the failed ones"
+        )
     out(f"{moved} job(s) back in incoming/")
-    return 0 if moved or not job_ids else NOTHING_DONE_EXIT
+    return 0
 
 
 def score(
@@ -175,14 +250,22 @@ def score(
     if format_name is not None and format_name not in catalog.formats:
         return _fail(f"unknown format {format_name!r} (known: {known})")
     try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            record = json.loads(text)
-            text = record.get("response") or ""
-            format_name = format_name or record.get("format")
-            prompt = prompt or record.get("prompt") or ""
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-        return _fail(f"cannot read {path}: {exc}")
+        if path.suffix == RESULT_SUFFIX:
+            record = JobResult.load_copy(path, max_bytes=settings.queue.max_result_bytes)
+            text = record.response or ""
+            format_name = format_name or record.format
+            prompt = prompt or record.prompt or ""
+        else:
+            text = path.read_text(encoding="utf-8")
+    except ResultFileError as exc:
+        return _usage(
+            f"syntx score: {path} is not a result JSON: {exc.detail}; name a response text or a result"
+        )
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return _usage(f"syntx score: cannot read {path}: {reason}; name a response text or a result JSON")
+    except UnicodeDecodeError as exc:
+        return _usage(f"syntx score: {path} is neither UTF-8 text nor a result JSON ({exc}); name one")
     parsed = parse_response(text, catalog.formats, expected=format_name)
     chosen = format_name or parsed.format
     if chosen is None or chosen not in catalog.formats:
@@ -197,9 +280,9 @@ def _usage(message: str) -> int:
     return USAGE_EXIT
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = exits.NOTHING_DONE) -> int:
     sys.stderr.write(message + "\n")
-    return 1
+    return code
 
 
 def _short_time(value: str, settings: Settings) -> str:

@@ -8,19 +8,50 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NoReturn
 
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
-from shared.service import CONFIG_EXIT_CODE, SERVICES
-from syntx import commands
+from shared.service import CONFIG_EXIT_CODE, SERVICES, service_names
+from syntx import commands, exits, health, look
+
+LOCAL_LLM_ENV = "SYNTX_LLM__LOCAL__ENABLED"
+
+DISTRIBUTION = "syntx"
+RESULT_STATUSES = ("passed", "rejected", "failed", "malformed")
+WATCH_EVERY_S = 2.0
+RESULTS_LIMIT = 20
+RUN_LOG_SUFFIX = ".run"  # `syntx run X` logs to logs/X.run.log, never into the running service's file
+LOG_SUFFIX_ENV = "SYNTX_LOGGING__FILE_SUFFIX"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A wrong command line is one line naming the problem and where to read more (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(exits.USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
+def _version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="syntx", description="Operate the SYNTX loop.")
+    parser = OneLineParser(prog="syntx", description="Operate the SYNTX loop.")
+    parser.add_argument("--version", action="version", version=f"syntx {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole system on this machine (embedded NATS unless configured)")
     up.add_argument(
         "--demo", action="store_true", help="layer config/demo.yaml: the loop turns within a minute"
+    )
+    up.add_argument(
+        "--llm",
+        choices=["local"],
+        help="local: start a llama.cpp server (llm.local) and point every consumer at it",
     )
     up.add_argument(
         "--cluster",
@@ -38,9 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         "schedule", help="producer, consumer.sigma, consumer.syntex_system, monitor, cleanup"
     )
     trigger.add_argument("--batch", type=int, help="override the batch size for this run")
+    trigger.add_argument("--force", action="store_true", help="publish for a schedule configured elsewhere")
     status = sub.add_parser("status", help="queue counts, state, health and last runs (asks the monitor)")
     status.add_argument("--json", action="store_true")
     status.add_argument("--exact", action="store_true", help="have the monitor recount the folders first")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=WATCH_EVERY_S,
+        metavar="SECONDS",
+        help=f"refresh every SECONDS (default {WATCH_EVERY_S:g}) until Ctrl-C",
+    )
     schedules = sub.add_parser(
         "schedules", help="every schedule with its next fire times (asks the scheduler)"
     )
@@ -58,7 +98,32 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--prompt", default="", help="the job prompt, for the relevance check")
     score.add_argument("--scorer", default="default", help="default or v1")
     score.add_argument("--json", action="store_true")
+    health_check = sub.add_parser(
+        "health", help="exit 0 if the service answers with a heartbeat (a container healthcheck)"
+    )
+    health_check.add_argument(
+        "--service", required=True, help="scheduler, producer, monitor, cleanup or consumer.<name>"
+    )
+    health_check.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the heartbeat")
+    health_check.add_argument("--any-host", action="store_true", help="count an instance on any host")
+    _add_views(sub)
     return parser
+
+
+def _add_views(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    logs = sub.add_parser("logs", help="the services' log files merged by time, prefixed by service")
+    logs.add_argument("services", nargs="*", metavar="SERVICE", help="e.g. producer; none: all")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    logs.add_argument("--since", help="only lines from then on: 10m, 2h, 1d or an ISO 8601 time")
+    results = sub.add_parser("results", help="list results, newest first (processed/, error/, archive/)")
+    results.add_argument("--status", action="append", choices=RESULT_STATUSES, default=[], help="repeatable")
+    results.add_argument("--wrapper", help="only this consumer's results")
+    results.add_argument("--since", help="only results finished from then on: 10m, 2h, 1d or an ISO time")
+    results.add_argument("--limit", type=int, default=RESULTS_LIMIT, help=f"at most N ({RESULTS_LIMIT})")
+    results.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="one job: prompt, answer, score breakdown with reasons, attempts")
+    show.add_argument("job_id")
+    show.add_argument("--json", action="store_true", help="the whole result record")
 
 
 def _settings_or_exit(demo: bool = False) -> tuple[Settings, list[str]]:
@@ -72,10 +137,16 @@ def _settings_or_exit(demo: bool = False) -> tuple[Settings, list[str]]:
         raise SystemExit(CONFIG_EXIT_CODE) from None
 
 
-def _exec_service(service: str, wrapper: str | None) -> int:
+def _exec_service(settings: Settings, service: str, wrapper: str | None) -> int:
     argv = [sys.executable, "-m", f"services.{service}"]
     if service == "consumer":
-        argv += ["--wrapper", wrapper or os.environ.get("SYNTX_CONSUMER", "")]
+        wrapper = wrapper or os.environ.get("SYNTX_CONSUMER", "")
+        if wrapper not in settings.consumers:
+            known = ", ".join(sorted(settings.consumers))
+            sys.stderr.write(f"syntx run consumer: name the consumer with --wrapper NAME, one of: {known}\n")
+            return exits.USAGE
+        argv += ["--wrapper", wrapper]
+    os.environ[LOG_SUFFIX_ENV] = RUN_LOG_SUFFIX
     os.execv(sys.executable, argv)
 
 
@@ -86,30 +157,60 @@ async def _schedules(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.write(
             f"syntx schedules {args.action}: name a schedule, e.g. `syntx schedules {args.action} producer`\n"
         )
-        return commands.USAGE_EXIT
+        return exits.USAGE
     return await commands.pause_schedule(settings, args.name, args.action == "pause")
 
 
+def _health(settings: Settings, service: str, wait_s: float, any_host: bool) -> int:
+    known = service_names(settings.consumers)
+    if service not in known:
+        sys.stderr.write(f"syntx health: unknown service {service!r}; choose one of {', '.join(known)}\n")
+        return exits.USAGE
+    wanted = health.heartbeat_filter(service, any_host)
+    return asyncio.run(health.health(settings, wanted, wait_s))
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    if args.watch is not None:
+        return look.watch_status(settings, args.watch, args.exact)
+    return asyncio.run(commands.status(settings, args.json, args.exact))
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    try:
+        code = _run(build_parser().parse_args(argv))
+    except KeyboardInterrupt:  # at any point, settings loading included
+        sys.stderr.write("syntx: interrupted; nothing more was done\n")
+        code = exits.INTERRUPTED
+    raise SystemExit(code)
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s syntx: %(message)s", datefmt="%H:%M:%S")
-    if args.command == "run":
-        raise SystemExit(_exec_service(args.service, args.wrapper))
+    if getattr(args, "llm", None) == "local":
+        os.environ[LOCAL_LLM_ENV] = "true"  # as if configured: llm.local.enabled
     settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
+    if args.command == "run":
+        return _exec_service(settings, args.service, args.wrapper)
     handlers: dict[str, Callable[[], int]] = {
         "up": lambda: asyncio.run(commands.up(settings, paths, args.cluster)),
-        "trigger": lambda: asyncio.run(commands.trigger(settings, args.schedule, args.batch)),
-        "status": lambda: asyncio.run(commands.status(settings, args.json, args.exact)),
+        "trigger": lambda: asyncio.run(commands.trigger(settings, args.schedule, args.batch, args.force)),
+        "status": lambda: _status(settings, args),
         "schedules": lambda: asyncio.run(_schedules(settings, args)),
         "retry": lambda: commands.retry(settings, args.job_ids, args.rejected),
         "score": lambda: commands.score(
             settings, args.file, args.format, args.prompt, args.scorer, args.json
         ),
+        "logs": lambda: look.logs(settings, args.services, args.follow, args.since),
+        "results": lambda: look.results(
+            settings, args.status, args.wrapper, args.since, args.limit, args.json
+        ),
+        "show": lambda: look.show(settings, args.job_id, args.json),
+        "health": lambda: _health(settings, args.service, args.wait, args.any_host),
     }
     os.environ.setdefault(CONFIG_ENV, ":".join(paths))
     try:
-        code = handlers[args.command]()
+        return handlers[args.command]()
     except ConfigError as exc:  # found only on contact, e.g. a NATS server without JetStream
         sys.stderr.write(f"{exc}\n")
-        code = CONFIG_EXIT_CODE
-    raise SystemExit(code)
+        return CONFIG_EXIT_CODE

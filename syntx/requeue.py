@@ -7,13 +7,12 @@ as well — retrying it again would queue the prompt twice, nothing is lost.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.queue import ERROR, FileQueue, JobMeta
+from shared.queue import ERROR, RESULT_SUFFIX, FileQueue, JobMeta, JobResult, ResultFileError
 
 log = logging.getLogger(__name__)
 
@@ -22,45 +21,49 @@ PROGRESS_EVERY = 100
 
 
 def requeue(
-    queue_dir: Path, job_ids: list[str], include_rejected: bool, progress: Callable[[str], None]
+    queue_dir: Path,
+    job_ids: list[str],
+    include_rejected: bool,
+    progress: Callable[[str], None],
+    max_result_bytes: int,
 ) -> int:
     queue = FileQueue(queue_dir)
     queue.ensure()
     statuses = (*RETRYABLE, "rejected") if include_rejected else RETRYABLE
-    paths = [queue.folder(ERROR) / f"{job_id}.json" for job_id in job_ids] or sorted(
+    paths = [queue.folder(ERROR) / f"{job_id}{RESULT_SUFFIX}" for job_id in job_ids] or sorted(
         queue.result_files(ERROR)
     )
     moved = 0
     for index, path in enumerate(paths, start=1):
-        record = _read(path)
+        record = _read(path, max_result_bytes, progress)
         if record is None:
-            progress(f"skip {path.name}: not a readable result in error/")
             continue
-        if not job_ids and record.get("status") not in statuses:
+        if not job_ids and record.status not in statuses:
             continue
-        if not record.get("prompt"):
-            progress(f"skip {path.stem}: the result holds no prompt (status {record.get('status')})")
+        if not record.prompt:
+            progress(f"skip {path.stem}: the result holds no prompt (status {record.status})")
             continue
-        _requeue_one(queue, path, record)
+        _requeue_one(queue, path, record.prompt, record.meta)
         moved += 1
         if index % PROGRESS_EVERY == 0:
             progress(f"{index}/{len(paths)} looked at, {moved} re-queued")
     return moved
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(path: Path, max_bytes: int, progress: Callable[[str], None]) -> JobResult | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        return JobResult.load(path, max_bytes=max_bytes)
+    except FileNotFoundError:
+        progress(f"skip {path.name}: not a readable result in {ERROR}/")
+    except ResultFileError as exc:
+        progress(f"skip {path.name}: not a readable result in {ERROR}/ ({exc.reason}: {exc.detail})")
+    return None
 
 
-def _requeue_one(queue: FileQueue, path: Path, record: dict[str, Any]) -> str:
+def _requeue_one(queue: FileQueue, path: Path, prompt: str, meta: dict[str, Any]) -> str:
     """The job goes back under a new id (a consumer must never see it beside its old result); the old
     result moves to ``archive/`` so that ``error/`` holds only what still needs attention."""
-    meta = JobMeta.model_validate({**(record.get("meta") or {}), "retry_of": path.stem})
-    new_id = queue.add_job(record["prompt"], meta)
+    new_id = queue.add_job(prompt, JobMeta.model_validate({**meta, "retry_of": path.stem}))
     archived = queue.archive(path)
     log.info("re-queued %s as %s (earlier result now in %s)", path.stem, new_id, archived.parent)
     return new_id

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.config import CONFIG_ENV, Settings
+from shared.messaging import subjects
 from shared.service import CONFIG_EXIT_CODE, reported
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, EmbeddedNatsError, die_with_parent
+from syntx.local_llm import LocalLLM, LocalLLMError, backend_environment
 from syntx.nats_cluster import plan_cluster
 
 log = logging.getLogger(__name__)
 
+LOCAL_LLM_EXITED_CODE = 1
 MAX_REPLICAS = 5  # JetStream keeps at most five copies of a stream
 
 
@@ -41,7 +44,7 @@ def service_specs(settings: Settings, schedulers: int = 1) -> list[ServiceSpec]:
     specs = [ServiceSpec(name, ("-m", "services.scheduler")) for name in ("scheduler", *replicas)]
     specs += [ServiceSpec("producer", ("-m", "services.producer"))]
     specs += [
-        ServiceSpec(f"consumer.{name}", ("-m", "services.consumer", "--wrapper", name))
+        ServiceSpec(subjects.consumer_schedule(name), ("-m", "services.consumer", "--wrapper", name))
         for name in settings.consumers
     ]
     specs += [
@@ -106,6 +109,7 @@ class Supervisor:
         self._cluster_size = cluster_size
         self._config = ":".join(config_paths)
         self._stop = asyncio.Event()
+        self._backend_env: dict[str, str] = {}
         self.exit_code = 0
 
     async def run(self) -> int:
@@ -121,7 +125,7 @@ class Supervisor:
                 self._settings.data_dir / "nats",
             )
         try:
-            await self._run_children(nodes)
+            await self._with_local_llm(nodes)
         finally:
             self._stop.set()  # from here on, the embedded servers' exit is expected
             if nodes:
@@ -195,8 +199,56 @@ class Supervisor:
         self.exit_code = self.exit_code or 1
         self._stop.set()
 
+    async def _with_local_llm(self, nodes: list[EmbeddedNats]) -> None:
+        """Run the services, beside a local LLM server when ``llm.local.enabled`` (``--llm local``)."""
+        local_settings = self._settings.llm.local
+        if not local_settings.enabled:
+            await self._run_children(nodes)
+            return
+        local = LocalLLM(local_settings)
+        if not await self._start_local_llm(local):
+            await local.stop()
+            return
+        log.info("local LLM ready at %s (model %s)", local.url, local.model)
+        self._backend_env = backend_environment(local_settings, local.url, list(self._settings.consumers))
+        watch = asyncio.create_task(self._stop_if_it_exits(local), name="watch the local LLM")
+        try:
+            await self._run_children(nodes)
+        finally:
+            watch.cancel()
+            await local.stop()
+            log.info("local LLM stopped")
+
+    async def _start_local_llm(self, local: LocalLLM) -> bool:
+        """True once it is ready; False after Ctrl-C while the model loads, or a start error (exit 2)."""
+        starting = asyncio.create_task(local.start(), name="start the local LLM")
+        stopped = asyncio.create_task(self._stop.wait(), name="Ctrl-C while the model loads")
+        await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return False
+        failure = starting.exception()
+        if failure is None:
+            return True
+        if not isinstance(failure, LocalLLMError):
+            raise failure
+        log.error("%s", failure)
+        self.exit_code = CONFIG_EXIT_CODE
+        return False
+
+    async def _stop_if_it_exits(self, local: LocalLLM) -> None:
+        """The consumers cannot work without it: an unexpected exit is said and stops everything."""
+        reason = await local.exited()
+        if not self._stop.is_set():
+            log.error("%s; stopping everything", reason)
+            self.exit_code = LOCAL_LLM_EXITED_CODE
+            self._stop.set()
+
     def _child_env(self, nodes: list[EmbeddedNats]) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self._backend_env)
         env.update({CONFIG_ENV: self._config, "PYTHONUNBUFFERED": "1"})
         if len(nodes) == 1:
             env["SYNTX_NATS__URL"] = nodes[0].url

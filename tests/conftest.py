@@ -62,3 +62,16 @@ async def server() -> AsyncIterator[ScriptedServer]:
     await scripted.start()
     yield scripted
     await scripted.close()
+
+
+FIGURES = "chaos"  # the name tests/test_chaos.py records its table under
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Figures a test recorded with ``record_property``, shown after the run whether it passed or not."""
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, figures in getattr(report, "user_properties", ()):
+                if name == FIGURES and getattr(report, "when", None) == "call":
+                    terminalreporter.write_sep("-", report.nodeid.split("::")[-1])
+                    terminalreporter.write_line(str(figures))

@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from shared.config import Settings
-from shared.messaging import Event, decode_event, subjects
+from shared.messaging import Event, JobScored, decode_event, subjects
 
 ServiceRun = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -90,3 +90,21 @@ async def running(
 
 
 HEARTBEATS = subjects.SERVICE_HEARTBEAT
+
+
+def scored(job_id: str, wrapper: str = "sigma") -> JobScored:
+    """A passed job's event, as a consumer of ``wrapper`` sends it."""
+    return JobScored(
+        job_id=job_id,
+        wrapper=wrapper,
+        backend="offline",
+        model="offline-responder",
+        score=95,
+        threshold=90,
+        status="passed",
+        format="sigma",
+        llm_seconds=0.1,
+        total_seconds=0.2,
+        attempt=1,
+        scorer="syntx-2",
+    )

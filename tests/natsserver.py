@@ -36,8 +36,13 @@ class NatsServer:
             self.process.stderr.close()
 
 
-def start_nats(store: Path, port: int = -1, *, jetstream: bool = True) -> NatsServer:
+def start_nats(
+    store: Path, port: int = -1, *, jetstream: bool = True, auth: tuple[str, str] | None = None
+) -> NatsServer:
+    """``auth``: (user, password) the server requires of every client."""
     options = ["-js", "-sd", str(store)] if jetstream else []
+    if auth is not None:
+        options += ["--user", auth[0], "--pass", auth[1]]
     process = subprocess.Popen(
         [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), *options],
         stdin=subprocess.DEVNULL,

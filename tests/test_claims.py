@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 from shared.queue import (
     ERROR,
@@ -180,3 +181,22 @@ def test_results_are_created_exclusively(queue: FileQueue) -> None:
     assert queue.write_atomic(queue.folder(PROCESSED) / "j.json", b"{}", exclusive=True) is False
     assert json.loads((queue.folder(PROCESSED) / "j.json").read_text(encoding="utf-8")) == {"n": 1}
     assert list(queue.folder(".tmp").iterdir()) == []
+
+
+def test_leases_are_judged_by_the_file_clock_and_its_probe_leaves_nothing(queue: FileQueue) -> None:
+    """The file clock is a fresh file's ctime (on NFS: the server's clock), the clock of every lease."""
+    claims = Claims(queue, new_token())
+    claim = claims.take(queue.add_job("prompt", META))
+    assert claim is not None
+    clock = queue.file_clock()
+    lease_clock = claim.lease_clock()
+    assert lease_clock is not None and lease_clock <= clock
+    assert not list(queue.folder(".tmp").iterdir())
+    assert claims.expired(LEASE_S) == []  # judged against the file clock: just taken
+    os.utime(claim.path, (clock - LEASE_S - 5, clock - LEASE_S - 5))  # mtime only: the ctime is now
+    assert claims.expired(LEASE_S) == []
+
+
+def test_the_file_clock_falls_back_to_the_local_clock_without_a_staging_folder(tmp_path: Path) -> None:
+    before = time.time()
+    assert before <= FileQueue(tmp_path / "nowhere").file_clock() <= time.time()

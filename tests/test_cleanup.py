@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import os
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from nats.aio.client import Client
 
 from services.cleanup.app import run as run_cleanup
 from services.cleanup.tidy import DAY_S, Tidier
+from services.monitor.app import Monitor
+from services.producer.app import run as run_producer
 from shared.config import DEFAULT_CONFIG, CleanupSettings, load_settings
-from shared.messaging import CleanupReport, subjects
+from shared.messaging import CleanupReport, Event, ProducerGeneration, subjects
+from shared.messaging import bus as bus_module
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -27,11 +37,13 @@ from shared.queue import (
     JobMeta,
     new_token,
 )
-from tests.harness import HEARTBEATS, observer, running
+from tests.harness import HEARTBEATS, EventLog, free_port, observer, running
 from tests.natsserver import NatsServer
+from tests.records import result_record
 
 NOW = 1_800_000_000.0  # a fixed "now"; file ages are set relative to it
 HOUR = 3600.0
+MAX_RESULT_BYTES = 64 * 1024
 
 
 @pytest.fixture
@@ -48,7 +60,7 @@ def put(path: Path, age_s: float, content: str = "x") -> Path:
 
 
 def tidier(queue: FileQueue, logs: Path, **settings: float | None) -> Tidier:
-    return Tidier(queue, logs, CleanupSettings(**settings))
+    return Tidier(queue, logs, CleanupSettings(**settings), MAX_RESULT_BYTES)
 
 
 def names(queue: FileQueue, folder: str) -> set[str]:
@@ -102,7 +114,7 @@ def test_a_non_job_file_in_incoming_is_quarantined(queue: FileQueue, logs: Path)
 
 
 def test_a_result_that_is_not_json_is_quarantined(queue: FileQueue, logs: Path) -> None:
-    put(queue.folder(PROCESSED) / "good.json", 10, '{"status": "passed"}')
+    put(queue.folder(PROCESSED) / "good.json", 10, json.dumps(result_record("good", "passed")))
     put(queue.folder(PROCESSED) / "cut.json", 10, '{"status": "pas')
     (queue.folder(ERROR) / "binary.json").write_bytes(b"\xff\xfe\x00")  # not even UTF-8
     report = tidier(queue, logs).run(now=NOW)
@@ -142,11 +154,15 @@ def test_logs_older_than_the_retention_are_removed(queue: FileQueue, logs: Path)
 
 
 def test_error_and_archive_retention_only_when_configured(queue: FileQueue, logs: Path) -> None:
-    put(queue.folder(ERROR) / "old-error.json", 400 * DAY_S, "{}")
-    put(queue.folder(ERROR) / "new-error.json", DAY_S, "{}")
-    put(queue.folder(ARCHIVE) / "old-archive.json", 400 * DAY_S, "{}")
-    put(queue.folder(ARCHIVE) / "new-archive.json", DAY_S, "{}")
-    put(queue.folder(PROCESSED) / "old-passed.json", 400 * DAY_S, "{}")
+    for folder, name, age_s in (
+        (ERROR, "old-error", 400 * DAY_S),
+        (ERROR, "new-error", DAY_S),
+        (ARCHIVE, "old-archive", 400 * DAY_S),
+        (ARCHIVE, "new-archive", DAY_S),
+        (PROCESSED, "old-passed", 400 * DAY_S),
+    ):
+        record = result_record(name, "passed") if folder == PROCESSED else result_record(name, "failed")
+        put(queue.folder(folder) / f"{name}.json", age_s, json.dumps(record))
 
     kept = tidier(queue, logs).run(now=NOW)
     assert kept.removed == {}
@@ -169,7 +185,7 @@ def test_stale_attempt_files_are_removed(queue: FileQueue, logs: Path) -> None:
     waiting = queue.add_job("waiting", JobMeta())
     claim = Claims(queue, new_token()).take(finished)
     assert claim is not None
-    queue.write_result(PROCESSED, finished, {"status": "passed"})
+    queue.write_result(PROCESSED, finished, result_record(finished, "passed"))
     claim.path.unlink()  # a crash before the claim's history was removed
     for job_id in (finished, waiting):
         queue.write_attempts(job_id, [{"number": 1, "outcome": "released"}])
@@ -251,3 +267,175 @@ def test_flat_archive_results_of_earlier_versions_move_into_their_day_folder(
     assert filed.read_bytes() == before
     assert queue.result_path(old.stem) == filed
     assert [path.name for path in queue.folder(ARCHIVE).iterdir()] == ["2026-12-01"]
+
+
+# -- results that are not trusted ------------------------------------------------------------------
+
+
+def untrusted_results(queue: FileQueue) -> dict[str, str]:
+    """Plants one file per kind of untrusted result; returns quarantined name -> the note expected."""
+    scored = result_record("huge", "passed", 96, meta={"category": "harmlos", "style": "casual"})
+    files: dict[str, tuple[str, Any, str]] = {
+        "huge.json": (
+            PROCESSED,
+            {**scored, "score": {**scored["score"], "total": 1_000_000_000}},
+            "score outside 0..100: score.total = 1000000000 (reason: score_out_of_range)",
+        ),
+        "renamed.json": (
+            PROCESSED,
+            {**scored, "job_id": "someone-else"},
+            "job id 'someone-else' does not match the file name (reason: job_id_mismatch)",
+        ),
+        "cut.json": (
+            ERROR,
+            '{"job_id": "cut", "status": "rej',
+            "result file is not valid JSON: EOF while parsing a string at line 1 column 32"
+            " (reason: not_json)",
+        ),
+        "typed.json": (
+            ERROR,
+            {**result_record("typed", "rejected", 40), "threshold": "ninety"},
+            "invalid field: threshold = 'ninety': Input should be a valid integer (reason: invalid_field)",
+        ),
+        "graded.json": (
+            ERROR,
+            {**result_record("graded", "failed"), "status": "graded"},
+            "unknown status: status = 'graded' (reason: unknown_status)",
+        ),
+        "unscored.json": (
+            PROCESSED,
+            {**result_record("unscored", "passed"), "score": None},
+            "no known scorer: a passed result without a score (reason: unknown_scorer)",
+        ),
+    }
+    notes = {}
+    for name, (folder, content, why) in files.items():
+        text = content if isinstance(content, str) else json.dumps(content)
+        put(queue.folder(folder) / name, 10, text)
+        notes[name] = f"{folder}/{name}: {why}\n"
+    return notes
+
+
+def test_untrusted_results_are_quarantined_with_their_reason(queue: FileQueue, logs: Path) -> None:
+    notes = untrusted_results(queue)
+    put(queue.folder(PROCESSED) / "good.json", 10, json.dumps(result_record("good", "passed")))
+    put(queue.folder(ERROR) / "failed.json", 10, json.dumps(result_record("failed", "failed")))
+    large = result_record("large", "failed", prompt="x" * 70_000)
+    put(queue.folder(ERROR) / "large.json", 10, json.dumps(large))
+
+    report = tidier(queue, logs).run(now=NOW)
+
+    assert report.untrusted == {
+        "score_out_of_range": 1,
+        "job_id_mismatch": 1,
+        "not_json": 1,
+        "invalid_field": 1,
+        "unknown_status": 1,
+        "unknown_scorer": 1,
+        "too_large": 1,
+    }
+    assert report.quarantined == 7
+    assert names(queue, PROCESSED) == {"good.json"}
+    assert names(queue, ERROR) == {"failed.json"}
+    for name, note in notes.items():
+        assert (queue.folder(QUARANTINE) / f"{name}.why.txt").read_text(encoding="utf-8") == note
+    assert (queue.folder(QUARANTINE) / "large.json.why.txt").read_text(encoding="utf-8") == (
+        f"error/large.json: result file is larger than {MAX_RESULT_BYTES} bytes (reason: too_large)\n"
+    )
+    assert tidier(queue, logs).run(now=NOW).untrusted == {}  # each is counted once
+
+
+async def test_untrusted_results_are_not_learned_but_quarantined_and_counted(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    settings = load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url},
+        monitor={"host": "127.0.0.1", "port": port, "reconcile_s": 3600},
+    )
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    notes = untrusted_results(queue)
+    good = result_record("good", "passed", 96, meta={"category": "harmlos", "style": "casual"})
+    assert queue.write_result(PROCESSED, "good", good)
+    monitor = Monitor(settings)
+    counted = asyncio.Event()
+    original = monitor.tracker.on_event
+
+    async def on_event(event: Event) -> None:
+        await original(event)
+        if isinstance(event, CleanupReport):
+            counted.set()
+
+    monitor.tracker.on_event = on_event  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, logger="services.producer.learning")
+    watched = (HEARTBEATS, subjects.CLEANUP_REPORT, subjects.PRODUCER_GENERATION)
+    stop = asyncio.Event()
+    async with (
+        observer(nats_server.url, *watched) as (nc, events),
+        bus_module.connect(settings.nats, name="monitor") as bus,
+        running(settings, {"producer": run_producer, "cleanup": run_cleanup}, events),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
+    ):
+        serving = asyncio.create_task(monitor.serve(bus, stop))
+        try:
+            stats_before, generation = await learn_and_tick(nc, events)
+            # Cleanup quarantines the rest and the monitor counts them by reason.
+            await events.wait_for(lambda found: any(getattr(e, "service", None) == "monitor" for e in found))
+            await nc.publish(subjects.tick("cleanup"), b"")
+            await asyncio.wait_for(counted.wait(), timeout=20)
+            text = (await client.get("/metrics")).text
+            stats = json.loads((await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)).data)
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, timeout=30)
+
+    # The producer learned only the trusted result, at its start and on its tick, and kept running.
+    arms = {"harmlos/casual": {"count": 1, "mean": 96.0, "passed": 1}}
+    assert (stats_before["observed"], stats_before["arms"]) == (1, arms)
+    assert (generation.learned_from, generation.archived) == (1, 1)
+    assert (stats["observed"], stats["arms"]) == (1, arms)
+    refused = [message for message in caplog.messages if message.startswith("not learning from")]
+    assert len(refused) == len(notes)
+    assert any("(score_out_of_range): score outside 0..100: score.total = 1000000000" in m for m in refused)
+    # Cleanup quarantined each untrusted result with its note; the monitor counted each reason.
+    [report] = events.of(CleanupReport)
+    reasons = ("score_out_of_range", "job_id_mismatch", "not_json", "invalid_field", "unknown_status")
+    assert report.untrusted == dict.fromkeys((*reasons, "unknown_scorer"), 1)
+    for reason in (*reasons, "unknown_scorer"):
+        assert untrusted_metric(text, reason) == 1
+    assert untrusted_metric(text, "too_large") == 0  # every reason is exported from the start
+    assert queue.count(PROCESSED) == queue.count(ERROR) == 0
+    assert {path.name for path in queue.result_files(ARCHIVE)} == {"good.json"}
+    for name, note in notes.items():
+        assert (queue.folder(QUARANTINE) / f"{name}.why.txt").read_text(encoding="utf-8") == note
+
+
+async def learn_and_tick(nc: Client, events: EventLog) -> tuple[dict[str, Any], ProducerGeneration]:
+    stats: dict[str, Any] = json.loads((await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)).data)
+    await nc.publish(subjects.tick("producer"), b"")
+    await events.wait_for(lambda found: any(isinstance(event, ProducerGeneration) for event in found))
+    [generation] = events.of(ProducerGeneration)
+    return stats, generation
+
+
+def untrusted_metric(text: str, reason: str) -> float:
+    match = re.search(rf'^syntx_results_untrusted_total\{{reason="{reason}"\}} (\S+)$', text, re.MULTILINE)
+    assert match, f"no series for {reason} in /metrics"
+    return float(match.group(1))
+
+
+def test_each_result_is_read_by_the_first_pass_that_sees_it(queue: FileQueue, logs: Path) -> None:
+    """A pass reads only results changed since the previous one; a million old results cost a stat each."""
+    cleanup = tidier(queue, logs)
+    put(queue.folder(PROCESSED) / "good.json", 10, json.dumps(result_record("good", "passed")))
+    assert cleanup.run(now=NOW).quarantined == 0
+    put(queue.folder(ERROR) / "cut.json", 10, '{"status": "pas')  # changed after the first pass: read
+    assert cleanup.run(now=NOW).quarantined == 1
+    ahead = Tidier(queue, logs, CleanupSettings(), MAX_RESULT_BYTES, check_overlap_s=-HOUR)
+    ahead.run(now=NOW)  # this pass "started" an hour from now
+    put(queue.folder(ERROR) / "late.json", 10, '{"status": "pas')
+    assert ahead.run(now=NOW).quarantined == 0  # older than the last pass by the file clock: not read
+    assert tidier(queue, logs).run(now=NOW).quarantined == 1  # a new cleanup process reads everything once

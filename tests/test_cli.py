@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
+import logging
+import os
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,9 +22,11 @@ from shared.messaging import Tick
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue, Job, parse_job
 from shared.service import CONFIG_EXIT_CODE
+from syntx.holders import data_dir_claimed
 from syntx.main import main
 from tests.harness import HEARTBEATS, free_port, observer, running
 from tests.natsserver import NatsServer
+from tests.records import result_record, score_record
 
 SIGMA_ANSWER = (
     "1. Σ-DRIFTGRADIENT: abrupt - schneller Wechsel.\n2. Σ-MECHANISMUSKNOTEN: MN-04 Impulsumkehr.\n"
@@ -151,6 +157,7 @@ def error_result(job_id: str, status: str, prompt: str | None = "Erkläre: Katze
         "status": status,
         "reason": "backend down" if status == "failed" else "score 40 < threshold 90",
         "prompt": prompt,
+        "score": score_record(40) if status == "rejected" else None,
         "meta": {
             "topic": "Katzen",
             "category": "harmlos",
@@ -227,10 +234,10 @@ def test_a_named_job_is_retried_whatever_its_status(
     ("job_id", "problem"),
     [
         ("../../../outside/victim", "starts with a dot"),
-        ("outside/victim", "contains a path separator or a control character"),
+        ("outside/victim", "contains a path separator"),
         ("..", "starts with a dot"),
-        ("/etc/passwd", "contains a path separator or a control character"),
-        ("job\nINFO forged", "contains a path separator or a control character"),
+        ("/etc/passwd", "contains a path separator"),
+        ("job\nINFO forged", "file name contains control or invisible characters"),
         ("", "empty"),
     ],
 )
@@ -250,6 +257,28 @@ def test_retry_takes_job_ids_never_paths(
         err == f"syntx retry: {job_id!r} is not a job id ({problem}); use the name of error/<job_id>.json\n"
     )
     assert victim.exists() and not list(queue.folder(ARCHIVE).iterdir()) and not queue.incoming_ids()
+
+
+def test_retry_leaves_an_untrusted_result_alone_and_says_why(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    queue.write_result(ERROR, "f1", error_result("f1", "failed"))
+    queue.write_result(ERROR, "f2", {**error_result("f2", "failed"), "job_id": "elsewhere"})
+    queue.write_result(ERROR, "f3", {**error_result("f3", "failed"), "attempts": "none"})
+    assert syntx("retry") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "1 job(s) back in incoming/"
+    assert (
+        "skip f2.json: not a readable result in error/ (job_id_mismatch: job id 'elsewhere' does not " in out
+    )
+    assert (
+        "skip f3.json: not a readable result in error/ (invalid_field: invalid field: attempts = 'none'"
+        in out
+    )
+    assert set(_waiting(queue)) == {"f1"}
+    assert {path.name for path in queue.result_files(ERROR)} == {"f2.json", "f3.json"}
 
 
 # -- score -----------------------------------------------------------------------------------------
@@ -282,7 +311,9 @@ def test_score_a_response_text(environment: Path, tmp_path: Path, capsys: pytest
 
 def test_score_a_result_json(environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "job.json"
-    record = {"response": SIGMA_ANSWER, "format": "sigma", "prompt": "Was passiert bei Überlast?"}
+    record = result_record(
+        "job", "rejected", response=SIGMA_ANSWER, format="sigma", prompt="Was passiert bei Überlast?"
+    )
     path.write_text(json.dumps(record), encoding="utf-8")
     assert syntx("score", str(path)) == 0
     total = check_breakdown(capsys.readouterr().out)
@@ -290,6 +321,21 @@ def test_score_a_result_json(environment: Path, tmp_path: Path, capsys: pytest.C
     data = json.loads(capsys.readouterr().out)
     assert data["scorer"] == "v1" and 0 <= data["total"] <= 100
     assert 0 <= total <= 100
+
+
+def test_score_refuses_a_json_that_is_not_a_result(
+    environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "answer.json"
+    record = result_record("job", "rejected", response=SIGMA_ANSWER, format="sigma")
+    path.write_text(
+        json.dumps({**record, "score": {**record["score"], "total": 1_000_000_000}}), encoding="utf-8"
+    )
+    assert syntx("score", str(path)) == 2  # naming a file that is no result is a usage mistake
+    assert capsys.readouterr().err == (
+        f"syntx score: {path} is not a result JSON: score outside 0..100: score.total = 1000000000;"
+        " name a response text or a result\n"
+    )
 
 
 def test_score_without_a_known_format(
@@ -341,3 +387,184 @@ async def test_schedules_without_a_scheduler_exits_3(
 ) -> None:
     assert await asyncio.to_thread(syntx, "schedules") == 3
     assert "no answer from the scheduler on syntx.schedules" in capsys.readouterr().err
+
+
+# -- errors a person can act on ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["trigger", "nosuch"],
+            "syntx trigger: 'nosuch' is not a configured schedule; name one of: cleanup, consumer.sigma, "
+            "consumer.syntex_system, monitor, producer (or add --force for a schedule configured elsewhere)",
+        ),
+        (["trigger", "a.>", "--force"], "syntx trigger: 'a.>' is not a schedule name; name one of: "),
+        (["trigger", "consumer.sigma", "--batch", "0"], "syntx trigger: --batch 0 is out of range; give"),
+        (["trigger", "consumer.sigma", "--batch", "-1"], "syntx trigger: --batch -1 is out of range; give"),
+        (
+            ["trigger", "consumer.sigma", "--batch", "10001"],
+            "syntx trigger: --batch 10001 is out of range; give a number from 1 to 10000, "
+            "or leave --batch out for the configured size",
+        ),
+    ],
+)
+def test_a_wrong_tick_is_refused_before_anything_is_published(
+    environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expected: str,
+) -> None:
+    """Refused with exit 2 although no NATS is there: the command never got as far as connecting."""
+    monkeypatch.setenv("SYNTX_NATS__URL", f"nats://127.0.0.1:{free_port()}")
+    assert syntx(*argv) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith(expected)
+    assert captured.out == ""
+
+
+async def test_force_publishes_a_tick_for_a_schedule_configured_elsewhere(
+    with_nats: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    received: list[Tick] = []
+    stop = asyncio.Event()
+
+    async def on_tick(tick: Tick) -> None:
+        received.append(tick)
+        stop.set()
+
+    async with bus_module.connect(with_nats.nats, name="test") as bus:
+        ticks = await bus.subscribe_ticks("elsewhere")
+        assert await asyncio.to_thread(syntx, "trigger", "elsewhere", "--force") == 0
+        async with asyncio.timeout(15):
+            await ticks.run(on_tick, stop)
+    assert [tick.schedule for tick in received] == ["elsewhere"]
+    assert capsys.readouterr().out == "tick sent: syntx.tick.elsewhere\n"
+
+
+async def test_without_nats_a_command_prints_exactly_one_line(
+    environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No connection noise from the NATS client: not on stderr, not through logging."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("SYNTX_NATS__URL", url)
+    caplog.set_level(logging.INFO)
+    async with asyncio.timeout(15):
+        assert await asyncio.to_thread(syntx, "status") == 3
+    captured = capfd.readouterr()
+    assert captured.err == f"cannot reach NATS at {url}: is `syntx up` running?\n"
+    assert captured.out == ""
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO] == []
+
+
+def test_a_wrong_command_line_is_one_line_with_exit_2(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert syntx("bogus") == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("syntx: argument command: invalid choice: 'bogus'")
+    assert line.endswith("; see `syntx --help`")
+    assert syntx("trigger") == 2
+    assert capsys.readouterr().err == (
+        "syntx trigger: the following arguments are required: schedule; see `syntx trigger --help`\n"
+    )
+
+
+def test_version_comes_from_the_package(capsys: pytest.CaptureFixture[str]) -> None:
+    assert syntx("--version") == 0
+    assert capsys.readouterr().out == f"syntx {importlib.metadata.version('syntx')}\n"
+
+
+def test_an_unreadable_file_to_score_is_one_line_with_exit_2(
+    environment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.txt"
+    assert syntx("score", str(missing)) == 2
+    assert capsys.readouterr().err == (
+        f"syntx score: cannot read {missing}: No such file or directory; "
+        "name a response text or a result JSON\n"
+    )
+    binary = tmp_path / "answer.txt"
+    binary.write_bytes(b"\xff\xfe\x00")
+    assert syntx("score", str(binary)) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"syntx score: {binary} is neither UTF-8 text nor a result JSON (")
+
+
+def test_a_config_path_that_is_a_directory_is_a_config_error(
+    environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path))
+    assert syntx("status") == CONFIG_EXIT_CODE
+    assert capsys.readouterr().err == (
+        f"config file {tmp_path} cannot be read: Is a directory (set {CONFIG_ENV} to a file)\n"
+    )
+
+
+def test_ctrl_c_during_a_command_is_one_line_with_exit_130(
+    environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C is a KeyboardInterrupt wherever the command is; here it comes from the scorer."""
+
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("syntx.commands.load_catalog", interrupted)
+    assert syntx("score", "answer.txt") == 130
+    assert capsys.readouterr().err == "syntx: interrupted; nothing more was done\n"
+
+
+def test_retrying_only_unknown_jobs_is_one_line_with_exit_1(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert syntx("retry", "not-a-job") == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "syntx retry: none of the named jobs could be re-queued; "
+        "`syntx results --status failed` lists the failed ones\n"
+    )
+
+
+def test_a_second_up_on_the_same_data_directory_names_the_holder(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with data_dir_claimed(environment) as pid_file:
+        assert pid_file.read_text() == f"{os.getpid()}\n"
+        assert syntx("up") == 4
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        f"syntx up: the data directory {environment} is in use by syntx up, pid {os.getpid()} ("
+    )
+    assert line.endswith(
+        f"(Ctrl-C in its terminal, or kill {os.getpid()}), or set SYNTX_DATA_DIR to another directory"
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "what"),
+    [("SYNTX_NATS__EMBEDDED_PORT", "embedded NATS"), ("SYNTX_MONITOR__PORT", "monitor metrics")],
+)
+def test_up_on_a_taken_port_names_the_process_listening_there(
+    environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    setting: str,
+    what: str,
+) -> None:
+    monkeypatch.delenv("SYNTX_NATS__URL", raising=False)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        monkeypatch.setenv(setting, str(port))
+        assert syntx("up") == 4
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"syntx up: port {port} ({what}) is in use by pid {os.getpid()} (")
+    assert line.endswith(f"; stop it, or set {setting} to a free port")
+    assert not (environment / "syntx-up.pid").read_text()  # the claim ended with the command

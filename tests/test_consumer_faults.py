@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import sys
 from collections import Counter
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from services.cleanup.tidy import Tidier
-from shared.config import PROJECT_ROOT, CleanupSettings
+from shared.config import PROJECT_ROOT, CleanupSettings, QueueSettings
 from shared.llm.offline import offline_answer
 from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, JobMeta
 from shared.scoring import load_catalog
@@ -34,6 +35,7 @@ from tests.natsserver import NatsServer
 JOBS = 300
 WRAPPER = "syntex_system"
 PREFIX = f"SYNTX_CONSUMERS__{WRAPPER.upper()}__"
+FAILPOINT_KILL = re.compile(r"failpoint \w+: killing this process$")
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Fleet:
     processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     log_paths: dict[int, Path] = field(default_factory=dict)
     deaths: Counter[int] = field(default_factory=Counter)
+    last_codes: dict[int, int] = field(default_factory=dict)  # exit codes of the processes stopped
+    killed_pids: set[int] = field(default_factory=set)
     started: int = 0
     killed: int = 0
     stopping: bool = False
@@ -72,36 +76,54 @@ class Fleet:
         log.close()
 
     async def _keep(self, slot: int) -> None:
-        while not self.stopping:
+        while True:
             code = await self.processes[slot].wait()
             if self.stopping:
+                self.last_codes[slot] = code
                 return
             self.deaths[code] += 1
             if code == 2:  # a configuration error: restarting cannot help
                 raise AssertionError("consumer rejected its configuration:\n" + self.log_text()[-2000:])
             await self._spawn(slot)
+            if self.stopping:  # started while the others were told to stop: stop it as well
+                self.processes[slot].send_signal(signal.SIGTERM)
 
     def kill_one(self, rng: random.Random) -> None:
-        process = self.processes[rng.randrange(self.size)]
-        if process.returncode is None:
+        """SIGKILL one consumer, if it runs its service: killing consumers still starting up at a fixed
+        pace could keep a busy machine from processing anything at all."""
+        slot = rng.randrange(self.size)
+        process = self.processes[slot]
+        if process.returncode is None and self._serving(slot):
             process.send_signal(signal.SIGKILL)
+            self.killed_pids.add(process.pid)
             self.killed += 1
 
     async def stop(self) -> list[int]:
-        """SIGTERM to every consumer that runs its service; the exit codes of those.
+        """SIGTERM to every consumer; the exit codes of those that ran their service and were not killed.
 
-        Left out: one just SIGKILLed and not restarted yet, and one still starting (Python's default
-        SIGTERM action ends it before the service has installed its handler — it holds no claim yet).
+        Left out: one still starting (Python's default SIGTERM action ends it before the service has
+        installed its handler — it holds no claim yet), and one SIGKILLed — from outside just before the
+        stop, or by itself at a failpoint (its log ends with that). Failpoints stay armed while a stop
+        lets in-flight jobs finish: a crash then must lose nothing either; those deaths count as deaths.
         """
         self.stopping = True
-        running = {slot: process for slot, process in self.processes.items() if process.returncode is None}
-        for process in running.values():
-            process.send_signal(signal.SIGTERM)
-        codes = {
-            slot: await asyncio.wait_for(process.wait(), timeout=30) for slot, process in running.items()
-        }
-        await asyncio.gather(*self._keepers)
-        return [code for slot, code in codes.items() if code != -signal.SIGTERM or self._serving(slot)]
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*self._keepers), timeout=30)
+        codes = []
+        for slot, code in self.last_codes.items():
+            if code == -signal.SIGKILL and self._killed(slot):
+                self.deaths[code] += 1
+            elif code != -signal.SIGTERM or self._serving(slot):
+                codes.append(code)
+        return codes
+
+    def _killed(self, slot: int) -> bool:
+        if self.processes[slot].pid in self.killed_pids:
+            return True
+        lines = self.log_paths[slot].read_text(errors="replace").splitlines()
+        return bool(lines) and FAILPOINT_KILL.search(lines[-1]) is not None
 
     def _serving(self, slot: int) -> bool:
         return "claims as" in self.log_paths[slot].read_text(errors="replace")
@@ -156,7 +178,8 @@ def _assert_exactly_once(queue: FileQueue, expected: set[str], settings_logs: Pa
     )
     assert max(results.values()) == 1, [job for job, count in results.items() if count > 1]
     assert queue.count(INCOMING) == 0 and list(queue.file_names(PROCESSING)) == []
-    Tidier(queue, settings_logs, CleanupSettings()).run()  # stale attempt files of finished jobs
+    # stale attempt files of finished jobs
+    Tidier(queue, settings_logs, CleanupSettings(), QueueSettings().max_result_bytes).run()
     assert list(queue.file_names(ATTEMPTS)) == []
     return statuses
 

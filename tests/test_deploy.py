@@ -18,7 +18,7 @@ import tomllib
 import types
 from collections.abc import Iterator
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Union, get_args, get_origin
 
 import jsonschema  # type: ignore[import-untyped,unused-ignore]
@@ -57,6 +57,8 @@ CONSUMER_SERVICES = {"consumer-syntex-system": "syntex_system", "consumer-sigma"
 PROMETHEUS_OWN_METRICS = {"up"}
 VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.DOTALL)
+# The secrets compose refuses to start without (``${NAME:?...}``); the README shows how to create .env.
+REQUIRED_SECRETS = {"NATS_PASSWORD": "test-secret", "GRAFANA_ADMIN_PASSWORD": "test-secret"}
 DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|us|ns|s|m|h|d|w|y))+$")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h|d|w|y)")
 DURATION_UNITS = {
@@ -96,28 +98,40 @@ def variable_references(document: Any) -> set[str]:
     }
 
 
-def with_defaults(value: Any) -> Any:
-    """``value`` as ``docker compose config`` shows it on a machine without the variables set."""
+def interpolate(value: Any, environ: dict[str, str] | None = None) -> Any:
+    """Resolve ``${VAR}``, ``${VAR:-default}`` … as ``docker compose config`` does (default: empty env)."""
+    env = environ or {}
     if isinstance(value, dict):
-        return {key: with_defaults(item) for key, item in value.items()}
+        return {key: interpolate(item, env) for key, item in value.items()}
     if isinstance(value, list):
-        return [with_defaults(item) for item in value]
+        return [interpolate(item, env) for item in value]
     if not isinstance(value, str):
         return value
 
-    def default(match: re.Match[str]) -> str:
-        if match.group() == "$$":
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
             return "$"
-        parsed = BRACED.match(match.group("braced") or "")
-        assert parsed and parsed.group("op") in ("-", ":-"), f"{match.group()} has no default"
-        return parsed.group("arg") or ""
+        if match.group("bare"):
+            return env.get(match.group("bare"), "")
+        parsed = BRACED.match(match.group("braced"))
+        assert parsed, f"bad variable reference {match.group(0)!r}"
+        name, op, arg = parsed.group("name"), parsed.group("op"), parsed.group("arg") or ""
+        current = env.get(name)
+        unset = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in (":-", "-"):
+            return arg if unset else str(current)
+        if op in (":+", "+"):
+            return "" if unset else arg
+        if op in (":?", "?"):
+            assert not unset, f"{name} is required: {arg}"
+        return current or ""
 
-    return VARIABLE.sub(default, value)
+    return VARIABLE.sub(substitute, value)
 
 
 def compose() -> dict[str, Any]:
-    """The compose file as Compose sees it with an empty environment (anchors merged, defaults used)."""
-    data = with_defaults(load_yaml(COMPOSE_FILE))
+    """The compose file as Compose sees it with only the .env secrets set (anchors merged, defaults used)."""
+    data = interpolate(load_yaml(COMPOSE_FILE), REQUIRED_SECRETS)
     assert isinstance(data, dict)
     return data
 
@@ -335,9 +349,11 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 
 def test_compose_variables_all_have_defaults() -> None:
-    """``docker compose up`` on a fresh machine needs no environment and prints no warning."""
-    references = variable_references(load_yaml(COMPOSE_FILE))
-    missing = {ref for ref in references if not re.match(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?-", ref)}
+    """``docker compose up`` on a fresh machine needs only the secrets of .env and prints no warning."""
+    references = set(variable_references(load_yaml(COMPOSE_FILE)))
+    required = {ref for ref in references if re.match(rf"^\$\{{({'|'.join(REQUIRED_SECRETS)}):\?.+\}}$", ref)}
+    assert {ref.split(":")[0][2:] for ref in required} == set(REQUIRED_SECRETS)
+    missing = {ref for ref in references - required if not re.match(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?-", ref)}
     assert not missing, f"variables without a default: {sorted(missing)}"
     secrets = {ref for ref in references if "API_KEY" in ref}
     assert secrets, "API keys are passed through from the host environment"
@@ -615,8 +631,10 @@ def test_prometheus_scrapes_the_monitor_and_loads_the_alerts() -> None:
     assert job.get("metrics_path", "/metrics") == "/metrics"
     assert seconds(job.get("scrape_interval", config["global"]["scrape_interval"])) == 15
 
-    for rule_file in config["rule_files"]:
-        assert repo_path(mounted[rule_file]) == ALERTS_FILE
+    for rule_file in config["rule_files"]:  # relative to the config file, in the repository and as mounted
+        assert (PROMETHEUS_FILE.parent / rule_file).resolve() == ALERTS_FILE
+        beside_config = str(PurePosixPath(config_flag.split("=", 1)[1]).parent / rule_file)
+        assert repo_path(mounted[beside_config]) == ALERTS_FILE
     # Alert and panel queries on `up` name the job that scrapes the monitor.
     queries = [str(rule["expr"]) for rule in alert_rules()]
     queries += [expr for board in dashboards().values() for _, expr in dashboard_queries(board)]
@@ -645,7 +663,9 @@ def test_grafana_provisioning_points_at_what_compose_mounts() -> None:
     if home:
         home_path = Path(home)
         assert str(home_path.parent) in paths and (DASHBOARD_DIR / home_path.name).is_file()
-    assert environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == "admin"  # ${GRAFANA_ADMIN_PASSWORD:-admin}
+    # No default password, no anonymous access: the admin password is the one of .env.
+    assert environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == REQUIRED_SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    assert environment(grafana).get("GF_AUTH_ANONYMOUS_ENABLED", "false") == "false"
 
 
 def test_dashboard_json_is_consistent() -> None:

@@ -13,9 +13,9 @@ from services.monitor.app import Monitor
 from services.monitor.health import Observations, OutcomeWindow, judge, missed_schedules
 from shared.config import DEFAULT_CONFIG, HealthSettings, load_settings
 from shared.cron import parse_schedule
-from shared.messaging import BackendState, JobFailed, JobScored, subjects
+from shared.messaging import BackendState, JobFailed, subjects
 from shared.messaging import bus as bus_module
-from tests.harness import HEARTBEATS, observer
+from tests.harness import HEARTBEATS, observer, scored
 from tests.natsserver import NatsServer
 
 LIMITS = HealthSettings()
@@ -109,23 +109,6 @@ def test_a_schedule_is_missed_after_two_slots_without_a_tick() -> None:
     assert missed == ["schedule producer has not fired since 2026-11-30 12:00:00 +0000 (two slots missed)"]
     fired = {"producer": start + timedelta(seconds=20)}
     assert missed_schedules(schedules, fired, start, start + timedelta(seconds=26)) == []
-
-
-def scored(job_id: str) -> JobScored:
-    return JobScored(
-        job_id=job_id,
-        wrapper="sigma",
-        backend="offline",
-        model="m",
-        score=90,
-        threshold=70,
-        status="passed",
-        format="sigma",
-        llm_seconds=0.1,
-        total_seconds=0.2,
-        attempt=1,
-        scorer="syntx-2",
-    )
 
 
 async def test_a_backend_going_down_and_up_shows_and_clears_over_the_bus(

@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry
 from services.monitor.app import Monitor
 from services.monitor.labels import LOGGED_NAMES_MAX, OTHER
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import JobScored, encode, subjects
 from shared.messaging import bus as bus_module
-from tests.harness import HEARTBEATS, free_port, observer
+from shared.messaging import encode, subjects
+from tests.harness import HEARTBEATS, free_port, observer, scored
 from tests.natsserver import NatsServer
 
 ONE_MIB = b"x" * (1024 * 1024 - 1024)  # below nats-server's default max_payload of 1 MiB
@@ -44,23 +44,6 @@ async def until(condition: Callable[[], bool], within_s: float = 30.0) -> None:
     async with asyncio.timeout(within_s):
         while not condition():  # noqa: ASYNC110 - the registry offers no event to wait on
             await asyncio.sleep(0.02)
-
-
-def scored(job_id: str, wrapper: str) -> JobScored:
-    return JobScored(
-        job_id=job_id,
-        wrapper=wrapper,
-        backend="offline",
-        model="m",
-        score=90,
-        threshold=70,
-        status="passed",
-        format="sigma",
-        llm_seconds=0.1,
-        total_seconds=0.2,
-        attempt=1,
-        scorer="syntx-2",
-    )
 
 
 @pytest.fixture

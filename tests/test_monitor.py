@@ -21,7 +21,7 @@ from services.monitor.counter import QueueCounter
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import Tracker
-from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.config import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from shared.messaging import (
     Event,
     GeneratorBudgetExhausted,
@@ -40,6 +40,7 @@ from shared.queue import (
     PROCESSED,
     PROCESSING,
     QUARANTINE,
+    RESULT_PROBLEMS,
     TMP,
     Claims,
     FileQueue,
@@ -47,7 +48,7 @@ from shared.queue import (
     new_token,
 )
 from shared.watch import Change, watching
-from tests.harness import HEARTBEATS, free_port, observer, running
+from tests.harness import HEARTBEATS, free_port, observer, running, scored
 from tests.natsserver import NatsServer
 
 WATCHED = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
@@ -131,10 +132,10 @@ async def test_reconcile_corrects_drift_after_changes_while_not_watching(queue: 
     queue.write_result(ERROR, "e1", {"status": "failed"})
     assert counter.count(INCOMING) == 2  # nobody told the counter
 
-    assert counter.reconcile() == 4
+    assert counter.reconcile() == 2  # numbers only: incoming 2 -> 3, error 0 -> 1
     assert counter.counts() == queue.counts()
     assert (counter.count(INCOMING), counter.count(ERROR)) == (3, 1)
-    assert counter.drift_corrections == 6
+    assert counter.drift_corrections == 4
     assert counter.reconcile() == 0
 
 
@@ -287,23 +288,6 @@ def ready(task: asyncio.Task[None]) -> Callable[[list[Event]], bool]:
     return check
 
 
-def scored(job_id: str) -> JobScored:
-    return JobScored(
-        job_id=job_id,
-        wrapper="sigma",
-        backend="offline",
-        model="offline-responder",
-        score=95,
-        threshold=90,
-        status="passed",
-        format="sigma",
-        llm_seconds=0.1,
-        total_seconds=0.2,
-        attempt=1,
-        scorer="syntx-2",
-    )
-
-
 async def test_status_request_with_reconcile_recounts(tmp_path: Path) -> None:
     monitor = Monitor(local_settings(tmp_path, "UTC"))
     monitor.queue.ensure()
@@ -380,3 +364,101 @@ async def test_generator_events_become_cost_token_and_budget_metrics() -> None:
     assert metric(text, "syntx_producer_generator_budget_exhausted") == 1
     assert metric(text, "syntx_producer_generator_spent_today") == pytest.approx(0.012)
     assert "generator" in tracker.last_runs
+
+
+def test_the_readme_lists_every_metric_and_every_untrusted_reason() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("**Metrics** (all prefixed `syntx_`)") :].split("\n\n")[0]
+    listed = set(re.findall(r"`([a-z_]+)(?:\{[a-z_,]+\})?`", paragraph))
+    families = MonitorMetrics(CollectorRegistry()).registry.collect()
+    exported = {
+        family.name.removeprefix("syntx_") + ("_total" if family.type == "counter" else "")
+        for family in families
+    }
+    assert exported <= listed, f"not in the README: {sorted(exported - listed)}"
+    assert set(RESULT_PROBLEMS) <= listed, (
+        f"reasons not in the README: {sorted(set(RESULT_PROBLEMS) - listed)}"
+    )
+
+
+def test_counts_are_numbers_per_folder_and_day_not_names(queue: FileQueue) -> None:
+    """Renames reach the counter as a removal and an addition; the archive is the sum of its days."""
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    for name in ("a.json", "b.json"):
+        counter.on_change(("added", PROCESSED, name))
+    counter.on_change(("removed", PROCESSED, "a.json"))
+    counter.on_change(("added", "2026-11-30", "a.json"))  # processed/ -> archive/2026-11-30/
+    counter.on_change(("added", "2026-11-29", "c.json"))
+    counter.on_change(("added", "elsewhere", "d.json"))  # not a queue folder: not counted
+    assert (counter.count(PROCESSED), counter.count(ARCHIVE)) == (1, 2)
+    kept_names = [value for value in vars(counter).values() if isinstance(value, set | dict)]
+    assert all(len(kept) <= len(WATCHED) + 2 for kept in kept_names)  # a number per place, no name per result
+
+
+def test_a_recount_that_raced_with_a_change_is_not_taken(queue: FileQueue) -> None:
+    """A notification for a folder while it was counted: the recount cannot tell whether it saw that file."""
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    queue.write_result("error", "e1", {"status": "failed"})  # on disk, not yet notified
+    marks = dict(counter._changes)  # when a recount in a thread starts
+    found = counter.recount()
+    counter.on_change(("added", ERROR, "e1.json"))  # the notification arrives while it counts
+    assert counter.settle(found, marks) == 0
+    assert counter.count(ERROR) == 1 and ERROR in counter.unsettled  # not 2
+    assert counter.reconcile() == 0 and not counter.unsettled
+
+
+def test_a_raced_recount_is_taken_when_the_kept_number_is_known_wrong(queue: FileQueue) -> None:
+    """Never counted yet (a monitor starting beside a busy queue): the recount is the better number."""
+    for job_id in ("p1", "p2", "p3"):
+        queue.write_result("processed", job_id, {"status": "passed"})
+    counter = QueueCounter(queue)
+    marks = dict(counter._changes)
+    found = counter.recount()
+    queue.write_result("processed", "p4", {"status": "passed"})
+    counter.on_change(("added", PROCESSED, "p4.json"))
+    counter.settle(found, marks)
+    assert counter.count(PROCESSED) == 3 and PROCESSED in counter.unsettled  # not 1: confirmed later
+    counter.reconcile()
+    assert counter.count(PROCESSED) == 4 and not counter.unsettled
+
+
+def test_lost_notifications_make_every_folder_unsure_until_recounted(queue: FileQueue) -> None:
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    queue.add_job("unannounced", JobMeta())
+    counter.on_change(("overflow", "", ""))
+    assert counter.recount_wanted.is_set() and INCOMING in counter.unsettled
+    assert counter.reconcile() == 1
+    assert counter.count(INCOMING) == 1 and not counter.unsettled
+
+
+async def test_a_recount_in_a_thread_counts_archive_days_and_forgets_removed_ones(queue: FileQueue) -> None:
+    counter = QueueCounter(queue)
+    for job_id in ("j1", "j2", "j3"):
+        queue.write_result("processed", job_id, {"status": "passed"})
+    old_day = datetime(2026, 11, 1, tzinfo=UTC)
+    queue.archive(queue.folder(PROCESSED) / "j1.json", old_day)
+    queue.archive(queue.folder(PROCESSED) / "j2.json")
+    assert await counter.reconcile_in_thread() == 3
+    assert counter.counts() == queue.counts()
+    queue.remove_archive_day("2026-11-01")
+    assert await counter.reconcile_in_thread() == 1
+    assert counter.count(ARCHIVE) == 1 and counter.counts() == queue.counts()
+
+
+async def test_unpaired_moves_keep_counts_exact_through_a_burst_of_renames(queue: FileQueue) -> None:
+    """The monitor's watch (moves unpaired): each rename arrives as a removal and an addition."""
+    for index in range(300):
+        queue.write_result(PROCESSED, f"job-{index}", {"status": "passed"})
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    waiter = CountWaiter(counter)
+    async with watching([queue.root], waiter.on_change, recursive=True, pair_moves=False):
+        reached = waiter.expect(counts(processed=100, error=200))
+        for index in range(200):
+            name = f"job-{index}.json"
+            os.rename(queue.folder(PROCESSED) / name, queue.folder(ERROR) / name)
+        await asyncio.wait_for(reached.wait(), timeout=10)
+    assert counter.reconcile() == 0

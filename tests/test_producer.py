@@ -49,6 +49,9 @@ from shared.queue import (
 from tests.harness import HEARTBEATS, EventLog, observer, running
 from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
+from tests.records import score_record
+
+MAX_RESULT_BYTES = 1024 * 1024
 
 # -- back pressure: TV11 ---------------------------------------------------------------------------
 
@@ -150,7 +153,8 @@ def result_record(job_id: str, status: str, score: int | None, category: str, st
         "job_id": job_id,
         "status": status,
         "meta": {"category": category, "style": style, "topic": "Katzen"},
-        "score": None if score is None else {"total": score, "fields": []},
+        "reason": f"{status} in a test",
+        "score": None if score is None else score_record(score),
         "prompt": "Erkläre: Katzen",
     }
 
@@ -158,9 +162,9 @@ def result_record(job_id: str, status: str, score: int | None, category: str, st
 def test_observation_from_result(tmp_path: Path) -> None:
     path = tmp_path / "job-a.json"
     path.write_text(json.dumps(result_record("job-a", "passed", 96, "harmlos", "casual")), encoding="utf-8")
-    assert observation_from_result(path) == Observation("job-a", "harmlos", "casual", 96)
+    assert observation_from_result(path, MAX_RESULT_BYTES) == Observation("job-a", "harmlos", "casual", 96)
     path.write_text(json.dumps(result_record("job-a", "rejected", 40, "harmlos", "casual")), encoding="utf-8")
-    assert observation_from_result(path) == Observation("job-a", "harmlos", "casual", 40)
+    assert observation_from_result(path, MAX_RESULT_BYTES) == Observation("job-a", "harmlos", "casual", 40)
 
 
 @pytest.mark.parametrize(
@@ -182,13 +186,13 @@ def test_observation_from_result(tmp_path: Path) -> None:
 def test_observation_from_result_ignores_what_cannot_be_learned(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "x.json"
     path.write_bytes(content)
-    assert observation_from_result(path) is None
+    assert observation_from_result(path, MAX_RESULT_BYTES) is None
 
 
 def test_observation_from_an_unreadable_path(tmp_path: Path) -> None:
-    assert observation_from_result(tmp_path / "missing.json") is None
+    assert observation_from_result(tmp_path / "missing.json", MAX_RESULT_BYTES) is None
     (tmp_path / "dir.json").mkdir()
-    assert observation_from_result(tmp_path / "dir.json") is None
+    assert observation_from_result(tmp_path / "dir.json", MAX_RESULT_BYTES) is None
 
 
 def test_last_generation_reads_the_last_readable_line(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from shared.queue import (
     FileQueue,
     JobFileError,
     JobMeta,
+    ResultFolder,
     counts_as,
     new_job_id,
     parse_job,
@@ -109,6 +111,53 @@ def test_a_result_in_the_archive_also_blocks_a_second_write(queue: FileQueue) ->
     queue.move_result(queue.folder(PROCESSED) / "job-2.json", ARCHIVE)
     assert queue.result_path("job-2") == queue.folder(ARCHIVE) / "job-2.json"
     assert queue.write_result(PROCESSED, "job-2", {"status": "passed"}) is False
+
+
+def _race(queue: FileQueue, job_id: str) -> tuple[list[str], list[bool]]:
+    """A result for ``job_id`` written into processed/ and into error/ by two threads at once; the
+    folders holding one afterwards, and what each write returned."""
+    start = threading.Barrier(2)
+    filed: list[bool] = []
+
+    def write(folder: ResultFolder) -> None:
+        start.wait()
+        filed.append(queue.write_result(folder, job_id, {"status": folder}))
+
+    writers = [threading.Thread(target=write, args=(folder,)) for folder in (PROCESSED, ERROR)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    return [
+        folder for folder in (PROCESSED, ERROR) if (queue.folder(folder) / f"{job_id}.json").exists()
+    ], filed
+
+
+def test_two_writers_racing_into_processed_and_error_leave_exactly_one_result(queue: FileQueue) -> None:
+    """Both pass the first check at the same moment (two consumers finishing one job whose lease was
+    taken over, one passing it, one rejecting it); without the settling step about a quarter of the
+    rounds ended with a result in both folders."""
+    for number in range(300):
+        found, filed = _race(queue, f"race-{number}")
+        assert len(found) == 1 and any(filed), (number, found, filed)
+        assert found == [PROCESSED] or filed == [False, True] or filed == [True, False], (
+            number,
+            found,
+            filed,
+        )
+    assert list(queue.folder(TMP).iterdir()) == []
+
+
+def test_a_result_racing_one_the_producer_archived_meanwhile_yields(
+    queue: FileQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer into error/ checked before the other's result landed in processed/ and was archived."""
+    queue.write_result(PROCESSED, "job-3", {"status": "passed"})
+    queue.archive(queue.folder(PROCESSED) / "job-3.json")
+    monkeypatch.setattr(queue, "result_path", lambda job_id: None)  # its first check came too early
+    assert queue.write_result(ERROR, "job-3", {"status": "rejected"}) is False
+    assert not (queue.folder(ERROR) / "job-3.json").exists()
+    assert [path.name for path in queue.archived_results()] == ["job-3.json"]
 
 
 # -- counting --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from services.cleanup.tidy import Tidier
 from shared.config import Settings
 from shared.messaging import Bus, CleanupReport, Tick, subjects
 from shared.messaging import bus as bus_module
-from shared.queue import Claims, FileQueue, new_token, recover_expired
+from shared.queue import Claims, FileQueue, new_token, recover_expired, refused_event
 from shared.service import presence, reported
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class Cleanup:
     def __init__(self, settings: Settings, bus: Bus) -> None:
         queue = FileQueue(settings.queue_dir)
         queue.ensure()
-        self._tidier = Tidier(queue, settings.logs_dir, settings.cleanup)
+        self._tidier = Tidier(queue, settings.logs_dir, settings.cleanup, settings.queue.max_result_bytes)
         self._bus = bus
         self._queue = queue
         self._claims = Claims(queue, new_token())
@@ -33,13 +33,17 @@ class Cleanup:
         recovered = await asyncio.to_thread(
             recover_expired, self._claims, self._queue_settings.lease_s, self._queue_settings.max_attempts
         )
+        refused = [*report.refused, *(item.quarantined for item in recovered if item.quarantined)]
+        for moved in refused:
+            await self._bus.emit(subjects.FILE_REFUSED, refused_event("cleanup", moved))
         expired = Counter(item.outcome for item in recovered)
-        kept = self._queue.counts()
+        kept = await asyncio.to_thread(self._queue.counts)  # a million files: off the event loop
         await self._bus.emit(
             subjects.CLEANUP_REPORT,
             CleanupReport(
                 removed=dict(report.removed),
                 quarantined=report.quarantined,
+                untrusted=dict(report.untrusted),
                 expired_claims=dict(expired),
                 kept=kept,
                 errors=report.errors,

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
 
 from shared.config import CleanupSettings
+from shared.messaging import QuarantineReason
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -20,16 +21,25 @@ from shared.queue import (
     INCOMING,
     PROCESSED,
     PROCESSING,
-    QUARANTINE,
-    QUARANTINE_NOTE_SUFFIX,
+    RESULT_SUFFIX,
     TMP,
     FileQueue,
+    JobResult,
+    Quarantined,
+    ResultFileError,
+    ResultProblem,
     is_job_name,
+    quarantine,
+    shown,
 )
 
 log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
+# A result is read for validity by the first pass that sees it: later passes skip results whose ctime is
+# older than the previous pass's start by more than this (files being renamed in while that pass listed
+# the folder are read twice rather than never).
+CHECK_OVERLAP_S = 60.0
 
 
 @dataclass
@@ -37,21 +47,34 @@ class Report:
     removed: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
     refiled: int = 0  # flat archive results of earlier versions moved into their day folder
+    untrusted: Counter[ResultProblem] = field(default_factory=Counter)  # result files, by reason
     errors: list[str] = field(default_factory=list)
+    refused: list[Quarantined] = field(default_factory=list)
 
 
 class Tidier:
-    def __init__(self, queue: FileQueue, logs_dir: Path, settings: CleanupSettings) -> None:
+    def __init__(
+        self,
+        queue: FileQueue,
+        logs_dir: Path,
+        settings: CleanupSettings,
+        max_result_bytes: int,
+        check_overlap_s: float = CHECK_OVERLAP_S,
+    ) -> None:
         self._queue = queue
+        self._check_overlap_s = check_overlap_s
         self._logs_dir = logs_dir
         self._settings = settings
+        self._max_result_bytes = max_result_bytes
+        self._checked_before: float | None = None  # results older than this were read by an earlier pass
 
     def run(self, now: float | None = None) -> Report:
+        """One pass; a million results cost a listing and a ``stat`` each, no read (run it in a thread)."""
         report = Report()
         moment = time.time() if now is None else now
         self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, "tmp", report)
         self._quarantine_strays(moment, report)
-        self._quarantine_unreadable_results(report)
+        self._quarantine_untrusted_results(report)
         self._remove_stale_attempts(report)
         self._file_flat_archive(report)
         self._remove_older(self._logs_dir, self._settings.log_retention_days * DAY_S, moment, "logs", report)
@@ -96,7 +119,7 @@ class Tidier:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                report.errors.append(f"{path}: {exc}")
+                report.errors.append(f"{shown(str(path))}: {shown(str(exc))}")
 
     def _quarantine_strays(self, now: float, report: Report) -> None:
         """Files in incoming/ that are no job: orphan metadata of the original layout, other types."""
@@ -116,7 +139,7 @@ class Tidier:
                 if path.suffix == ".json"
                 else "not a job file (jobs are .txt)"
             )
-            self._quarantine(path, why, report)
+            self._quarantine(path, "stray", why, report)
 
     def _has_job(self, job_id: str) -> bool:
         """Waiting, or claimed (claims are named ``<id>.claim-<token>.txt``)."""
@@ -124,43 +147,59 @@ class Tidier:
             self._queue.job_ids(PROCESSING)
         )
 
-    def _quarantine_unreadable_results(self, report: Report) -> None:
+    def _quarantine_untrusted_results(self, report: Report) -> None:
+        """Files in the folders results land in that are not results this system wrote: not JSON, not a
+        result, a score outside 0..100, an unknown status or scorer, a job id that is not the file name.
+        Each is read once, by the first pass that sees it (``archive/`` only ever receives results that
+        passed this reader)."""
+        since = self._checked_before
+        self._checked_before = self._queue.file_clock() - self._check_overlap_s
         for folder in (PROCESSED, ERROR):
-            for path in self._queue.result_files(folder):
+            for path in _files_changed_since(self._queue.folder(folder), since):
+                if not path.name.endswith(RESULT_SUFFIX) or path.name.startswith("."):
+                    continue
                 try:
-                    json.loads(path.read_bytes())
+                    JobResult.load(path, max_bytes=self._max_result_bytes)
                 except FileNotFoundError:
                     continue
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    self._quarantine(path, f"result file is not valid JSON: {exc}", report)
+                except ResultFileError as exc:
+                    why = f"{exc.detail} (reason: {exc.reason})"
+                    if self._quarantine(path, "bad_result", why, report):
+                        report.untrusted[exc.reason] += 1
 
     def _remove_stale_attempts(self, report: Report) -> None:
+        claimed = set(self._queue.job_ids(PROCESSING))  # listed once per pass, not once per history
         for path in _files(self._queue.folder(ATTEMPTS)):
             job_id = path.stem
-            if not self._has_job(job_id) and self._queue.result_path(job_id) is not None:
+            if job_id in claimed or self._queue.job_path(INCOMING, job_id).exists():
+                continue
+            if self._queue.result_path(job_id) is not None:
                 path.unlink(missing_ok=True)
-                report.removed["attempts"] += 1
+                report.removed[ATTEMPTS] += 1
 
-    def _quarantine(self, path: Path, why: str, report: Report) -> None:
-        target = _free_name(self._queue.folder(QUARANTINE), path.name)
-        try:
-            os.rename(path, target)
-        except FileNotFoundError:
-            return
-        note = f"{path.parent.name}/{path.name}: {why}\n"
-        self._queue.write_atomic(target.with_name(target.name + QUARANTINE_NOTE_SUFFIX), note.encode("utf-8"))
+    def _quarantine(self, path: Path, reason: QuarantineReason, why: str, report: Report) -> bool:
+        moved = quarantine(self._queue.root, path, reason, why)
+        if moved is None:
+            return False
         report.quarantined += 1
-        log.warning("quarantined %s: %s", path, why)
+        report.refused.append(moved)
+        return True
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    """``name`` in ``folder``, or ``<stem>.<n><suffix>`` if taken: quarantine never overwrites."""
-    target, number = folder / name, 0
-    while target.exists() or target.with_name(target.name + QUARANTINE_NOTE_SUFFIX).exists():
-        number += 1
-        stem, dot, suffix = name.rpartition(".")
-        target = folder / (f"{stem}.{number}.{suffix}" if dot and stem else f"{name}.{number}")
-    return target
+def _files_changed_since(folder: Path, since: float | None) -> Iterator[Path]:
+    """Files in ``folder`` whose ctime is ``since`` or later (every file when ``since`` is None)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    if since is None or entry.stat(follow_symlinks=False).st_ctime >= since:
+                        yield Path(entry.path)
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        return
 
 
 def _files(folder: Path) -> list[Path]:

@@ -15,9 +15,21 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from services.consumer.processing import ConsumerContext, JobProcessor, Outcome
-from shared.messaging import BackendState, Event, JobFailed, Tick, subjects
-from shared.queue import INCOMING, ClaimFile, Claims, FileQueue, recover_expired
+from services.consumer.processing import HIDDEN_DETAIL, ConsumerContext, JobProcessor, Outcome
+from shared.messaging import BackendState, Event, JobCreated, JobFailed, Tick, subjects
+from shared.queue import (
+    EVENT_TEXT_CHARS,
+    INCOMING,
+    PROCESSING,
+    ClaimFile,
+    Claims,
+    FileQueue,
+    job_id_problem,
+    quarantine_strays,
+    recover_expired,
+    scan_jobs,
+    shown,
+)
 from shared.service import ServiceTasks
 from shared.timing import set_within
 from shared.watch import Change, watching
@@ -35,6 +47,7 @@ class Consumer:
         self._wake = asyncio.Event()
         self._backend_failures = 0
         self._paused_until = 0.0
+        self._hidden_seen: set[str] = set()  # dot-files in incoming/ reported already (only those present)
         self.processed = 0
 
     @property
@@ -70,9 +83,24 @@ class Consumer:
                 log.info("job %s already has a result; removing its leftover claim", claim.job_id)
                 self.claims.forget(claim)
 
+    async def _waiting(self) -> list[str]:
+        """Job ids waiting in ``incoming/``, oldest first; what can never be a job goes to quarantine."""
+        intake = scan_jobs(self.queue.folder(INCOMING))
+        if intake.strays:
+            await self._processor.report_quarantined(quarantine_strays(self.queue.root, intake.strays))
+        await self._report_hidden(intake.hidden)
+        return intake.jobs
+
+    async def _report_hidden(self, hidden: list[str]) -> None:
+        """Dot-files are never jobs (by rule); each is logged and counted once while it stays."""
+        for name in set(hidden) - self._hidden_seen:
+            log.warning("incoming/%s: %s", shown(name), HIDDEN_DETAIL)
+            await self._processor.report_hidden(shown(name)[:EVENT_TEXT_CHARS])
+        self._hidden_seen = set(hidden)
+
     async def _claim_pass(self, claimed: dict[str, asyncio.Task[Outcome]], limit: int | None) -> int:
         started = 0
-        for job_id in self.queue.incoming_ids():
+        for job_id in await self._waiting():
             if job_id in claimed:
                 continue
             if self._stop.is_set() or (limit is not None and len(claimed) >= limit) or self._paused():
@@ -84,12 +112,16 @@ class Consumer:
                 if self._probing():
                     break
                 continue
-            task = asyncio.create_task(self._run(claim), name=f"job {job_id}")
-            self._inflight[task] = claim
-            task.add_done_callback(self._inflight.pop)
-            claimed[job_id] = task
+            claimed[job_id] = self._start(claim)
             started += 1
         return started
+
+    def _start(self, claim: ClaimFile) -> asyncio.Task[Outcome]:
+        """Process a claim (its slot acquired) in its own task, which releases the slot when done."""
+        task = asyncio.create_task(self._run(claim), name=f"job {claim.job_id}")
+        self._inflight[task] = claim
+        task.add_done_callback(self._inflight.pop)
+        return task
 
     async def _run(self, claim: ClaimFile) -> Outcome:
         try:
@@ -160,9 +192,13 @@ class Consumer:
 
     async def recover(self) -> None:
         settings = self._ctx.queue_settings
+        strays = scan_jobs(self.queue.folder(PROCESSING)).strays  # e.g. claims made by older versions
+        if strays:
+            await self._processor.report_quarantined(quarantine_strays(self.queue.root, strays))
         recovered = await asyncio.to_thread(
             recover_expired, self.claims, settings.lease_s, settings.max_attempts
         )
+        await self._processor.report_quarantined([item.quarantined for item in recovered if item.quarantined])
         for item in recovered:
             if item.outcome == "finished":
                 continue
@@ -184,11 +220,37 @@ class Consumer:
 
     def on_change(self, change: Change) -> None:
         kind, folder, name = change
-        if (kind == "added" and folder == INCOMING and name.endswith(".txt")) or kind == "overflow":
+        if (kind == "added" and folder == INCOMING) or kind == "overflow":
             self._wake.set()
 
-    async def on_event(self, _event: Event) -> None:
-        self._wake.set()
+    async def on_event(self, event: Event) -> None:
+        """``syntx.job.created`` (from any host): claim the named job at once, without a folder scan.
+
+        This is how a consumer that does not see the writer's file notifications (polling, another
+        mount of the queue, another host) picks a job up within milliseconds. A job it cannot take
+        now — no free slot, backend paused, an id that names no waiting job — is left to the next
+        drain; a malformed id is ignored (the file itself, if any, is judged by the folder scan).
+        """
+        if not isinstance(event, JobCreated) or job_id_problem(event.job_id) is not None:
+            return
+        if not await self._take_named(event.job_id):
+            self._wake.set()
+
+    async def _take_named(self, job_id: str) -> bool:
+        """Claim ``job_id`` if a slot is free; False when it must wait for the next drain.
+
+        An id that names no waiting job (another consumer won the rename, or it was never there) costs
+        one failed rename and is otherwise ignored.
+        """
+        if self._stop.is_set() or self._paused() or self._backend_failures or self._slots.locked():
+            return False
+        await self._slots.acquire()  # free: returns at once
+        claim = self.claims.take(job_id)
+        if claim is None:
+            self._slots.release()
+            return True
+        self._start(claim)
+        return True
 
     async def feed(self) -> None:
         """Watch mode: drain whenever something lands, and rescan now and then for correctness."""

@@ -12,12 +12,12 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from services.consumer.failpoints import Failpoints
 from shared.config import ConsumerSettings, QueueSettings
 from shared.llm import BackendError, Completion, LLMBackend
-from shared.messaging import Bus, JobFailed, JobScored, subjects, utc_now
+from shared.messaging import Bus, FileRefused, JobFailed, JobScored, subjects, utc_now
 from shared.queue import (
     Attempt,
     ClaimFile,
@@ -25,17 +25,31 @@ from shared.queue import (
     Job,
     JobFileError,
     JobResult,
+    Quarantined,
+    Status,
     counted_failures,
     describe_parse,
     job_meta,
+    load_history,
+    refused_event,
     scored_status,
 )
-from shared.scoring import FormatSpec, Wrapper, parse_response, score_response
+from shared.scoring import FormatSpec, ParsedResponse, ScoreResult, Wrapper, parse_response, score_response
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["filed", "released", "backend_down", "gone", "lost"]
 EVENT_META = {"topic", "category", "style", "language", "generation"}
+HIDDEN_DETAIL = "a dot-file: never a job, left alone"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the backend answered and what it scored: the part of a result only an answered job has."""
+
+    completion: Completion
+    parsed: ParsedResponse
+    score: ScoreResult
 
 
 @dataclass(frozen=True)
@@ -83,10 +97,29 @@ class JobProcessor:
         return await self._file_answer(claim, job, completion, started, clock)
 
     def _read(self, claim: ClaimFile) -> Job:
-        return self._claims.read_job(claim, self._ctx.settings.max_job_bytes)
+        settings = self._ctx.settings
+        return self._claims.read_job(claim, settings.max_job_bytes, settings.max_header_bytes)
 
-    def _history(self, job_id: str) -> list[Attempt]:
-        return [Attempt.model_validate(entry) for entry in self._queue.read_attempts(job_id)]
+    async def _history(self, job_id: str) -> list[Attempt]:
+        """The job's attempts so far; a broken history file is quarantined (counted) and read as empty."""
+        loaded = load_history(self._queue, job_id)
+        if loaded.quarantined is not None:
+            await self.report_quarantined([loaded.quarantined])
+        return loaded.attempts
+
+    async def report_quarantined(self, moved: list[Quarantined]) -> None:
+        """Tell the monitor about files this consumer moved to ``quarantine/``."""
+        for item in moved:
+            await self._ctx.bus.emit(subjects.FILE_REFUSED, refused_event(self._service, item))
+
+    async def report_hidden(self, name: str) -> None:
+        """Tell the monitor about a dot-file in ``incoming/`` (never a job, left alone)."""
+        event = FileRefused(service=self._service, reason="hidden", name=name, detail=HIDDEN_DETAIL)
+        await self._ctx.bus.emit(subjects.FILE_REFUSED, event)
+
+    @property
+    def _service(self) -> str:
+        return f"consumer.{self._ctx.name}"
 
     async def _file_answer(
         self, claim: ClaimFile, job: Job, completion: Completion, started: datetime, clock: float
@@ -97,24 +130,11 @@ class JobProcessor:
             completion.text, parsed, ctx.format, job.prompt, scorer=ctx.settings.scorer, wrapper=ctx.wrapper
         )
         status, reason = scored_status(score.total, ctx.settings.threshold)
-        history = self._history(job.job_id)
+        history = await self._history(job.job_id)
         attempt = self._attempt(len(history) + 1, started, "answered", completion.duration_s)
+        answer = Answer(completion, parsed, score)
         result = self._result(
-            job.job_id,
-            status,
-            reason,
-            job=job,
-            attempts=[*history, attempt],
-            clock=clock,
-            format=parsed.format,
-            response=completion.text,
-            truncated=completion.truncated,
-            fields=parsed.fields,
-            parse_problems=describe_parse(parsed),
-            score=score,
-            scorer=score.scorer,
-            model=completion.model,
-            llm_seconds=completion.duration_s,
+            job.job_id, status, reason, job=job, attempts=[*history, attempt], clock=clock, answer=answer
         )
         if not await self._file(claim, result):
             return "lost"
@@ -142,7 +162,9 @@ class JobProcessor:
     async def _file_malformed(
         self, claim: ClaimFile, reason: str, started: datetime, clock: float
     ) -> Outcome:
-        attempt = self._attempt(len(self._history(claim.job_id)) + 1, started, "answered", 0.0, error=reason)
+        attempt = self._attempt(
+            len(await self._history(claim.job_id)) + 1, started, "answered", 0.0, error=reason
+        )
         if not await self._file(
             claim, self._result(claim.job_id, "malformed", reason, attempts=[attempt], clock=clock)
         ):
@@ -155,7 +177,7 @@ class JobProcessor:
         """An unexpected error while processing: a counted attempt, like a backend that refused the job."""
         try:
             job: Job | None = self._read(claim)
-        except (OSError, JobFileError):
+        except Exception:  # whatever failed may fail again here; the record goes on without the job
             job = None
         error = BackendError(f"internal error: {type(exc).__name__}: {exc}", retryable=False, attempts=1)
         return await self._backend_failed(claim, job, error, utc_now())
@@ -164,13 +186,14 @@ class JobProcessor:
         self, claim: ClaimFile, job: Job | None, error: BackendError, started: datetime
     ) -> Outcome:
         job_id = claim.job_id
-        history = self._history(job_id)
+        history = await self._history(job_id)
+        counts = not error.retryable or error.stalled  # a stalled reply counts: it could last forever
         attempt = self._attempt(
-            len(history) + 1, started, "backend_error", 0.0, error=error.reason, retryable=error.retryable
+            len(history) + 1, started, "backend_error", 0.0, error=error.reason, retryable=not counts
         )
         history.append(attempt)
         failures = counted_failures(history)
-        if not error.retryable and failures >= self._ctx.queue_settings.max_attempts:
+        if counts and failures >= self._ctx.queue_settings.max_attempts:
             reason = f"gave up after {failures} failed attempts; last: {error.reason}"
             result = self._result(job_id, "failed", reason, job=job, attempts=history, clock=None)
             if not await self._file(claim, result):
@@ -183,7 +206,8 @@ class JobProcessor:
             return "lost"
         await self._publish_failure(job_id, error.reason, attempt.number, will_retry=True)
         if error.retryable:  # the backend is down: the job waits, it is not burned into error/
-            log.warning("job %s back in incoming/, backend unavailable: %s", job_id, error.reason)
+            counted = f" (attempt {failures} counted: the reply stalled)" if counts else ""
+            log.warning("job %s back in incoming/, backend unavailable%s: %s", job_id, counted, error.reason)
             return "backend_down"
         log.warning("job %s attempt %d failed, will retry: %s", job_id, failures, error.reason)
         return "released"
@@ -212,34 +236,45 @@ class JobProcessor:
     def _result(
         self,
         job_id: str,
-        status: str,
+        status: Status,
         reason: str,
         *,
         clock: float | None,
+        attempts: list[Attempt],
         job: Job | None = None,
-        **extra: Any,
+        answer: Answer | None = None,
     ) -> JobResult:
         ctx = self._ctx
-        fields: dict[str, Any] = {
-            "job_id": job_id,
-            "status": status,
-            "reason": reason,
-            "wrapper": ctx.name,
-            "format": ctx.format.name,
-            "backend": ctx.backend.name,
-            "model": ctx.backend.model,
-            "threshold": ctx.settings.threshold,
-            "total_seconds": time.monotonic() - clock if clock is not None else 0.0,
-            **extra,
-        }
-        if job is not None:
-            fields.update(prompt=job.prompt, meta=job_meta(job), created_at=job.meta.created)
-        return JobResult.model_validate(fields)
+        completion, parsed, score = (
+            (answer.completion, answer.parsed, answer.score) if answer else (None, None, None)
+        )
+        return JobResult(
+            job_id=job_id,
+            status=status,
+            reason=reason,
+            wrapper=ctx.name,
+            format=parsed.format if parsed else ctx.format.name,
+            backend=ctx.backend.name,
+            model=completion.model if completion else ctx.backend.model,
+            prompt=job.prompt if job else None,
+            meta=job_meta(job),
+            created_at=job.meta.created if job else None,
+            response=completion.text if completion else None,
+            truncated=completion.truncated if completion else False,
+            fields=parsed.fields if parsed else {},
+            parse_problems=describe_parse(parsed) if parsed else [],
+            score=score,
+            scorer=score.scorer if score else None,
+            threshold=ctx.settings.threshold,
+            attempts=attempts,
+            llm_seconds=completion.duration_s if completion else 0.0,
+            total_seconds=time.monotonic() - clock if clock is not None else 0.0,
+        )
 
     async def _file(self, claim: ClaimFile, result: JobResult) -> bool:
         """Write the result (exclusively), then drop the claim. False when the job had a result already
         (our lease was taken over and the other holder finished first): ours is dropped."""
-        record = result.model_dump_json(indent=1).encode()
+        record = result.encoded()
         fsync = self._ctx.queue_settings.fsync
         write = functools.partial(self._queue.write_result, result.folder, result.job_id, record, fsync=fsync)
         # A flush to disk waits on the device (or the network): then the event loop must not wait with it.

@@ -20,8 +20,8 @@ from shared.service import instance_name, presence
 log = logging.getLogger(__name__)
 
 
-def service_name(wrapper: str) -> str:
-    return f"consumer.{wrapper}"
+def service_name(name: str) -> str:
+    return subjects.consumer_schedule(name)
 
 
 def _wrapper(settings: Settings, name: str) -> tuple[Catalog, Wrapper]:

@@ -26,7 +26,6 @@ from shared.messaging import Bus, Tick, decode_tick, message_problem, subjects, 
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, is_job_name, queue_state
 from shared.service import ServiceTasks, presence, service_names
-from shared.timing import set_within
 from shared.watch import watching
 
 log = logging.getLogger(__name__)
@@ -129,8 +128,16 @@ class Monitor:
     async def status(self, request: bytes) -> StatusReply:
         """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering."""
         if StatusRequest.model_validate_json(request or b"{}").reconcile:
-            await asyncio.to_thread(self.counter.reconcile)
+            await self.recount()
         return self.refresh()
+
+    async def recount(self) -> None:
+        """Recount the folders; again (up to ``recount_retries`` times) while one changed meanwhile."""
+        await self.counter.reconcile_in_thread()
+        for _ in range(self._settings.monitor.recount_retries):
+            if not self.counter.unsettled:
+                return
+            await self.counter.reconcile_in_thread()
 
     async def on_tick(self, tick: Tick) -> None:
         line = self.status_line(tick.slot or utc_now())
@@ -165,17 +172,20 @@ class Monitor:
                 self._bus.note_malformed(msg.subject, reason)
 
     async def reconcile_forever(self, stop: asyncio.Event) -> None:
+        """Recount every ``reconcile_s``; sooner when notifications were lost or a recount raced with one."""
+        settings = self._settings.monitor
         while not stop.is_set():
-            await asyncio.to_thread(self.counter.reconcile)
-            await set_within(stop, self._settings.monitor.reconcile_s)
+            await self.counter.reconcile_in_thread()
+            pause = settings.recount_retry_s if self.counter.unsettled else settings.reconcile_s
+            await _first_set((stop, self.counter.recount_wanted), pause)
 
     async def serve(self, bus: Bus, stop: asyncio.Event) -> None:
         self._bus = bus
         self.queue.ensure()
         routes = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
         http = HttpEndpoint(routes, self._settings.monitor.request_timeout_s)
-        async with watching([self.queue.root], self.counter.on_change, recursive=True):
-            self.counter.reconcile()
+        async with watching([self.queue.root], self.counter.on_change, recursive=True, pair_moves=False):
+            await self.recount()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)
             log.info("metrics on http://%s:%d/metrics", self._settings.monitor.host, port)
             try:
@@ -200,6 +210,16 @@ class Monitor:
                     tasks.start(ticks.run(self.on_tick, stop), "monitor ticks")
             finally:
                 await http.close()
+
+
+async def _first_set(events: tuple[asyncio.Event, ...], seconds: float) -> None:
+    """Wait until one of ``events`` is set, at most ``seconds``."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:

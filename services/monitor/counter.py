@@ -1,68 +1,185 @@
-"""Exact queue counts from file notifications, with a periodic full recount (reconciliation).
+"""Exact queue counts from file notifications, with a cheap periodic recount (reconciliation).
+
+Only numbers are kept — one per folder, and one per archive day folder — never the names of the files,
+so memory does not grow with the number of results (a million results cost what ten cost). The names
+of the jobs waiting in ``incoming/`` are kept too (for the oldest one's age); back pressure keeps that
+folder small. A rename reaches the counter as a removal from one folder and an addition to the other,
+so the counts stay exact through moves.
+
+A recount counts directory entries (``os.scandir``, no ``stat``, no set) and may run in a thread. Its
+number for a folder replaces the kept one only if no notification for that folder arrived while it
+counted: otherwise it cannot tell whether it saw those files, and the folder waits for the next recount
+(notifications keep the count meanwhile) — unless the kept number is known to be wrong (never counted
+yet, or notifications were lost): then the recount is the better number, and is confirmed later.
+Archive day folders are counted one by one, so the busy folder of today does not hold back the quiet
+days before it.
+
+A day folder that appears while watched is reported twice for files that land in it at once (watchdog
+lists a new folder's files as well as reporting them): until its first quiet recount such a folder is
+counted by name — a day's first files, not a million.
 
 The queue root is watched recursively, so results arriving in a new ``archive/<day>/`` folder are seen.
-
-A scrape reads the kept sets; nothing rescans the folders per scrape.
+A scrape reads the kept numbers; nothing rescans the folders per scrape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import os
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from shared.queue import COUNTED_FOLDERS, INCOMING, FileQueue, counted_folder, counts_as
+from shared.queue import ARCHIVE, COUNTED_FOLDERS, INCOMING, FileQueue, archive_day, counts_as
 from shared.watch import Change
 
 log = logging.getLogger(__name__)
 
 OLDEST_CANDIDATES = 8
+DAY_PLACE_PREFIX = f"{ARCHIVE}/"
+
+
+@dataclass
+class Recount:
+    """What one pass over the folders found: a number per place, and the names waiting in incoming/."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
 
 
 class QueueCounter:
     def __init__(self, queue: FileQueue) -> None:
         self._queue = queue
-        self._names: dict[str, set[str]] = {folder: set() for folder in COUNTED_FOLDERS}
+        self._counts: dict[str, int] = dict.fromkeys(COUNTED_FOLDERS, 0)  # place -> files
+        self._waiting: set[str] = set()  # job file names in incoming/
+        self._changes: dict[str, int] = {}  # place -> notifications seen (to tell a quiet recount)
+        self._new_days: dict[str, set[str]] = {}  # day folders that appeared while watched -> names
         self.drift_corrections = 0
+        self.unsettled: set[str] = set()  # places whose last recount raced with a notification
+        self._lost: set[str] = set(COUNTED_FOLDERS)  # places whose kept number is known wrong
+        self.recount_wanted = asyncio.Event()  # notifications were lost: recount as soon as possible
 
-    def reconcile(self) -> int:
-        """Recount every folder from disk; returns how many entries the notifications had wrong."""
-        drift = 0
-        for folder in COUNTED_FOLDERS:
-            actual = self._queue.names(folder)
-            drift += len(actual ^ self._names[folder])
-            self._names[folder] = actual
-        if drift:
-            self.drift_corrections += drift
-            log.info("reconciliation corrected %d queue entries", drift)
-        return drift
+    # -- notifications ---------------------------------------------------------------------------
 
     def on_change(self, change: Change) -> None:
         kind, parent, name = change
-        folder = counted_folder(parent)  # archive/<day>/ counts as archive
-        if kind == "overflow":  # notifications were lost: recount everything
-            self.reconcile()
+        if kind == "overflow":  # notifications were lost: every number is unsure until recounted
+            self.unsettled.update(self._counts)
+            self._lost.update(self._counts)
+            self.recount_wanted.set()
             return
-        names = self._names.get(folder)
-        if names is None or not counts_as(folder, name):
+        place = _place(parent)
+        if place is None or kind not in ("added", "removed"):
             return
-        if kind == "added":
-            names.add(name)
-        elif kind == "removed":
-            names.discard(name)
+        folder = ARCHIVE if place.startswith(DAY_PLACE_PREFIX) else place
+        if not counts_as(folder, name):
+            return
+        step = 1 if kind == "added" else -1
+        self._changes[place] = self._changes.get(place, 0) + 1
+        if place not in self._counts and folder == ARCHIVE:
+            self._new_days[place] = set()
+        new_day = self._new_days.get(place)
+        if new_day is not None:  # by name: a notification twice for one file counts once
+            (new_day.add if step > 0 else new_day.discard)(name)
+            self._counts[place] = len(new_day)
+            return
+        self._counts[place] = self._counts.get(place, 0) + step
+        if place == INCOMING:
+            (self._waiting.add if step > 0 else self._waiting.discard)(name)
+
+    # -- reading ---------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        return {folder: len(names) for folder, names in self._names.items()}
+        totals = dict.fromkeys(COUNTED_FOLDERS, 0)
+        for place, count in self._counts.items():
+            folder = ARCHIVE if place.startswith(DAY_PLACE_PREFIX) else place
+            totals[folder] += max(0, count)
+        return totals
 
     def count(self, folder: str) -> int:
-        return len(self._names[folder])
+        return self.counts()[folder]
 
     def oldest_incoming_age_s(self) -> float:
         """Age of the oldest waiting job by its file's modification time (0 when none waits)."""
-        for name in heapq.nsmallest(OLDEST_CANDIDATES, self._names[INCOMING]):
+        for name in heapq.nsmallest(OLDEST_CANDIDATES, self._waiting):
             try:
                 return max(0.0, time.time() - os.stat(self._queue.folder(INCOMING) / name).st_mtime)
             except FileNotFoundError:
                 continue
         return 0.0
+
+    # -- recounting ------------------------------------------------------------------------------
+
+    def reconcile(self) -> int:
+        """Recount every folder now (on the caller's thread); returns by how much the counts were off."""
+        return self.settle(self.recount(), dict(self._changes))
+
+    async def reconcile_in_thread(self) -> int:
+        """Recount in a worker thread, keeping the event loop free; settle on the loop."""
+        marks = dict(self._changes)
+        self.recount_wanted.clear()
+        found = await asyncio.to_thread(self.recount)
+        return self.settle(found, marks)
+
+    def recount(self) -> Recount:
+        """Count the files of every place on disk (safe in a thread: reads only the disk)."""
+        found = Recount()
+        root = self._queue.root
+        for folder in COUNTED_FOLDERS:
+            waiting = found.waiting if folder == INCOMING else None
+            found.counts[folder] = _count_files(root / folder, folder, waiting)
+        for _, day in self._queue.archive_days():
+            found.counts[f"{DAY_PLACE_PREFIX}{day}"] = _count_files(root / ARCHIVE / day, ARCHIVE, None)
+        return found
+
+    def settle(self, found: Recount, marks: dict[str, int]) -> int:
+        """Take the recounted number of every place that stayed quiet since ``marks``; returns the drift."""
+        drift = 0
+        for place in set(found.counts) | set(self._counts):
+            raced = self._changes.get(place, 0) != marks.get(place, 0)
+            if raced:
+                self.unsettled.add(place)
+                if place not in self._lost and place in self._counts:
+                    continue  # notifications keep it until a quiet recount
+            actual = found.counts.get(place, 0)
+            drift += abs(actual - self._counts.get(place, 0))
+            if actual or place in COUNTED_FOLDERS:
+                self._counts[place] = actual
+            else:
+                self._counts.pop(place, None)  # a day folder that is gone
+            self._lost.discard(place)
+            self._new_days.pop(place, None)
+            if place == INCOMING:
+                self._waiting = found.waiting
+            if not raced:
+                self.unsettled.discard(place)
+        if drift:
+            self.drift_corrections += drift
+            log.info("reconciliation corrected the queue counts by %d", drift)
+        if self.unsettled:
+            log.debug("recount raced with changes in %s; kept by notifications", sorted(self.unsettled))
+        return drift
+
+
+def _place(parent: str) -> str | None:
+    """Where a file whose parent folder is named ``parent`` is counted; None for any other folder."""
+    if archive_day(parent) is not None:
+        return f"{DAY_PLACE_PREFIX}{parent}"
+    return parent if parent in COUNTED_FOLDERS else None
+
+
+def _count_files(path: Path, folder: str, names: set[str] | None) -> int:
+    """Files in ``path`` that count in ``folder`` (entry types come with the listing: no stat)."""
+    count = 0
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False) and counts_as(folder, entry.name):
+                    count += 1
+                    if names is not None:
+                        names.add(entry.name)
+    except FileNotFoundError:
+        return 0
+    return count

@@ -6,6 +6,7 @@ kept as one bucket per minute so memory does not grow with traffic), everything 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,7 @@ from shared.cron import Schedule
 Severity = Literal["WARNING", "CRITICAL"]
 State = Literal["OK", "WARNING", "CRITICAL"]
 STATES: tuple[State, ...] = ("OK", "WARNING", "CRITICAL")
+SLOT_CACHE_SIZE = 1024  # (schedule, last tick) pairs whose next slots are remembered
 REASONS = (
     "error_share",
     "rejected_share",
@@ -192,11 +194,17 @@ def missed_schedules(
     texts = []
     for name, (schedule, grace_s) in schedules.items():
         seen = last_fired.get(name, since)
-        second_slot = schedule.next_after(schedule.next_after(seen))
+        second_slot = _second_slot(schedule, seen)
         if now > second_slot + timedelta(seconds=grace_s):
             when = f"{seen.astimezone(now.tzinfo):%Y-%m-%d %H:%M:%S %z}"
             texts.append(f"schedule {name} has not fired since {when} (two slots missed)")
     return texts
+
+
+@functools.lru_cache(maxsize=SLOT_CACHE_SIZE)
+def _second_slot(schedule: Schedule, seen: datetime) -> datetime:
+    """The second slot after ``seen`` (cached: a scrape asks again until the next tick arrives)."""
+    return schedule.next_after(schedule.next_after(seen))
 
 
 def _duration(seconds: float) -> str:

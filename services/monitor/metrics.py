@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.monitor.health import REASONS as HEALTH_REASONS
 from services.monitor.health import STATES as HEALTH_STATES
 from services.monitor.labels import Labels
-from shared.messaging import GENERATOR_OUTCOMES, OverlapOutcome
+from shared.messaging import GENERATOR_OUTCOMES, QUARANTINE_REASONS, OverlapOutcome
+from shared.queue import COUNTED_FOLDERS, RESULT_PROBLEMS
 
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
-FOLDERS = ("incoming", "processing", "processed", "error", "archive", "quarantine", ".tmp")
 SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 100)
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TOKEN_DIRECTIONS = ("input", "output")
@@ -126,6 +126,18 @@ class MonitorMetrics:
         self.cleanup_quarantined = Counter(
             "syntx_cleanup_quarantined", "Files moved to quarantine/", registry=registry
         )
+        self.files_refused = Counter(
+            "syntx_files_refused",
+            "Files not read as jobs: quarantined, or dot-files in incoming/ left alone (once per consumer)",
+            ["reason"],
+            registry=registry,
+        )
+        self.results_untrusted = Counter(
+            "syntx_results_untrusted",
+            "Result files quarantined by cleanup because they are not results the loop wrote (never learned)",
+            ["reason"],
+            registry=registry,
+        )
         self.cleanup_expired_claims = Counter(
             "syntx_cleanup_expired_claims", "Expired claims cleanup took over", ["outcome"], registry=registry
         )
@@ -161,7 +173,7 @@ class MonitorMetrics:
         self._initialise_labels()
 
     def _initialise_labels(self) -> None:
-        for folder in FOLDERS:
+        for folder in COUNTED_FOLDERS:
             self.queue_jobs.labels(folder=folder)
         for state in QUEUE_STATES:
             self.queue_state.labels(state=state)
@@ -170,6 +182,10 @@ class MonitorMetrics:
             self.generator_calls.labels(outcome=outcome)
         for direction in TOKEN_DIRECTIONS:
             self.generator_tokens.labels(direction=direction)
+        for reason in QUARANTINE_REASONS:
+            self.files_refused.labels(reason=reason)
+        for reason in RESULT_PROBLEMS:
+            self.results_untrusted.labels(reason=reason)
 
     def initialise_wrappers(self, wrappers: Iterable[str]) -> None:
         """Export every configured wrapper's series from the start (0 until something happens)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 
@@ -15,6 +16,7 @@ from shared.messaging import (
     BackendState,
     CleanupReport,
     Event,
+    FileRefused,
     GeneratorBudgetExhausted,
     GeneratorCall,
     JobCreated,
@@ -27,6 +29,9 @@ from shared.messaging import (
     subjects,
     utc_now,
 )
+from shared.queue import RESULT_PROBLEMS
+
+log = logging.getLogger(__name__)
 
 
 class LastRun(BaseModel):
@@ -83,6 +88,8 @@ class Tracker:
             )
         elif isinstance(event, JobFailed):
             self._on_failed(event)
+        elif isinstance(event, FileRefused):
+            metrics.files_refused.labels(reason=event.reason).inc()
         elif isinstance(event, BackendState):
             wrapper = self._label("wrapper", event.wrapper)
             metrics.backend_available.labels(wrapper=wrapper).set(1 if event.available else 0)
@@ -103,6 +110,7 @@ class Tracker:
             for kind, count in event.removed.items():
                 metrics.cleanup_removed.labels(kind=self._label("kind", kind)).inc(count)
             metrics.cleanup_quarantined.inc(event.quarantined)
+            self._count_untrusted(event.untrusted)
             for outcome, count in event.expired_claims.items():
                 metrics.cleanup_expired_claims.labels(outcome=self._label("outcome", outcome)).inc(count)
             self._ran("cleanup", f"removed {sum(event.removed.values())}, quarantined {event.quarantined}")
@@ -111,6 +119,13 @@ class Tracker:
         elif isinstance(event, TickOverlapped):
             schedule = self._label("schedule", event.schedule)
             metrics.ticks_overlapped.labels(schedule=schedule, outcome=event.outcome).inc()
+
+    def _count_untrusted(self, untrusted: dict[str, int]) -> None:
+        for reason, count in untrusted.items():
+            if reason in RESULT_PROBLEMS:
+                self._metrics.results_untrusted.labels(reason=reason).inc(count)
+            else:
+                log.warning("cleanup reported %d untrusted results for an unknown reason %r", count, reason)
 
     def _on_failed(self, event: JobFailed) -> None:
         wrapper = self._label("wrapper", event.wrapper)

@@ -18,7 +18,7 @@ from services.producer.learning import Arm, Learner, Observation, observation_fr
 from shared.config import Settings
 from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
 from shared.messaging import bus as bus_module
-from shared.queue import ARCHIVE, ERROR, PROCESSED, FileQueue, JobMeta, producer_batch, queue_state
+from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, JobMeta, producer_batch, queue_state
 from shared.service import presence, reported
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class Producer:
         if path.name in self._examined or path.stem in self._learner.seen:
             return False
         self._examined.add(path.name)
-        observation = observation_from_result(path)
+        observation = observation_from_result(path, self._settings.queue.max_result_bytes)
         if observation is None or not self._learner.observe(observation):
             return False
         if observation.prompt:  # the generator shows an arm's best and worst prompts to the LLM
@@ -79,7 +79,7 @@ class Producer:
         generation = last_generation(self._evolution_log) + 1
         learned = self.rebuild()
         archived = self._archive_learned()
-        incoming = self._queue.count("incoming")
+        incoming = self._queue.count(INCOMING)
         state = queue_state(incoming, self._config.back_pressure)
         wanted = producer_batch(state, tick.batch or self._config.batch)
         produced = await self._produce(wanted, generation) if wanted else 0

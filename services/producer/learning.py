@@ -8,7 +8,6 @@ draw wins, so good arms are favoured while untried or uncertain arms still get e
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.config import LearningSettings
+from shared.queue import JobResult, ResultFileError
 
 log = logging.getLogger(__name__)
 
@@ -88,22 +88,17 @@ class Learner:
         }
 
 
-def observation_from_result(path: Path) -> Observation | None:
-    """A scored result file -> an observation; None for failed, malformed or unreadable ones."""
+def observation_from_result(path: Path, max_bytes: int) -> Observation | None:
+    """A scored result file -> an observation; None for failed or malformed jobs, jobs without a
+    category and style, and files that are not trusted results (cleanup quarantines those)."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("cannot learn from %s: %s", path, exc)
+        result = JobResult.load(path, max_bytes=max_bytes)
+    except FileNotFoundError:
         return None
-    if not isinstance(record, dict) or record.get("status") not in ("passed", "rejected"):
+    except ResultFileError as exc:
+        log.warning("not learning from %r (%s): %s", str(path), exc.reason, exc.detail)
         return None
-    meta = record.get("meta") or {}
-    score = (record.get("score") or {}).get("total")
-    if not isinstance(meta, dict) or not isinstance(score, int):
+    category, style = result.meta.get("category"), result.meta.get("style")
+    if result.score is None or not (isinstance(category, str) and isinstance(style, str)):
         return None
-    category, style = meta.get("category"), meta.get("style")
-    if not (isinstance(category, str) and isinstance(style, str)):
-        return None
-    prompt = record.get("prompt")
-    job_id = str(record.get("job_id", path.stem))
-    return Observation(job_id, category, style, score, prompt if isinstance(prompt, str) else None)
+    return Observation(result.job_id, category, style, result.score.total, result.prompt)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from shared.config.environment import (
+    CONFIG_ENV,
     FAIL_TASKS_ENV,
     FAILPOINTS_ENV,
 )
 from shared.config.sections import (
+    DEFAULT_MAX_HEADER_BYTES,
     BackendSettings,
     BackPressureSettings,
     CleanupSettings,
@@ -14,6 +16,8 @@ from shared.config.sections import (
     GeneratorSettings,
     HealthSettings,
     LearningSettings,
+    LLMSettings,
+    LocalLLMSettings,
     LoggingSettings,
     ModelPrice,
     MonitorSettings,
@@ -27,7 +31,6 @@ from shared.config.sections import (
     UpSettings,
 )
 from shared.config.settings import (
-    CONFIG_ENV,
     DEFAULT_CONFIG,
     DEMO_CONFIG,
     PROJECT_ROOT,
@@ -47,10 +50,13 @@ __all__ = [
     "ConfigError",
     "ConsumerSettings",
     "DEFAULT_CONFIG",
+    "DEFAULT_MAX_HEADER_BYTES",
     "DEMO_CONFIG",
     "GeneratorSettings",
     "HealthSettings",
     "LearningSettings",
+    "LLMSettings",
+    "LocalLLMSettings",
     "LoggingSettings",
     "ModelPrice",
     "MonitorSettings",

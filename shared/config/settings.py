@@ -20,57 +20,21 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from shared.config.environment import CONFIG_ENV, unknown_variables
 from shared.config.sections import (
     CONSUMER_SCHEDULE_PREFIX,
-    BackendSettings,
-    BackPressureSettings,
     CleanupSettings,
     ConsumerSettings,
-    GeneratorSettings,
-    HealthSettings,
-    LearningSettings,
+    LLMSettings,
     LoggingSettings,
     MonitorSettings,
     NatsSettings,
     Overlap,
     ProducerSettings,
     QueueSettings,
-    RetrySettings,
     SchedulerSettings,
     ScheduleSettings,
-    TimeoutSettings,
     UpSettings,
     default_consumers,
     default_schedules,
 )
-
-__all__ = [
-    "BackPressureSettings",
-    "BackendSettings",
-    "CleanupSettings",
-    "ConsumerSettings",
-    "GeneratorSettings",
-    "HealthSettings",
-    "LearningSettings",
-    "LoggingSettings",
-    "MonitorSettings",
-    "NatsSettings",
-    "ProducerSettings",
-    "QueueSettings",
-    "RetrySettings",
-    "ScheduleSettings",
-    "SchedulerSettings",
-    "TimeoutSettings",
-    "UpSettings",
-    "ConfigError",
-    "Settings",
-    "load_settings",
-    "config_paths",
-    "deep_merge",
-    "read_yaml_files",
-    "DEFAULT_CONFIG",
-    "DEMO_CONFIG",
-    "PROJECT_ROOT",
-    "CONFIG_ENV",
-]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "syntx.yaml"
@@ -100,6 +64,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = SchedulerSettings()
     up: UpSettings = UpSettings()
     heartbeat_s: float = Field(15.0, gt=0, description="every service announces itself this often")
+    llm: LLMSettings = LLMSettings()
     topics: dict[str, list[str]] = Field(default_factory=dict)
     styles: dict[str, str] = Field(default_factory=dict)
     languages: dict[str, float] = Field(default_factory=lambda: {"de": 1.0})
@@ -193,6 +158,11 @@ def read_yaml_files(paths: list[Path]) -> dict[str, Any]:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file {path} does not exist (set {CONFIG_ENV} to another)") from exc
+        except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not text
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(
+                f"config file {path} cannot be read: {reason} (set {CONFIG_ENV} to a file)"
+            ) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
         if loaded is None:

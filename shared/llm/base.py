@@ -31,15 +31,27 @@ class BackendError(Exception):
 
     ``retryable`` is True when the backend looks down (timeouts, connection errors, 429 or 5xx until all
     attempts were used, or the overall deadline passed): the job should stay queued. It is False when
-    asking again cannot help (other 4xx, a reply that is not the expected JSON).
+    asking again cannot help (other 4xx, a reply that is not the expected JSON). ``stalled`` is True
+    when the backend took the request but did not finish its reply in time (read timeouts, or the
+    overall deadline passed while a reply was pending): such an attempt counts against the job even
+    though the backend looks down, so a backend that only drips bytes cannot keep a job forever.
     """
 
-    def __init__(self, reason: str, *, retryable: bool, attempts: int, status: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool,
+        attempts: int,
+        status: int | None = None,
+        stalled: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.attempts = attempts
         self.status = status
+        self.stalled = stalled
 
     def __str__(self) -> str:
         return self.reason
@@ -47,15 +59,17 @@ class BackendError(Exception):
     def __repr__(self) -> str:
         return (
             f"BackendError({self.reason!r}, retryable={self.retryable}, "
-            f"attempts={self.attempts}, status={self.status})"
+            f"attempts={self.attempts}, status={self.status}, stalled={self.stalled})"
         )
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_error, (self.reason, self.retryable, self.attempts, self.status))
+        return (_rebuild_error, (self.reason, self.retryable, self.attempts, self.status, self.stalled))
 
 
-def _rebuild_error(reason: str, retryable: bool, attempts: int, status: int | None) -> BackendError:
-    return BackendError(reason, retryable=retryable, attempts=attempts, status=status)
+def _rebuild_error(
+    reason: str, retryable: bool, attempts: int, status: int | None, stalled: bool = False
+) -> BackendError:
+    return BackendError(reason, retryable=retryable, attempts=attempts, status=status, stalled=stalled)
 
 
 class LLMBackend(Protocol):

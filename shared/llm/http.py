@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 class _Progress:
     attempts: int = 0
     last: Failure | None = None
+    in_flight: bool = False  # a request is out and its reply not finished
+
+    def stalled(self) -> bool:
+        """The backend holds a request without finishing the reply, or the last one timed out reading."""
+        return self.in_flight or (self.last is not None and self.last.stalled)
 
 
 def endpoint(url: str | None, path: str) -> str:
@@ -62,18 +67,20 @@ class JsonHttp:
         concurrency: int,
         headers: Mapping[str, str] | None = None,
         secret: str | None = None,
+        max_response_bytes: int,
     ) -> None:
         parsed = httpx.URL(url)
         self.url = str(parsed.copy_with(username=None, password=None))
         self._backend = backend
         self._retries = retries
         self._total_s = timeouts.total_s
+        self._max_response_bytes = max_response_bytes
         self._secrets = [value for value in (secret, parsed.password) if value]
         self._rng = random.Random()
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
             auth=httpx.BasicAuth(parsed.username, parsed.password) if parsed.username else None,
-            headers=dict(headers or {}),
+            headers={"Accept-Encoding": "identity", **(headers or {})},  # the size cap is on what arrives
             timeout=httpx.Timeout(
                 connect=timeouts.connect_s,
                 read=timeouts.read_s,
@@ -96,6 +103,7 @@ class JsonHttp:
             concurrency=concurrency,
             headers={"Authorization": f"Bearer {key}"} if key else None,
             secret=key,
+            max_response_bytes=settings.max_response_bytes,
         )
 
     def __repr__(self) -> str:
@@ -126,14 +134,18 @@ class JsonHttp:
             )
             status = progress.last.status if progress.last else None
             raise BackendError(
-                self.redact(reason), retryable=True, attempts=progress.attempts, status=status
+                self.redact(reason),
+                retryable=True,
+                attempts=progress.attempts,
+                status=status,
+                stalled=progress.stalled(),
             ) from None
 
     async def _attempts(self, payload: Mapping[str, Any], progress: _Progress) -> JsonReply:
         max_attempts = self._retries.max_attempts
         for attempt in range(1, max_attempts + 1):
             progress.attempts = attempt
-            outcome = await self._once(payload)
+            outcome = await self._once(payload, progress)
             if isinstance(outcome, JsonReply):
                 return JsonReply(outcome.data, attempt, outcome.status)
             progress.last = outcome
@@ -163,19 +175,57 @@ class JsonHttp:
             retryable=True,
             attempts=max_attempts,
             status=last.status,
+            stalled=last.stalled,
         )
 
-    async def _once(self, payload: Mapping[str, Any]) -> JsonReply | Failure:
+    async def _once(self, payload: Mapping[str, Any], progress: _Progress) -> JsonReply | Failure:
+        progress.in_flight = True  # stays set when the overall deadline cancels the exchange
+        outcome = await self._exchange(payload)
+        progress.in_flight = False
+        return outcome
+
+    async def _exchange(self, payload: Mapping[str, Any]) -> JsonReply | Failure:
         where = self.url
         try:
-            response = await self._client.post(self.url, json=payload)
+            async with self._client.stream("POST", self.url, json=payload) as response:
+                body = await self._read_body(response)
         except httpx.TimeoutException as exc:
-            return Failure(f"{_timeout_kind(exc)} from {where}", retryable=True)
+            kind = _timeout_kind(exc)
+            return Failure(f"{kind} from {where}", retryable=True, stalled=kind == "read timeout")
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             return Failure(f"connection error with {where} ({_describe(exc)})", retryable=True)
         except httpx.HTTPError as exc:
             return Failure(f"request to {where} failed ({_describe(exc)})", retryable=False)
-        return judge(response, where)
+        return body if isinstance(body, Failure) else judge(response, where, body)
+
+    async def _read_body(self, response: httpx.Response) -> bytes | Failure:
+        """The reply body, read as it arrives, never more than ``max_response_bytes``.
+
+        An answer (2xx) over the limit fails the attempt; of an error reply only the start is kept (it
+        is quoted, not parsed), so a 503 with a huge page still counts as the backend being down.
+        """
+        limit = self._max_response_bytes
+        answer = response.is_success
+        declared = response.headers.get("content-length", "")
+        if answer and declared.isdigit() and int(declared) > limit:
+            return _too_big(f"announced {int(declared)} bytes", limit, response.status_code)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                if answer:
+                    return _too_big(f"more than {limit} bytes arrived", limit, response.status_code)
+                chunks.append(chunk[: limit - size + len(chunk)])
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_big(what: str, limit: int, status: int) -> Failure:
+    return Failure(
+        f"invalid reply: body too large ({what}; backend.max_response_bytes is {limit})", False, status
+    )
 
 
 def _timeout_kind(exc: httpx.TimeoutException) -> str:

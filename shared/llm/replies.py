@@ -25,29 +25,38 @@ class JsonReply:
 
 @dataclass(frozen=True)
 class Failure:
-    """One failed attempt: ``what`` names it, ``detail`` adds what the server said."""
+    """One failed attempt: ``what`` names it, ``detail`` adds what the server said.
+
+    ``stalled``: the backend took the request but did not finish its reply in time (a read timeout) —
+    unlike a backend that refuses connections, this counts against the job when it persists.
+    """
 
     what: str
     retryable: bool
     status: int | None = None
     detail: str = ""
     wait_s: float | None = None
+    stalled: bool = False
 
 
-def judge(response: httpx.Response, where: str) -> JsonReply | Failure:
+def judge(response: httpx.Response, where: str, body: bytes) -> JsonReply | Failure:
+    """Judge a reply whose ``body`` was read (bounded) by the caller."""
     status = response.status_code
+    text = body.decode(response.encoding or "utf-8", errors="replace")
     if status == 429 or status >= 500:
         wait_s = retry_after_s(response.headers.get("retry-after"))
-        return Failure(f"HTTP {status} from {where}", True, status, _server_said(response), wait_s)
+        return Failure(f"HTTP {status} from {where}", True, status, _server_said(text), wait_s)
     if not 200 <= status < 300:
-        return Failure(f"HTTP {status} from {where}", False, status, _server_said(response))
-    if not response.content.strip():
+        return Failure(f"HTTP {status} from {where}", False, status, _server_said(text))
+    if not body.strip():
         return Failure("invalid reply: empty body", False, status)
     try:
-        data = json.loads(response.content)
+        data = json.loads(body)
     except ValueError:
         kind = response.headers.get("content-type", "no content type").split(";")[0].strip()
-        return Failure(f"invalid reply: body is not JSON ({kind})", False, status, _starts_with(response))
+        return Failure(f"invalid reply: body is not JSON ({kind})", False, status, _starts_with(text))
+    except RecursionError:
+        return Failure("invalid reply: JSON nested too deeply", False, status)
     if not isinstance(data, dict):
         return Failure(f"invalid reply: expected a JSON object, got {json_type(data)}", False, status)
     return JsonReply(data, 1, status)
@@ -59,18 +68,18 @@ def json_type(value: object) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def _snippet(response: httpx.Response) -> str:
-    text = " ".join(response.text.split())
+def _snippet(body: str) -> str:
+    text = " ".join(body[: SNIPPET_CHARS * 4].split())
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"
 
 
-def _server_said(response: httpx.Response) -> str:
-    text = _snippet(response)
-    return f"; server said: {text}" if text else ""
+def _server_said(body: str) -> str:
+    text = _snippet(body)
+    return f"; server said: {text!r}" if text else ""
 
 
-def _starts_with(response: httpx.Response) -> str:
-    return f"; body starts with: {_snippet(response)[:80]!r}"
+def _starts_with(body: str) -> str:
+    return f"; body starts with: {_snippet(body)[:80]!r}"
 
 
 def text_at(reply: JsonReply, *path: str | int) -> str:
@@ -78,6 +87,10 @@ def text_at(reply: JsonReply, *path: str | int) -> str:
     value = _dig(reply, path)
     if not isinstance(value, str):
         raise _invalid(reply, f"{_label(path)!r} is {json_type(value)}, not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON): no file could hold it
+        return value.encode("utf-8", errors="replace").decode("utf-8")
     return value
 
 

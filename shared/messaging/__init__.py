@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.messaging.bus import (
     Bus,
     StoppedWhileConnecting,
+    connect_options,
     shown_url,
 )
 from shared.messaging.malformed import (
@@ -13,9 +14,11 @@ from shared.messaging.malformed import (
 )
 from shared.messaging.messages import (
     GENERATOR_OUTCOMES,
+    QUARANTINE_REASONS,
     BackendState,
     CleanupReport,
     Event,
+    FileRefused,
     GeneratorBudgetExhausted,
     GeneratorCall,
     GeneratorOutcome,
@@ -24,6 +27,7 @@ from shared.messaging.messages import (
     JobScored,
     OverlapOutcome,
     ProducerGeneration,
+    QuarantineReason,
     ServiceHeartbeat,
     Tick,
     TickOverlapped,
@@ -38,6 +42,9 @@ __all__ = [
     "PausedSchedules",
     "MalformedLog",
     "message_problem",
+    "FileRefused",
+    "QUARANTINE_REASONS",
+    "QuarantineReason",
     "BackendState",
     "Bus",
     "CleanupReport",
@@ -55,6 +62,7 @@ __all__ = [
     "TickOverlapped",
     "StoppedWhileConnecting",
     "Tick",
+    "connect_options",
     "decode_event",
     "decode_tick",
     "encode",

@@ -369,14 +369,24 @@ async def _connect_unless_stopped(nc: Client, options: dict[str, Any], stop: asy
 
 @asynccontextmanager
 async def connect(
-    settings: NatsSettings, *, name: str, max_reconnect_attempts: int = -1, stop: asyncio.Event | None = None
+    settings: NatsSettings,
+    *,
+    name: str,
+    max_reconnect_attempts: int = -1,
+    stop: asyncio.Event | None = None,
+    quiet: bool = False,
 ) -> AsyncIterator[Bus]:
-    """Services retry forever (-1) until ``stop`` is set; a command passes a small number to fail fast."""
+    """Services retry forever (-1) until ``stop`` is set; a command passes a small number to fail fast,
+    and ``quiet``: the client's connection errors go to the debug log, the command says it in one line."""
     nc = Client()
+    noise = logging.DEBUG if quiet else logging.WARNING
 
     async def disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):
-            log.warning("nats: disconnected from %s, reconnecting", shown_url(settings.effective_url))
+            log.log(noise, "nats: disconnected from %s, reconnecting", shown_url(settings.effective_url))
+
+    async def client_error(exc: Exception) -> None:
+        log.log(noise, "nats: %s", exc)
 
     async def reconnected() -> None:
         log.info("nats: reconnected to %s", shown_url(settings.effective_url))
@@ -385,6 +395,7 @@ async def connect(
     options.update(
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,
+        error_cb=client_error,
         max_reconnect_attempts=max_reconnect_attempts,
     )
     await _connect_unless_stopped(nc, options, stop)

@@ -7,10 +7,10 @@ syntx.tick.producer ""``); :func:`decode_tick` turns that into a tick with defau
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal, get_args
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter
 
 
 def utc_now() -> datetime:
@@ -77,6 +77,23 @@ class JobFailed(Message):
     will_retry: bool
     final_status: Literal["failed", "malformed"] | None = None
     cause: Literal["backend", "malformed", "lease_expired"] = "backend"
+
+
+QuarantineReason = Literal["not_regular_file", "bad_name", "bad_attempts", "hidden", "stray", "bad_result"]
+QUARANTINE_REASONS: Final[tuple[str, ...]] = get_args(QuarantineReason)
+
+
+class FileRefused(Message):
+    """A file of the queue was not read as what it claims to be: moved to ``quarantine/`` (with a
+    ``.why.txt`` note, ``quarantined_as`` its name there), or — a dot-file in ``incoming/`` — left alone
+    by rule (reported once per consumer process)."""
+
+    kind: Literal["job.refused"] = "job.refused"
+    service: str
+    reason: QuarantineReason
+    name: str = Field(max_length=1024, description="the file's name, non-printable characters escaped")
+    detail: str = Field(max_length=1024)
+    quarantined_as: str | None = Field(None, max_length=1024)
 
 
 class BackendState(Message):
@@ -148,6 +165,9 @@ class CleanupReport(Message):
     kind: Literal["cleanup.report"] = "cleanup.report"
     removed: dict[str, int] = Field(default_factory=dict)
     quarantined: int = Field(0, ge=0)
+    untrusted: dict[str, NonNegativeInt] = Field(
+        default_factory=dict, description="result files quarantined, by reason"
+    )
     expired_claims: dict[str, int] = Field(default_factory=dict, description="released / failed / finished")
     kept: dict[str, int] = Field(default_factory=dict)
     errors: list[str] = Field(default_factory=list)
@@ -182,6 +202,7 @@ Event = Annotated[
     | ProducerGeneration
     | GeneratorCall
     | GeneratorBudgetExhausted
+    | FileRefused
     | CleanupReport
     | ServiceHeartbeat
     | TickOverlapped,

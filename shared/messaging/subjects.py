@@ -12,6 +12,7 @@ TICK_ALL: Final = f"{TICK_PREFIX}.>"
 JOB_CREATED: Final = f"{PREFIX}.job.created"
 JOB_SCORED: Final = f"{PREFIX}.job.scored"
 JOB_FAILED: Final = f"{PREFIX}.job.failed"
+FILE_REFUSED: Final = f"{PREFIX}.job.refused"
 JOB_ALL: Final = f"{PREFIX}.job.>"
 CONSUMER_BACKEND: Final = f"{PREFIX}.consumer.backend"
 PRODUCER_GENERATION: Final = f"{PREFIX}.producer.generation"
@@ -68,8 +69,9 @@ def schedule_of(subject: str) -> str:
     return subject[len(TICK_PREFIX) + 1 :]
 
 
-def consumer_schedule(wrapper: str) -> str:
-    return f"consumer.{wrapper}"
+def consumer_schedule(name: str) -> str:
+    """``sigma`` -> ``consumer.sigma``: the schedule of the consumer ``name``, and its service name."""
+    return f"consumer.{name}"
 
 
 def durable_name(schedule: str) -> str:

@@ -4,9 +4,11 @@ A claim is an atomic rename ``incoming/<id>.txt`` → ``processing/<id>.claim-<t
 names the consumer process that holds it (its instance token, logged at start). The lease clock is the
 claim file's inode change time (ctime): the rename itself sets it, the holder refreshes it (a touch)
 while the LLM call runs, and a claim unchanged for ``lease_s`` has expired — any consumer, or cleanup,
-may then take it over with another rename (which restarts the clock at once). No result is ever filed
-twice: results are created exclusively (see ``FileQueue.write_result``), so of a slow holder and the
-one that took over, the first to finish files the result and the other drops its copy.
+may then take it over with another rename (which restarts the clock at once). Expiry is judged against
+the queue's file clock (:meth:`FileQueue.file_clock`, a probe file's ctime), not the local clock: on a
+shared filesystem both clocks are the server's, so hosts whose own clocks differ still agree on a lease.
+No result is ever filed twice: results are created exclusively (see ``FileQueue.write_result``), so of
+a slow holder and the one that took over, the first to finish files the result and the other drops it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.config import DEFAULT_MAX_HEADER_BYTES
 from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
-from shared.queue.jobfile import Job, parse_job
+from shared.queue.intake import UnreadableFile, name_problem, read_bounded
+from shared.queue.jobfile import Job, JobFileError, parse_job
 from shared.queue.store import FileQueue
 
 
@@ -42,6 +45,8 @@ class ClaimFile:
 
 
 def parse_claim(path: Path) -> ClaimFile | None:
+    if name_problem(path.name) is not None:
+        return None  # never claimed by this version: such names are quarantined from incoming/
     match = CLAIM_NAME.match(path.name)
     if match:
         return ClaimFile(match["job"], match["token"], path)
@@ -71,16 +76,24 @@ class Claims:
             os.rename(self.queue.sidecar_path(INCOMING, job_id), self.queue.sidecar_path(PROCESSING, job_id))
         return ClaimFile(job_id, self.token, target)
 
-    def read_job(self, claim: ClaimFile, max_bytes: int) -> Job:
+    def read_job(
+        self, claim: ClaimFile, max_bytes: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    ) -> Job:
         """The claimed job, with the metadata of its sidecar (original layout) if it has one.
 
-        Raises ``FileNotFoundError`` when the claim is gone, ``JobFileError`` for a malformed job.
+        Both files are read bounded (:func:`read_bounded`): no symlink followed, no FIFO waited on, no
+        more than ``max_bytes`` + 1 read. Raises ``FileNotFoundError`` when the claim is gone,
+        ``JobFileError`` for a malformed job; an unreadable sidecar is ignored.
         """
         try:
-            sidecar: bytes | None = self.queue.sidecar_path(PROCESSING, claim.job_id).read_bytes()
-        except FileNotFoundError:
+            sidecar: bytes | None = read_bounded(self.queue.sidecar_path(PROCESSING, claim.job_id), max_bytes)
+        except (FileNotFoundError, UnreadableFile):
             sidecar = None
-        return parse_job(claim.job_id, claim.path.read_bytes(), max_bytes, sidecar)
+        try:
+            raw = read_bounded(claim.path, max_bytes)
+        except UnreadableFile as exc:
+            raise JobFileError(f"job file is {exc}") from None
+        return parse_job(claim.job_id, raw, max_bytes, sidecar, max_header_bytes=max_header_bytes)
 
     def renew(self, claim: ClaimFile) -> bool:
         """Extend the lease; False when the claim is gone (taken over after our lease expired)."""
@@ -116,7 +129,10 @@ class Claims:
         return True
 
     def forget(self, claim: ClaimFile) -> None:
-        """After the result is written: remove the claim, the sidecar and the attempt history."""
+        """After the result is written: remove the claim, the sidecar and the attempt history.
+
+        A directory swapped in under one of these names stays (lease keeping quarantines it).
+        """
         queue = self.queue
         for path in (
             claim.path,
@@ -124,7 +140,7 @@ class Claims:
             queue.sidecar_path(INCOMING, claim.job_id),
             queue.attempts_path(claim.job_id),
         ):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 path.unlink()
 
     def all(self) -> list[ClaimFile]:
@@ -134,11 +150,11 @@ class Claims:
 
     def expired(self, lease_s: float, now: float | None = None) -> list[ClaimFile]:
         """Claims whose lease ran out: neither taken nor renewed for ``lease_s``."""
-        cutoff = (time.time() if now is None else now) - lease_s
+        cutoff = (self.queue.file_clock() if now is None else now) - lease_s
         return [
             claim for claim in self.all() if (clock := claim.lease_clock()) is not None and clock < cutoff
         ]
 
 
 def _touch(path: Path) -> None:
-    os.utime(path)  # sets the ctime, the lease clock; hosts sharing a queue keep their clocks in sync
+    os.utime(path)  # sets the ctime, the lease clock (on a shared filesystem: by the server's clock)

@@ -55,32 +55,6 @@ def counts_as(folder: str, name: str) -> bool:
     return not name.startswith(".") and not name.endswith(QUARANTINE_NOTE_SUFFIX)
 
 
-JOB_ID_MAX_CHARS: Final = 200
-_UNSAFE_IN_ID: Final = re.compile(r"[/\\\x00-\x1f\x7f]")
-
-
-def job_id_problem(job_id: str) -> str | None:
-    """Why ``job_id`` cannot name a job file in a queue folder, or None if it can.
-
-    Job ids are file stems — the producer's sortable ``20251206T140000123456Z-3fa2c1`` or the stem of a
-    file someone dropped into ``incoming/`` — never paths: no separators, no leading dot, no control
-    characters, valid UTF-8.
-    """
-    if not job_id:
-        return "empty"
-    if len(job_id) > JOB_ID_MAX_CHARS:
-        return f"longer than {JOB_ID_MAX_CHARS} characters"
-    if job_id.startswith("."):
-        return "starts with a dot"
-    if _UNSAFE_IN_ID.search(job_id):
-        return "contains a path separator or a control character"
-    try:
-        job_id.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid UTF-8"
-    return None
-
-
 def archive_day_name(when: datetime | date) -> str:
     """The day folder a result archived at ``when`` goes into: its UTC date."""
     day = when.astimezone(UTC).date() if isinstance(when, datetime) else when

@@ -19,15 +19,18 @@ metadata in a same-named ``.json`` beside the ``.txt``.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.config import DEFAULT_MAX_HEADER_BYTES
+
 HEADER_FENCE = "---"
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 _ORIGINAL_KEYS = ("topic", "category", "style", "language", "generation")
+_PLAIN_VALUES = (str, int, float, bool, date, type(None))  # datetime is a date
 
 
 class JobFileError(ValueError):
@@ -57,8 +60,19 @@ def render_job(prompt: str, meta: JobMeta) -> str:
     return f"{HEADER_FENCE}\n{header}\n{HEADER_FENCE}\n{prompt.strip()}\n"
 
 
-def parse_job(job_id: str, raw: bytes, max_bytes: int, sidecar: bytes | None = None) -> Job:
-    """Decode and validate a job file; raise :class:`JobFileError` with a precise reason."""
+def parse_job(
+    job_id: str,
+    raw: bytes,
+    max_bytes: int,
+    sidecar: bytes | None = None,
+    *,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+) -> Job:
+    """Decode and validate a job file; raise :class:`JobFileError` with a precise reason.
+
+    The header is limited to ``max_header_bytes`` and may not use YAML anchors or aliases (a few
+    hundred bytes of aliases expand to gigabytes), so what is parsed is bounded by what was read.
+    """
     if len(raw) > max_bytes:
         raise JobFileError(f"job file is {len(raw)} bytes, over the limit of {max_bytes}")
     if b"\x00" in raw:
@@ -67,7 +81,7 @@ def parse_job(job_id: str, raw: bytes, max_bytes: int, sidecar: bytes | None = N
         text = raw.decode("utf-8").replace("\r\n", "\n").lstrip("\ufeff")
     except UnicodeDecodeError as exc:
         raise JobFileError(f"job file is not valid UTF-8 (byte {exc.start})") from exc
-    meta, prompt = _split_header(text)
+    meta, prompt = _split_header(text, max_header_bytes)
     if sidecar is not None:
         meta = {**_sidecar_meta(sidecar), **meta}
     if not prompt.strip():
@@ -79,7 +93,7 @@ def parse_job(job_id: str, raw: bytes, max_bytes: int, sidecar: bytes | None = N
         raise JobFileError(f"job header field {first['loc'][0]!s}: {first['msg']}") from exc
 
 
-def _split_header(text: str) -> tuple[dict[str, Any], str]:
+def _split_header(text: str, max_header_bytes: int) -> tuple[dict[str, Any], str]:
     lines = text.split("\n")
     if not lines or lines[0].strip() != HEADER_FENCE:
         return {}, text
@@ -87,20 +101,49 @@ def _split_header(text: str) -> tuple[dict[str, Any], str]:
         end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == HEADER_FENCE)
     except StopIteration:
         raise JobFileError("job header opened with '---' is never closed") from None
+    source = "\n".join(lines[1:end])
+    size = len(source.encode("utf-8"))
+    if size > max_header_bytes:
+        raise JobFileError(f"job header is {size} bytes, over the limit of {max_header_bytes}")
     try:
-        header = yaml.load("\n".join(lines[1:end]), Loader=_YAML_LOADER) or {}
+        _refuse_aliases(source)
+        header = yaml.load(source, Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as exc:
         raise JobFileError(f"job header is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise JobFileError("job header is nested too deeply") from None
+    except JobFileError:
+        raise
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise JobFileError(f"job header is not valid YAML: {exc}") from None
     if not isinstance(header, dict):
         raise JobFileError("job header must be 'key: value' lines")
+    for key, value in header.items():
+        if not isinstance(value, _PLAIN_VALUES):
+            kind = type(value).__name__
+            raise JobFileError(
+                f"job header field {key!s}: must be a plain value (text, number, date), not {kind}"
+            )
     return {str(key): value for key, value in header.items()}, "\n".join(lines[end + 1 :])
+
+
+def _refuse_aliases(source: str) -> None:
+    """Raise :class:`JobFileError` when the header uses anchors (``&a``) or aliases (``*a``).
+
+    Checked on the parser's events, before anything is built; a header without ``&`` or ``*`` has none.
+    """
+    if "&" not in source and "*" not in source:
+        return
+    for event in yaml.parse(source, Loader=_YAML_LOADER):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise JobFileError("job header uses YAML anchors or aliases, which are not allowed")
 
 
 def _sidecar_meta(sidecar: bytes) -> dict[str, Any]:
     """Metadata of the original layout (``X.json`` beside ``X.txt``); unreadable ones are ignored."""
     try:
         data = json.loads(sidecar.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, numbers too long to convert, too deep
         return {}
     if not isinstance(data, dict):
         return {}

@@ -14,8 +14,10 @@ from typing import Literal
 
 from shared.messaging import utc_now
 from shared.queue.claims import ClaimFile, Claims
+from shared.queue.folders import ERROR
+from shared.queue.intake import Quarantined
 from shared.queue.jobfile import JobFileError
-from shared.queue.results import Attempt, JobResult, counted_failures, job_meta
+from shared.queue.results import Attempt, JobResult, counted_failures, job_meta, load_history
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ class Recovered:
     outcome: Literal["released", "failed", "finished"]  # finished: its result existed already
     attempt: int
     reason: str
+    quarantined: Quarantined | None = None  # its attempt history was broken and moved aside
 
 
 def recover_expired(
@@ -38,7 +41,11 @@ def recover_expired(
     for claim in claims.expired(lease_s, now):
         if claim.token == claims.token:
             continue  # ours: this process is alive (a restarted consumer has a new token)
-        recovered = _recover_one(claims, claim, lease_s, max_attempts)
+        try:
+            recovered = _recover_one(claims, claim, lease_s, max_attempts)
+        except Exception:  # one bad claim must not end lease keeping for the others
+            log.exception("job %s: recovering its expired claim failed; tried again later", claim.job_id)
+            continue
         if recovered is not None:
             done.append(recovered)
     return done
@@ -53,7 +60,8 @@ def _recover_one(claims: Claims, claim: ClaimFile, lease_s: float, max_attempts:
     if queue.result_path(claim.job_id) is not None:
         claims.forget(ours)
         return Recovered(claim.job_id, "finished", 0, "result existed; leftover claim removed")
-    history = [Attempt.model_validate(entry) for entry in queue.read_attempts(claim.job_id)]
+    loaded = load_history(queue, claim.job_id)
+    history = loaded.attempts
     holder = f"claim {claim.token}" if claim.token else "unknown holder"
     reason = f"lease expired: {holder} did not renew it for {lease_s:g}s"
     attempt = Attempt(
@@ -66,14 +74,16 @@ def _recover_one(claims: Claims, claim: ClaimFile, lease_s: float, max_attempts:
     )
     history.append(attempt)
     if counted_failures(history) >= max_attempts:
-        return _file_failed(claims, ours, history, reason)
+        return _file_failed(claims, ours, history, reason, loaded.quarantined)
     queue.write_attempts(claim.job_id, [entry.model_dump(mode="json") for entry in history])
     claims.release(ours)
     log.warning("job %s: %s; back in incoming/ (attempt %d)", claim.job_id, reason, attempt.number)
-    return Recovered(claim.job_id, "released", attempt.number, reason)
+    return Recovered(claim.job_id, "released", attempt.number, reason, loaded.quarantined)
 
 
-def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last: str) -> Recovered | None:
+def _file_failed(
+    claims: Claims, claim: ClaimFile, history: list[Attempt], last: str, quarantined: Quarantined | None
+) -> Recovered | None:
     queue = claims.queue
     reason = f"gave up after {counted_failures(history)} failed attempts; last: {last}"
     try:
@@ -89,7 +99,7 @@ def _file_failed(claims: Claims, claim: ClaimFile, history: list[Attempt], last:
         attempts=history,
         created_at=job.meta.created if job else None,
     )
-    queue.write_result("error", claim.job_id, record.model_dump_json(indent=1).encode(), fsync=True)
+    queue.write_result(ERROR, claim.job_id, record.encoded(), fsync=True)
     claims.forget(claim)
     log.warning("job %s failed: %s", claim.job_id, reason)
-    return Recovered(claim.job_id, "failed", history[-1].number, reason)
+    return Recovered(claim.job_id, "failed", history[-1].number, reason, quarantined)

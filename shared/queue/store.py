@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,8 +28,10 @@ from shared.queue.folders import (
     ATTEMPTS,
     CLAIM_NAME,
     COUNTED_FOLDERS,
+    ERROR,
     INCOMING,
     JOB_SUFFIX,
+    PROCESSED,
     RESULT_FOLDERS,
     RESULT_SUFFIX,
     TMP,
@@ -39,6 +43,8 @@ from shared.queue.folders import (
     job_created_day,
 )
 from shared.queue.jobfile import JobMeta, render_job
+
+log = logging.getLogger(__name__)
 
 # Looking a job up in the archive probes the day folders from its creation day on, one stat each;
 # for a job older than this, listing the day folders that exist is cheaper.
@@ -97,15 +103,60 @@ class FileQueue:
     def write_result(
         self, folder: ResultFolder, job_id: str, record: dict[str, Any] | bytes, *, fsync: bool = False
     ) -> bool:
-        """Write a result once; returns False when one already exists (results are immutable)."""
+        """Write a result once; returns False when one already exists (results are immutable).
+
+        The name is created exclusively (a hard link), which settles two writers within one folder. Two
+        writers into different folders can both pass the first check at the same moment; after the link
+        :meth:`_settle` leaves exactly one result: ``processed/`` wins over ``error/``.
+        """
         if self.result_path(job_id) is not None:
             return False
         data = (
             record if isinstance(record, bytes) else json.dumps(record, ensure_ascii=False, indent=1).encode()
         )
-        return self.write_atomic(
-            self.folder(folder) / f"{job_id}{RESULT_SUFFIX}", data, fsync=fsync, exclusive=True
-        )
+        target = self.folder(folder) / f"{job_id}{RESULT_SUFFIX}"
+        if not self.write_atomic(target, data, fsync=fsync, exclusive=True):
+            return False
+        return self._settle(folder, job_id)
+
+    def _settle(self, folder: ResultFolder, job_id: str) -> bool:
+        """After our link, whichever of two racing writers looks second sees the other's result: the
+        one in ``error/`` goes — ours (then False) or theirs — and the one in ``processed/`` (or, once
+        the producer moved it, in the archive) stays. The writer into ``error/`` may have returned True
+        just before its result went; the files are the truth, its events only notified."""
+        name = f"{job_id}{RESULT_SUFFIX}"
+        if folder == PROCESSED:
+            try:
+                (self.folder(ERROR) / name).unlink()
+            except FileNotFoundError:
+                return True
+            log.warning(
+                "job %s: a result landed in error/ at the same moment as ours; kept processed/", job_id
+            )
+            return True
+        if (self.folder(PROCESSED) / name).exists() or self.archived_path(job_id) is not None:
+            (self.folder(folder) / name).unlink(missing_ok=True)
+            return False
+        return True
+
+    def file_clock(self) -> float:
+        """Now by the clock that stamps the queue's files: the ctime of a new probe file in ``.tmp/``.
+
+        On a local disk that is this host's clock; on a shared filesystem (NFS) the server sets the
+        ctime, so every host judging leases against this sees the same clock whatever its own says.
+        Falls back to the local clock when the probe cannot be written.
+        """
+        probe = self.folder(TMP) / f".clock.{secrets.token_hex(4)}"
+        try:
+            handle = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return time.time()
+        try:
+            return os.fstat(handle).st_ctime
+        finally:
+            os.close(handle)
+            with contextlib.suppress(FileNotFoundError):
+                probe.unlink()
 
     # -- paths and lookups -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from shared.scoring.parsing import (
     parse_response,
 )
 from shared.scoring.scorers import (
+    SCORER_NAMES,
     SCORERS,
     render_breakdown,
     score_response,
@@ -30,6 +31,7 @@ __all__ = [
     "FormatSpec",
     "ParsedResponse",
     "SCORERS",
+    "SCORER_NAMES",
     "ScoreResult",
     "Wrapper",
     "load_catalog",

@@ -32,8 +32,8 @@ class ScoreResult(BaseModel):
     scorer: str
     format: str
     total: int = Field(ge=0, le=100)
-    completeness: float  # 0-100: weighted share of non-empty sections
-    structure: float  # 0-100: how well the headers follow the format
+    completeness: float = Field(ge=0, le=100)  # weighted share of non-empty sections
+    structure: float = Field(ge=0, le=100)  # how well the headers follow the format
     fields: list[FieldScore]
     deductions: list[str] = Field(default_factory=list)
     components: dict[str, float] = Field(default_factory=dict)  # points per component of the total

@@ -16,6 +16,7 @@ from shared.scoring.v1 import score_v1
 __all__ = [
     "DEFAULT_SCORER",
     "SCORERS",
+    "SCORER_NAMES",
     "FieldScore",
     "ScoreResult",
     "Scorer",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 SCORERS: dict[str, Scorer] = {"v1": score_v1, "syntx-2": score_syntx2, "default": score_syntx2}
+SCORER_NAMES = frozenset(SCORERS) - {"default"}  # what a ScoreResult's ``scorer`` says; "default" is an alias
 
 
 def score_response(

@@ -56,7 +56,7 @@ def setup_logging(service: str, settings: LoggingSettings, logs_dir: Path | None
         logs_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(
             RotatingFileHandler(
-                logs_dir / f"{service}.log",
+                logs_dir / f"{service}{settings.file_suffix}.log",
                 maxBytes=settings.max_bytes,
                 backupCount=settings.backups,
                 encoding="utf-8",

@@ -1,0 +1,24 @@
+"""The exit codes of every ``syntx`` command — one table, mirrored in the README ("Exit codes").
+
+| code | name            | meaning                                                                    |
+|------|-----------------|----------------------------------------------------------------------------|
+| 0    | ``OK``          | done (``status --watch`` and ``logs -f`` also end with 0 on Ctrl-C)        |
+| 1    | ``NOTHING_DONE``| the command ran but did nothing or found nothing, or a tick was not stored |
+| 2    | ``USAGE``       | a wrong command line: unknown option, schedule, job id, unreadable file    |
+| 2    | ``CONFIG``      | a configuration error (file, key, ``SYNTX_*`` variable)                    |
+| 3    | ``NOT_REACHABLE``| NATS cannot be reached, or no service answered                            |
+| 4    | ``IN_USE``      | another process holds the data directory or a port ``syntx up`` needs      |
+| 130  | ``INTERRUPTED`` | Ctrl-C during a command                                                    |
+"""
+
+from __future__ import annotations
+
+from shared.service import CONFIG_EXIT_CODE
+
+OK = 0
+NOTHING_DONE = 1
+USAGE = 2
+CONFIG = CONFIG_EXIT_CODE
+NOT_REACHABLE = 3
+IN_USE = 4
+INTERRUPTED = 130

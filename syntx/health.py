@@ -1,0 +1,89 @@
+"""``syntx health --service NAME``: is that service alive and connected to NATS?
+
+The check asks every service for a heartbeat (``syntx.service.ping``) and waits for one from NAME. By default
+only an instance on this host counts (its instance name is ``service@hostname:pid``), so a container's
+healthcheck speaks for the service in that container, not for a replica elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from shared.config import Settings
+from shared.messaging import ServiceHeartbeat, connect_options, shown_url, subjects
+from shared.timing import set_within
+
+HEALTHY_EXIT = 0
+UNHEALTHY_EXIT = 1
+UNREACHABLE_EXIT = 3
+
+
+@dataclass(frozen=True)
+class HeartbeatFilter:
+    service: str
+    host: str | None  # None: any host
+
+    def matches(self, beat: ServiceHeartbeat) -> bool:
+        if beat.service != self.service or beat.stopping:
+            return False
+        return self.host is None or beat.instance.startswith(f"{self.service}@{self.host}:")
+
+    def describe(self) -> str:
+        return self.service if self.host is None else f"{self.service} on {self.host}"
+
+
+def heartbeat_filter(service: str, any_host: bool) -> HeartbeatFilter:
+    return HeartbeatFilter(service=service, host=None if any_host else socket.gethostname())
+
+
+async def health(settings: Settings, wanted: HeartbeatFilter, wait_s: float) -> int:
+    """0 when ``wanted`` answers within ``wait_s``; otherwise one line on stderr and a non-zero code."""
+    url = shown_url(settings.nats.effective_url)
+    options = connect_options(settings.nats, "syntx-health")
+    # One retry (0 would mean "forever" to the client), then a verdict.
+    options.update(allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet, connect_timeout=wait_s)
+    client = Client()
+    try:
+        await client.connect(**options)
+        heard = await _heartbeat_heard(client, wanted, wait_s)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        return _report(f"cannot reach NATS at {url} ({exc or type(exc).__name__})", UNREACHABLE_EXIT)
+    finally:
+        await client.close()  # also after a refused connect: the client may hold the socket
+    if not heard:
+        return _report(f"no heartbeat from {wanted.describe()} within {wait_s:g} s via {url}", UNHEALTHY_EXIT)
+    return HEALTHY_EXIT
+
+
+async def _heartbeat_heard(client: Client, wanted: HeartbeatFilter, wait_s: float) -> bool:
+    heard = asyncio.Event()
+
+    async def on_beat(msg: Msg) -> None:
+        try:
+            beat = ServiceHeartbeat.model_validate_json(msg.data)
+        except ValidationError:
+            return  # not a heartbeat this version understands; others may still answer
+        if wanted.matches(beat):
+            heard.set()
+
+    await client.subscribe(subjects.SERVICE_HEARTBEAT, cb=on_beat)
+    await client.publish(subjects.SERVICE_PING, b"")
+    await client.flush(timeout=max(1, round(wait_s)))
+    return await set_within(heard, wait_s)
+
+
+async def _quiet(_exc: Exception) -> None:
+    """Connection errors end in one line from ``health``; the client's own reports would repeat it."""
+
+
+def _report(line: str, code: int) -> int:
+    sys.stderr.write(f"unhealthy: {line}\n")
+    return code

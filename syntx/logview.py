@@ -1,0 +1,151 @@
+"""``syntx logs``: the services' log files merged by time, each line prefixed like ``docker compose logs``.
+
+Every service writes ``logs/<service>.log`` and rotates it to ``<service>.log.1`` … (``.1`` the newest);
+a line starts with its ISO 8601 time. A line without one (a traceback's continuation) goes with the line
+before it. Follow mode then prints lines as they are appended, and reopens a file that was rotated.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+FOLLOW_POLL_S = 0.5  # how often follow mode looks for appended lines, like `tail -f`'s default of 1 s
+_ROTATED = re.compile(r"\.log\.(\d+)$")
+
+
+def log_files(logs_dir: Path, service: str) -> list[Path]:
+    """``service``'s log files, oldest first: rotated ones by descending number, then the current one."""
+    rotated = sorted(
+        (path for path in logs_dir.glob(f"{glob_escape(service)}.log.*") if _ROTATED.search(path.name)),
+        key=lambda path: -int(_ROTATED.search(path.name).group(1)),  # type: ignore[union-attr]
+    )
+    current = logs_dir / f"{service}.log"
+    return [*rotated, current] if current.exists() else rotated
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def line_time(line: str) -> datetime | None:
+    stamp = line.split(" ", 1)[0]
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+def _timed_lines(paths: Iterable[Path]) -> Iterator[tuple[datetime, str]]:
+    """Every line with the time of the last line that had one (lines before any time are dropped)."""
+    last: datetime | None = None
+    for path in paths:
+        try:
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                for raw in handle:
+                    line = raw.rstrip("\n")
+                    last = line_time(line) or last
+                    if last is not None:
+                        yield last, line
+        except FileNotFoundError:  # rotated away while we read: its lines are in the next file
+            continue
+
+
+def merged(logs_dir: Path, services: list[str], since: datetime | None) -> Iterator[tuple[str, str]]:
+    """(service, line) of every service, ordered by time (stable within one service)."""
+    streams = [_keyed(logs_dir, index, service) for index, service in enumerate(services)]
+    for moment, _index, service, line in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+        if since is None or moment >= since:
+            yield service, line
+
+
+def _keyed(logs_dir: Path, index: int, service: str) -> Iterator[tuple[datetime, int, str, str]]:
+    for moment, line in _timed_lines(log_files(logs_dir, service)):
+        yield moment, index, service, line
+
+
+@dataclass
+class _Tail:
+    service: str
+    path: Path
+    inode: int | None = None
+    offset: int = 0
+    partial: str = ""
+
+    def start_at_end(self) -> None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return
+        self.inode, self.offset = stat.st_ino, stat.st_size
+
+    def new_lines(self) -> list[str]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        if stat.st_ino != self.inode or stat.st_size < self.offset:  # rotated or truncated
+            self.inode, self.offset, self.partial = stat.st_ino, 0, ""
+        if stat.st_size == self.offset:
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data.decode("utf-8", errors="replace")).split("\n")
+        return lines
+
+
+def prefix(service: str, width: int) -> str:
+    return f"{service:<{width}} | "
+
+
+def show(logs_dir: Path, services: list[str], since: datetime | None) -> int:
+    """Print the merged lines; the number printed."""
+    width = max(map(len, services))
+    count = 0
+    for service, line in merged(logs_dir, services, since):
+        sys.stdout.write(prefix(service, width) + line + "\n")
+        count += 1
+    sys.stdout.flush()
+    return count
+
+
+def follow(logs_dir: Path, services: list[str], since: datetime | None) -> None:
+    """:func:`show`, then every line appended from now on, until Ctrl-C (KeyboardInterrupt)."""
+    tails = [_Tail(service, logs_dir / f"{service}.log") for service in services]
+    for tail in tails:
+        tail.start_at_end()  # what is there now is shown by show(); nothing is printed twice
+    show(logs_dir, services, since)
+    width = max(map(len, services))
+    while True:
+        for tail in tails:
+            for line in tail.new_lines():
+                sys.stdout.write(prefix(tail.service, width) + line + "\n")
+        sys.stdout.flush()
+        time.sleep(FOLLOW_POLL_S)  # polling, like tail -f: a log file gives no event to wait on
+
+
+def known_services(logs_dir: Path, configured: list[str]) -> list[str]:
+    """The configured services, then any other service that left a log (a removed consumer …)."""
+    found = (
+        {
+            _ROTATED.sub("", name).removesuffix(".log")
+            for name in os.listdir(logs_dir)
+            if name.endswith(".log") or _ROTATED.search(name)
+        }
+        if logs_dir.is_dir()
+        else set()
+    )
+    return configured + sorted(found - set(configured) - NOT_SERVICE_LOGS)
+
+
+NOT_SERVICE_LOGS = frozenset({"queue_status_hourly"})
