@@ -16,7 +16,7 @@ import nats.errors
 from pydantic import ValidationError
 
 from shared.config import Settings
-from shared.messaging import Tick, shown_url, subjects
+from shared.messaging import PausedSchedules, Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
 from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
@@ -39,11 +39,11 @@ def out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-async def up(settings: Settings, paths: list[str]) -> int:
+async def up(settings: Settings, paths: list[str], cluster_size: int = 1) -> int:
     try:
         with data_dir_claimed(settings.data_dir):
-            _check_ports(settings)
-            return await Supervisor(settings, paths).run()
+            _check_ports(settings, cluster_size)
+            return await Supervisor(settings, paths, cluster_size).run()
     except InUse as exc:
         return _fail(str(exc), exits.IN_USE)
     except (EmbeddedNatsError, TimeoutError) as exc:
@@ -53,10 +53,15 @@ async def up(settings: Settings, paths: list[str]) -> int:
         )
 
 
-def _check_ports(settings: Settings) -> None:
+def _check_ports(settings: Settings, cluster_size: int = 1) -> None:
     """Refuse to start beside a process on a port ``syntx up`` would listen on, naming that process."""
-    if settings.nats.url is None:
-        check_port("127.0.0.1", settings.nats.embedded_port, "embedded NATS", "SYNTX_NATS__EMBEDDED_PORT")
+    if settings.nats.url is None and not settings.nats.servers:
+        for index in range(cluster_size):
+            port = settings.nats.embedded_port + index
+            check_port("127.0.0.1", port, "embedded NATS", "SYNTX_NATS__EMBEDDED_PORT")
+        for index in range(cluster_size if cluster_size > 1 else 0):
+            port = settings.up.cluster_route_port + index
+            check_port("127.0.0.1", port, "embedded NATS routes", "SYNTX_UP__CLUSTER_ROUTE_PORT")
     check_port(settings.monitor.host, settings.monitor.port, "monitor metrics", "SYNTX_MONITOR__PORT")
 
 
@@ -181,14 +186,36 @@ async def schedules(settings: Settings, as_json: bool) -> int:
         [
             s["name"],
             s["cron"],
-            "yes" if s["enabled"] else "paused",
+            "paused" if s.get("paused") else "yes" if s["enabled"] else "disabled",
+            _short_time(s["last_fired"], settings) if s.get("last_fired") else "-",
             ", ".join(_short_time(t, settings) for t in s["next"]),
         ]
         for s in reply["schedules"]
     ]
     out(f"time zone {reply['timezone']}")
-    out(_table(["schedule", "cron", "enabled", "next"], rows))
+    out(_table(["schedule", "cron", "enabled", "last fired", "next"], rows))
     return 0
+
+
+async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
+    """``syntx schedules pause|resume NAME``: the state lives in JetStream, every replica follows it."""
+    if name not in settings.schedules:
+        known = ", ".join(sorted(settings.schedules))
+        return _usage(f"syntx schedules: unknown schedule {name!r} (known: {known})")
+    try:
+        async with _connect(settings) as bus:
+            pauses = PausedSchedules(await bus.key_value(settings.scheduler.state_bucket))
+            if pause:
+                await pauses.pause(name, datetime.now(settings.zone))
+                out(f"schedule {name} paused; `syntx schedules resume {name}` resumes it")
+                return 0
+            if not await pauses.resume(name):
+                sys.stderr.write(f"schedule {name} was not paused\n")
+                return NOTHING_DONE_EXIT
+            out(f"schedule {name} resumed")
+            return 0
+    except (OSError, TimeoutError, nats.errors.Error):
+        return _unreachable(settings)
 
 
 def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int:

@@ -9,11 +9,12 @@ import logging
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from shared.config import ConfigError
 from shared.service import reported
+from syntx.nats_cluster import CLUSTER_READY_MARKER, server_arguments
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,18 @@ class EmbeddedNats:
         start_timeout_s: float,
         stop_timeout_s: float,
         on_output_end: Callable[[asyncio.Task[None]], None] | None = None,
+        name: str = "syntx-embedded",
+        cluster_arguments: Sequence[str] = (),
     ) -> None:
         """``on_output_end`` is called when the reader of the server's output ends: the server exited, or
-        the reader failed (logged with its name)."""
+        the reader failed (logged with its name). With ``cluster_arguments`` (a node of a
+        :class:`~syntx.nats_cluster.ClusterPlan`) the server is ready once its cluster has a leader."""
         self._store_dir = store_dir
         self._port = port
         self._host = host
+        self.name = name
+        self._cluster_arguments = list(cluster_arguments)
+        self._ready_marker = CLUSTER_READY_MARKER if cluster_arguments else READY_MARKER
         self._on_output_end = on_output_end
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
@@ -80,15 +87,8 @@ class EmbeddedNats:
         self._store_dir.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
             nats_server_binary(),
-            "-a",
-            self._host,
-            "-p",
-            str(self._port),
-            "-js",
-            "-sd",
-            str(self._store_dir),
-            "-n",
-            "syntx-embedded",
+            *server_arguments(self._host, self._port, self._store_dir, self.name),
+            *self._cluster_arguments,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -106,7 +106,7 @@ class EmbeddedNats:
         seen: list[str] = []
         while line := await self._process.stderr.readline():
             seen.append(line.decode(errors="replace").rstrip())
-            if READY_MARKER in line:
+            if self._ready_marker in line:
                 name = "nats-server output"
                 reader = reported(self._discard(self._process.stderr), name)
                 self._reader = asyncio.create_task(reader, name=name)

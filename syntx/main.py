@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["local"],
         help="local: start a llama.cpp server (llm.local) and point every consumer at it",
     )
+    up.add_argument(
+        "--cluster",
+        type=int,
+        default=1,
+        choices=range(1, 6),
+        metavar="N",
+        help="embedded NATS as an N-node JetStream cluster (1-5) with two scheduler replicas",
+    )
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
     run.add_argument("--wrapper", help="consumer name (for the consumer)")
@@ -78,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         "schedules", help="every schedule with its next fire times (asks the scheduler)"
     )
     schedules.add_argument("--json", action="store_true")
+    schedules.add_argument(
+        "action", nargs="?", choices=("pause", "resume"), help="pause or resume a schedule (every replica)"
+    )
+    schedules.add_argument("name", nargs="?", help="the schedule to pause or resume")
     retry = sub.add_parser("retry", help="put jobs from error/ back into incoming/")
     retry.add_argument("job_ids", nargs="*", help="job ids; none: every failed job")
     retry.add_argument("--rejected", action="store_true", help="also retry jobs rejected for a low score")
@@ -149,6 +161,17 @@ def _exec_service(settings: Settings, service: str, wrapper: str | None) -> int:
     os.execv(sys.executable, argv)
 
 
+async def _schedules(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action is None:
+        return await commands.schedules(settings, args.json)
+    if args.name is None:
+        sys.stderr.write(
+            f"syntx schedules {args.action}: name a schedule, e.g. `syntx schedules {args.action} producer`\n"
+        )
+        return exits.USAGE
+    return await commands.pause_schedule(settings, args.name, args.action == "pause")
+
+
 def _health(settings: Settings, service: str, wait_s: float, any_host: bool) -> int:
     known = service_names(settings.consumers)
     if service not in known:
@@ -182,10 +205,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _exec_service(settings, args.service, args.wrapper)
     handlers: dict[str, Callable[[], int]] = {
-        "up": lambda: asyncio.run(commands.up(settings, paths)),
+        "up": lambda: asyncio.run(commands.up(settings, paths, args.cluster)),
         "trigger": lambda: asyncio.run(commands.trigger(settings, args.schedule, args.batch, args.force)),
         "status": lambda: _status(settings, args),
-        "schedules": lambda: asyncio.run(commands.schedules(settings, args.json)),
+        "schedules": lambda: asyncio.run(_schedules(settings, args)),
         "retry": lambda: commands.retry(settings, args.job_ids, args.rejected),
         "score": lambda: commands.score(
             settings, args.file, args.format, args.prompt, args.scorer, args.json

@@ -24,10 +24,12 @@ from shared.service import CONFIG_EXIT_CODE, reported
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, EmbeddedNatsError, die_with_parent
 from syntx.local_llm import LocalLLM, LocalLLMError, backend_environment
+from syntx.nats_cluster import plan_cluster
 
 log = logging.getLogger(__name__)
 
 LOCAL_LLM_EXITED_CODE = 1
+MAX_REPLICAS = 5  # JetStream keeps at most five copies of a stream
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,11 @@ class ServiceSpec:
     args: tuple[str, ...]
 
 
-def service_specs(settings: Settings) -> list[ServiceSpec]:
-    specs = [
-        ServiceSpec("scheduler", ("-m", "services.scheduler")),
-        ServiceSpec("producer", ("-m", "services.producer")),
-    ]
+def service_specs(settings: Settings, schedulers: int = 1) -> list[ServiceSpec]:
+    """Every service once; ``schedulers`` > 1: scheduler replicas (named scheduler, scheduler-2, …)."""
+    replicas = [f"scheduler-{index}" for index in range(2, schedulers + 1)]
+    specs = [ServiceSpec(name, ("-m", "services.scheduler")) for name in ("scheduler", *replicas)]
+    specs += [ServiceSpec("producer", ("-m", "services.producer"))]
     specs += [
         ServiceSpec(subjects.consumer_schedule(name), ("-m", "services.consumer", "--wrapper", name))
         for name in settings.consumers
@@ -102,8 +104,9 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, config_paths: list[str]) -> None:
+    def __init__(self, settings: Settings, config_paths: list[str], cluster_size: int = 1) -> None:
         self._settings = settings
+        self._cluster_size = cluster_size
         self._config = ":".join(config_paths)
         self._stop = asyncio.Event()
         self._backend_env: dict[str, str] = {}
@@ -113,30 +116,51 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
-        nats = None
-        url = self._settings.nats.url
-        if url is None:
-            up = self._settings.up
-            nats = EmbeddedNats(
-                self._settings.data_dir / "nats",
-                self._settings.nats.embedded_port,
-                start_timeout_s=up.nats_start_timeout_s,
-                stop_timeout_s=up.nats_stop_timeout_s,
-                on_output_end=self._nats_output_ended,
-            )
-            await nats.start()
-            url = nats.url
+        nodes = self._embedded_nodes()
+        if nodes:
+            await asyncio.gather(*(node.start() for node in nodes))  # a cluster elects its leader together
             log.info(
-                "embedded nats-server ready at %s (JetStream store %s)", url, self._settings.data_dir / "nats"
+                "embedded nats-server ready at %s (JetStream store %s)",
+                ", ".join(node.url for node in nodes),
+                self._settings.data_dir / "nats",
             )
         try:
-            await self._with_local_llm(url, nats)
+            await self._with_local_llm(nodes)
         finally:
-            self._stop.set()  # from here on, the embedded server's exit is expected
-            if nats is not None:
-                await nats.stop()
+            self._stop.set()  # from here on, the embedded servers' exit is expected
+            if nodes:
+                await asyncio.gather(*(node.stop() for node in nodes))
                 log.info("embedded nats-server stopped")
         return self.exit_code
+
+    def _embedded_nodes(self) -> list[EmbeddedNats]:
+        """None when NATS is configured; one server; or ``--cluster N`` nodes on consecutive ports."""
+        nats, up = self._settings.nats, self._settings.up
+        if nats.url or nats.servers:
+            return []
+        options: dict[str, Any] = {
+            "start_timeout_s": up.nats_start_timeout_s,
+            "stop_timeout_s": up.nats_stop_timeout_s,
+            "on_output_end": self._nats_output_ended,
+        }
+        store = self._settings.data_dir / "nats"
+        if self._cluster_size <= 1:
+            return [EmbeddedNats(store, nats.embedded_port, **options)]
+        size = range(self._cluster_size)
+        plan = plan_cluster(
+            store, [nats.embedded_port + i for i in size], [up.cluster_route_port + i for i in size]
+        )
+        return [
+            EmbeddedNats(
+                node.store_dir,
+                node.client_port,
+                plan.host,
+                name=node.name,
+                cluster_arguments=plan.cluster_arguments(node),
+                **options,
+            )
+            for node in plan.nodes
+        ]
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         """A task of ours ended; if it failed (logged with its name) stop everything, exit 1."""
@@ -175,11 +199,11 @@ class Supervisor:
         self.exit_code = self.exit_code or 1
         self._stop.set()
 
-    async def _with_local_llm(self, url: str, nats: EmbeddedNats | None) -> None:
+    async def _with_local_llm(self, nodes: list[EmbeddedNats]) -> None:
         """Run the services, beside a local LLM server when ``llm.local.enabled`` (``--llm local``)."""
         local_settings = self._settings.llm.local
         if not local_settings.enabled:
-            await self._run_children(url, nats)
+            await self._run_children(nodes)
             return
         local = LocalLLM(local_settings)
         if not await self._start_local_llm(local):
@@ -189,7 +213,7 @@ class Supervisor:
         self._backend_env = backend_environment(local_settings, local.url, list(self._settings.consumers))
         watch = asyncio.create_task(self._stop_if_it_exits(local), name="watch the local LLM")
         try:
-            await self._run_children(url, nats)
+            await self._run_children(nodes)
         finally:
             watch.cancel()
             await local.stop()
@@ -222,10 +246,16 @@ class Supervisor:
             self.exit_code = LOCAL_LLM_EXITED_CODE
             self._stop.set()
 
-    def _child_env(self, url: str) -> dict[str, str]:
+    def _child_env(self, nodes: list[EmbeddedNats]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self._backend_env)
-        env.update({"SYNTX_NATS__URL": url, CONFIG_ENV: self._config, "PYTHONUNBUFFERED": "1"})
+        env.update({CONFIG_ENV: self._config, "PYTHONUNBUFFERED": "1"})
+        if len(nodes) == 1:
+            env["SYNTX_NATS__URL"] = nodes[0].url
+        elif nodes:
+            env["SYNTX_NATS__SERVERS"] = ",".join(node.url for node in nodes)
+            if self._settings.nats.stream_replicas == 1:
+                env["SYNTX_NATS__STREAM_REPLICAS"] = str(min(len(nodes), MAX_REPLICAS))
         return env
 
     async def _until_stopped(self, work: Coroutine[Any, Any, int | None]) -> int | None:
@@ -240,17 +270,17 @@ class Supervisor:
             await asyncio.gather(task, stopping, return_exceptions=True)
         return None if task.cancelled() else task.result()
 
-    async def _run_children(self, url: str, nats: EmbeddedNats | None) -> None:
-        specs = service_specs(self._settings)
+    async def _run_children(self, nodes: list[EmbeddedNats]) -> None:
+        specs = service_specs(self._settings, schedulers=2 if len(nodes) > 1 else 1)
         width = max(len(spec.name) for spec in specs)
         children = [Child(spec, width, self._task_ended) for spec in specs]
-        env = self._child_env(url)
+        env = self._child_env(nodes)
         for child in children:
             await child.start(env)
         log.info("started %d services; Ctrl-C stops them", len(children))
         async with asyncio.TaskGroup() as group:
-            if nats is not None:
-                group.create_task(self._keep_nats_running(nats), name="keep nats-server")
+            for node in nodes:
+                group.create_task(self._keep_nats_running(node), name=f"keep nats-server {node.name}")
             for child in children:
                 group.create_task(self._keep_running(child, env), name=f"keep {child.spec.name}")
             await self._stop.wait()

@@ -340,16 +340,16 @@ async def test_schedules_prints_the_table_of_a_running_scheduler(
 
     lines = text.splitlines()
     assert lines[0] == "time zone Europe/Berlin"
-    assert lines[1].split() == ["schedule", "cron", "enabled", "next"]
+    assert lines[1].split() == ["schedule", "cron", "enabled", "last", "fired", "next"]
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}"
     rows = {line.split()[0]: line for line in lines[3:]}
     assert set(rows) == set(settings.schedules)
     assert re.search(
-        rf"^consumer\.sigma\s+0 4,10,16,22 \* \* \*\s+yes\s+{stamp}, {stamp}, {stamp}$",
+        rf"^consumer\.sigma\s+0 4,10,16,22 \* \* \*\s+yes\s+-\s+{stamp}, {stamp}, {stamp}$",
         rows["consumer.sigma"],
     )
-    assert re.search(rf"^cleanup\s+0 2 \* \* \*\s+paused\s+{stamp}", rows["cleanup"])
-    assert re.search(rf"^producer\s+0 \*/2 \* \* \*\s+yes\s+{stamp}", rows["producer"])
+    assert re.search(rf"^cleanup\s+0 2 \* \* \*\s+disabled\s+-\s+{stamp}", rows["cleanup"])
+    assert re.search(rf"^producer\s+0 \*/2 \* \* \*\s+yes\s+-\s+{stamp}", rows["producer"])
     by_name = {entry["name"]: entry for entry in reply["schedules"]}
     assert by_name["cleanup"]["enabled"] is False
     assert all(len(entry["next"]) == 3 for entry in reply["schedules"])

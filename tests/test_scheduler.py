@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from shared.config import DEFAULT_CONFIG, ScheduleSettings, Settings, load_setti
 from shared.cron import parse_schedule
 from shared.messaging import ServiceHeartbeat, Tick, subjects
 from shared.messaging import bus as bus_module
+from syntx import commands
 from tests.harness import HEARTBEATS, EventLog, observer
 from tests.natsserver import NatsServer
 
@@ -244,7 +246,8 @@ async def test_ticks_land_in_the_stream_with_slot_and_message_id(
 
 
 @pytest.mark.timeout(30)
-async def test_two_replicas_store_one_tick_per_slot(tmp_path: Path, nats_server: NatsServer) -> None:
+async def test_two_replicas_fire_each_slot_once(tmp_path: Path, nats_server: NatsServer) -> None:
+    """Both replicas reach every slot; the one that claims it fires, so a plain subscriber sees it once."""
     one = _settings(tmp_path, nats_server, schedules={"producer": {"cron": "@every 1s"}, **OTHERS_OFF})
     other = one.model_copy(update={"data_dir": tmp_path / "other-host"})
     await _ensure_streams(one)
@@ -253,21 +256,104 @@ async def test_two_replicas_store_one_tick_per_slot(tmp_path: Path, nats_server:
         await nc.subscribe(subjects.tick("producer"), cb=published.on_msg)
         reader = await _tick_reader(nc, "producer")
         async with schedulers([one, other], heartbeats):
-
-            def three_slots_twice(seen: list[tuple[str, Tick]]) -> bool:
-                return sum(count == 2 for count in Counter(msg_id for msg_id, _ in seen).values()) >= 3
-
-            await published.wait_for(three_slots_twice)
+            await published.wait_for(lambda seen: len(seen) >= 4)
+        await nc.flush()
         per_id = Counter(msg_id for msg_id, _ in published.seen)
-        doubled = sorted(msg_id for msg_id, count in per_id.items() if count == 2)
-        assert len(doubled) >= 3 and max(per_id.values()) == 2  # core subscribers see both replicas
+        assert max(per_id.values()) == 1  # core subscribers see each slot once
         stored = (await nc.jetstream().stream_info(subjects.TICK_STREAM)).state
         messages = await _fetch(reader, stored.messages)
+        claims = await nc.jetstream().key_value(one.scheduler.claims_bucket)
+        claimed = await claims.keys()
     ids = [msg.headers[MSG_ID] for msg in messages if msg.headers]
     assert len(ids) == len(set(ids)) == stored.messages == stored.last_seq  # one stored message per slot
-    assert set(doubled) <= set(ids)
-    for msg in messages:
-        _check_tick(msg, one.zone)
+    assert set(ids) == set(per_id)
+    slots = [_check_tick(msg, one.zone).slot for msg in messages]
+    assert {f"producer.{int(slot.timestamp())}" for slot in slots if slot} <= set(claimed)
+
+
+@pytest.mark.timeout(40)
+async def test_a_replica_that_dies_leaves_no_gap(tmp_path: Path, nats_server: NatsServer) -> None:
+    """One replica stops mid-run; the other fires every slot from then on, without a hand-over."""
+    one = _settings(tmp_path, nats_server, schedules={"producer": {"cron": "@every 1s"}, **OTHERS_OFF})
+    other = one.model_copy(update={"data_dir": tmp_path / "other-host"})
+    await _ensure_streams(one)
+    published = TickLog()
+    async with observer(nats_server.url, HEARTBEATS) as (nc, heartbeats):
+        await nc.subscribe(subjects.tick("producer"), cb=published.on_msg)
+        async with schedulers([one], heartbeats):
+            leaving = asyncio.Event()
+            dying = asyncio.create_task(run_scheduler(other, leaving))
+            await published.wait_for(lambda seen: len(seen) >= 3)
+            leaving.set()
+            async with asyncio.timeout(15):
+                await dying
+            died_at = len(published.seen)
+            await published.wait_for(lambda seen: len(seen) >= died_at + 3)
+        await nc.flush()
+    slots = sorted(tick.slot for _, tick in published.seen if tick.slot)
+    assert len(slots) == len(set(slots))
+    assert [(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)] == [1.0] * (
+        len(slots) - 1
+    )
+
+
+class SchedulerLines(logging.Handler):
+    """The scheduler's log lines, as they are written (the replicas run in this process)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[list[str]], bool], within_s: float = 10) -> None:
+        async with asyncio.timeout(within_s):
+            while not predicate(self.lines):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.mark.timeout(40)
+async def test_pause_and_resume_reach_every_replica(
+    tmp_path: Path, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = _settings(tmp_path, nats_server, schedules={"producer": {"cron": "@every 1s"}, **OTHERS_OFF})
+    other = one.model_copy(update={"data_dir": tmp_path / "other-host"})
+    await _ensure_streams(one)
+    published = TickLog()
+    lines = SchedulerLines()
+    logger = logging.getLogger("services.scheduler.app")
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        async with observer(nats_server.url, HEARTBEATS) as (nc, heartbeats):
+            await nc.subscribe(subjects.tick("producer"), cb=published.on_msg)
+            async with schedulers([one, other], heartbeats):
+                await published.wait_for(lambda seen: len(seen) >= 1)
+                assert await commands.pause_schedule(one, "producer", pause=True) == 0
+                paused_at = datetime.now(UTC)
+
+                def skipped_by_both(seen: list[str]) -> bool:
+                    return sum("is paused: slot" in line for line in seen) >= 4  # two slots, two replicas
+
+                await lines.wait_for(skipped_by_both)
+                late = [t for _, t in published.seen if t.slot and t.slot > paused_at + timedelta(seconds=1)]
+                assert late == []  # honoured within a second
+                capsys.readouterr()
+                assert await commands.schedules(one, as_json=True) == 0
+                views = {v["name"]: v for v in json.loads(capsys.readouterr().out)["schedules"]}
+                assert views["producer"]["paused"] is True and views["producer"]["last_fired"] is not None
+                assert await commands.pause_schedule(one, "producer", pause=False) == 0
+                resumed_at = datetime.now(UTC)
+                await published.wait_for(lambda seen: any(t.slot and t.slot > resumed_at for _, t in seen))
+                assert await commands.pause_schedule(one, "producer", pause=False) == 1  # was not paused
+                assert await commands.pause_schedule(one, "nosuch", pause=True) == 2
+    finally:
+        logger.removeHandler(lines)
+    assert max(Counter(msg_id for msg_id, _ in published.seen).values()) == 1
 
 
 @pytest.mark.timeout(30)

@@ -63,6 +63,6 @@ class Cleanup:
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with bus_module.connect(settings.nats, name="cleanup", stop=stop) as bus:
         cleanup = Cleanup(settings, bus)
-        ticks = await bus.subscribe_ticks("cleanup")
+        ticks = await bus.subscribe_ticks("cleanup", settings.overlap("cleanup"))
         async with presence(bus, "cleanup", settings.heartbeat_s):
             await reported(ticks.run(cleanup.on_tick, stop), "cleanup ticks")

@@ -81,7 +81,8 @@ async def run(
             config.concurrency,
             config.watch,
         )
-        ticks = await bus.subscribe_ticks(subjects.consumer_schedule(name))
+        schedule = subjects.consumer_schedule(name)
+        ticks = await bus.subscribe_ticks(schedule, settings.overlap(schedule))
         async with presence(bus, service_name(name), settings.heartbeat_s):
             await run_consumer(
                 consumer,

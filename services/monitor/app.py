@@ -196,6 +196,7 @@ class Monitor:
                     subjects.PRODUCER_GENERATOR,
                     subjects.PRODUCER_BUDGET,
                     subjects.CLEANUP_REPORT,
+                    subjects.TICK_OVERLAP,
                     subjects.SERVICE_HEARTBEAT,
                 ):
                     await bus.subscribe_events(subject, self.tracker.on_event)
@@ -203,7 +204,7 @@ class Monitor:
                 await bus.client.subscribe(subjects.ALL, cb=self.on_any_message)
                 await bus.serve(subjects.STATUS, self.status, queue="monitor")
                 await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
-                ticks = await bus.subscribe_ticks("monitor")
+                ticks = await bus.subscribe_ticks("monitor", self._settings.overlap("monitor"))
                 async with presence(bus, "monitor", self._settings.heartbeat_s), ServiceTasks() as tasks:
                     tasks.start(self.reconcile_forever(stop), "monitor reconcile")
                     tasks.start(ticks.run(self.on_tick, stop), "monitor ticks")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.monitor.health import REASONS as HEALTH_REASONS
 from services.monitor.health import STATES as HEALTH_STATES
 from services.monitor.labels import Labels
-from shared.messaging import GENERATOR_OUTCOMES, QUARANTINE_REASONS
+from shared.messaging import GENERATOR_OUTCOMES, QUARANTINE_REASONS, OverlapOutcome
 from shared.queue import COUNTED_FOLDERS, RESULT_PROBLEMS
 
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
@@ -158,6 +159,12 @@ class MonitorMetrics:
             ["schedule"],
             registry=registry,
         )
+        self.ticks_overlapped = Counter(
+            "syntx_ticks_overlapped",
+            "Ticks that arrived during their schedule's previous run: skipped, queued or run alongside",
+            ["schedule", "outcome"],
+            registry=registry,
+        )
         self.tick_lag = Histogram(
             "syntx_tick_lag_seconds",
             "Delay from a tick's scheduled slot to its arrival",
@@ -209,6 +216,8 @@ class MonitorMetrics:
         for schedule in labels.values("schedule"):
             self.ticks.labels(schedule=schedule)
             self.ticks_missed.labels(schedule=schedule)
+            for outcome in get_args(OverlapOutcome):
+                self.ticks_overlapped.labels(schedule=schedule, outcome=outcome)
         for subject in labels.values("subject"):
             self.malformed.labels(subject=subject)
         for kind in labels.values("kind"):

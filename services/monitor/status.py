@@ -26,6 +26,7 @@ from shared.messaging import (
     ProducerGeneration,
     ServiceHeartbeat,
     Tick,
+    TickOverlapped,
     subjects,
     utc_now,
 )
@@ -116,6 +117,9 @@ class Tracker:
             self._ran("cleanup", f"removed {sum(event.removed.values())}, quarantined {event.quarantined}")
         elif isinstance(event, ServiceHeartbeat):
             self._on_heartbeat(event)
+        elif isinstance(event, TickOverlapped):
+            schedule = self._label("schedule", event.schedule)
+            metrics.ticks_overlapped.labels(schedule=schedule, outcome=event.outcome).inc()
 
     def _count_untrusted(self, untrusted: dict[str, int]) -> None:
         for reason, count in untrusted.items():

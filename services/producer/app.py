@@ -316,7 +316,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 producer.learner.observed,
             )
             await bus.serve(subjects.PRODUCER_STATS, producer.stats, queue="producer")
-            ticks = await bus.subscribe_ticks("producer")
+            ticks = await bus.subscribe_ticks("producer", settings.overlap("producer"))
             async with presence(bus, "producer", settings.heartbeat_s):
                 await reported(ticks.run(producer.on_tick, stop), "producer ticks")
         finally:

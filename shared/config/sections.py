@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from shared.backoff import Backoff
 
@@ -20,6 +21,12 @@ class _Section(BaseModel):
 
 class NatsSettings(_Section):
     url: str | None = Field(None, description="unset: `syntx up` starts an embedded nats-server")
+    servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="a cluster's URLs (the client picks one, fails over); beats url"
+    )
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="copies of each stream and bucket (3 in a cluster)"
+    )
     embedded_port: int = Field(4222, ge=0, le=65535)
     user: str | None = None
     password: SecretStr | None = None
@@ -44,15 +51,41 @@ class NatsSettings(_Section):
     )
     tick_fetch_wait_s: float = Field(1.0, gt=0, description="one wait for ticks (how soon a stop is seen)")
 
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``SYNTX_NATS__SERVERS=nats://a:4222,nats://b:4222`` (or a JSON list) as well as a YAML list."""
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            import json  # local: only this spelling needs it
+
+            return json.loads(value)
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def effective_servers(self) -> list[str]:
+        """The cluster's URLs, else the one configured URL, else the embedded server's on this machine."""
+        return list(self.servers) or [self.url or f"nats://127.0.0.1:{self.embedded_port}"]
+
     @property
     def effective_url(self) -> str:
-        """The configured URL, else the embedded server's on this machine."""
-        return self.url or f"nats://127.0.0.1:{self.embedded_port}"
+        """The first server, for messages."""
+        return self.effective_servers[0]
+
+
+Overlap = Literal["skip", "queue_one", "allow"]
+CONSUMER_SCHEDULE_PREFIX = "consumer."
 
 
 class ScheduleSettings(_Section):
     cron: str = Field(description="5-field cron, 6-field cron with seconds first, or '@every 30s'")
     enabled: bool = True
+    overlap: Overlap | None = Field(
+        None,
+        description="a tick during the previous run: skip, queue_one or allow; unset: skip for consumers, "
+        "queue_one for the others",
+    )
     missed: Literal["skip", "run_once"] = "run_once"
     catchup_window_s: float = Field(3600.0, ge=0)
     jitter_s: float = Field(0.0, ge=0)
@@ -403,11 +436,21 @@ class UpSettings(_Section):
     stop_margin_s: float = Field(10.0, ge=0, description="added to the grace and drain time on stop")
     nats_start_timeout_s: float = Field(20.0, gt=0, description="the embedded nats-server must be ready")
     nats_stop_timeout_s: float = Field(10.0, gt=0, description="then the embedded nats-server is killed")
+    cluster_route_port: int = Field(
+        6222, ge=1, le=65535, description="`syntx up --cluster N`: route ports from here, one per node"
+    )
 
 
 class SchedulerSettings(_Section):
     clock_check_s: float = Field(
         30.0, gt=0, description="the longest sleep before the wall clock is read again (clock jumps)"
+    )
+    state_bucket: str = Field("syntx_schedules", description="JetStream key-value: paused schedules")
+    claims_bucket: str = Field(
+        "syntx_slots", description="JetStream key-value: which replica fires a slot (one create per slot)"
+    )
+    claim_ttl_s: float = Field(
+        600.0, gt=0, description="a slot's claim is kept this long (> clock skew between replicas)"
     )
 
 

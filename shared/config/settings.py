@@ -19,12 +19,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from shared.config.environment import CONFIG_ENV, unknown_variables
 from shared.config.sections import (
+    CONSUMER_SCHEDULE_PREFIX,
     CleanupSettings,
     ConsumerSettings,
     LLMSettings,
     LoggingSettings,
     MonitorSettings,
     NatsSettings,
+    Overlap,
     ProducerSettings,
     QueueSettings,
     SchedulerSettings,
@@ -107,6 +109,13 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def overlap(self, schedule: str) -> Overlap:
+        """A schedule's overlap policy; unset: ``skip`` for a consumer's schedule, ``queue_one`` else."""
+        spec = self.schedules.get(schedule)
+        if spec is not None and spec.overlap is not None:
+            return spec.overlap
+        return "skip" if schedule.startswith(CONSUMER_SCHEDULE_PREFIX) else "queue_one"
 
     @property
     def queue_dir(self) -> Path:

@@ -25,17 +25,21 @@ from shared.messaging.messages import (
     JobCreated,
     JobFailed,
     JobScored,
+    OverlapOutcome,
     ProducerGeneration,
     QuarantineReason,
     ServiceHeartbeat,
     Tick,
+    TickOverlapped,
     decode_event,
     decode_tick,
     encode,
     utc_now,
 )
+from shared.messaging.pauses import PausedSchedules
 
 __all__ = [
+    "PausedSchedules",
     "MalformedLog",
     "message_problem",
     "FileRefused",
@@ -52,8 +56,10 @@ __all__ = [
     "JobCreated",
     "JobFailed",
     "JobScored",
+    "OverlapOutcome",
     "ProducerGeneration",
     "ServiceHeartbeat",
+    "TickOverlapped",
     "StoppedWhileConnecting",
     "Tick",
     "connect_options",

@@ -21,13 +21,23 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, BucketNotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from shared.config import ConfigError, NatsSettings
+from shared.config import ConfigError, NatsSettings, Overlap
 from shared.messaging import subjects
 from shared.messaging.malformed import MalformedLog, describe
-from shared.messaging.messages import Event, Tick, decode_event, decode_tick, encode
+from shared.messaging.messages import (
+    Event,
+    OverlapOutcome,
+    Tick,
+    TickOverlapped,
+    decode_event,
+    decode_tick,
+    encode,
+)
+from shared.messaging.overlap import OverlapGate
 from shared.timing import set_within
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,7 @@ TickHandler = Callable[[Tick], Awaitable[None]]
 Responder = Callable[[bytes], Awaitable[BaseModel]]
 
 FETCH_BATCH = 16
+BACKLOG_FETCH_WAIT_S = 0.1  # ticks counted as waiting may have been taken meanwhile: don't wait long
 MALFORMED_SUBJECTS_MAX = 100  # made-up subjects beyond this are counted together
 OTHER_SUBJECT = "other"
 
@@ -47,6 +58,7 @@ class Bus:
         self._js: JetStreamContext = nc.jetstream()
         self._settings = settings
         self.malformed: Counter[str] = Counter()
+        self._reports: set[asyncio.Future[None]] = set()
         self._malformed_log = MalformedLog(log, settings.malformed_log_interval_s)
 
     @property
@@ -61,6 +73,7 @@ class Bus:
                 duplicate_window=self._settings.duplicate_window_s,
                 max_age=self._settings.tick_stream_max_age_s,
                 storage=js_api.StorageType.FILE,
+                num_replicas=self._settings.stream_replicas,
             )
         )
         await self._ensure_stream(
@@ -69,6 +82,7 @@ class Bus:
                 subjects=list(subjects.EVENT_SUBJECTS),
                 max_age=self._settings.stream_max_age_s,
                 storage=js_api.StorageType.FILE,
+                num_replicas=self._settings.stream_replicas,
             )
         )
 
@@ -77,6 +91,20 @@ class Bus:
             await self._js.add_stream(config)
         except BadRequestError:  # exists with another config: bring it to ours
             await self._js.update_stream(config)
+
+    async def key_value(self, bucket: str, ttl_s: float | None = None) -> KeyValue:
+        """The JetStream key-value bucket, created (with ``nats.stream_replicas`` copies) if missing."""
+        try:
+            return await self._js.key_value(bucket)
+        except BucketNotFoundError:
+            config = js_api.KeyValueConfig(
+                bucket=bucket,
+                history=1,
+                ttl=ttl_s,
+                replicas=self._settings.stream_replicas,
+                storage=js_api.StorageType.FILE,
+            )
+            return await self._js.create_key_value(config)
 
     async def emit(self, subject: str, message: BaseModel) -> None:
         """Publish an event without waiting: the stream on the subject stores it all the same.
@@ -140,9 +168,23 @@ class Bus:
         data: bytes = reply.data
         return data
 
-    async def subscribe_ticks(self, schedule: str) -> TickSubscription:
-        """Create (or bind to) the durable tick consumer now, so no tick after this call is missed."""
-        return TickSubscription(self, schedule, await self.tick_consumer(schedule), self._settings)
+    async def subscribe_ticks(self, schedule: str, overlap: Overlap = "queue_one") -> TickSubscription:
+        """Create (or bind to) the durable tick consumer now, so no tick after this call is missed.
+        ``overlap``: what a tick that arrives during a run does (:mod:`shared.messaging.overlap`)."""
+        pull = await self.tick_consumer(schedule)
+        return TickSubscription(self, schedule, pull, self._settings, overlap)
+
+    def report_overlap(self, schedule: str, outcome: OverlapOutcome) -> None:
+        """Tell the monitor a tick was skipped, queued or ran alongside another (fire and forget)."""
+        event = TickOverlapped(schedule=schedule, outcome=outcome)
+        task = asyncio.ensure_future(self.emit(subjects.TICK_OVERLAP, event))
+        self._reports.add(task)
+        task.add_done_callback(self._reported)
+
+    def _reported(self, task: asyncio.Future[None]) -> None:
+        self._reports.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("could not report a tick overlap: %s", exc)
 
     async def tick_consumer(self, schedule: str) -> JetStreamContext.PullSubscription:
         config = js_api.ConsumerConfig(
@@ -180,28 +222,41 @@ class Bus:
 
 
 class TickSubscription:
-    """A schedule's durable pull consumer. A backlog of pending ticks is coalesced into one run."""
+    """A schedule's durable pull consumer. A backlog of pending ticks is coalesced into one run; a tick
+    that arrives while a run is still running follows the schedule's overlap policy."""
 
     def __init__(
-        self, bus: Bus, schedule: str, pull: JetStreamContext.PullSubscription, settings: NatsSettings
+        self,
+        bus: Bus,
+        schedule: str,
+        pull: JetStreamContext.PullSubscription,
+        settings: NatsSettings,
+        overlap: Overlap,
     ) -> None:
         self._bus = bus
         self._schedule = schedule
         self._pull = pull
         self._settings = settings
+        self._overlap = overlap
         self._failures = 0  # failed fetches and resubscriptions in a row
 
     async def run(self, handler: TickHandler, stop: asyncio.Event) -> None:
+        async def guarded(tick: Tick) -> None:
+            await _guarded(handler(tick), f"tick handler for {self._schedule}")
+
+        gate = OverlapGate(self._schedule, self._overlap, guarded, self._bus.report_overlap)
         try:
-            await self._fetch_until(handler, stop)
+            await self._fetch_until(gate, stop)
         finally:
             # Unfetched status replies would keep a later drain() waiting until its timeout.
-            await self._pull.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):  # already gone after a failed resubscription
+                await self._pull.unsubscribe()
+            await gate.wait()
 
-    async def _fetch_until(self, handler: TickHandler, stop: asyncio.Event) -> None:
+    async def _fetch_until(self, gate: OverlapGate, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                messages = await self._pull.fetch(FETCH_BATCH, timeout=self._settings.tick_fetch_wait_s)
+                messages = await self._fetch()
             except TimeoutError:  # nats-py raises both its own and asyncio's; both mean "no tick"
                 self._failures = 0
                 continue
@@ -216,7 +271,21 @@ class TickSubscription:
             self._failures = 0
             ticks = [tick for msg in messages if (tick := await self._bus.ack_tick(msg, self._schedule))]
             if ticks:
-                await _guarded(handler(_coalesce(ticks)), f"tick handler for {self._schedule}")
+                gate.offer(_coalesce(ticks))
+
+    async def _fetch(self) -> list[Msg]:
+        """The next tick as soon as it is stored, plus the ones already waiting behind it.
+
+        One at a time first: nats-py's fetch of a batch waits for the whole batch until its timeout once
+        a first message came through a waiting request, which would delay a lone tick by up to that.
+        """
+        messages: list[Msg] = await self._pull.fetch(1, timeout=self._settings.tick_fetch_wait_s)
+        waiting = messages[-1].metadata.num_pending
+        if waiting:  # a backlog: these are there already, so a no-wait fetch returns them at once
+            with contextlib.suppress(TimeoutError):
+                more = await self._pull.fetch(min(waiting, FETCH_BATCH), timeout=BACKLOG_FETCH_WAIT_S)
+                messages.extend(more)
+        return messages
 
     async def _resubscribe(self) -> None:
         with contextlib.suppress(nats.errors.Error):
@@ -247,7 +316,7 @@ async def _guarded(work: Awaitable[None], what: str) -> None:
 
 def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "servers": [settings.effective_url],
+        "servers": settings.effective_servers,
         "name": name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": settings.reconnect.delay(1),  # nats-py waits the same between all tries

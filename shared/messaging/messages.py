@@ -185,6 +185,17 @@ class ServiceHeartbeat(Message):
     stopping: bool = False
 
 
+OverlapOutcome = Literal["skipped", "queued", "overlapped"]
+
+
+class TickOverlapped(Message):
+    """A tick arrived while its schedule's previous run was still running (see ``overlap``)."""
+
+    kind: Literal["tick.overlapped"] = "tick.overlapped"
+    schedule: str
+    outcome: OverlapOutcome
+
+
 Event = Annotated[
     JobCreated
     | JobScored
@@ -195,7 +206,8 @@ Event = Annotated[
     | GeneratorBudgetExhausted
     | FileRefused
     | CleanupReport
-    | ServiceHeartbeat,
+    | ServiceHeartbeat
+    | TickOverlapped,
     Field(discriminator="kind"),
 ]
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

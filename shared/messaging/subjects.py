@@ -19,6 +19,7 @@ PRODUCER_GENERATION: Final = f"{PREFIX}.producer.generation"
 PRODUCER_GENERATOR: Final = f"{PREFIX}.producer.generator"
 PRODUCER_BUDGET: Final = f"{PREFIX}.producer.budget"
 CLEANUP_REPORT: Final = f"{PREFIX}.cleanup.report"
+TICK_OVERLAP: Final = f"{PREFIX}.schedule.overlap"  # not below syntx.tick: that is the tick stream
 
 SERVICE_HEARTBEAT: Final = f"{PREFIX}.service.heartbeat"
 SERVICE_PING: Final = f"{PREFIX}.service.ping"
@@ -36,6 +37,7 @@ EVENT_SUBJECTS: Final = (
     PRODUCER_GENERATOR,
     PRODUCER_BUDGET,
     CLEANUP_REPORT,
+    TICK_OVERLAP,
 )
 REQUEST_SUBJECTS: Final = (STATUS, SCHEDULES, PRODUCER_STATS)
 ALL: Final = f"{PREFIX}.>"
@@ -49,6 +51,7 @@ ALL_FIXED: Final = (
     PRODUCER_GENERATOR,
     PRODUCER_BUDGET,
     CLEANUP_REPORT,
+    TICK_OVERLAP,
     SERVICE_HEARTBEAT,
     SERVICE_PING,
     *REQUEST_SUBJECTS,

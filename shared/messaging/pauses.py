@@ -1,0 +1,93 @@
+"""Paused schedules, kept in a JetStream key-value bucket: one key per paused schedule.
+
+``syntx schedules pause NAME`` writes the key, ``resume NAME`` deletes it. Every scheduler replica
+watches the bucket and skips the slots of a paused schedule from the moment the change reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+log = logging.getLogger(__name__)
+
+GONE = (KV_DEL, KV_PURGE)
+
+
+class PausedSchedules:
+    def __init__(self, bucket: KeyValue) -> None:
+        self._bucket = bucket
+        self._paused: dict[str, datetime | None] = {}
+        self.watching = asyncio.Event()  # set once the bucket's current content has been read
+
+    def is_paused(self, schedule: str) -> bool:
+        return schedule in self._paused
+
+    def since(self, schedule: str) -> datetime | None:
+        return self._paused.get(schedule)
+
+    async def pause(self, schedule: str, at: datetime) -> None:
+        await self._bucket.put(schedule, json.dumps({"paused_at": at.isoformat()}).encode())
+
+    async def resume(self, schedule: str) -> bool:
+        """False when it was not paused."""
+        try:
+            await self._bucket.get(schedule)
+        except KeyNotFoundError:
+            return False
+        await self._bucket.delete(schedule)
+        return True
+
+    async def read(self) -> dict[str, datetime | None]:
+        """Every paused schedule with the time it was paused (asked now, not watched)."""
+        paused: dict[str, datetime | None] = {}
+        try:
+            names = await self._bucket.keys()
+        except NoKeysError:
+            return paused
+        for name in names:
+            try:
+                entry = await self._bucket.get(name)
+            except KeyNotFoundError:
+                continue
+            paused[name] = _paused_at(entry.value)
+        return paused
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Keep :meth:`is_paused` current until ``stop``; the bucket's changes arrive as they happen."""
+        watcher = await self._bucket.watchall()
+        try:
+            stopping = asyncio.ensure_future(stop.wait())
+            while not stop.is_set():
+                update = asyncio.ensure_future(watcher.updates(timeout=None))  # type: ignore[no-untyped-call]
+                await asyncio.wait({update, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not update.done():
+                    update.cancel()
+                    break
+                self._apply(update.result())
+            stopping.cancel()
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _apply(self, entry: KeyValue.Entry | None) -> None:
+        if entry is None:  # the end of what the bucket held when the watch began
+            self.watching.set()
+            return
+        if entry.operation in GONE:
+            if self._paused.pop(entry.key, None) is not None:
+                log.info("schedule %s resumed", entry.key)
+            return
+        self._paused[entry.key] = _paused_at(entry.value)
+        log.info("schedule %s paused: its slots are skipped until it is resumed", entry.key)
+
+
+def _paused_at(value: bytes | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(json.loads(value or b"{}")["paused_at"])
+    except (ValueError, KeyError, TypeError):  # written by hand (`nats kv put`): paused all the same
+        return None
