@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.monitor.health import Observations, OutcomeWindow, judge, missed_schedules
-from shared.config import HealthSettings
+from shared.config import HealthSettings, ScheduleSettings
 from shared.cron import parse_schedule
-from shared.messaging import BackendState, JobFailed, subjects
+from shared.messaging import BackendState, JobFailed, PausedSchedules, subjects
+from shared.messaging import bus as bus_module
 from tests.harness import scored
 from tests.monitors import monitor_serving, monitor_settings
 from tests.natsserver import NatsServer
@@ -150,3 +153,37 @@ async def test_a_backend_going_down_and_up_shows_and_clears_over_the_bus(
     registry = monitor.metrics.registry
     assert registry.get_sample_value("syntx_health_reason", {"reason": "backend_down"}) == 0
     assert registry.get_sample_value("syntx_health_state", {"state": "OK"}) == 1
+
+
+async def test_a_paused_schedule_is_not_missed_and_a_resumed_one_counts_from_its_resume(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    settings = monitor_settings(tmp_path, nats_server, 0).model_copy(
+        update={
+            "schedules": {"producer": ScheduleSettings(cron="@every 1s", jitter_s=0)},
+            "monitor": monitor_settings(tmp_path, nats_server, 0).monitor.model_copy(
+                update={"health": HealthSettings(schedule_grace_s=0.5)}
+            ),
+        }
+    )
+    async with (
+        monitor_serving(settings) as (_monitor, nc),
+        bus_module.connect(settings.nats, name="operator") as bus,
+    ):
+        pauses = PausedSchedules(await bus.key_value(settings.scheduler.state_bucket))
+
+        async def reasons() -> set[str]:
+            reply = json.loads((await nc.request(subjects.STATUS, b"", timeout=5)).data)
+            return {reason["code"] for reason in reply["health_reasons"]}
+
+        async def until(condition: Callable[[set[str]], bool]) -> None:
+            async with asyncio.timeout(20):
+                while not condition(await reasons()):  # noqa: ASYNC110 - asking the monitor is the event
+                    await asyncio.sleep(0.2)
+
+        await until(lambda codes: "schedule_missed" in codes)  # no scheduler runs: two slots pass
+        await pauses.pause("producer", datetime.now(UTC))
+        await until(lambda codes: "schedule_missed" not in codes)
+        await pauses.resume("producer")
+        assert "schedule_missed" not in await reasons()  # counted from the resume, not the last tick
+        await until(lambda codes: "schedule_missed" in codes)  # and missed again two slots later

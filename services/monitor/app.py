@@ -21,8 +21,8 @@ from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import StatusReply, StatusRequest, Tracker
 from shared.config import Settings
-from shared.cron import parse_schedule
-from shared.messaging import Bus, Tick, decode_tick, message_problem, subjects, utc_now
+from shared.cron import Schedule, parse_schedule
+from shared.messaging import Bus, PausedSchedules, Tick, decode_tick, message_problem, subjects, utc_now
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, is_job_name, queue_state
 from shared.service import ServiceTasks, presence, service_names
@@ -51,6 +51,8 @@ class Monitor:
             if spec.enabled
         }
         self._expected_services = [name for name in service_names(settings.consumers) if name != "monitor"]
+        self._pauses: PausedSchedules | None = None
+        self._paused: set[str] = set()
 
         self._bus: Bus | None = None
 
@@ -91,9 +93,25 @@ class Monitor:
             wrappers=len(self._settings.consumers),
             silent_services=silent,
             expected_services=len(self._expected_services),
-            missed_schedules=missed_schedules(self._schedules, self.tracker.last_fired, self._started, now),
+            missed_schedules=missed_schedules(
+                self._running_schedules(now), self.tracker.last_fired, self._started, now
+            ),
         )
         return judge(seen, limits, self._settings.queue.lease_s)
+
+    def _running_schedules(self, now: datetime) -> dict[str, tuple[Schedule, float]]:
+        """The schedules that should fire: a paused one cannot miss a slot, and one resumed counts from
+        the moment the monitor saw it resumed."""
+        running = {}
+        for name, schedule in self._schedules.items():
+            if self._pauses is not None and self._pauses.is_paused(name):
+                self._paused.add(name)
+                continue
+            if name in self._paused:
+                self._paused.discard(name)
+                self.tracker.last_fired[name] = now
+            running[name] = schedule
+        return running
 
     def oldest_claim_age_s(self) -> float | None:
         """Age of the oldest claim's lease clock (its ctime) in ``processing/`` — a small folder."""
@@ -205,7 +223,9 @@ class Monitor:
                 await bus.serve(subjects.STATUS, self.status, queue="monitor")
                 await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
                 ticks = await bus.subscribe_ticks("monitor", self._settings.overlap("monitor"))
+                self._pauses = PausedSchedules(await bus.key_value(self._settings.scheduler.state_bucket))
                 async with presence(bus, "monitor", self._settings.heartbeat_s), ServiceTasks() as tasks:
+                    tasks.start(self._pauses.watch(stop), "monitor paused schedules")
                     tasks.start(self.reconcile_forever(stop), "monitor reconcile")
                     tasks.start(ticks.run(self.on_tick, stop), "monitor ticks")
             finally:
