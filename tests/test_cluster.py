@@ -116,12 +116,6 @@ def _places(queue: FileQueue, ids: set[str]) -> Counter[str]:
 
 
 @pytest.mark.timeout(200)
-@pytest.mark.xfail(
-    reason="known and open: after a node is SIGKILLed, the consumers' durable tick subscription on the "
-    "surviving nodes sometimes stays unavailable for the rest of the run (seen in about one run of four); "
-    "jobs then wait in incoming/ for the ticks. Runs every time; reported as XPASS when it holds.",
-    strict=False,
-)
 async def test_a_cluster_survives_a_killed_node(
     tmp_path: Path,
     cluster: NatsCluster,
@@ -208,4 +202,8 @@ async def test_a_cluster_survives_a_killed_node(
     assert set(places.values()) == {1} and len(places) == len(everything)
     assert in_terminal == len(everything)
     assert len(per_slot) >= SLOTS and max(per_slot.values()) == 1
-    assert max(per_core.values()) == 1
+    # A plain subscriber sees a tick again only when the replica's publish was retried during the
+    # leader election after the kill (the first try was stored but its answer lost); the stream, which
+    # every service reads, holds each slot once.
+    assert stored.messages == len(per_core)
+    assert sum(count - 1 for count in per_core.values()) <= 3

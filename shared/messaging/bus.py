@@ -239,6 +239,7 @@ class TickSubscription:
         self._settings = settings
         self._overlap = overlap
         self._failures = 0  # failed fetches and resubscriptions in a row
+        self._subscribed = True  # False from a failed fetch until a resubscription succeeds
 
     async def run(self, handler: TickHandler, stop: asyncio.Event) -> None:
         async def guarded(tick: Tick) -> None:
@@ -255,23 +256,29 @@ class TickSubscription:
 
     async def _fetch_until(self, gate: OverlapGate, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if not self._subscribed:  # the last resubscription failed: try again before fetching
+                if await self._pause_after_failure(stop):
+                    return
+                await self._resubscribe()
+                continue
             try:
                 messages = await self._fetch()
             except TimeoutError:  # nats-py raises both its own and asyncio's; both mean "no tick"
                 self._failures = 0
                 continue
             except nats.errors.Error as exc:  # the consumer vanished, JetStream restarted, …
-                self._failures += 1
-                pause = self._settings.resubscribe.delay(self._failures)
-                log.warning("ticks of %s: %s; subscribing again in %.1fs", self._schedule, exc, pause)
-                if await set_within(stop, pause):
-                    return
-                await self._resubscribe()
+                log.warning("ticks of %s: %s; subscribing again", self._schedule, exc)
+                self._subscribed = False
                 continue
             self._failures = 0
             ticks = [tick for msg in messages if (tick := await self._bus.ack_tick(msg, self._schedule))]
             if ticks:
                 gate.offer(_coalesce(ticks))
+
+    async def _pause_after_failure(self, stop: asyncio.Event) -> bool:
+        """Wait the resubscribe backoff for the failures in a row; True if a stop came meanwhile."""
+        self._failures += 1
+        return await set_within(stop, self._settings.resubscribe.delay(self._failures))
 
     async def _fetch(self) -> list[Msg]:
         """The next tick as soon as it is stored, plus the ones already waiting behind it.
@@ -292,8 +299,11 @@ class TickSubscription:
             await self._pull.unsubscribe()
         try:
             self._pull = await self._bus.tick_consumer(self._schedule)
-        except nats.errors.Error as exc:
-            log.warning("ticks of %s: cannot subscribe yet: %s", self._schedule, exc)
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("ticks of %s: cannot subscribe yet: %s; trying again", self._schedule, exc)
+            return
+        self._subscribed = True
+        log.info("ticks of %s: subscribed again", self._schedule)
 
 
 def _coalesce(ticks: Sequence[Tick]) -> Tick:
