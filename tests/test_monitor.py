@@ -454,3 +454,21 @@ async def test_unpaired_moves_keep_counts_exact_through_a_burst_of_renames(queue
             os.rename(queue.folder(PROCESSED) / name, queue.folder(ERROR) / name)
         await asyncio.wait_for(reached.wait(), timeout=10)
     assert counter.reconcile() == 0
+
+
+def test_every_series_with_a_known_label_value_starts_at_zero() -> None:
+    """``increase()`` sees the first event, and no dashboard panel is empty for want of one."""
+    settings = load_settings([DEFAULT_CONFIG])
+    monitor = Monitor(settings, CollectorRegistry())
+    value = monitor.metrics.registry.get_sample_value
+    for wrapper, consumer in settings.consumers.items():
+        assert value("syntx_jobs_scored_total", {"wrapper": wrapper, "status": "passed"}) == 0
+        assert value("syntx_job_score_count", {"wrapper": wrapper}) == 0
+        labels = {"wrapper": wrapper, "backend": consumer.backend.kind}
+        assert value("syntx_llm_request_seconds_count", labels) == 0
+    for source in ("producer", "watcher", "retry"):
+        assert value("syntx_jobs_created_total", {"source": source}) == 0
+    for schedule in settings.schedules:
+        assert value("syntx_ticks_total", {"schedule": schedule}) == 0
+    assert value("syntx_malformed_messages_total", {"subject": "syntx.job.scored"}) == 0
+    assert value("syntx_health_state", {"state": "OK"}) == 1

@@ -39,6 +39,9 @@ class Monitor:
         self.labels = Labels(settings)
         self.metrics = MonitorMetrics(registry or CollectorRegistry())
         self.metrics.initialise_wrappers(settings.consumers)
+        self.metrics.initialise_backends(
+            (name, spec.backend.kind) for name, spec in settings.consumers.items()
+        )
         self.metrics.initialise_bounded(self.labels)
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.monitor.health import REASONS as HEALTH_REASONS
 from services.monitor.health import STATES as HEALTH_STATES
 from services.monitor.labels import Labels
-from shared.messaging import GENERATOR_OUTCOMES, QUARANTINE_REASONS, OverlapOutcome
+from shared.messaging import GENERATOR_OUTCOMES, JOB_SOURCES, QUARANTINE_REASONS, OverlapOutcome
 from shared.queue import COUNTED_FOLDERS, RESULT_PROBLEMS
 
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
@@ -209,6 +209,12 @@ class MonitorMetrics:
                 self.jobs_failed.labels(wrapper=wrapper, status=status)
             self.lease_expiries.labels(wrapper=wrapper)
             self.backend_available.labels(wrapper=wrapper).set(1)
+            self.job_score.labels(wrapper=wrapper)
+
+    def initialise_backends(self, backends: Iterable[tuple[str, str]]) -> None:
+        """Each consumer's LLM call time, per (wrapper, configured backend kind), from the start."""
+        for wrapper, backend in backends:
+            self.llm_seconds.labels(wrapper=wrapper, backend=backend)
 
     def initialise_bounded(self, labels: Labels) -> None:
         """Every series whose label values the configuration bounds starts at 0: ``increase()`` sees
@@ -226,6 +232,8 @@ class MonitorMetrics:
             self.cleanup_expired_claims.labels(outcome=outcome)
         for arm in labels.values("arm"):
             self.producer_arm_share.labels(arm=arm)
+        for source in JOB_SOURCES:
+            self.jobs_created.labels(source=source)
 
     def set_health(self, current: str, reasons: set[str]) -> None:
         self.health.set(1 if current == "OK" else 0)

@@ -14,6 +14,7 @@ from shared.messaging.malformed import (
 )
 from shared.messaging.messages import (
     GENERATOR_OUTCOMES,
+    JOB_SOURCES,
     QUARANTINE_REASONS,
     BackendState,
     CleanupReport,
@@ -50,6 +51,7 @@ __all__ = [
     "CleanupReport",
     "Event",
     "GENERATOR_OUTCOMES",
+    "JOB_SOURCES",
     "GeneratorBudgetExhausted",
     "GeneratorCall",
     "GeneratorOutcome",

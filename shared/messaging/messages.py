@@ -35,10 +35,14 @@ class Tick(Message):
     source: str = "operator"
 
 
+JobSource = Literal["producer", "watcher", "retry"]
+JOB_SOURCES: Final[tuple[str, ...]] = get_args(JobSource)
+
+
 class JobCreated(Message):
     kind: Literal["job.created"] = "job.created"
     job_id: str
-    source: Literal["producer", "watcher", "retry"] = "producer"
+    source: JobSource = "producer"
     topic: str | None = None
     category: str | None = None
     style: str | None = None
