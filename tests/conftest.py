@@ -7,6 +7,7 @@ import pytest
 
 from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from shared.queue import FileQueue
+from tests.harness import free_port
 from tests.llm_server import ScriptedServer
 from tests.natsserver import NatsServer, start_nats
 
@@ -57,9 +58,12 @@ def settings(tmp_path: Path, nats_server: NatsServer) -> Settings:
 
 @pytest.fixture
 def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The operator's environment: the shipped config, a data directory of this test."""
+    """The operator's environment: the shipped config, a data directory and free ports of this test (a
+    `syntx up` running on this machine's default ports must not change what a test sees)."""
     monkeypatch.setenv(CONFIG_ENV, str(DEFAULT_CONFIG))
     monkeypatch.setenv("SYNTX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SYNTX_NATS__EMBEDDED_PORT", str(free_port()))
+    monkeypatch.setenv("SYNTX_MONITOR__PORT", str(free_port()))
     return tmp_path / "data"
 
 
