@@ -39,6 +39,10 @@ PREFIX = f"SYNTX_CONSUMERS__{WRAPPER.upper()}__"
 FAILPOINT_KILL = re.compile(r"failpoint \w+: killing this process$")
 
 
+# asyncio reports 255 for a child whose exit status it could not collect ("Unknown child process")
+LOST_EXIT_STATUS = 255
+
+
 @dataclass
 class Fleet:
     """Consumer processes that are restarted whenever they die, until the fleet is stopped."""
@@ -82,6 +86,8 @@ class Fleet:
             if self.stopping:
                 self.last_codes[slot] = code
                 return
+            if code == LOST_EXIT_STATUS and self._killed(slot):
+                code = -signal.SIGKILL  # its log ends with the failpoint's kill
             self.deaths[code] += 1
             if code == 2:  # a configuration error: restarting cannot help
                 raise AssertionError("consumer rejected its configuration:\n" + self.log_text()[-2000:])
@@ -114,6 +120,8 @@ class Fleet:
         await asyncio.wait_for(asyncio.gather(*self._keepers), timeout=30)
         codes = []
         for slot, code in self.last_codes.items():
+            if code == LOST_EXIT_STATUS:  # asyncio could not collect it; the process's log says how it ended
+                code = -signal.SIGKILL if self._killed(slot) else 0 if self._stopped(slot) else code
             if code == -signal.SIGKILL and self._killed(slot):
                 self.deaths[code] += 1
             elif code != -signal.SIGTERM or self._serving(slot):
@@ -125,6 +133,10 @@ class Fleet:
             return True
         lines = self.log_paths[slot].read_text(errors="replace").splitlines()
         return bool(lines) and FAILPOINT_KILL.search(lines[-1]) is not None
+
+    def _stopped(self, slot: int) -> bool:
+        lines = self.log_paths[slot].read_text(errors="replace").splitlines()
+        return bool(lines) and lines[-1].endswith(" stopped")
 
     def _serving(self, slot: int) -> bool:
         return "claims as" in self.log_paths[slot].read_text(errors="replace")
