@@ -28,9 +28,6 @@ from syntx.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-NO_ANSWER_EXIT = exits.NOT_REACHABLE
-USAGE_EXIT = exits.USAGE
-NOTHING_DONE_EXIT = exits.NOTHING_DONE
 SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")  # one subject token or several, no wildcard
 CONNECT_ATTEMPTS = 1  # one retry, then "cannot reach NATS" instead of waiting forever
 
@@ -74,7 +71,7 @@ def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
 def _unreachable(settings: Settings) -> int:
     url = shown_url(settings.nats.effective_url)
     sys.stderr.write(f"cannot reach NATS at {url}: is `syntx up` running?\n")
-    return NO_ANSWER_EXIT
+    return exits.NOT_REACHABLE
 
 
 def _tick_or_refusal(settings: Settings, schedule: str, batch: int | None, force: bool) -> Tick | str:
@@ -144,7 +141,7 @@ async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
     body = json.dumps({"reconcile": exact}).encode()
     reply = await _ask(settings, subjects.STATUS, "monitor", body)
     if reply is None:
-        return NO_ANSWER_EXIT
+        return exits.NOT_REACHABLE
     if as_json:
         out(json.dumps(reply, indent=2, ensure_ascii=False))
         return 0
@@ -178,7 +175,7 @@ async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
 async def schedules(settings: Settings, as_json: bool) -> int:
     reply = await _ask(settings, subjects.SCHEDULES, "scheduler")
     if reply is None:
-        return NO_ANSWER_EXIT
+        return exits.NOT_REACHABLE
     if as_json:
         out(json.dumps(reply, indent=2, ensure_ascii=False))
         return 0
@@ -211,7 +208,7 @@ async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
                 return 0
             if not await pauses.resume(name):
                 sys.stderr.write(f"schedule {name} was not paused\n")
-                return NOTHING_DONE_EXIT
+                return exits.NOTHING_DONE
             out(f"schedule {name} resumed")
             return 0
     except (OSError, TimeoutError, nats.errors.Error):
@@ -277,7 +274,7 @@ def score(
 
 def _usage(message: str) -> int:
     sys.stderr.write(message + "\n")
-    return USAGE_EXIT
+    return exits.USAGE
 
 
 def _fail(message: str, code: int = exits.NOTHING_DONE) -> int:

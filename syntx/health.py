@@ -20,10 +20,7 @@ from pydantic import ValidationError
 from shared.config import Settings
 from shared.messaging import ServiceHeartbeat, connect_options, shown_url, subjects
 from shared.timing import set_within
-
-HEALTHY_EXIT = 0
-UNHEALTHY_EXIT = 1
-UNREACHABLE_EXIT = 3
+from syntx import exits
 
 
 @dataclass(frozen=True)
@@ -55,12 +52,14 @@ async def health(settings: Settings, wanted: HeartbeatFilter, wait_s: float) -> 
         await client.connect(**options)
         heard = await _heartbeat_heard(client, wanted, wait_s)
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        return _report(f"cannot reach NATS at {url} ({exc or type(exc).__name__})", UNREACHABLE_EXIT)
+        return _report(f"cannot reach NATS at {url} ({exc or type(exc).__name__})", exits.NOT_REACHABLE)
     finally:
         await client.close()  # also after a refused connect: the client may hold the socket
     if not heard:
-        return _report(f"no heartbeat from {wanted.describe()} within {wait_s:g} s via {url}", UNHEALTHY_EXIT)
-    return HEALTHY_EXIT
+        return _report(
+            f"no heartbeat from {wanted.describe()} within {wait_s:g} s via {url}", exits.NOTHING_DONE
+        )
+    return exits.OK
 
 
 async def _heartbeat_heard(client: Client, wanted: HeartbeatFilter, wait_s: float) -> bool:
