@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from shared.config import Settings
+from shared.config import BACKEND_KINDS, Settings
 from shared.messaging import subjects
 from shared.queue import RESULT_FOLDERS
 from shared.service import service_names
@@ -22,7 +22,6 @@ OTHER = "other"
 LOGGED_NAMES_MAX = 100
 CLEANUP_KINDS = ("tmp", "logs", "attempts", *RESULT_FOLDERS)
 CLAIM_OUTCOMES = ("released", "failed", "finished")
-BACKEND_KINDS = ("offline", "openai", "ollama", "syntx")
 
 
 class Labels:

@@ -37,7 +37,7 @@ from services.producer.rebuild import (
     learn_paths,
     oldest_in_flight,
 )
-from shared.config import Settings
+from shared.config import ConsumerSettings, Settings
 from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import (
@@ -55,7 +55,6 @@ from shared.service import presence, reported
 log = logging.getLogger(__name__)
 
 __all__ = ["EVOLUTION_LOG", "Producer", "last_generation", "run"]
-DEFAULT_MAX_JOB_BYTES = 256 * 1024  # with no consumer configured: the consumers' default
 GENERATOR_SPEND_FILE = "state/generator_spend.json"  # under data_dir: the LLM generator's spend today
 REBUILD_KEEP_HORIZONS = 2  # a cold rebuild reads the newest results of this many forgetting horizons
 
@@ -125,7 +124,7 @@ class Producer:
     @property
     def _max_job_bytes(self) -> int:
         limits = [consumer.max_job_bytes for consumer in self._settings.consumers.values()]
-        return max(limits, default=DEFAULT_MAX_JOB_BYTES)
+        return max(limits, default=ConsumerSettings.model_fields["max_job_bytes"].default)
 
     async def on_scored(self, event: Event) -> None:
         if isinstance(event, JobScored) and not self._learner.knows(event.job_id):

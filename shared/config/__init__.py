@@ -8,6 +8,7 @@ from shared.config.environment import (
     FAILPOINTS_ENV,
 )
 from shared.config.sections import (
+    BACKEND_KINDS,
     DEFAULT_MAX_HEADER_BYTES,
     BackendSettings,
     BackPressureSettings,
@@ -43,6 +44,7 @@ from shared.config.settings import (
 )
 
 __all__ = [
+    "BACKEND_KINDS",
     "FAILPOINTS_ENV",
     "FAIL_TASKS_ENV",
     "BackPressureSettings",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -168,8 +168,12 @@ class OfflineTaste(_Section):
         return value
 
 
+BackendKind = Literal["offline", "syntx", "openai", "ollama"]
+BACKEND_KINDS: tuple[str, ...] = get_args(BackendKind)
+
+
 class BackendSettings(_Section):
-    kind: Literal["offline", "syntx", "openai", "ollama"] = "offline"
+    kind: BackendKind = "offline"
     url: str | None = None
     model: str = OFFLINE_MODEL
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")

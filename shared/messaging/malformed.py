@@ -19,8 +19,7 @@ from shared.messaging.messages import decode_event, decode_tick
 
 EVENT_KIND: dict[str, str] = {  # an event's kind is its subject without the prefix
     subject: subject.removeprefix(f"{subjects.PREFIX}.")
-    for subject in subjects.ALL_FIXED
-    if subject not in subjects.REQUEST_SUBJECTS and subject != subjects.SERVICE_PING
+    for subject in (*subjects.EVENTS, subjects.SERVICE_HEARTBEAT)
 }
 
 

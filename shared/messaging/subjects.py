@@ -30,18 +30,7 @@ PRODUCER_STATS: Final = f"{PREFIX}.producer.stats"
 
 TICK_STREAM: Final = "SYNTX_TICKS"
 EVENT_STREAM: Final = "SYNTX_EVENTS"
-EVENT_SUBJECTS: Final = (
-    JOB_ALL,
-    CONSUMER_BACKEND,
-    PRODUCER_GENERATION,
-    PRODUCER_GENERATOR,
-    PRODUCER_BUDGET,
-    CLEANUP_REPORT,
-    TICK_OVERLAP,
-)
-REQUEST_SUBJECTS: Final = (STATUS, SCHEDULES, PRODUCER_STATS)
-ALL: Final = f"{PREFIX}.>"
-ALL_FIXED: Final = (
+EVENTS: Final = (  # stored in the event stream
     JOB_CREATED,
     JOB_SCORED,
     JOB_FAILED,
@@ -52,10 +41,15 @@ ALL_FIXED: Final = (
     PRODUCER_BUDGET,
     CLEANUP_REPORT,
     TICK_OVERLAP,
-    SERVICE_HEARTBEAT,
-    SERVICE_PING,
-    *REQUEST_SUBJECTS,
 )
+# the event stream's subject filter: every job event under one wildcard
+EVENT_SUBJECTS: Final = (
+    JOB_ALL,
+    *(subject for subject in EVENTS if not subject.startswith(JOB_ALL.removesuffix(">"))),
+)
+REQUEST_SUBJECTS: Final = (STATUS, SCHEDULES, PRODUCER_STATS)
+ALL: Final = f"{PREFIX}.>"
+ALL_FIXED: Final = (*EVENTS, SERVICE_HEARTBEAT, SERVICE_PING, *REQUEST_SUBJECTS)
 
 
 def tick(schedule: str) -> str:
