@@ -29,6 +29,7 @@ from shared.llm.offline import offline_answer
 from shared.queue import ATTEMPTS, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue
 from shared.scoring import load_catalog
 from shared.watch import Change, watching
+from syntx.embedded_nats import die_with_parent
 from tests.consumers import add_jobs
 from tests.llm_server import Recorded, Reply, ScriptedServer
 from tests.natsserver import NatsServer
@@ -77,6 +78,7 @@ class Fleet:
             env=self.env,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # a test run killed hard leaves no consumer behind
         )
         log.close()
 
