@@ -1,14 +1,15 @@
 """The monitor and cleanup over a million result files, against the name-keeping counter of before.
 
-``python -m benchmarks.million [--files 1000000] [--renames 10000] [--scrapes 2000]`` fills a temporary
-queue once (hard links of one result: most in ``archive/<day>/`` folders, some in ``error/`` and
-``processed/``, a few jobs waiting), then runs the monitor's counting in a fresh child process per
-counter — the counts-only one of today and the name-keeping one of before (the baseline) — so each
-child's RSS is its own. Each child: watch the queue, count it (time to exact counts after start), render
-``/metrics`` ``--scrapes`` times (p50/p99), rename ``--renames`` results from ``processed/`` into
-today's archive folder and time until the counts are exact again, and report its peak RSS. Then one
-cleanup pass in a thread (the first reads every result in ``processed/`` and ``error/``, as every pass
-did before; the second only what changed since) while a timer on the event loop records its worst stall.
+``python -m benchmarks.million [--files 1000000] [--renames 10000] [--scrapes 2000]`` fills a
+temporary queue once (most results in ``archive/<day>/`` folders as hard links of a few files, 15 % in
+``error/`` and ``processed/`` as real results, a few jobs waiting), then runs the monitor's counting in
+a fresh child process per counter — the counts-only one of today and the name-keeping one of before
+(the baseline) — so each child's RSS is its own. Each child: watch the queue, count it (time to exact
+counts after start), render ``/metrics`` ``--scrapes`` times (p50/p99), rename ``--renames`` results
+from ``processed/`` into today's archive folder and time until the counts are exact again, and report
+its peak RSS. Then one cleanup pass in a thread (the first reads every result in ``processed/`` and
+``error/``, as every pass did before; the second only what changed since) while a timer on the event
+loop records its worst stall.
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ from shared.queue import (
     INCOMING,
     PROCESSED,
     FileQueue,
+    JobResult,
+    Status,
     archive_day_name,
     counted_folder,
     counts_as,
 )
+from shared.scoring import ScoreResult
 from shared.watch import Change, watching
 
 log = logging.getLogger("benchmarks.million")
@@ -51,13 +55,15 @@ SHARE_PROCESSED = 0.05
 WAITING = 20
 STALL_TICK_S = 0.005
 LINKS_PER_SEED = 60_000  # ext4 allows 65,000 links to one file
+PLACEHOLDER = b"JOB-ID-PLACEHOLDER"
 
 
 # -- filling the queue ---------------------------------------------------------------------------------
 
 
 def fill(queue: FileQueue, files: int, renames: int) -> None:
-    """``files`` results as hard links of a few valid results; at least ``renames`` in ``processed/``."""
+    """``files`` results: the archived ones as hard links of a few files (only counted, never read), those
+    in ``processed/`` and ``error/`` each its own valid result; at least ``renames`` in ``processed/``."""
     queue.ensure()
     today = datetime.now(UTC)
     processed = max(renames, int(files * SHARE_PROCESSED))
@@ -74,13 +80,32 @@ def fill(queue: FileQueue, files: int, renames: int) -> None:
     for index in range(archived):
         link(seeds[index // LINKS_PER_SEED], f"{day_folders[index % DAYS]}/{_id(stamp, index)}.json")
     for place, count, offset in ((PROCESSED, processed, archived), (ERROR, error, archived + processed)):
-        base = str(queue.folder(place))
+        # Cleanup reads these (and refuses a result whose job id is not its file name): real results.
+        template = _result_template(place)
+        base = queue.folder(place)
         for index in range(offset, offset + count):
-            link(seeds[index // LINKS_PER_SEED], f"{base}/{_id(stamp, index)}.json")
+            job_id = _id(stamp, index)
+            (base / f"{job_id}.json").write_bytes(template.replace(PLACEHOLDER, job_id.encode()))
     for index in range(WAITING):
         (queue.folder(INCOMING) / f"{_id(today, index)}.txt").write_bytes(b"Erklaere Katzen.\n")
     for seed in seeds:
         os.unlink(seed)
+
+
+def _result_template(place: str) -> bytes:
+    """A valid result's bytes for ``place`` with :data:`PLACEHOLDER` as its job id."""
+    score = ScoreResult(
+        scorer="syntx-2", format="sigma", total=91, completeness=100, structure=100, fields=[]
+    )
+    status: Status = "passed" if place == PROCESSED else "failed"
+    result = JobResult(
+        job_id=PLACEHOLDER.decode(),
+        status=status,
+        reason="benchmark",
+        score=score if status == "passed" else None,
+        scorer="syntx-2" if status == "passed" else None,
+    )
+    return result.encoded()
 
 
 def _seeds(queue: FileQueue, files: int) -> list[str]:

@@ -1,8 +1,9 @@
 """Tick lag: from a tick's scheduled slot to its arrival at a service, on one node and in a 3-node cluster.
 
-``python -m benchmarks.ticks [--seconds 60] [--schedules 5]`` runs two scheduler replicas (in a cluster:
-on two different nodes) with ``--schedules`` schedules ``@every 1s``, and on a third connection (the
-cluster's third node) one service-style tick subscription per schedule plus a plain core subscriber on
+``python -m benchmarks.ticks [--seconds 60] [--schedules 5]`` runs two scheduler replicas, each its own
+process as deployed (in a cluster: on two different nodes), with ``--schedules`` schedules
+``@every 1s`` — all firing at the same instant —, and in this process, on a third connection (the
+cluster's third node), one service-style tick subscription per schedule plus a plain core subscriber on
 ``syntx.tick.>``. It prints one table: ticks received, lag p50/p99/max at the service, and how many slots
 arrived twice at the service and at the plain subscriber. The single node is the baseline.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
+import signal
 import socket
 import statistics
 import tempfile
@@ -103,28 +106,50 @@ def _settings(root: Path, url: str, names: list[str], replicas: int, index: int)
     )
 
 
+def _replica(root: str, url: str, names: list[str], replicas: int, index: int) -> None:
+    """One scheduler replica in a process of its own, until SIGTERM."""
+    settings = _settings(Path(root), url, names, replicas, index)
+
+    async def until_terminated() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await run_scheduler(settings, stop)
+
+    asyncio.run(until_terminated())
+
+
 async def measure(root: Path, size: int, seconds: float, schedules: int) -> Row:
     nodes = _nodes(root, size)
     await asyncio.gather(*(node.start() for node in nodes))
     names = [f"bench.s{index}" for index in range(schedules)]
     urls = [node.url for node in nodes]
-    replicas = [_settings(root, urls[index % size], names, size, index) for index in range(2)]
     service = _settings(root, urls[-1], names, size, 2)
     seen = Seen()
-    stop, done = asyncio.Event(), asyncio.Event()
+    done = asyncio.Event()
+    spawn = multiprocessing.get_context("spawn")
+    replicas = [
+        spawn.Process(target=_replica, args=(str(root), urls[index % size], names, size, index))
+        for index in range(2)
+    ]
     try:
         async with bus_module.connect(service.nats, name="bench-service") as bus:
             await bus.client.subscribe(subjects.TICK_ALL, cb=seen.on_core)
             subscriptions = [await bus.subscribe_ticks(name, "allow") for name in names]
             readers = [asyncio.create_task(sub.run(seen.on_tick, done)) for sub in subscriptions]
-            schedulers = [asyncio.create_task(run_scheduler(settings, stop)) for settings in replicas]
+            for replica in replicas:
+                replica.start()
             await asyncio.sleep(seconds)  # the measurement runs for this long: a duration, not a wait
-            stop.set()
-            await asyncio.gather(*schedulers)
+            for replica in replicas:
+                replica.terminate()
+            for replica in replicas:
+                await asyncio.to_thread(replica.join)
             await bus.flush()
             done.set()
             await asyncio.gather(*readers)
     finally:
+        for replica in replicas:
+            if replica.is_alive():
+                replica.kill()
         await asyncio.gather(*(node.stop() for node in nodes))
     lags = sorted(seen.lags_s)
     cuts = statistics.quantiles(lags, n=100, method="inclusive") if len(lags) > 1 else lags * 99

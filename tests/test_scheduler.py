@@ -1,7 +1,8 @@
 """The scheduler: missed-slot policy, persisted last slots, and ticks through a real nats-server.
 
 Ticks are read back the way services read them: from the JetStream stream ``SYNTX_TICKS`` with a pull
-consumer. Core subscribers see every publish (both replicas'); the stream stores one message per slot.
+consumer. The replica that claims a slot fires it, so core subscribers see each slot once too; the stream
+stores one message per slot. Claims and their takeover: tests/test_slot_claims.py.
 """
 
 from __future__ import annotations
@@ -325,7 +326,7 @@ async def test_pause_and_resume_reach_every_replica(
     await _ensure_streams(one)
     published = TickLog()
     lines = SchedulerLines()
-    logger = logging.getLogger("services.scheduler.app")
+    logger = logging.getLogger("services.scheduler")
     logger.addHandler(lines)
     logger.setLevel(logging.INFO)
     try:

@@ -456,6 +456,23 @@ class SchedulerSettings(_Section):
     claim_ttl_s: float = Field(
         600.0, gt=0, description="a slot's claim is kept this long (> clock skew between replicas)"
     )
+    claim_ahead_s: float = Field(
+        0.5, ge=0, description="a slot is claimed this long before it is due, so only the publish is left"
+    )
+    takeover_after_s: float = Field(
+        2.0,
+        gt=0,
+        description="a slot another replica claimed but has not fired this long after it was due is "
+        "taken over and fired here",
+    )
+
+    @model_validator(mode="after")
+    def _claims_outlive_their_use(self) -> SchedulerSettings:
+        if self.claim_ahead_s + self.takeover_after_s >= self.claim_ttl_s:
+            raise ValueError(
+                "claim_ttl_s must exceed claim_ahead_s + takeover_after_s (a claim must outlive its slot)"
+            )
+        return self
 
 
 class LoggingSettings(_Section):
