@@ -362,3 +362,11 @@ def test_the_older_flat_retry_keys_are_still_settings_in_the_environment(
     monkeypatch.setenv("SYNTX_CONSUMERS__SIGMA__BACKEND__RETRIES__BACKOFF_BASE_S", "0.25")
     settings = load_settings([base_yaml])
     assert settings.consumers["sigma"].backend.retries.backoff.base_s == 0.25
+
+
+def test_a_slot_claim_must_outlive_its_takeover(tmp_path: Path) -> None:
+    text = "scheduler: {claim_ttl_s: 2, claim_ahead_s: 0.5, takeover_after_s: 2}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings([write(tmp_path / "bad.yaml", text)])
+    (line,) = problems(caught)
+    assert "scheduler" in line and "claim_ttl_s must exceed claim_ahead_s + takeover_after_s" in line
