@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from shared.queue import JobResult
+from shared.queue import RESULT_FOLDERS, FileQueue, JobResult
 
 log = logging.getLogger("benchmarks.local_llm")
 
-RESULT_FOLDERS = ("processed", "error", "archive")
 READY_MARKERS = {True: b"local LLM ready", False: b"started "}
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 120.0
@@ -113,11 +112,13 @@ async def measure(local: bool, seconds: float, scratch: Path) -> RunFigures:
 
 
 def _results(data_dir: Path) -> list[JobResult]:
-    found = []
-    for folder in RESULT_FOLDERS:
-        for path in sorted((data_dir / "queue" / folder).glob("*.json")):
-            found.append(JobResult.model_validate_json(path.read_bytes()))
-    return found
+    """Every result the run filed (``processed/``, ``error/`` and the archive's day folders)."""
+    queue = FileQueue(data_dir / "queue")
+    return [
+        JobResult.model_validate_json(path.read_bytes())
+        for f in RESULT_FOLDERS
+        for path in queue.result_files(f)
+    ]
 
 
 def report(run: RunFigures) -> list[str]:

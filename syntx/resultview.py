@@ -3,18 +3,24 @@ folder of the archive — read as typed records."""
 
 from __future__ import annotations
 
+import heapq
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
+from itertools import chain, count
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.queue import ARCHIVE, ERROR, PROCESSED, FileQueue, JobResult, ResultFileError
+from shared.queue import (
+    ARCHIVE_CLOCK_SLACK,
+    ERROR,
+    PROCESSED,
+    FileQueue,
+    JobResult,
+    ResultFileError,
+)
 from shared.scoring import render_breakdown
-
-RESULT_FOLDERS = (PROCESSED, ERROR, ARCHIVE)
 
 
 def read_result(path: Path, max_bytes: int) -> JobResult | None:
@@ -46,22 +52,54 @@ class Found:
 
 
 def find(queue: FileQueue, wanted: Wanted, limit: int, max_bytes: int) -> tuple[list[Found], int]:
-    """The newest ``limit`` results that match, newest first, and how many files were not results."""
-    found: list[Found] = []
-    unreadable = 0
-    for path in _result_paths(queue):
+    """The newest ``limit`` results that match, newest first, and how many files read were not results.
+
+    Memory holds ``limit`` results whatever the number of files. ``processed/`` and ``error/`` are read
+    whole; the archive day by day, newest first, and only while a day can still hold something newer than
+    what was found (a result is archived after it finished, so a day folder holds nothing that finished
+    after that day — give or take the clock difference between hosts).
+    """
+    newest = _Newest(limit)
+    unreadable = sum(
+        newest.offer(path, wanted, max_bytes)
+        for path in chain(*(queue.result_files(folder) for folder in (PROCESSED, ERROR)))
+    )
+    unreadable += sum(newest.offer(path, wanted, max_bytes) for path in queue.flat_archived_results())
+    for day, name in reversed(queue.archive_days()):
+        latest_there = datetime.combine(day + ARCHIVE_CLOCK_SLACK, time.max, UTC)
+        if newest.beats(latest_there) or (wanted.since is not None and latest_there < wanted.since):
+            break
+        unreadable += sum(newest.offer(path, wanted, max_bytes) for path in queue.archive_day_results(name))
+    return newest.found(), unreadable
+
+
+class _Newest:
+    """The ``limit`` newest matching results offered so far (a heap on the finishing time)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._heap: list[tuple[datetime, int, Found]] = []
+        self._order = count()  # ties: no comparing of Found
+
+    def offer(self, path: Path, wanted: Wanted, max_bytes: int) -> bool:
+        """Consider the result in ``path``; True if the file is not a result."""
         result = read_result(path, max_bytes)
         if result is None:
-            unreadable += 1
-        elif wanted(result):
-            found.append(Found(path, result))
-    found.sort(key=lambda item: item.result.finished_at, reverse=True)
-    return found[:limit], unreadable
+            return True
+        if wanted(result):
+            item = (result.finished_at, next(self._order), Found(path, result))
+            if len(self._heap) < self._limit:
+                heapq.heappush(self._heap, item)
+            elif item[0] > self._heap[0][0]:
+                heapq.heapreplace(self._heap, item)
+        return False
 
+    def beats(self, moment: datetime) -> bool:
+        """Full, and the oldest kept finished after ``moment``: nothing finished by then gets in."""
+        return len(self._heap) >= self._limit and self._heap[0][0] > moment
 
-def _result_paths(queue: FileQueue) -> Iterator[Path]:
-    for folder in RESULT_FOLDERS:
-        yield from queue.result_files(folder)
+    def found(self) -> list[Found]:
+        return [item for _, _, item in sorted(self._heap, key=lambda entry: entry[0], reverse=True)]
 
 
 def stamp(moment: datetime | None, zone: ZoneInfo) -> str:

@@ -19,8 +19,9 @@ import pytest
 
 from services.monitor.app import run as run_monitor
 from shared.config import CONFIG_ENV, DEFAULT_CONFIG, load_settings
-from shared.queue import ERROR, INCOMING, PROCESSED, Attempt, FileQueue, JobResult, Status
+from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, Attempt, FileQueue, JobResult, Status
 from shared.scoring import load_catalog, parse_response, score_response
+from syntx import resultview
 from syntx.since import BadSince, since_moment
 from tests.cli import SIGMA_ANSWER, syntx
 from tests.harness import HEARTBEATS, observer, running
@@ -214,6 +215,39 @@ def test_results_lists_every_folder_and_the_archive_newest_first(
     ]
     assert syntx("results", "--status", "malformed") == 0
     assert capsys.readouterr().out == "no results match\n"
+
+
+def test_results_read_the_archive_newest_day_first_and_stop_when_older_days_cannot_win(
+    environment: Path,
+) -> None:
+    """A day folder holds results that finished by that day: once ``limit`` newer ones are found, older
+    days are not read at all (their unreadable planted file is never counted)."""
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    for days_ago in range(6):
+        finished = today - timedelta(days=days_ago)
+        for n in range(2):
+            job_id = f"j-{days_ago}-{n}"
+            result = a_result(job_id, "passed", "sigma", finished - timedelta(minutes=n))
+            queue.write_result(result.folder, job_id, result.model_dump(mode="json"))
+            path = queue.result_path(job_id)
+            assert path is not None
+            queue.archive(path, finished)
+    oldest_day = queue.folder(ARCHIVE) / sorted(name for _, name in queue.archive_days())[0]
+    (oldest_day / "broken.json").write_text("{not json", encoding="utf-8")
+    wanted = resultview.Wanted(frozenset(), None, None)
+
+    found, unreadable = resultview.find(queue, wanted, limit=3, max_bytes=65536)
+    assert [item.result.job_id for item in found] == ["j-0-0", "j-0-1", "j-1-0"]
+    assert unreadable == 0  # the oldest day was never read
+
+    found, unreadable = resultview.find(queue, wanted, limit=100, max_bytes=65536)
+    assert len(found) == 12 and unreadable == 1  # with room for everything, every day is read
+    since = resultview.Wanted(frozenset(), None, today - timedelta(days=1, minutes=30))
+    found, unreadable = resultview.find(queue, since, limit=100, max_bytes=65536)
+    assert [item.result.job_id for item in found] == ["j-0-0", "j-0-1", "j-1-0", "j-1-1"]
+    assert unreadable == 0  # days that ended before --since are not read
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from shared.queue.claims import (
 )
 from shared.queue.folders import (
     ARCHIVE,
+    ARCHIVE_CLOCK_SLACK,
     ATTEMPTS,
     COUNTED_FOLDERS,
     ERROR,
@@ -96,6 +97,7 @@ __all__ = [
     "scan_jobs",
     "shown",
     "ARCHIVE",
+    "ARCHIVE_CLOCK_SLACK",
     "ATTEMPTS",
     "Attempt",
     "COUNTED_FOLDERS",

@@ -275,13 +275,19 @@ class FileQueue:
 
     def archived_results(self) -> Iterator[Path]:
         """Every archived result file: the flat ones of earlier versions, then day by day, oldest first."""
-        base = self.folder(ARCHIVE)
-        for name in _file_names(base):
-            if name.endswith(RESULT_SUFFIX):
-                yield base / name
+        yield from self.flat_archived_results()
         for _, day in self.archive_days():
-            folder = base / day
-            yield from (folder / name for name in _file_names(folder) if name.endswith(RESULT_SUFFIX))
+            yield from self.archive_day_results(day)
+
+    def flat_archived_results(self) -> Iterator[Path]:
+        """Results archived flat (``archive/<id>.json``) by earlier versions, until cleanup files them."""
+        base = self.folder(ARCHIVE)
+        return (base / name for name in _file_names(base) if name.endswith(RESULT_SUFFIX))
+
+    def archive_day_results(self, day: str) -> Iterator[Path]:
+        """The result files of one day folder of the archive (a name from :meth:`archive_days`)."""
+        folder = self.folder(ARCHIVE) / day
+        return (folder / name for name in _file_names(folder) if name.endswith(RESULT_SUFFIX))
 
     def remove_archive_day(self, name: str) -> int:
         """Delete one day folder of the archive with everything in it; returns how many files went."""
