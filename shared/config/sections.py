@@ -460,7 +460,7 @@ class SchedulerSettings(_Section):
         0.5, ge=0, description="a slot is claimed this long before it is due, so only the publish is left"
     )
     takeover_after_s: float = Field(
-        2.0,
+        1.5,
         gt=0,
         description="a slot another replica claimed but has not fired this long after it was due is "
         "taken over and fired here",
