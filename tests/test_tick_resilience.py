@@ -1,15 +1,18 @@
-"""A service's tick loop outlives JetStream trouble: its tick consumer deleted, it subscribes again."""
+"""A service's tick loop outlives JetStream trouble: its tick consumer deleted, it subscribes again; no
+consumer to be had at its start, it subscribes as soon as there is."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 
 from services.producer.app import run as run_producer
 from shared.config import DEFAULT_CONFIG, load_settings
-from shared.messaging import ProducerGeneration, subjects
+from shared.messaging import ProducerGeneration, Tick, subjects
+from shared.messaging import bus as bus_module
 from tests.harness import HEARTBEATS, observer, running
 from tests.natsserver import NatsServer
 
@@ -54,3 +57,40 @@ async def test_a_deleted_tick_consumer_is_created_again_and_ticks_flow(
         await js.consumer_info(subjects.TICK_STREAM, durable)  # answered once the creation went through
         await nc.publish(subjects.tick("producer"), b"")
         await events.wait_for(lambda seen: any(isinstance(event, ProducerGeneration) for event in seen))
+
+
+@pytest.mark.timeout(60)
+async def test_a_service_that_cannot_subscribe_at_start_subscribes_once_jetstream_answers(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """A cluster still electing leaders when a service starts: the service starts all the same (its other
+    work goes on) and its tick subscription is made as soon as JetStream can answer."""
+    settings = load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url, "resubscribe": {"base_s": 0.1, "max_s": 0.1}, "tick_fetch_wait_s": 0.2},
+    )
+    received: list[Tick] = []
+    arrived = asyncio.Event()
+
+    async def on_tick(tick: Tick) -> None:
+        received.append(tick)
+        arrived.set()
+
+    stop = asyncio.Event()
+    async with bus_module.connect(settings.nats, name="service") as bus:
+        js = bus.client.jetstream()
+        await js.delete_stream(subjects.TICK_STREAM)  # JetStream cannot give this service its consumer now
+        subscription = await bus.subscribe_ticks("producer")
+        reading = asyncio.create_task(subscription.run(on_tick, stop))
+        async with bus_module.connect(settings.nats, name="another"):
+            pass  # a service connecting sets the streams up again
+        tick = Tick(schedule="producer", slot=None, source="test")
+        async with asyncio.timeout(20):
+            while not received:  # published again until the subscription is there to take it
+                await bus.publish(subjects.tick("producer"), tick)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), timeout=0.5)
+        stop.set()
+        await reading
+    assert received[0].schedule == "producer"

@@ -170,8 +170,16 @@ class Bus:
 
     async def subscribe_ticks(self, schedule: str, overlap: Overlap = "queue_one") -> TickSubscription:
         """Create (or bind to) the durable tick consumer now, so no tick after this call is missed.
-        ``overlap``: what a tick that arrives during a run does (:mod:`shared.messaging.overlap`)."""
-        pull = await self.tick_consumer(schedule)
+        ``overlap``: what a tick that arrives during a run does (:mod:`shared.messaging.overlap`).
+
+        If JetStream cannot answer yet (a cluster still electing leaders), the subscription is made by
+        :meth:`TickSubscription.run`, tried again with the resubscribe backoff, instead of failing the
+        service's start: its other work (watching, rescans) goes on meanwhile."""
+        try:
+            pull = await self.tick_consumer(schedule)
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("ticks of %s: cannot subscribe yet: %s; trying again", schedule, exc)
+            pull = None
         return TickSubscription(self, schedule, pull, self._settings, overlap)
 
     def report_overlap(self, schedule: str, outcome: OverlapOutcome) -> None:
@@ -229,7 +237,7 @@ class TickSubscription:
         self,
         bus: Bus,
         schedule: str,
-        pull: JetStreamContext.PullSubscription,
+        pull: JetStreamContext.PullSubscription | None,
         settings: NatsSettings,
         overlap: Overlap,
     ) -> None:
@@ -239,7 +247,7 @@ class TickSubscription:
         self._settings = settings
         self._overlap = overlap
         self._failures = 0  # failed fetches and resubscriptions in a row
-        self._subscribed = True  # False from a failed fetch until a resubscription succeeds
+        self._subscribed = pull is not None  # False from a failed fetch until a resubscription succeeds
 
     async def run(self, handler: TickHandler, stop: asyncio.Event) -> None:
         async def guarded(tick: Tick) -> None:
@@ -250,8 +258,7 @@ class TickSubscription:
             await self._fetch_until(gate, stop)
         finally:
             # Unfetched status replies would keep a later drain() waiting until its timeout.
-            with contextlib.suppress(nats.errors.Error):  # already gone after a failed resubscription
-                await self._pull.unsubscribe()
+            await self._unsubscribe()
             await gate.wait()
 
     async def _fetch_until(self, gate: OverlapGate, stop: asyncio.Event) -> None:
@@ -286,6 +293,7 @@ class TickSubscription:
         One at a time first: nats-py's fetch of a batch waits for the whole batch until its timeout once
         a first message came through a waiting request, which would delay a lone tick by up to that.
         """
+        assert self._pull is not None  # fetched only while subscribed
         messages: list[Msg] = await self._pull.fetch(1, timeout=self._settings.tick_fetch_wait_s)
         waiting = messages[-1].metadata.num_pending
         if waiting:  # a backlog: these are there already, so a no-wait fetch returns them at once
@@ -294,16 +302,20 @@ class TickSubscription:
                 messages.extend(more)
         return messages
 
+    async def _unsubscribe(self) -> None:
+        if self._pull is not None:
+            with contextlib.suppress(nats.errors.Error):  # already gone after a failed resubscription
+                await self._pull.unsubscribe()
+
     async def _resubscribe(self) -> None:
-        with contextlib.suppress(nats.errors.Error):
-            await self._pull.unsubscribe()
+        await self._unsubscribe()
         try:
             self._pull = await self._bus.tick_consumer(self._schedule)
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("ticks of %s: cannot subscribe yet: %s; trying again", self._schedule, exc)
             return
         self._subscribed = True
-        log.info("ticks of %s: subscribed again", self._schedule)
+        log.info("ticks of %s: subscribed", self._schedule)
 
 
 def _coalesce(ticks: Sequence[Tick]) -> Tick:
