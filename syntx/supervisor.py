@@ -28,7 +28,6 @@ from syntx.nats_cluster import plan_cluster
 
 log = logging.getLogger(__name__)
 
-LOCAL_LLM_EXITED_CODE = 1
 MAX_REPLICAS = 5  # JetStream keeps at most five copies of a stream
 
 
@@ -211,7 +210,8 @@ class Supervisor:
             return
         log.info("local LLM ready at %s (model %s)", local.url, local.model)
         self._backend_env = backend_environment(local_settings, local.url, list(self._settings.consumers))
-        watch = asyncio.create_task(self._stop_if_it_exits(local), name="watch the local LLM")
+        watch = asyncio.create_task(self._keep_local_llm_running(local), name="keep the local LLM")
+        watch.add_done_callback(self._task_ended)
         try:
             await self._run_children(nodes)
         finally:
@@ -238,13 +238,30 @@ class Supervisor:
         self.exit_code = CONFIG_EXIT_CODE
         return False
 
-    async def _stop_if_it_exits(self, local: LocalLLM) -> None:
-        """The consumers cannot work without it: an unexpected exit is said and stops everything."""
-        reason = await local.exited()
-        if not self._stop.is_set():
-            log.error("%s; stopping everything", reason)
-            self.exit_code = LOCAL_LLM_EXITED_CODE
-            self._stop.set()
+    async def _keep_local_llm_running(self, local: LocalLLM) -> None:
+        """Like a service: a local LLM server that exits is said and started again with backoff, on the
+        same port; meanwhile the consumers' calls fail (their backend pause holds claiming back) and
+        carry on once it answers."""
+        restarts = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            reason = await local.exited()
+            if self._stop.is_set():
+                return
+            if loop.time() - started > self._settings.up.stable_after_s:
+                restarts = 0
+            restarts += 1
+            delay = self._settings.up.restart.delay(restarts)
+            log.warning("%s; restarting it in %.1fs", reason, delay)
+            if await set_within(self._stop, delay):
+                return
+            try:
+                await local.start()
+            except LocalLLMError as exc:
+                log.warning("%s", exc)
+                continue
+            log.info("local LLM ready again at %s", local.url)
 
     def _child_env(self, nodes: list[EmbeddedNats]) -> dict[str, str]:
         env = dict(os.environ)
