@@ -19,10 +19,12 @@ from shared.queue import (
     ATTEMPTS,
     ERROR,
     INCOMING,
+    LOGS_KIND,
     PROCESSED,
     PROCESSING,
     RESULT_SUFFIX,
     TMP,
+    TMP_KIND,
     FileQueue,
     JobResult,
     Quarantined,
@@ -72,12 +74,13 @@ class Tidier:
         """One pass; a million results cost a listing and a ``stat`` each, no read (run it in a thread)."""
         report = Report()
         moment = time.time() if now is None else now
-        self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, "tmp", report)
+        self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, TMP_KIND, report)
         self._quarantine_strays(moment, report)
         self._quarantine_untrusted_results(report)
         self._remove_stale_attempts(report)
         self._file_flat_archive(report)
-        self._remove_older(self._logs_dir, self._settings.log_retention_days * DAY_S, moment, "logs", report)
+        log_age_s = self._settings.log_retention_days * DAY_S
+        self._remove_older(self._logs_dir, log_age_s, moment, LOGS_KIND, report)
         if self._settings.error_retention_days is not None:
             max_age_s = self._settings.error_retention_days * DAY_S
             self._remove_older(self._queue.folder(ERROR), max_age_s, moment, ERROR, report)

@@ -13,15 +13,13 @@ from collections.abc import Iterable
 
 from shared.config import BACKEND_KINDS, Settings
 from shared.messaging import subjects
-from shared.queue import RESULT_FOLDERS
+from shared.queue import CLEANUP_KINDS, RECOVERY_OUTCOMES
 from shared.service import service_names
 
 log = logging.getLogger(__name__)
 
 OTHER = "other"
 LOGGED_NAMES_MAX = 100
-CLEANUP_KINDS = ("tmp", "logs", "attempts", *RESULT_FOLDERS)
-CLAIM_OUTCOMES = ("released", "failed", "finished")
 
 
 class Labels:
@@ -35,7 +33,7 @@ class Labels:
             "service": frozenset(service_names(wrappers)),
             "arm": frozenset(f"{c}/{s}" for c in settings.topics for s in settings.styles),
             "kind": frozenset(CLEANUP_KINDS),
-            "outcome": frozenset(CLAIM_OUTCOMES),
+            "outcome": frozenset(RECOVERY_OUTCOMES),
             "subject": frozenset(known_subjects(schedules)),
         }
         self._logged: set[tuple[str, str]] = set()

@@ -12,10 +12,12 @@ from shared.queue.folders import (
     ARCHIVE,
     ARCHIVE_CLOCK_SLACK,
     ATTEMPTS,
+    CLEANUP_KINDS,
     COUNTED_FOLDERS,
     ERROR,
     INCOMING,
     JOB_SUFFIX,
+    LOGS_KIND,
     PROCESSED,
     PROCESSING,
     QUARANTINE,
@@ -23,6 +25,7 @@ from shared.queue.folders import (
     RESULT_FOLDERS,
     RESULT_SUFFIX,
     TMP,
+    TMP_KIND,
     ResultFolder,
     archive_day,
     archive_day_name,
@@ -58,6 +61,8 @@ from shared.queue.pressure import (
     queue_state,
 )
 from shared.queue.recovery import (
+    RECOVERY_OUTCOMES,
+    RecoveryOutcome,
     recover_expired,
 )
 from shared.queue.results import (
@@ -98,6 +103,11 @@ __all__ = [
     "shown",
     "ARCHIVE",
     "ARCHIVE_CLOCK_SLACK",
+    "CLEANUP_KINDS",
+    "LOGS_KIND",
+    "RECOVERY_OUTCOMES",
+    "RecoveryOutcome",
+    "TMP_KIND",
     "ATTEMPTS",
     "Attempt",
     "COUNTED_FOLDERS",

@@ -21,6 +21,10 @@ JOB_FOLDERS: Final = (INCOMING, PROCESSING)
 RESULT_FOLDERS: Final = (PROCESSED, ERROR, ARCHIVE)
 COUNTED_FOLDERS: Final = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
 ALL_FOLDERS: Final = (TMP, INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, ATTEMPTS)
+# What cleanup removes, as its report names it: stale staging files, old logs, attempt notes, results.
+TMP_KIND: Final = "tmp"
+LOGS_KIND: Final = "logs"
+CLEANUP_KINDS: Final = (TMP_KIND, LOGS_KIND, ATTEMPTS, *RESULT_FOLDERS)
 JOB_SUFFIX: Final = ".txt"
 RESULT_SUFFIX: Final = ".json"
 QUARANTINE_NOTE_SUFFIX: Final = ".why.txt"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal, get_args
 
 from shared.messaging import utc_now
 from shared.queue.claims import ClaimFile, Claims
@@ -24,10 +24,14 @@ log = logging.getLogger(__name__)
 MAX_JOB_BYTES_FOR_RECORD = 4 * 1024 * 1024
 
 
+RecoveryOutcome = Literal["released", "failed", "finished"]  # finished: its result existed already
+RECOVERY_OUTCOMES: Final = get_args(RecoveryOutcome)
+
+
 @dataclass(frozen=True)
 class Recovered:
     job_id: str
-    outcome: Literal["released", "failed", "finished"]  # finished: its result existed already
+    outcome: RecoveryOutcome
     attempt: int
     reason: str
     quarantined: Quarantined | None = None  # its attempt history was broken and moved aside
