@@ -1,17 +1,20 @@
 """A service's tick loop outlives JetStream trouble: its tick consumer deleted, it subscribes again; no
-consumer to be had at its start, it subscribes as soon as there is."""
+consumer to be had at its start, it subscribes as soon as there is; the pause bucket's watch likewise."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from nats.js.kv import KeyValue
 
 from services.producer.app import run as run_producer
+from shared.backoff import Backoff
 from shared.config import DEFAULT_CONFIG, load_settings
-from shared.messaging import ProducerGeneration, Tick, subjects
+from shared.messaging import PausedSchedules, ProducerGeneration, Tick, subjects
 from shared.messaging import bus as bus_module
 from tests.harness import HEARTBEATS, observer, running
 from tests.natsserver import NatsServer
@@ -94,3 +97,39 @@ async def test_a_service_that_cannot_subscribe_at_start_subscribes_once_jetstrea
         stop.set()
         await reading
     assert received[0].schedule == "producer"
+
+
+@pytest.mark.timeout(60)
+async def test_the_watch_of_paused_schedules_is_set_up_again_until_jetstream_answers(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """NATS restarting just as a service starts: the watch of the pause bucket is tried again (it failed
+    the whole service before) and then follows pauses as they happen."""
+    settings = load_settings([DEFAULT_CONFIG], data_dir=tmp_path / "data", nats={"url": nats_server.url})
+    bucket_name = settings.scheduler.state_bucket
+    retry = Backoff(base_s=0.05, max_s=0.05)
+    stop = asyncio.Event()
+    async with bus_module.connect(settings.nats, name="service") as bus:
+        pauses = PausedSchedules(await bus.key_value(bucket_name))
+        applied = asyncio.Event()
+        apply = pauses._apply
+
+        def applying(entry: KeyValue.Entry | None) -> None:
+            apply(entry)
+            applied.set()
+
+        pauses._apply = applying  # type: ignore[method-assign]
+        await bus.client.jetstream().delete_key_value(bucket_name)  # the watch cannot be set up now
+        watching = asyncio.create_task(pauses.watch(stop, retry))
+        with pytest.raises(TimeoutError):  # not failing, not watching: trying again
+            await asyncio.wait_for(asyncio.shield(pauses.watching.wait()), timeout=0.5)
+        assert not watching.done()
+        again = PausedSchedules(await bus.key_value(bucket_name))  # the bucket is back
+        await asyncio.wait_for(pauses.watching.wait(), timeout=20)
+        await again.pause("producer", datetime.now(UTC))
+        async with asyncio.timeout(10):
+            while not pauses.is_paused("producer"):
+                applied.clear()
+                await applied.wait()
+        stop.set()
+        await watching

@@ -228,7 +228,8 @@ class Monitor:
                 ticks = await bus.subscribe_ticks("monitor", self._settings.overlap("monitor"))
                 self._pauses = PausedSchedules(await bus.key_value(self._settings.scheduler.state_bucket))
                 async with presence(bus, "monitor", self._settings.heartbeat_s), ServiceTasks() as tasks:
-                    tasks.start(self._pauses.watch(stop), "monitor paused schedules")
+                    watch = self._pauses.watch(stop, self._settings.nats.resubscribe)
+                    tasks.start(watch, "monitor paused schedules")
                     tasks.start(self.reconcile_forever(stop), "monitor reconcile")
                     tasks.start(ticks.run(self.on_tick, stop), "monitor ticks")
             finally:

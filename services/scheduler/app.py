@@ -68,7 +68,7 @@ class Scheduler:
             paused = "" if entry.settings.enabled else " (paused)"
             log.info("schedule %s: %s%s", entry.name, entry.settings.cron, paused)
         async with ServiceTasks() as tasks:
-            tasks.start(self._pauses.watch(stop), "paused schedules")
+            tasks.start(self._pauses.watch(stop, self._settings.nats.resubscribe), "paused schedules")
             for entry in self._entries:
                 if entry.settings.enabled:
                     tasks.start(self._run_entry(entry, stop), f"schedule {entry.name}")

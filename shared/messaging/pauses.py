@@ -11,8 +11,12 @@ import json
 import logging
 from datetime import datetime
 
+import nats.errors
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from shared.backoff import Backoff
+from shared.timing import set_within
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +62,20 @@ class PausedSchedules:
             paused[name] = _paused_at(entry.value)
         return paused
 
-    async def watch(self, stop: asyncio.Event) -> None:
-        """Keep :meth:`is_paused` current until ``stop``; the bucket's changes arrive as they happen."""
-        watcher = await self._bucket.watchall()
+    async def watch(self, stop: asyncio.Event, retry: Backoff) -> None:
+        """Keep :meth:`is_paused` current until ``stop``; the bucket's changes arrive as they happen. A
+        watch that cannot be set up yet (NATS restarting, a cluster electing leaders) is tried again with
+        ``retry`` instead of failing the service."""
+        failures = 0
+        while True:
+            try:
+                watcher = await self._bucket.watchall()
+                break
+            except (TimeoutError, nats.errors.Error) as exc:
+                failures += 1
+                log.warning("paused schedules cannot be watched yet: %s; trying again", exc)
+                if await set_within(stop, retry.delay(failures)):
+                    return
         try:
             stopping = asyncio.ensure_future(stop.wait())
             while not stop.is_set():
