@@ -328,6 +328,21 @@ class Ticker:
         self.sent += 1
         return True
 
+    async def settled(self, within_s: float) -> None:
+        """Until every tick stored so far is delivered and acknowledged: JetStream delivers at least once,
+        so a tick whose acknowledgement was lost with a killed nats-server comes again (after the
+        consumer's ack wait) — a producer run the final turn must not be followed by. Re-checked every
+        half second; JetStream has no event for it."""
+        js = self._bus.client.jetstream()
+        durable = subjects.durable_name("producer")
+        async with asyncio.timeout(within_s):
+            while True:
+                with contextlib.suppress(TimeoutError, nats.errors.Error):  # a restarted server settling
+                    info = await js.consumer_info(subjects.TICK_STREAM, durable)
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        return
+                await asyncio.sleep(0.5)
+
     async def final_run(self, within_s: float) -> ProducerGeneration:
         """The producer's run of the FINAL_BATCH tick: the last run there is (no tick follows)."""
 
@@ -464,6 +479,8 @@ async def _chaos_phase(run: Run, arrivals: Arrivals) -> None:
 
 async def _final_turn(run: Run, arrivals: Arrivals, queue: FileQueue) -> ProducerGeneration:
     """The loop still turns: one more tick produces jobs, and every job that went in is scored."""
+    await run.ticker.settled(within_s=90)
+    await arrivals.wait_for(lambda: _drained(queue), within_s=90, what="the queue drained after late runs")
     before = set(arrivals.jobs)
     assert await run.ticker.tick(batch=FINAL_BATCH), "the final tick was not stored"
     final = await run.ticker.final_run(within_s=60)
