@@ -4,10 +4,12 @@ Thompson sampling, in the same run, on simulated worlds (see benchmarks/learning
     python -m benchmarks.learning            # 30 seeds per world (about a minute on 2 cores)
     python -m benchmarks.learning --quick    # 10 seeds (CI)
 
+Our learner runs with the configuration shipped in config/syntx.yaml (one configuration for every world).
 Per world and rule: cumulative regret (sum over jobs of best mean minus chosen arm's mean) averaged over
 seeds and as a share of uniform's; in how many seeds the best arm was the most pulled over the last 500
 jobs; in the switch world the median number of jobs until the new best arm is the most pulled over a
-window of 100 jobs; and for our learner, batches in which an arm got less than the exploration floor owed.
+window of 100 jobs; and for our learner, batches in which an arm got less than the exploration floor owed,
+and in how many seeds it found a change in the world (in the stable worlds every one is a false alarm).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.learning_world import ARMS, POLICIES, VARIANTS, Ours, Policy, World, make_world
 from services.producer.model import Arm
-from shared.config import LearningSettings
+from shared.config import DEFAULT_CONFIG, LearningSettings, load_settings
 
 JOBS = 2000
 BATCH = 20
@@ -41,6 +43,8 @@ class Run:
     best_most_pulled: bool
     recovery: int | None  # switch world only; the jobs left after the switch when never recovered
     floor_violations: int
+    changed_at: int | None = None  # our learner: jobs learned when it first found a change in the world
+    found_after: int | None = None  # switch world: jobs after the switch until our learner found a change
 
 
 @dataclass
@@ -66,12 +70,18 @@ class Row:
     def violations(self) -> int:
         return sum(run.floor_violations for run in self.runs)
 
+    @property
+    def changes(self) -> int:
+        return sum(run.changed_at is not None for run in self.runs)
+
 
 def simulate(world: World, policy: Policy, floor: float | None) -> Run:
     chosen: list[Arm] = []
     regret = 0.0
     owed = dict.fromkeys(ARMS, 0.0)
     violations = 0
+    changed_at: int | None = None
+    found_after: int | None = None
     for start in range(0, JOBS, BATCH):
         plan = policy.plan(BATCH)
         if floor is not None:
@@ -81,6 +91,10 @@ def simulate(world: World, policy: Policy, floor: float | None) -> Run:
             regret += world.mean(world.best(job), job) - world.mean(arm, job)
         chosen.extend(plan)
         policy.learn(batch)
+        if isinstance(policy, Ours) and policy.learner.model.change() is not None:
+            changed_at = start + BATCH if changed_at is None else changed_at
+            if world.switch_at is not None and found_after is None and start >= world.switch_at:
+                found_after = start + BATCH - world.switch_at
     last = Counter(chosen[-LAST_JOBS:])
     best = world.best(JOBS - 1)
     return Run(
@@ -88,6 +102,8 @@ def simulate(world: World, policy: Policy, floor: float | None) -> Run:
         best_most_pulled=max(last, key=lambda arm: (last[arm], arm == best)) == best,
         recovery=_recovery(world, chosen) if world.switch_at is not None else None,
         floor_violations=violations,
+        changed_at=changed_at,
+        found_after=found_after,
     )
 
 
@@ -110,8 +126,13 @@ def _recovery(world: World, chosen: list[Arm]) -> int:
     return JOBS - world.switch_at
 
 
+def shipped_settings() -> LearningSettings:
+    """The learner's settings as config/syntx.yaml ships them."""
+    return load_settings([DEFAULT_CONFIG]).producer.learning
+
+
 def run_benchmark(seeds: int, settings: LearningSettings | None = None) -> list[Row]:
-    config = settings or LearningSettings()
+    config = settings or shipped_settings()
     rows: list[Row] = []
     for variant in VARIANTS:
         for name in POLICIES:
@@ -127,10 +148,11 @@ def run_benchmark(seeds: int, settings: LearningSettings | None = None) -> list[
 
 def targets_met(rows: list[Row], seeds: int) -> dict[str, bool]:
     """The targets, for our learner: regret <= 7 % of uniform's in the stable worlds, best arm most
-    pulled in all seeds but one per 30 (in every world), median recovery <= 300 jobs, no floor violation."""
+    pulled in 29 of 30 seeds (one miss per whole 30 seeds; none with fewer) in every world, median
+    recovery <= 300 jobs, no floor violation in any world."""
     uniform = {row.variant: row.regret for row in rows if row.policy == "uniform"}
     ours = {row.variant: row for row in rows if row.policy == "ours"}
-    allowed_misses = max(1, seeds // 30)
+    allowed_misses = seeds // 30
     recovery = ours["switch"].recovery
     targets = {
         f"regret <= 7 % of uniform ({variant})": ours[variant].regret <= REGRET_SHARE * uniform[variant]
@@ -151,16 +173,20 @@ def render(rows: list[Row], seeds: int) -> str:
         f"learning benchmark: 28 arms, {JOBS} jobs in batches of {BATCH}, {seeds} seeds per world, "
         "noise sd 8-15",
         f"{'world':<12} {'rule':<9} {'regret':>9} {'of uniform':>10} {'best most pulled':>17} "
-        f"{'recovery':>9} {'floor viol.':>11}",
+        f"{'recovery':>9} {'floor viol.':>11} {'changes':>8}",
     ]
     for row in rows:
         recovery = "-" if row.recovery is None else f"{row.recovery:.0f}"
         violations = str(row.violations) if row.policy == "ours" else "-"
+        changes = f"{row.changes}/{seeds}" if row.policy == "ours" else "-"
         lines.append(
             f"{row.variant:<12} {row.policy:<9} {row.regret:>9.0f} "
             f"{row.regret / uniform[row.variant]:>10.1%} "
-            f"{row.best_seeds:>11}/{seeds:<5} {recovery:>9} {violations:>11}"
+            f"{row.best_seeds:>11}/{seeds:<5} {recovery:>9} {violations:>11} {changes:>8}"
         )
+    found = [run.found_after for row in rows if row.policy == "ours" for run in row.runs if run.found_after]
+    if found:
+        lines.append(f"ours found the switch a median of {statistics.median(found):.0f} jobs after it")
     for target, met in targets_met(rows, seeds).items():
         lines.append(f"target {target}: {'met' if met else 'NOT met'}")
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 Top: the share of each arm among the jobs of every generation, stacked to 100 %; the arms that took the
 most jobs (over the whole log and over the last window) have their own colour, the rest are grey.
 Bottom: the mean score of the results learned at each generation. Generations in which the learner
-used its short memory (some arm's recent scores drifted) are shaded in both.
+used its short memory (some arm's scores changed; choices use the results since) are shaded in both.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def plot_generations(generations: list[GenerationLine], path: Path, source: Path
         from matplotlib.patches import Patch
 
         handles.append(Patch(color=SHORT_MEMORY_COLOUR, alpha=0.35))
-        names.append("short memory (scores drifted)")
+        names.append("short memory (scores changed)")
     figure.legend(handles, names, loc="outside right upper", fontsize="small")
     try:
         figure.savefig(path, format=path.suffix.lower().lstrip("."))

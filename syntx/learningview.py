@@ -22,7 +22,7 @@ from typing import Any
 from services.producer.checkpoint import CheckpointError, read_checkpoint
 from services.producer.evolution import EVOLUTION_LOG, GenerationLine, read_generations
 from services.producer.learning import Learner, arm_name
-from shared.config import Settings
+from shared.config import LearningSettings, Settings
 from syntx import exits
 
 INTERVAL_Z = 1.645  # a 90 % interval of a normal posterior
@@ -208,12 +208,10 @@ def centred_effects(learner: Learner) -> dict[str, dict[str, float]]:
 
 
 def render(view: LearningView, settings: Settings, last_jobs: int) -> str:
-    config = settings.producer.learning
-    half_life = config.change_half_life_jobs if view.memory == "short" else config.half_life_jobs
     refused = sum(view.refused.values())
     lines = [
         f"learner: {view.learned} scored jobs learned, {refused} results refused; "
-        f"{view.memory} memory (half-life {half_life:g} jobs)",
+        f"{_memory(view, settings.producer.learning)}",
         _window_line(view, last_jobs),
         "",
         _table(
@@ -221,7 +219,7 @@ def render(view: LearningView, settings: Settings, last_jobs: int) -> str:
             [_arm_cells(row) for row in view.arms],
             right={2, 3, 5, 6},
         ),
-        "* favoured (the best estimates); pulls: results behind the arm, discounted by age",
+        "* favoured (the best estimates); pulls: results behind the arm in the memory in use",
         "",
         "effects in score points, against the mean of their kind",
         _table(
@@ -288,6 +286,18 @@ def _changes(view: LearningView, settings: Settings) -> list[str]:
         f"learned {last.learned} new results{scored}",
         "changed: " + ("; ".join(parts) if parts else "nothing (same favoured arms, same memory)"),
     ]
+
+
+def _memory(view: LearningView, config: LearningSettings) -> str:
+    if view.memory == "short":
+        return (
+            f"short memory: scores changed for {', '.join(view.drifting)}; choices use the results since "
+            f"(the other arms' older ones fade with a half-life of {config.change_half_life_jobs:g} jobs)"
+        )
+    return (
+        f"long memory: the newest {config.window_jobs} jobs in full, older ones halving every "
+        f"{config.half_life_jobs:g} jobs"
+    )
 
 
 def _changed(view: LearningView) -> dict[str, Any]:

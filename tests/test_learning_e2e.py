@@ -99,8 +99,8 @@ def learner_state(settings: Settings) -> dict[str, Any]:
     document = json.loads((settings.data_dir / settings.producer.learning.state_file).read_text())
     state: dict[str, Any] = document["learner"]
     return {
-        key: rounded(value) for key, value in state.items() if key not in ("credits",)
-    }  # credits follow production, not results
+        key: rounded(value) for key, value in state.items() if key not in ("credits", "checked_change")
+    }  # credits and rechecks follow production, not results
 
 
 async def test_the_producer_learns_once_from_trusted_results_and_rebuilds_the_same_state(

@@ -157,11 +157,11 @@ def test_learning_disabled_chooses_uniformly() -> None:
 
 
 def test_a_result_beyond_the_forgetting_horizon_is_not_learned() -> None:
-    settings = LearningSettings(half_life_jobs=10, horizon_half_lives=5)
+    settings = LearningSettings(window_jobs=20, block_jobs=10, half_life_jobs=10, horizon_half_lives=5)
     learner = Learner(settings, list(ARMS), random.Random(4))
     assert learner.observe(observation(100, BEST, 90))
-    assert learner.observe(observation(50, BEST, 90))  # 5 half-lives back: still inside
-    assert not learner.observe(observation(49, BEST, 90))
+    assert learner.observe(observation(30, BEST, 90))  # the window and 5 half-lives back: still inside
+    assert not learner.observe(observation(29, BEST, 90))
 
 
 def test_the_order_results_arrive_in_does_not_change_the_state() -> None:

@@ -4,10 +4,14 @@
   kept, so a replay changes nothing; a result older than the horizon weighs less than 1e-6 and is not
   learned at all.
 - **Thompson sampling over a shared model** (see :mod:`services.producer.model`): every slot of a batch
-  goes to the arm with the best draw from the posterior, so good arms are favoured while uncertain ones
-  are still tried; an untried arm starts from its category and style, not from a fixed pessimistic prior.
+  goes to the arm with the best draw from the posterior (``draw_sweeps`` sampler sweeps apart, so the
+  draws of one batch are nearly independent), so good arms are favoured while uncertain ones are still
+  tried; an untried arm starts from its category and style, not from a fixed pessimistic prior.
 - **Exploration floor.** Every arm is owed ``exploration_floor`` of every batch; what is owed is carried
-  to the next batch until it adds up to a whole job, which is then given to the arm before any draw.
+  to the next batch until it adds up to a whole job, which is then given to the arm before any draw. A
+  job the draws give an arm pays what it owes, so forced jobs only go to arms the draws starve.
+- **After a change** (see the model), every arm with no result since is owed ``change_recheck_jobs``: the
+  change may have moved any arm, and a result is how the model hears of it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from services.producer.model import Arm, CellKey, CellStats, Sampler, ScoreModel
 from shared.config import LearningSettings
 
 ESTIMATE_SEED = 0  # the shown estimates are a deterministic function of the statistics
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Learner:
     model: ScoreModel = field(init=False)
     learned: dict[str, int] = field(default_factory=dict)  # job id -> sequence, inside the horizon
     credits: dict[Arm, float] = field(default_factory=dict)
+    checked_change: int | None = None  # the change (block) whose untried arms were given a job each
     observed: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     _estimates: dict[Arm, Estimate] | None = field(default=None, repr=False)
@@ -76,7 +81,8 @@ class Learner:
 
     @property
     def horizon_jobs(self) -> float:
-        return self.settings.half_life_jobs * self.settings.horizon_half_lives
+        config = self.settings
+        return config.window_jobs + config.half_life_jobs * config.horizon_half_lives
 
     # -- learning ----------------------------------------------------------------------------------
 
@@ -118,6 +124,7 @@ class Learner:
             return [self.rng.choice(self.arms) for _ in range(count)]
         for arm in self.arms:
             self.credits[arm] = max(self.credits.get(arm, 0.0), 0.0) + self.settings.exploration_floor * count
+        self._recheck_after_change()
         picks: list[Arm] = []
         for arm in sorted(self.arms, key=lambda a: -self.credits[a]):
             while self.credits[arm] >= 1.0 and len(picks) < count:
@@ -128,11 +135,23 @@ class Learner:
             for _ in range(self.settings.burn_in_sweeps):
                 sampler.sweep(self.rng)
             while len(picks) < count:
-                sampler.sweep(self.rng)
+                for _ in range(self.settings.draw_sweeps):
+                    sampler.sweep(self.rng)
                 best = max(self.arms, key=sampler.arm_value)
                 picks.append(best)
                 self.credits[best] -= 1.0
         return picks
+
+    def _recheck_after_change(self) -> None:
+        """After a new change, every arm with no result since is owed ``change_recheck_jobs``."""
+        change = self.model.change()
+        if change is None or change.block == self.checked_change:
+            return
+        self.checked_change = change.block
+        tried = self.model.arms_since(change.block)
+        for arm in self.arms:
+            if arm not in tried:
+                self.credits[arm] = max(self.credits[arm], 0.0) + self.settings.change_recheck_jobs
 
     def _sampler(self) -> Sampler:
         sampler = Sampler.of(self.model, self.arms)
@@ -158,11 +177,12 @@ class Learner:
                     value = sampler.arm_value(arm) + usual
                     sums[arm] += value
                     squares[arm] += value * value
+            weights = self.model.arm_weights()
             self._estimates = {
                 arm: Estimate(
                     mean=sums[arm] / rounds,
                     sd=math.sqrt(max(squares[arm] / rounds - (sums[arm] / rounds) ** 2, 0.0)),
-                    weight=self.model.arm_weight(arm),
+                    weight=weights.get(arm, 0.0),
                 )
                 for arm in self.arms
             }
@@ -195,10 +215,11 @@ class Learner:
             "version": STATE_VERSION,
             "reference": self.model.reference,
             "observed": self.observed,
-            "cells": _cells(self.model.cells),
-            "recent": _cells(self.model.recent),
+            "blocks": {str(block): _cells(cells) for block, cells in sorted(self.model.blocks.items())},
+            "older": _cells(self.model.older),
             "learned": dict(sorted(self.learned.items())),
             "credits": {arm_name(arm): round(credit, 12) for arm, credit in sorted(self.credits.items())},
+            "checked_change": self.checked_change,
             "refused": dict(sorted(self.refused.items())),
         }
 
@@ -208,11 +229,14 @@ class Learner:
             raise ValueError(f"learner state version {state.get('version')!r}, expected {STATE_VERSION}")
         reference = state["reference"]
         self.model.reference = None if reference is None else int(reference)
-        self.model.cells = _read_cells(state["cells"])
-        self.model.recent = _read_cells(state["recent"])
+        self.model.blocks = {int(block): _read_cells(rows) for block, rows in state["blocks"].items()}
+        self.model.older = _read_cells(state["older"])
+        self.model.forget_change()
         self.learned = {str(job): int(seq) for job, seq in state["learned"].items()}
         by_name = {arm_name(arm): arm for arm in self.arms}
         self.credits = {by_name[name]: float(v) for name, v in state["credits"].items() if name in by_name}
+        checked = state.get("checked_change")
+        self.checked_change = None if checked is None else int(checked)
         self.observed = int(state["observed"])
         self.refused = Counter({str(k): int(v) for k, v in state.get("refused", {}).items()})
         self._estimates = None

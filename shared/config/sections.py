@@ -253,14 +253,17 @@ class BackPressureSettings(_Section):
 
 class LearningSettings(_Section):
     """The producer's learner: an additive model of the score (category + style + arm residual, with
-    language and context as nuisance effects), forgetting with a half-life, an exploration floor."""
+    language and context as nuisance effects), forgetting on evidence of a change, an exploration floor."""
 
     enabled: bool = True
     min_score: int = Field(90, ge=0, le=100, description="results at or above count as successes")
     prior_mean: float = Field(75.0, ge=0, le=100, description="the score an unseen world is assumed to give")
     prior_sd: float = Field(20.0, gt=0, description="uncertainty of that overall level")
-    effect_sd: float = Field(10.0, gt=0, description="prior spread of category and of style effects")
+    effect_sd: float = Field(5.0, gt=0, description="prior spread of category and of style effects")
     residual_sd: float = Field(4.0, gt=0, description="prior spread of an arm around category + style")
+    residual_df: float = Field(
+        3.0, gt=0, description="degrees of freedom of that spread's Student-t: small lets one arm stand out"
+    )
     spread_weight: float = Field(
         4.0, gt=0, description="pseudo-effects behind effect_sd and residual_sd (the spreads are learned)"
     )
@@ -268,23 +271,33 @@ class LearningSettings(_Section):
     context_sd: float = Field(10.0, gt=0, description="prior spread of wrapper/backend/model/scorer effects")
     score_sd: float = Field(12.0, gt=0, description="noise of one score, before any data")
     score_sd_weight: float = Field(10.0, gt=0, description="pseudo-observations behind score_sd")
+    window_jobs: int = Field(
+        2000, ge=1, description="the newest jobs count at full weight; changes are looked for among them"
+    )
+    block_jobs: int = Field(100, ge=1, description="results are kept per block of this many produced jobs")
     half_life_jobs: float = Field(
-        2000.0, gt=0, description="long memory: a result weighs half after this many more jobs"
+        2000.0, gt=0, description="before the window, a result weighs half after this many more jobs"
     )
     change_half_life_jobs: float = Field(
-        100.0, gt=0, description="short memory, used while some arm's scores drift from its long-run mean"
+        300.0, gt=0, description="after a change, results before it fade this fast (changed arms: dropped)"
     )
-    drift_z: float = Field(4.0, gt=0, description="standard errors between recent and long-run mean = drift")
-    drift_min_weight: float = Field(5.0, gt=0, description="recent results an arm needs before it can drift")
+    drift_z: float = Field(
+        5.0, gt=0, description="standard errors between an arm's results after and before a block = change"
+    )
+    drift_min_weight: float = Field(10.0, gt=0, description="results an arm needs on each side of a change")
+    change_recheck_jobs: int = Field(
+        1, ge=0, le=100, description="after a change, jobs owed to every arm with no result since"
+    )
     horizon_half_lives: float = Field(
         10.0,
         ge=5,
-        description="results older than this many long half-lives are not learned (weight < 0.1 %)",
+        description="results older than the window and this many half-lives are not learned (weight < 0.1 %)",
     )
     exploration_floor: float = Field(
         0.0005, ge=0, le=0.5, description="every arm gets at least this share of every batch (carried over)"
     )
     burn_in_sweeps: int = Field(8, ge=1, le=1000, description="sampler sweeps before a batch is planned")
+    draw_sweeps: int = Field(2, ge=1, le=100, description="sampler sweeps between two draws of a batch")
     estimate_sweeps: int = Field(200, ge=10, le=100_000, description="sampler sweeps behind shown estimates")
     state_file: Path = Field(Path("state/learner.json"), description="checkpoint, relative to data_dir")
     archive_learned: bool = True
