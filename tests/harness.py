@@ -92,17 +92,29 @@ async def running(
 HEARTBEATS = subjects.SERVICE_HEARTBEAT
 
 
-def scored(job_id: str, wrapper: str = "sigma") -> JobScored:
-    """A passed job's event, as a consumer of ``wrapper`` sends it."""
+def scored(
+    job_id: str,
+    wrapper: str = "sigma",
+    *,
+    score: int = 95,
+    threshold: int = 90,
+    arm: tuple[str, str] | None = None,
+    language: str | None = None,
+) -> JobScored:
+    """A scored job's event, as a consumer of ``wrapper`` sends it: passed at or above ``threshold``,
+    rejected below; ``arm`` (category, style) and ``language`` as the producer wrote them in the job."""
     return JobScored(
         job_id=job_id,
         wrapper=wrapper,
         backend="offline",
         model="offline-responder",
-        score=95,
-        threshold=90,
-        status="passed",
+        score=score,
+        threshold=threshold,
+        status="passed" if score >= threshold else "rejected",
         format="sigma",
+        category=arm[0] if arm else None,
+        style=arm[1] if arm else None,
+        language=language,
         llm_seconds=0.1,
         total_seconds=0.2,
         attempt=1,

@@ -17,6 +17,7 @@ from shared.config import Settings
 from shared.messaging import JobScored, encode, subjects
 from shared.queue import ERROR, INCOMING, PROCESSED, FileQueue, parse_job
 from tests.harness import EventLog
+from tests.harness import scored as scored_event
 from tests.natsserver import NatsServer
 from tests.producers import producer_running, producer_settings, result_record, rounded, tick
 
@@ -39,28 +40,8 @@ def planted_results(queue: FileQueue, settings: Settings) -> list[JobScored]:
             job_id,
             result_record(job_id, status, score, arm[0], arm[1], sequence),
         )
-        events.append(scored_event(job_id, score, arm))
+        events.append(scored_event(job_id, score=score, arm=arm, language="de"))
     return events
-
-
-def scored_event(job_id: str, score: int, arm: Arm) -> JobScored:
-    return JobScored(
-        job_id=job_id,
-        wrapper="sigma",
-        backend="offline",
-        model="offline-responder",
-        score=score,
-        threshold=90,
-        status="passed" if score >= 90 else "rejected",
-        format="sigma",
-        category=arm[0],
-        style=arm[1],
-        language="de",
-        llm_seconds=0.0,
-        total_seconds=0.0,
-        attempt=1,
-        scorer="syntx-2",
-    )
 
 
 async def publish(nc: Client, events: list[JobScored]) -> None:
@@ -130,7 +111,8 @@ async def test_the_producer_learns_once_from_trusted_results_and_rebuilds_the_sa
 
         poisoned = result_record(POISON, "passed", 99, *PLANTED, sequence=len(scored))
         queue.write_result(PROCESSED, POISON, {**poisoned, "score": {**poisoned["score"], "total": 150}})
-        await publish(nc, [scored_event(POISON, 99, PLANTED)])  # the event looks fine; the file is not
+        poison_event = scored_event(POISON, score=99, arm=PLANTED, language="de")
+        await publish(nc, [poison_event])  # the event looks fine; the file is not
         assert await stats(nc) == before
         await tick(nc, events, count=2)
         checkpointed = learner_state(settings)

@@ -28,12 +28,12 @@ from services.producer.evolution import (
 )
 from services.producer.learning import Learner, Observation
 from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import Event, JobScored, ProducerGeneration, ServiceHeartbeat, subjects
+from shared.messaging import Event, ProducerGeneration, ServiceHeartbeat, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import INCOMING, PROCESSED, FileQueue, parse_job
 from syntx.learningplot import short_memory_spans, shown_arms
 from syntx.main import main
-from tests.harness import HEARTBEATS, observer
+from tests.harness import HEARTBEATS, observer, scored
 from tests.natsserver import NatsServer
 from tests.producers import producer_running, producer_settings, result_record, tick
 
@@ -120,20 +120,7 @@ async def test_the_producer_logs_jobs_per_arm_the_mean_score_and_what_changed(
             record = result_record(job_id, "passed", score, meta.category, meta.style, meta.sequence)
             assert queue.write_result(PROCESSED, job_id, record)
             queue.job_path(INCOMING, job_id).unlink()
-            event = JobScored(
-                job_id=job_id,
-                wrapper="sigma",
-                backend="offline",
-                model="offline-responder",
-                score=score,
-                threshold=50,
-                status="passed",
-                format="sigma",
-                llm_seconds=0.0,
-                total_seconds=0.0,
-                attempt=1,
-                scorer="syntx-2",
-            )
+            event = scored(job_id, score=score, threshold=50)
             await nc.publish(subjects.JOB_SCORED, event.model_dump_json().encode())
         await nc.flush()
         second = await tick(nc, events, count=2)
