@@ -175,12 +175,9 @@ class Bus:
         If JetStream cannot answer yet (a cluster still electing leaders), the subscription is made by
         :meth:`TickSubscription.run`, tried again with the resubscribe backoff, instead of failing the
         service's start: its other work (watching, rescans) goes on meanwhile."""
-        try:
-            pull = await self.tick_consumer(schedule)
-        except (TimeoutError, nats.errors.Error) as exc:
-            log.warning("ticks of %s: cannot subscribe yet: %s; trying again", schedule, exc)
-            pull = None
-        return TickSubscription(self, schedule, pull, self._settings, overlap)
+        subscription = TickSubscription(self, schedule, self._settings, overlap)
+        await subscription.subscribe()
+        return subscription
 
     def report_overlap(self, schedule: str, outcome: OverlapOutcome) -> None:
         """Tell the monitor a tick was skipped, queued or ran alongside another (fire and forget)."""
@@ -237,17 +234,16 @@ class TickSubscription:
         self,
         bus: Bus,
         schedule: str,
-        pull: JetStreamContext.PullSubscription | None,
         settings: NatsSettings,
         overlap: Overlap,
     ) -> None:
         self._bus = bus
         self._schedule = schedule
-        self._pull = pull
+        self._pull: JetStreamContext.PullSubscription | None = None
         self._settings = settings
         self._overlap = overlap
         self._failures = 0  # failed fetches and resubscriptions in a row
-        self._subscribed = pull is not None  # False from a failed fetch until a resubscription succeeds
+        self._subscribed = False  # until a subscription succeeds; False again from a failed fetch
 
     async def run(self, handler: TickHandler, stop: asyncio.Event) -> None:
         async def guarded(tick: Tick) -> None:
@@ -307,15 +303,21 @@ class TickSubscription:
             with contextlib.suppress(nats.errors.Error):  # already gone after a failed resubscription
                 await self._pull.unsubscribe()
 
-    async def _resubscribe(self) -> None:
+    async def subscribe(self) -> bool:
+        """Create (or bind to) the durable tick consumer; False, said in the log, while JetStream cannot
+        answer (:meth:`run` tries again with the resubscribe backoff)."""
         await self._unsubscribe()
         try:
             self._pull = await self._bus.tick_consumer(self._schedule)
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("ticks of %s: cannot subscribe yet: %s; trying again", self._schedule, exc)
-            return
+            return False
         self._subscribed = True
-        log.info("ticks of %s: subscribed", self._schedule)
+        return True
+
+    async def _resubscribe(self) -> None:
+        if await self.subscribe():
+            log.info("ticks of %s: subscribed", self._schedule)
 
 
 def _coalesce(ticks: Sequence[Tick]) -> Tick:
