@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.names import job_id_problem, name_problem, shown
 from shared.queue.claims import (
     ClaimFile,
     Claims,
@@ -40,14 +41,11 @@ from shared.queue.intake import (
     Quarantined,
     Stray,
     UnreadableFile,
-    job_id_problem,
-    name_problem,
     quarantine,
     quarantine_strays,
     read_bounded,
     refused_event,
     scan_jobs,
-    shown,
 )
 from shared.queue.jobfile import (
     Job,

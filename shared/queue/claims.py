@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.config import DEFAULT_MAX_HEADER_BYTES
+from shared.names import name_problem
 from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
-from shared.queue.intake import UnreadableFile, name_problem, read_bounded
+from shared.queue.intake import UnreadableFile, read_bounded
 from shared.queue.jobfile import Job, JobFileError, parse_job
 from shared.queue.store import FileQueue
 

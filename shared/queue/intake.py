@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from shared.messaging import FileRefused, QuarantineReason
+from shared.names import name_problem, shown
 from shared.queue.folders import JOB_SUFFIX, QUARANTINE, QUARANTINE_NOTE_SUFFIX, TMP, is_job_name
 
 log = logging.getLogger(__name__)
@@ -69,50 +70,6 @@ class Intake:
     jobs: list[str]  # job ids, oldest first
     strays: list[Stray]  # never jobs: to quarantine
     hidden: list[str]  # dot-files: never jobs, left alone by rule
-
-
-def shown(name: str) -> str:
-    """``name`` safe for a log line or a note: invalid UTF-8 as ``\\xff``, control characters escaped."""
-    if name.isprintable():
-        return name
-    try:
-        raw = os.fsencode(name)  # a name from the filesystem: its undecodable bytes come back as they were
-    except UnicodeEncodeError:  # a lone surrogate of other origin
-        raw = name.encode("utf-8", errors="backslashreplace")
-    text = raw.decode("utf-8", errors="backslashreplace")
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
-
-
-JOB_ID_MAX_CHARS = 200
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name a job (not valid UTF-8, a control character), or None."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "file name is not valid UTF-8"
-    if not name.isprintable():
-        return "file name contains control or invisible characters"
-    return None
-
-
-def job_id_problem(job_id: str) -> str | None:
-    """Why ``job_id`` cannot name a job, or None if it can.
-
-    Job ids are file stems — the producer's sortable ``20251206T140000123456Z-3fa2c1`` or the stem of a
-    file someone dropped into ``incoming/`` — never paths: no separator, no leading dot, and nothing
-    :func:`name_problem` refuses.
-    """
-    if not job_id:
-        return "empty"
-    if len(job_id) > JOB_ID_MAX_CHARS:
-        return f"longer than {JOB_ID_MAX_CHARS} characters"
-    if job_id.startswith("."):
-        return "starts with a dot"
-    if "/" in job_id or "\\" in job_id:
-        return "contains a path separator"
-    return name_problem(job_id)
 
 
 def scan_jobs(folder: Path) -> Intake:

@@ -1,0 +1,63 @@
+"""The one rule for names from outside (shared/names.py): ids that could escape the queue or outgrow a
+file name are refused, whatever reaches them (a file name, an event, a request, the command line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from shared.names import (
+    ID_SUFFIX_BYTES,
+    JOB_ID_MAX_BYTES,
+    JobId,
+    clipped,
+    folder_name_max,
+    id_max_bytes,
+    job_id_problem,
+)
+
+
+class Carrier(BaseModel):
+    job_id: JobId
+
+
+@pytest.mark.parametrize(
+    ("job_id", "problem"),
+    [
+        ("", "empty"),
+        (".hidden", "starts with a dot"),
+        ("../../../outside/victim", "starts with a dot"),
+        ("a/../b", "contains a path separator"),
+        ("a\\b", "contains a path separator"),
+        ("bad\nline", "control or invisible"),
+        ("x" * (JOB_ID_MAX_BYTES + 1), f"{JOB_ID_MAX_BYTES + 1} bytes long"),
+        ("ä" * (JOB_ID_MAX_BYTES // 2 + 1), f"{JOB_ID_MAX_BYTES + 2} bytes long"),  # bytes, not characters
+    ],
+)
+def test_ids_that_are_no_file_stem_are_refused(job_id: str, problem: str) -> None:
+    found = job_id_problem(job_id)
+    assert found is not None and problem in found
+    with pytest.raises(ValidationError, match="not a job id"):
+        Carrier(job_id=job_id)
+
+
+def test_an_id_fits_every_name_the_queue_builds_from_it() -> None:
+    longest = "x" * JOB_ID_MAX_BYTES
+    assert job_id_problem(longest) is None
+    assert Carrier(job_id=longest).job_id == longest
+    assert len(f"{longest}.claim-0123abcd.txt".encode()) <= 255 - ID_SUFFIX_BYTES + 19
+    # a filesystem with shorter names (eCryptfs: 143) gets shorter ids
+    assert id_max_bytes(143) == 143 - ID_SUFFIX_BYTES
+    assert job_id_problem("x" * 120, name_max=143) is not None
+    assert job_id_problem("x" * 119, name_max=143) is None
+
+
+def test_a_folder_knows_its_name_limit(tmp_path: Path) -> None:
+    assert folder_name_max(tmp_path) >= 143
+
+
+def test_a_long_text_is_clipped_with_its_length_said() -> None:
+    assert clipped("abc") == "abc"
+    assert clipped("x" * 70_000, 10) == "xxxxxxxxxx… (70000 characters)"
