@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
 
 import services.consumer.service as consumer_service
+from services.consumer.app import Consumer
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.llm.offline import offline_answer
 from shared.messaging import Event, ServiceHeartbeat, subjects
@@ -66,6 +68,50 @@ async def consumer_running(settings: Settings, events: EventLog) -> AsyncIterato
         stop.set()
         async with asyncio.timeout(10):
             await task
+
+
+@dataclass
+class Running:
+    """A consumer running in this process: the object itself (its gate, its slots) and its task."""
+
+    consumer: Consumer
+    task: asyncio.Task[None]
+    stop: asyncio.Event
+
+
+@asynccontextmanager
+async def consumer_in_process(settings: Settings) -> AsyncIterator[Running]:
+    """The consumer as a task, ready once its heartbeat arrived; stopped (and awaited) on exit."""
+    url = settings.nats.url
+    assert url is not None
+    held: list[Consumer] = []
+    stop = asyncio.Event()
+    async with observer(url, HEARTBEATS) as (_nc, events):
+        task = asyncio.create_task(consumer_service.run(settings, stop, WRAPPER, started=held.append))
+
+        def ready(seen: list[Event]) -> bool:
+            if task.done():
+                task.result()
+            return any(isinstance(e, ServiceHeartbeat) and e.service == SERVICE for e in seen)
+
+        await events.wait_for(ready, within_s=15)
+        try:
+            yield Running(held[0], task, stop)
+        finally:
+            stop.set()
+            async with asyncio.timeout(15):
+                await task
+
+
+async def until(condition: Callable[[], bool], what: str, within_s: float = 20.0) -> None:
+    """Wait for ``condition`` on files and in-process services, looking again each time the loop turns
+    (what is waited on has no event of its own: a folder's content, a consumer's gate)."""
+    try:
+        async with asyncio.timeout(within_s):
+            while not condition():  # noqa: ASYNC110 - the files and the consumer are what is waited on
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {within_s}s: {what}") from None
 
 
 @asynccontextmanager
