@@ -159,7 +159,7 @@ SLASH = ord("/")
 NAME_BYTE = st.integers(1, 254).map(lambda byte: byte + (byte >= SLASH))  # every byte but NUL and "/"
 RAW = st.integers(1, NAME_MAX + 45).flatmap(lambda n: st.lists(NAME_BYTE, min_size=n, max_size=n)).map(bytes)
 TEXT = st.text(  # any character (surrogates are the raw bytes' part: a name is bytes)
-    st.characters(exclude_characters="/\x00", exclude_categories=("Cs",)), min_size=1, max_size=120
+    st.characters(exclude_characters="/\x00", exclude_categories=["Cs"]), min_size=1, max_size=120
 ).map(os.fsencode)
 PRINTABLE = st.text(  # names a person might give: letters, digits, punctuation, symbols in any script
     st.characters(categories=("L", "N", "P", "S"), exclude_characters="/"), min_size=1, max_size=130

@@ -16,31 +16,42 @@ import errno
 import json
 import logging
 import os
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from services.cleanup.tidy import Tidier
 from services.consumer.app import Consumer
+from services.producer.app import Producer
+from services.producer.generator import make_generator
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.messaging import Tick
+from shared.messaging import bus as bus_module
 from shared.queue import (
+    ARCHIVE,
     ERROR,
     INCOMING,
     PROCESSED,
     PROCESSING,
     QUARANTINE,
     QUARANTINE_NOTE_SUFFIX,
+    RESULT_SUFFIX,
     TMP,
     FileQueue,
     JobMeta,
     new_job_id,
+    parse_job,
     render_job,
 )
 from tests.consumers import WRAPPER, consumer_in_process, good_answer, http_backend, until
 from tests.fsfaults import ERRNOS, QUEUE_ERRNOS, FaultLayer
+from tests.harness import scored
 from tests.llm_server import HeldServer, Reply
 from tests.natsserver import NatsServer
+from tests.producers import result_record
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -227,3 +238,120 @@ async def one_fault(call: Call, number: int, running: Faulty, backend: HeldServe
     for job_id, prompt in jobs.items():
         assert backend.calls(prompt) <= 1, f"{label}: {job_id} was asked {backend.calls(prompt)} times"
         assert attempts(running.queue, job_id) in (None, 1), f"{label}: {job_id} counted a failed attempt"
+
+
+# -- the producer's and cleanup's calls --------------------------------------------------------------------
+
+PRODUCER_CALLS = (
+    Call("create", TMP, before_answer=False),  # a new job's (and the checkpoint's) staging file
+    Call("write", TMP, before_answer=False),
+    Call("replace", INCOMING, before_answer=False),  # the new job into place
+    Call("mkdir", ARCHIVE, before_answer=False),  # today's archive folder
+    Call("rename", ARCHIVE, before_answer=False),  # a learned result into it
+)
+
+
+@pytest.mark.parametrize("call", PRODUCER_CALLS, ids=str)
+async def test_each_errno_on_a_call_of_the_producer_in_turn(
+    call: Call, tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick under the fault raises nothing and writes no half job; the next tick after it does what
+    was left: every job complete, every learned result archived, nothing left in .tmp/."""
+    settings = load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=tmp_path / "data",
+        nats={"url": nats_server.url},
+        queue={"fault_probe": {"base_s": 0.02, "max_s": 0.1}},
+    )
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    layer = FaultLayer(settings.queue_dir)
+    stop = asyncio.Event()
+    async with bus_module.connect(settings.nats, name="producer") as bus:
+        rng = random.Random(3)
+        producer = Producer(
+            settings, bus, make_generator(settings.producer.generator, settings.producer.templates, rng), rng
+        )
+        await producer.start()
+        layer.install(monkeypatch)
+        keeping = asyncio.create_task(producer.gate.keep(stop))
+        try:
+            for number in ERRNOS:
+                await one_producer_fault(call, number, producer, queue, layer)
+        finally:
+            stop.set()
+            await keeping
+
+
+async def one_producer_fault(
+    call: Call, number: int, producer: Producer, queue: FileQueue, layer: FaultLayer
+) -> None:
+    label = f"{call} {errno.errorcode[number]}"
+    for name in os.listdir(queue.folder(INCOMING)):  # room for a full batch
+        os.unlink(queue.folder(INCOMING) / name)
+    learned = [f"{label.replace(' ', '-')}-{n}" for n in range(2)]
+    for job_id in learned:
+        queue.write_result(PROCESSED, job_id, result_record(job_id, "passed", 97, "harmlos", "casual"))
+        await producer.on_scored(scored(job_id))
+    with layer.failing(call.call, call.folder, number) as fault:
+        await producer.on_tick(Tick(schedule="producer"))
+        assert fault.hits >= 1, f"{label}: the tick never made this call"
+        assert not staging(queue), f"{label}: a staging file stayed"
+    await until(lambda: producer.gate.is_open, f"{label}: the producer's gate opens again")
+    await producer.on_tick(Tick(schedule="producer"))
+    await producer.on_tick(Tick(schedule="producer"))  # a result a fault kept back is archived now
+    assert not staging(queue), f"{label}: a staging file stayed"
+    for job_id in queue.incoming_ids():
+        parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 1 << 20)  # whole, never half
+    archived = {path.name for path in queue.result_files(ARCHIVE)}
+    waiting = {path.name for path in queue.result_files(PROCESSED)}
+    for name in (f"{job_id}{RESULT_SUFFIX}" for job_id in learned):
+        assert (name in archived) != (name in waiting), f"{label}: {name} in one place"
+        # a name refused by the filesystem stays in processed/ (read there); anything else is archived
+        assert name in archived or number in (errno.ENAMETOOLONG, errno.EILSEQ), f"{label}: not archived"
+
+
+CLEANUP_CALLS = (
+    Call("rename", QUARANTINE, before_answer=False),  # a stray into quarantine
+    Call("create", TMP, before_answer=False),  # its note's staging file
+    Call("replace", QUARANTINE, before_answer=False),  # the note into place
+    Call("unlink", TMP, before_answer=False),  # an old staging file removed
+    Call("rename", ARCHIVE, before_answer=False),  # a flat archive result of earlier versions refiled
+)
+
+
+@pytest.mark.parametrize("call", CLEANUP_CALLS, ids=str)
+def test_each_errno_on_a_call_of_cleanup_in_turn(
+    call: Call, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass under the fault raises nothing and loses nothing (what it could not do is an error of the
+    pass); the next pass does it."""
+    settings = load_settings([DEFAULT_CONFIG], data_dir=tmp_path / "data", cleanup={"tmp_max_age_s": 0})
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    tidier = Tidier(queue, settings.logs_dir, settings.cleanup, settings.queue.max_result_bytes)
+    layer = FaultLayer(settings.queue_dir)
+    layer.install(monkeypatch)
+    for number in ERRNOS:
+        label = f"{call} {errno.errorcode[number]}"
+        stray = queue.folder(INCOMING) / f"stray-{errno.errorcode[number]}.dat"
+        stray.write_text("no job", encoding="utf-8")
+        leftover = queue.folder(TMP) / f"left-{errno.errorcode[number]}.part"
+        leftover.write_text("half", encoding="utf-8")
+        flat = queue.folder(ARCHIVE) / f"flat-{errno.errorcode[number]}{RESULT_SUFFIX}"
+        flat.write_text(
+            json.dumps(result_record(flat.stem, "passed", 95, "harmlos", "casual")), encoding="utf-8"
+        )
+        with layer.failing(call.call, call.folder, number) as fault:
+            first = tidier.run()
+        assert fault.hits >= 1, f"{label}: the pass never made this call"
+        assert first.errors or first.fault or first.quarantined, f"{label}: the failure went unsaid"
+        assert stray.exists() != any(n.startswith(stray.name) for n in os.listdir(queue.folder(QUARANTINE)))
+        tidier.run()
+        quarantined = [n for n in os.listdir(queue.folder(QUARANTINE)) if n.startswith(stray.name)]
+        assert (
+            not stray.exists()
+            and len([n for n in quarantined if not n.endswith(QUARANTINE_NOTE_SUFFIX)]) == 1
+        )
+        assert not leftover.exists() and not flat.exists(), f"{label}: the next pass did not finish"
+        assert flat.name in {path.name for path in queue.result_files(ARCHIVE)}

@@ -120,8 +120,8 @@ class Tidier:
                 report.refiled += 1
             except FileNotFoundError:
                 continue
-            except OSError as exc:
-                report.errors.append(f"{path}: {exc}")
+            except (OSError, FileFault) as exc:
+                report.errors.append(f"{shown(str(path))}: {exc}")
 
     def _expire_archive(self, max_age_s: float, now: float, report: Report) -> None:
         """Whole day folders go once their last moment is older than the retention (no stat per file)."""

@@ -49,6 +49,7 @@ from shared.queue import (
     ARCHIVE,
     INCOMING,
     PROCESSED,
+    FileFault,
     FileQueue,
     JobMeta,
     QueueFault,
@@ -136,7 +137,7 @@ class Producer:
         highest = await asyncio.to_thread(highest_sequence_in_flight, self._queue, self._max_job_bytes)
         self._next_sequence = max(self._next_sequence, report.max_sequence + 1, highest + 1)
         self._to_archive.extend(report.learned)
-        await self._save(covered_from)
+        await self._writing(lambda: self._save(covered_from), None)  # a full disk: the first tick saves it
         self._favoured = [arm_name(arm) for arm in self._learner.favoured()]
         return report
 
@@ -243,12 +244,14 @@ class Producer:
 
     async def _writing(self, step: Callable[[], Awaitable[T]], otherwise: T) -> T:
         """``step``'s result; ``otherwise`` when the queue cannot be written (the gate closes, says so
-        once, and opens again by itself)."""
+        once, and opens again by itself) or the filesystem refuses a name (said; the next tick tries)."""
         try:
             return await step()
         except QueueFault as fault:
             self.gate.close(fault)
-            return otherwise
+        except FileFault as fault:
+            log.warning("a file of the producer's cannot be written: %s", fault)
+        return otherwise
 
     async def _save(self, scan_from: str) -> None:
         checkpoint = Checkpoint(self._learner.to_state(), self._next_sequence, scan_from)
@@ -277,6 +280,9 @@ class Producer:
                 job_id = self._queue.add_job(prompt, meta)
             except QueueFault as fault:
                 self.gate.close(fault)
+                break
+            except FileFault as fault:  # a job id of ours refused: the next tick writes the batch
+                log.warning("a new job cannot be written: %s", fault)
                 break
             self._next_sequence += 1
             await self._bus.emit(
@@ -313,6 +319,8 @@ class Producer:
             except QueueFault:
                 self._to_archive.extend(job_ids[number:])
                 raise
+            except FileFault as fault:  # it stays in processed/, where it is read as it is
+                log.warning("job %s: its result cannot be archived: %s", job_id, fault)
         return archived
 
     def _log_generation(

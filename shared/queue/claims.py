@@ -23,7 +23,7 @@ from pathlib import Path
 
 from shared.config import DEFAULT_MAX_HEADER_BYTES
 from shared.names import job_id_problem, name_problem
-from shared.queue.faults import FileFault, QueueFault, folder_of, on_file
+from shared.queue.faults import FileFault, on_file, renamed
 from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
 from shared.queue.intake import UnreadableFile, claimed_job_id, read_bounded
 from shared.queue.jobfile import Job, JobFileError, parse_job
@@ -102,7 +102,7 @@ class Claims:
     def take(self, job_id: str) -> ClaimFile | None:
         """Claim a waiting job; exactly one caller wins. The lease starts now. None when it is gone."""
         target = self.path(job_id)
-        if not _moved("claim", self.queue.job_path(INCOMING, job_id), target):
+        if not renamed("claim", self.queue.job_path(INCOMING, job_id), target):
             return None
         self._move_sidecar(job_id, INCOMING, PROCESSING)
         return ClaimFile(job_id, self.token, target)
@@ -148,14 +148,14 @@ class Claims:
         The rename restarts the lease clock, so no other recoverer sees our new claim as expired.
         """
         target = self.path(claim.job_id)
-        if not _moved("take over a claim", claim.path, target):
+        if not renamed("take over a claim", claim.path, target):
             return None
         return ClaimFile(claim.job_id, self.token, target)
 
     def release(self, claim: ClaimFile) -> bool:
         """Return the job to ``incoming/`` (its sidecar first, so the job never waits without it)."""
         self._move_sidecar(claim.job_id, PROCESSING, INCOMING)
-        return _moved("release", claim.path, self.queue.job_path(INCOMING, claim.job_id))
+        return renamed("release", claim.path, self.queue.job_path(INCOMING, claim.job_id))
 
     def forget(self, claim: ClaimFile) -> None:
         """After the result is written: remove the claim, the sidecar and the attempt history.
@@ -185,19 +185,6 @@ class Claims:
         return [
             claim for claim in self.all() if (clock := claim.lease_clock()) is not None and clock < cutoff
         ]
-
-
-def _moved(operation: str, source: Path, target: Path) -> bool:
-    """Rename ``source`` to ``target``; False when ``source`` is gone. A missing ``target`` folder (the
-    source still there) is the queue's fault."""
-    try:
-        with on_file(operation, source):
-            os.rename(source, target)
-    except FileNotFoundError as error:
-        if os.path.lexists(source):
-            raise QueueFault(operation, folder_of(target), error) from error
-        return False
-    return True
 
 
 def _touch(path: Path) -> None:

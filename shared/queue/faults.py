@@ -14,6 +14,7 @@ Every filesystem call of the queue sorts its ``OSError`` into one of two kinds:
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,3 +105,16 @@ def on_folder(operation: str, folder: Path) -> Iterator[None]:
         raise
     except OSError as error:
         raise QueueFault(operation, f"{shown(folder.name)}/", error) from error
+
+
+def renamed(operation: str, source: Path, target: Path) -> bool:
+    """Rename ``source`` to ``target``; False when ``source`` is gone. A missing ``target`` folder (the
+    source still there) is the queue's fault; other errors are sorted as :func:`on_file` sorts them."""
+    try:
+        with on_file(operation, source):
+            os.rename(source, target)
+    except FileNotFoundError as error:
+        if os.path.lexists(source):
+            raise QueueFault(operation, folder_of(target), error) from error
+        return False
+    return True

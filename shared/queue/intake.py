@@ -26,7 +26,7 @@ from typing import Final
 
 from shared.messaging import FileRefused, QuarantineReason
 from shared.names import clipped, fitted, folder_name_max, id_max_bytes, job_id_problem, name_problem, shown
-from shared.queue.faults import FileFault, on_file, on_folder
+from shared.queue.faults import FileFault, on_folder, renamed
 from shared.queue.folders import CLAIM_NAME, JOB_SUFFIX, QUARANTINE, QUARANTINE_NOTE_SUFFIX, is_job_name
 from shared.queue.store import FileQueue
 
@@ -195,17 +195,15 @@ def quarantine(queue: FileQueue, path: Path, reason: QuarantineReason, detail: s
     except FileFault as fault:  # the file goes all the same: the note's reason is in the log line
         log.warning("the note on %s cannot be written (%s); quarantining it without", clipped(origin), fault)
     try:
-        with on_file("quarantine", path):
-            os.rename(path, target)
-    except FileNotFoundError:
-        queue.discard(note)
-        return None
+        moved = renamed("quarantine", path, target)
     except BaseException:
         queue.discard(note)
         raise
-    moved = Quarantined(shown(path.name), target.name, reason, detail)
+    if not moved:
+        queue.discard(note)
+        return None
     log.warning("quarantined %s as %s: %s", clipped(origin), target.name, detail)
-    return moved
+    return Quarantined(shown(path.name), target.name, reason, detail)
 
 
 def quarantine_strays(queue: FileQueue, strays: list[Stray]) -> Moved:

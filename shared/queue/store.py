@@ -11,6 +11,7 @@ archived); :meth:`FileQueue.archive`, :meth:`FileQueue.archived_results` and
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from shared.names import folder_name_max, job_id_problem
-from shared.queue.faults import QueueFault, folder_of, on_file, on_folder, on_own
+from shared.queue.faults import QueueFault, folder_of, on_folder, on_own, renamed
 from shared.queue.folders import (
     ALL_FOLDERS,
     ARCHIVE,
@@ -390,9 +391,10 @@ class FileQueue:
         ``FileNotFoundError`` when it is gone; :class:`QueueFault` when the archive cannot be written."""
         day = self.folder(ARCHIVE) / archive_day_name(when or datetime.now(UTC))
         target = day / path.name
-        with on_file("archive a result", target):
+        with on_own("make an archive day folder", target):
             day.mkdir(parents=True, exist_ok=True)
-            os.rename(path, target)
+        if not renamed("archive a result", path, target):
+            raise FileNotFoundError(errno.ENOENT, "no such result", str(path))
         return target
 
     def archive_days(self) -> list[tuple[date, str]]:
@@ -444,8 +446,8 @@ class FileQueue:
 
     def move_result(self, path: Path, folder: str) -> Path:
         target = self.folder(folder) / path.name
-        with on_file("move a result", target):
-            os.rename(path, target)
+        if not renamed("move a result", path, target):
+            raise FileNotFoundError(errno.ENOENT, "no such result", str(path))
         return target
 
     # -- attempt history -------------------------------------------------------------------------
