@@ -53,21 +53,8 @@ def http_backend(url: str, read_s: float = 10.0) -> dict[str, Any]:
 @asynccontextmanager
 async def consumer_running(settings: Settings, events: EventLog) -> AsyncIterator[tuple[asyncio.Event, Any]]:
     """The consumer as a task, ready once its heartbeat arrived; stopped (and awaited) on exit."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer_service.run(settings, stop, WRAPPER), name=SERVICE)
-
-    def ready(seen: list[Event]) -> bool:
-        if task.done():
-            task.result()
-        return any(isinstance(e, ServiceHeartbeat) and e.service == SERVICE for e in seen)
-
-    await events.wait_for(ready, within_s=15)
-    try:
-        yield stop, task
-    finally:
-        stop.set()
-        async with asyncio.timeout(10):
-            await task
+    async with _consumer_task(settings, events) as running:
+        yield running.stop, running.task
 
 
 @dataclass
@@ -81,26 +68,55 @@ class Running:
 
 @asynccontextmanager
 async def consumer_in_process(settings: Settings) -> AsyncIterator[Running]:
-    """The consumer as a task, ready once its heartbeat arrived; stopped (and awaited) on exit."""
+    """The consumer as a task, with the consumer object itself to look at; stopped on exit."""
     url = settings.nats.url
     assert url is not None
+    async with observer(url, HEARTBEATS) as (_nc, events), _consumer_task(settings, events) as running:
+        yield running
+
+
+@asynccontextmanager
+async def _consumer_task(settings: Settings, events: EventLog) -> AsyncIterator[Running]:
     held: list[Consumer] = []
     stop = asyncio.Event()
-    async with observer(url, HEARTBEATS) as (_nc, events):
-        task = asyncio.create_task(consumer_service.run(settings, stop, WRAPPER, started=held.append))
+    task = asyncio.create_task(
+        consumer_service.run(settings, stop, WRAPPER, started=held.append), name=SERVICE
+    )
 
-        def ready(seen: list[Event]) -> bool:
-            if task.done():
-                task.result()
-            return any(isinstance(e, ServiceHeartbeat) and e.service == SERVICE for e in seen)
+    def ready(seen: list[Event]) -> bool:
+        if task.done():
+            task.result()
+        return any(isinstance(e, ServiceHeartbeat) and e.service == SERVICE for e in seen)
 
-        await events.wait_for(ready, within_s=15)
-        try:
-            yield Running(held[0], task, stop)
-        finally:
-            stop.set()
-            async with asyncio.timeout(15):
-                await task
+    await events.wait_for(ready, within_s=15)
+    try:
+        yield Running(held[0], task, stop)
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+
+
+def watching_settings(data_dir: Path, nats_server: NatsServer, url: str, **queue: Any) -> Settings:
+    """A watching consumer (concurrency 4 unless ``consumer`` says) on the loopback LLM at ``url``, its
+    queue probed every few hundredths of a second while it cannot be written."""
+    consumer = queue.pop("consumer", {})
+    return load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=data_dir,
+        nats={"url": nats_server.url, "tick_fetch_wait_s": 0.1},
+        queue={"fault_probe": {"base_s": 0.02, "max_s": 0.2}, **queue},
+        consumers={
+            WRAPPER: {
+                "watch": True,
+                "rescan_s": 0.3,
+                "concurrency": 4,
+                "backend": http_backend(url),
+                "backend_pause": {"base_s": 0.01, "max_s": 0.05},
+                **consumer,
+            }
+        },
+    )
 
 
 async def until(condition: Callable[[], bool], what: str, within_s: float = 20.0) -> None:

@@ -27,7 +27,7 @@ from services.cleanup.tidy import Tidier
 from services.consumer.app import Consumer
 from services.producer.app import Producer
 from services.producer.generator import make_generator
-from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.config import DEFAULT_CONFIG, load_settings
 from shared.messaging import Tick
 from shared.messaging import bus as bus_module
 from shared.queue import (
@@ -46,10 +46,10 @@ from shared.queue import (
     parse_job,
     render_job,
 )
-from tests.consumers import WRAPPER, consumer_in_process, good_answer, http_backend, until
+from tests.consumers import consumer_in_process, until, watching_settings
 from tests.fsfaults import ERRNOS, QUEUE_ERRNOS, FaultLayer
 from tests.harness import scored
-from tests.llm_server import HeldServer, Reply
+from tests.llm_server import HeldServer
 from tests.natsserver import NatsServer
 from tests.producers import result_record
 
@@ -102,34 +102,6 @@ CALLS = (
 )
 
 
-@pytest.fixture
-async def backend() -> AsyncIterator[HeldServer]:
-    server = HeldServer(Reply(json={"response": good_answer()}))
-    await server.start()
-    yield server
-    server.open.set()
-    await server.close()
-
-
-def settings_for(tmp_path: Path, nats_server: NatsServer, url: str) -> Settings:
-    return load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=tmp_path / "data",
-        nats={"url": nats_server.url, "tick_fetch_wait_s": 0.1},
-        queue={"lease_s": LEASE_S, "fault_probe": {"base_s": 0.02, "max_s": 0.1}},
-        consumers={
-            WRAPPER: {
-                "watch": True,
-                "rescan_s": 0.3,
-                "concurrency": CONCURRENCY,
-                "backend": http_backend(url),
-                "backend_pause": {"base_s": 0.01, "max_s": 0.05},
-                "shutdown_grace_s": 5,
-            }
-        },
-    )
-
-
 @dataclass
 class Faulty:
     consumer: Consumer
@@ -140,10 +112,13 @@ class Faulty:
 
 @pytest.fixture
 async def running(
-    tmp_path: Path, nats_server: NatsServer, backend: HeldServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, nats_server: NatsServer, held_backend: HeldServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Faulty]:
     """A consumer in this process, its queue, and the fault layer over its queue's calls."""
-    settings = settings_for(tmp_path, nats_server, backend.url)
+    consumer = {"concurrency": CONCURRENCY, "shutdown_grace_s": 5}
+    settings = watching_settings(
+        tmp_path / "data", nats_server, held_backend.url, lease_s=LEASE_S, consumer=consumer
+    )
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     layer = FaultLayer(settings.queue_dir)
@@ -201,12 +176,12 @@ def attempts(queue: FileQueue, job_id: str) -> int | None:
 
 @pytest.mark.parametrize("call", CALLS, ids=str)
 async def test_each_errno_on_a_call_of_the_consumer_in_turn(
-    call: Call, running: Faulty, backend: HeldServer, caplog: pytest.LogCaptureFixture
+    call: Call, running: Faulty, held_backend: HeldServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     for number in ERRNOS:
         caplog.clear()
-        await one_fault(call, number, running, backend)
+        await one_fault(call, number, running, held_backend)
         closed = [r for r in caplog.records if r.getMessage().startswith(CLOSED)]
         opened = [r for r in caplog.records if r.getMessage().startswith(OPENED)]
         said = 1 if call.pauses_on(number) else 0

@@ -12,12 +12,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.config import Settings
 from shared.messaging import QueueState, subjects
 from shared.queue import (
     ERROR,
@@ -31,10 +30,10 @@ from shared.queue import (
     new_token,
     recover_expired,
 )
-from tests.consumers import WRAPPER, consumer_in_process, good_answer, http_backend, until
+from tests.consumers import WRAPPER, consumer_in_process, until, watching_settings
 from tests.diskfaults import fill, immutable, tmpfs
 from tests.harness import count, observer
-from tests.llm_server import HeldServer, Reply
+from tests.llm_server import HeldServer
 from tests.natsserver import NatsServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,30 +44,9 @@ CLOSED = "the queue cannot be written"
 OPENED = "the queue can be written again"
 
 
-@pytest.fixture
-async def backend() -> AsyncIterator[HeldServer]:
-    server = HeldServer(Reply(json={"response": good_answer()}))
-    await server.start()
-    yield server
-    server.open.set()
-    await server.close()
-
-
 def settings_for(data_dir: Path, nats_server: NatsServer, url: str, lease_s: float) -> Settings:
-    return load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=data_dir,
-        nats={"url": nats_server.url, "tick_fetch_wait_s": 0.1},
-        queue={"lease_s": lease_s, "fault_probe": {"base_s": 0.05, "max_s": 0.2}},
-        consumers={
-            WRAPPER: {
-                "watch": True,
-                "rescan_s": 0.5,
-                "concurrency": CONCURRENCY,
-                "backend": http_backend(url),
-                "shutdown_grace_s": 30,
-            }
-        },
+    return watching_settings(
+        data_dir, nats_server, url, lease_s=lease_s, consumer={"rescan_s": 0.5, "shutdown_grace_s": 30}
     )
 
 
@@ -88,14 +66,14 @@ def part_files(queue: FileQueue) -> list[str]:
 
 
 async def test_answers_wait_in_memory_while_the_result_folders_cannot_be_written(
-    tmp_path: Path, nats_server: NatsServer, backend: HeldServer, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, nats_server: NatsServer, held_backend: HeldServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The issue's row: processed/ and error/ unwritable for longer than three leases. Before: 142 of 150
     answered jobs filed as failed ("lease expired"), each retry paying for the LLM again. Now: every
     answer is kept, its lease renewed, and filed once the folders can be written — one call, one attempt."""
     caplog.set_level(logging.INFO)
     lease_s = 1.0
-    settings = settings_for(tmp_path / "data", nats_server, backend.url, lease_s)
+    settings = settings_for(tmp_path / "data", nats_server, held_backend.url, lease_s)
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     rival = Claims(queue, new_token())  # another consumer or cleanup, taking over expired claims
@@ -107,13 +85,15 @@ async def test_answers_wait_in_memory_while_the_result_folders_cannot_be_written
         with immutable(queue.folder(PROCESSED), queue.folder(ERROR)):
             jobs = add_jobs(queue, 2 * CONCURRENCY)
             await until(lambda: not running.consumer.gate.is_open, "claims pause")
-            await until(lambda: len(backend.requests) == CONCURRENCY, "the jobs in flight are answered")
+            await until(lambda: len(held_backend.requests) == CONCURRENCY, "the jobs in flight are answered")
             outage_began = time.monotonic()
             while time.monotonic() - outage_began < 3 * lease_s:  # the outage lasts three leases
                 taken_over += await asyncio.to_thread(recover_expired, rival, lease_s, 3)
                 await asyncio.sleep(lease_s / 4)  # a pace for the rival's passes, not a wait for a condition
             assert len(list(queue.job_ids(PROCESSING))) == CONCURRENCY, "answers wait, claimed"
-            assert len(backend.requests) == CONCURRENCY, "no claims while the result folders are unwritable"
+            assert len(held_backend.requests) == CONCURRENCY, (
+                "no claims while the result folders are unwritable"
+            )
             await states.wait_for(count(QueueState, 1))
         await until(lambda: all(result_of(queue, job_id) for job_id in jobs), "every job filed")
         await until(lambda: running.consumer.gate.is_open, "claims resume")
@@ -123,7 +103,7 @@ async def test_answers_wait_in_memory_while_the_result_folders_cannot_be_written
         record = result_of(queue, job_id)
         assert record is not None and record["status"] in ("passed", "rejected"), record
         assert len(record["attempts"]) == 1, f"{job_id}: an attempt was counted"  # type: ignore[arg-type]
-        assert backend.calls(prompt) == 1, f"{job_id}: asked {backend.calls(prompt)} times"
+        assert held_backend.calls(prompt) == 1, f"{job_id}: asked {held_backend.calls(prompt)} times"
     down = next(e for e in states.of(QueueState) if not e.writable)
     assert (down.service, down.folder) == (f"consumer.{WRAPPER}", "processed/")
     assert "Operation not permitted (EPERM)" in (down.error or "")
@@ -132,7 +112,7 @@ async def test_answers_wait_in_memory_while_the_result_folders_cannot_be_written
 
 
 async def test_a_full_disk_pauses_claims_keeps_the_answers_and_resumes_when_space_returns(
-    tmp_path: Path, nats_server: NatsServer, backend: HeldServer, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, nats_server: NatsServer, held_backend: HeldServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The issue's row: a full data disk while jobs flow. Before: 276 jobs sat in processing/ until their
     lease ended, 1,887 .part files stayed, thousands of tracebacks. Now: one line when it starts and one
@@ -140,30 +120,30 @@ async def test_a_full_disk_pauses_claims_keeps_the_answers_and_resumes_when_spac
     is filed once, each answer paid for once."""
     caplog.set_level(logging.INFO)
     with tmpfs(tmp_path / "data", 8 * 1024 * 1024) as data_dir:
-        settings = settings_for(data_dir, nats_server, backend.url, lease_s=2.0)
+        settings = settings_for(data_dir, nats_server, held_backend.url, lease_s=2.0)
         queue = FileQueue(settings.queue_dir)
         queue.ensure()
         jobs = add_jobs(queue, 10 * CONCURRENCY)
         async with consumer_in_process(settings) as running:
             await until(lambda: sum(1 for _ in queue.result_files(PROCESSED)) >= CONCURRENCY, "jobs flow")
-            backend.open.clear()  # the next answers come when the disk is full
+            held_backend.open.clear()  # the next answers come when the disk is full
             filler = await asyncio.to_thread(fill, data_dir)
             await until(lambda: len(list(queue.job_ids(PROCESSING))) > 0, "jobs in flight")
-            backend.open.set()
+            held_backend.open.set()
             await until(lambda: not running.consumer.gate.is_open, "claims pause")
-            await until(lambda: asked_all(queue, backend), "every claimed job was answered")
+            await until(lambda: asked_all(queue, held_backend), "every claimed job was answered")
             in_flight = len(list(queue.job_ids(PROCESSING)))
             assert 0 < in_flight <= CONCURRENCY, "only answers in hand stay claimed"
             assert part_files(queue) == [], "no staging file is left on a full disk"
-            asked = len(backend.requests)
+            asked = len(held_backend.requests)
             filler.unlink()
             await until(lambda: all(queue.result_path(job_id) for job_id in jobs), "every job filed", 60)
             await until(lambda: running.consumer.gate.is_open, "claims resume")
         assert not os.listdir(queue.folder(INCOMING)) and not list(queue.job_ids(PROCESSING))
         assert part_files(queue) == []
-        assert len(backend.requests) == len(jobs) >= asked
+        assert len(held_backend.requests) == len(jobs) >= asked
         for job_id, prompt in jobs.items():
-            assert backend.calls(prompt) == 1, f"{job_id}: asked {backend.calls(prompt)} times"
+            assert held_backend.calls(prompt) == 1, f"{job_id}: asked {held_backend.calls(prompt)} times"
             record = result_of(queue, job_id)
             assert record is not None and len(record["attempts"]) == 1  # type: ignore[arg-type]
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith((CLOSED, OPENED))]
@@ -179,19 +159,19 @@ def asked_all(queue: FileQueue, backend: HeldServer) -> bool:
 
 
 async def test_stop_on_a_full_disk_hands_the_jobs_back_without_waiting_its_grace(
-    tmp_path: Path, nats_server: NatsServer, backend: HeldServer
+    tmp_path: Path, nats_server: NatsServer, held_backend: HeldServer
 ) -> None:
     with tmpfs(tmp_path / "data", 4 * 1024 * 1024) as data_dir:
-        settings = settings_for(data_dir, nats_server, backend.url, lease_s=2.0)
+        settings = settings_for(data_dir, nats_server, held_backend.url, lease_s=2.0)
         grace = settings.consumers[WRAPPER].shutdown_grace_s
         queue = FileQueue(settings.queue_dir)
         queue.ensure()
         jobs = add_jobs(queue, CONCURRENCY)
-        backend.open.clear()
+        held_backend.open.clear()
         async with consumer_in_process(settings) as running:
             await until(lambda: len(list(queue.job_ids(PROCESSING))) == CONCURRENCY, "all claimed")
             await asyncio.to_thread(fill, data_dir)
-            backend.open.set()
+            held_backend.open.set()
             await until(lambda: not running.consumer.gate.is_open, "claims pause")
             running.stop.set()
             async with asyncio.timeout(grace / 3):  # not the full grace: nothing can be filed anyway

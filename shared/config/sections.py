@@ -207,7 +207,7 @@ class QueueSettings(_Section):
         16 * 1024 * 1024, ge=4096, description="a larger file in a result folder is not read, but quarantined"
     )
     fault_probe: Backoff = Field(
-        Backoff(base_s=0.5, max_s=10.0),
+        Backoff(base_s=0.5, max_s=5.0),
         description="the queue cannot be written: wait before each probe of its folders (then resume)",
     )
 

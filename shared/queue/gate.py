@@ -20,7 +20,7 @@ from shared.backoff import Backoff
 from shared.messaging import QueueState, utc_now
 from shared.queue.faults import QueueFault
 from shared.queue.store import WRITTEN_FOLDERS, FileQueue
-from shared.timing import set_within
+from shared.timing import first_set, set_within
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,7 @@ class QueueGate:
 
     async def wait_open(self, stop: asyncio.Event) -> bool:
         """Wait until the queue can be written again; False when ``stop`` came first."""
-        if self.is_open:
-            return True
-        opened = asyncio.ensure_future(self._open.wait())
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({opened, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            opened.cancel()
-            stopping.cancel()
+        await first_set(self._open, stop)
         return self.is_open
 
     async def keep(self, stop: asyncio.Event) -> None:
@@ -96,13 +88,7 @@ class QueueGate:
                     self.fault = fault
 
     async def _closes_before(self, stop: asyncio.Event) -> bool:
-        closed = asyncio.ensure_future(self._closed.wait())
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            stopping.cancel()
+        await first_set(self._closed, stop)
         return not stop.is_set()
 
     async def _reopen(self) -> None:
