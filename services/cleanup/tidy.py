@@ -107,6 +107,8 @@ class Tidier:
             except QueueFault as fault:
                 report.fault = report.fault or fault
                 report.errors.append(str(fault))
+            except (OSError, FileFault) as exc:  # one file of this rule's: the others are the next pass's
+                report.errors.append(shown(str(exc)))
         return report
 
     def _file_flat_archive(self, report: Report) -> None:

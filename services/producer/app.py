@@ -90,6 +90,7 @@ class Producer:
             settings.queue.fault_probe,
             lambda state: bus.emit(subjects.QUEUE_STATE, state),
             WRITTEN_FOLDERS,
+            waiting="new jobs wait",
         )
         self._config = settings.producer
         self._learning = settings.producer.learning

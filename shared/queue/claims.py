@@ -41,10 +41,11 @@ class ClaimFile:
     path: Path
 
     def lease_clock(self) -> float | None:
-        """When the lease was last started or renewed (a rename or a touch sets the ctime)."""
+        """When the lease was last started or renewed (a rename or a touch sets the ctime); None when the
+        claim is gone or cannot be looked at now (then it is not judged expired)."""
         try:
             return self.path.stat().st_ctime
-        except FileNotFoundError:
+        except OSError:
             return None
 
 

@@ -36,13 +36,16 @@ class QueueGate:
         probe: Backoff,
         report: Reporter,
         folders: Iterable[str] = WRITTEN_FOLDERS,
+        waiting: str = "claims wait, answers in hand are kept,",
     ) -> None:
+        """``waiting``: what the service holds back meanwhile, for the log line."""
         self._queue = queue
         self._service = service
         self._instance = instance
         self._backoff = probe
         self._report = report
         self._folders = tuple(folders)
+        self._waiting = waiting
         self._open = asyncio.Event()
         self._open.set()
         self._closed = asyncio.Event()
@@ -59,11 +62,7 @@ class QueueGate:
         if self.is_open:
             self._since = time.monotonic()
             self._closed_at = utc_now()
-            log.warning(
-                "the queue cannot be written: %s; pausing claims until a probe can write every folder "
-                "(answers already paid for are kept)",
-                fault,
-            )
+            log.warning("the queue cannot be written: %s; %s until it can", fault, self._waiting)
             self._open.clear()
             self._closed.set()
         self.fault = fault

@@ -226,9 +226,8 @@ class FileQueue:
         :class:`QueueFault` (nothing was filed) when the queue cannot be written.
         """
         target = self.result_in(folder, job_id)
-        with on_own("look for a result", target):
-            if self.result_path(job_id) is not None:
-                return False
+        if self.result_path(job_id) is not None:
+            return False
         data = (
             record if isinstance(record, bytes) else json.dumps(record, ensure_ascii=False, indent=1).encode()
         )
@@ -310,7 +309,7 @@ class FileQueue:
             if folder == ARCHIVE:
                 continue
             path = self.result_in(folder, job_id)
-            if path.exists():
+            if _exists(path):
                 return path
         return self.archived_path(job_id)
 
@@ -325,11 +324,11 @@ class FileQueue:
         """
         name = self.file_name(job_id, RESULT_SUFFIX)
         flat = self.folder(ARCHIVE) / name
-        if flat.exists():
+        if _exists(flat):
             return flat
         for day in self._archive_days_for(job_id, today or datetime.now(UTC).date()):
             path = self.folder(ARCHIVE) / day / name
-            if path.exists():
+            if _exists(path):
                 return path
         return None
 
@@ -463,6 +462,12 @@ class FileQueue:
         """Replace the job's attempt history; :class:`QueueFault` when it cannot be written."""
         data = json.dumps(attempts, ensure_ascii=False, default=str).encode("utf-8")
         self.write_atomic(self.attempts_path(job_id), data)
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a folder that cannot be looked into is the queue's fault."""
+    with on_folder("look for a result", path.parent):
+        return path.exists()
 
 
 def _file_names(folder: Path) -> Iterator[str]:
