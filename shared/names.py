@@ -13,6 +13,7 @@ Names are shown in logs and notes through :func:`shown`, which escapes what is n
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import Annotated, Final
@@ -28,6 +29,11 @@ DEFAULT_NAME_MAX: Final = 255
 JOB_ID_MAX_BYTES: Final = 200
 # How much of a long name a log line or a note shows before it says how long the whole was.
 SHOWN_NAME_MAX_CHARS: Final = 120
+# A name shortened to fit keeps this many hex digits of a hash of the whole (64 bits: names that share a
+# long prefix stay apart).
+NAME_HASH_CHARS: Final = 16
+# A shortened name keeps a suffix of at most this many characters (``txt``, ``json``), not a long tail.
+SUFFIX_KEPT_CHARS: Final = 8
 
 
 def name_problem(name: str) -> str | None:
@@ -69,11 +75,16 @@ def id_max_bytes(name_max: int = DEFAULT_NAME_MAX) -> int:
 
 @functools.cache
 def folder_name_max(folder: Path) -> int:
-    """``NAME_MAX`` of the filesystem ``folder`` is on (asked once per folder)."""
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        return DEFAULT_NAME_MAX
+    """``NAME_MAX`` of the filesystem ``folder`` is on (asked once per folder; a folder not made yet is
+    asked of its nearest parent that exists)."""
+    for place in (folder, *folder.absolute().parents):
+        try:
+            return os.pathconf(place, "PC_NAME_MAX")
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            break
+    return DEFAULT_NAME_MAX
 
 
 def _valid_job_id(job_id: str) -> str:
@@ -85,6 +96,25 @@ def _valid_job_id(job_id: str) -> str:
 
 JobId = Annotated[str, AfterValidator(_valid_job_id)]
 """A job id in a message model: refused (a validation error) unless :func:`job_id_problem` accepts it."""
+
+
+def fitted(name: str, max_bytes: int, *, whole: bytes) -> str:
+    """``name`` if its UTF-8 has at most ``max_bytes``; otherwise as much of its beginning as fits before
+    ``~<hash of whole>`` and its suffix (``.txt``, if short), cut on a character boundary.
+
+    ``whole`` is what the name stands for (the original file name's bytes), so two long names that
+    begin alike are shortened to different names.
+    """
+    if len(name.encode("utf-8")) <= max_bytes:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    ending = f".{suffix}" if dot and stem and len(suffix) <= SUFFIX_KEPT_CHARS else ""
+    mark = f"~{hashlib.sha256(whole).hexdigest()[:NAME_HASH_CHARS]}{ending}"
+    room = max_bytes - len(mark.encode("utf-8"))
+    if room < 0:
+        raise ValueError(f"no name fits {max_bytes} bytes")
+    head = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return head + mark
 
 
 def shown(name: str) -> str:

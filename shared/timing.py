@@ -1,4 +1,5 @@
-"""Waiting on an event for at most a while — the one timer every service loop uses."""
+"""Waiting on an event for at most a while — the one timer every service loop uses — or on the first of
+several."""
 
 from __future__ import annotations
 
@@ -12,3 +13,13 @@ async def set_within(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def first_set(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set (a stop, or what the caller waits for)."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from shared.config import Settings
 from shared.messaging import PausedSchedules, Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
+from shared.names import clipped, folder_name_max
 from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
 from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
 from syntx import exits
@@ -216,10 +217,12 @@ async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
 
 
 def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int:
+    name_max = folder_name_max(settings.queue_dir)
     for job_id in job_ids:
-        if problem := job_id_problem(job_id):
+        if problem := job_id_problem(job_id, name_max):
             return _usage(
-                f"syntx retry: {job_id!r} is not a job id ({problem}); use the name of error/<job_id>.json"
+                f"syntx retry: {clipped(job_id)!r} is not a job id ({problem}); "
+                "use the name of error/<job_id>.json"
             )
     moved = requeue(
         settings.queue_dir,

@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 
 from shared.config import Settings
+from shared.names import clipped, folder_name_max
 from shared.queue import INCOMING, PROCESSING, FileQueue, job_id_problem
 from shared.service import service_names
 from syntx import exits, logview, resultview
@@ -82,8 +83,10 @@ def results(
 
 
 def show(settings: Settings, job_id: str, as_json: bool) -> int:
-    if problem := job_id_problem(job_id):
-        return _refuse(f"syntx show: {job_id!r} is not a job id ({problem}); `syntx results` lists them")
+    if problem := job_id_problem(job_id, folder_name_max(settings.queue_dir)):
+        return _refuse(
+            f"syntx show: {clipped(job_id)!r} is not a job id ({problem}); `syntx results` lists them"
+        )
     queue = FileQueue(settings.queue_dir)
     path = queue.result_path(job_id)
     if path is None:

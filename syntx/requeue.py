@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.queue import ERROR, RESULT_SUFFIX, FileQueue, JobMeta, JobResult, ResultFileError
+from shared.queue import ERROR, FileQueue, JobMeta, JobResult, ResultFileError
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,7 @@ def requeue(
     queue = FileQueue(queue_dir)
     queue.ensure()
     statuses = (*RETRYABLE, "rejected") if include_rejected else RETRYABLE
-    paths = [queue.folder(ERROR) / f"{job_id}{RESULT_SUFFIX}" for job_id in job_ids] or sorted(
-        queue.result_files(ERROR)
-    )
+    paths = [queue.result_in(ERROR, job_id) for job_id in job_ids] or sorted(queue.result_files(ERROR))
     moved = 0
     for index, path in enumerate(paths, start=1):
         record = _read(path, max_result_bytes, progress)

@@ -7,8 +7,9 @@ import pytest
 
 from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from shared.queue import FileQueue
+from tests.consumers import good_answer
 from tests.harness import free_port
-from tests.llm_server import ScriptedServer
+from tests.llm_server import HeldServer, Reply, ScriptedServer
 from tests.natsserver import NatsServer, start_nats
 
 
@@ -72,6 +73,16 @@ def with_nats(environment: Path, nats_server: NatsServer, monkeypatch: pytest.Mo
     """The operator's environment pointed at this test's nats-server, and the settings it loads."""
     monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
     return load_settings()
+
+
+@pytest.fixture
+async def held_backend() -> AsyncIterator[HeldServer]:
+    """A loopback LLM answering every job well — while ``open`` (clear it to hold the answers back)."""
+    answering = HeldServer(Reply(json={"response": good_answer()}))
+    await answering.start()
+    yield answering
+    answering.open.set()
+    await answering.close()
 
 
 @pytest.fixture

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
 
 import services.consumer.service as consumer_service
+from services.consumer.app import Consumer
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.llm.offline import offline_answer
 from shared.messaging import Event, ServiceHeartbeat, subjects
@@ -51,8 +53,35 @@ def http_backend(url: str, read_s: float = 10.0) -> dict[str, Any]:
 @asynccontextmanager
 async def consumer_running(settings: Settings, events: EventLog) -> AsyncIterator[tuple[asyncio.Event, Any]]:
     """The consumer as a task, ready once its heartbeat arrived; stopped (and awaited) on exit."""
+    async with _consumer_task(settings, events) as running:
+        yield running.stop, running.task
+
+
+@dataclass
+class Running:
+    """A consumer running in this process: the object itself (its gate, its slots) and its task."""
+
+    consumer: Consumer
+    task: asyncio.Task[None]
+    stop: asyncio.Event
+
+
+@asynccontextmanager
+async def consumer_in_process(settings: Settings) -> AsyncIterator[Running]:
+    """The consumer as a task, with the consumer object itself to look at; stopped on exit."""
+    url = settings.nats.url
+    assert url is not None
+    async with observer(url, HEARTBEATS) as (_nc, events), _consumer_task(settings, events) as running:
+        yield running
+
+
+@asynccontextmanager
+async def _consumer_task(settings: Settings, events: EventLog) -> AsyncIterator[Running]:
+    held: list[Consumer] = []
     stop = asyncio.Event()
-    task = asyncio.create_task(consumer_service.run(settings, stop, WRAPPER), name=SERVICE)
+    task = asyncio.create_task(
+        consumer_service.run(settings, stop, WRAPPER, started=held.append), name=SERVICE
+    )
 
     def ready(seen: list[Event]) -> bool:
         if task.done():
@@ -61,11 +90,44 @@ async def consumer_running(settings: Settings, events: EventLog) -> AsyncIterato
 
     await events.wait_for(ready, within_s=15)
     try:
-        yield stop, task
+        yield Running(held[0], task, stop)
     finally:
         stop.set()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(15):
             await task
+
+
+def watching_settings(data_dir: Path, nats_server: NatsServer, url: str, **queue: Any) -> Settings:
+    """A watching consumer (concurrency 4 unless ``consumer`` says) on the loopback LLM at ``url``, its
+    queue probed every few hundredths of a second while it cannot be written."""
+    consumer = queue.pop("consumer", {})
+    return load_settings(
+        [DEFAULT_CONFIG],
+        data_dir=data_dir,
+        nats={"url": nats_server.url, "tick_fetch_wait_s": 0.1},
+        queue={"fault_probe": {"base_s": 0.02, "max_s": 0.2}, **queue},
+        consumers={
+            WRAPPER: {
+                "watch": True,
+                "rescan_s": 0.3,
+                "concurrency": 4,
+                "backend": http_backend(url),
+                "backend_pause": {"base_s": 0.01, "max_s": 0.05},
+                **consumer,
+            }
+        },
+    )
+
+
+async def until(condition: Callable[[], bool], what: str, within_s: float = 20.0) -> None:
+    """Wait for ``condition`` on files and in-process services, looking again each time the loop turns
+    (what is waited on has no event of its own: a folder's content, a consumer's gate)."""
+    try:
+        async with asyncio.timeout(within_s):
+            while not condition():  # noqa: ASYNC110 - the files and the consumer are what is waited on
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {within_s}s: {what}") from None
 
 
 @asynccontextmanager

@@ -179,3 +179,20 @@ async def _read_request(reader: asyncio.StreamReader) -> Recorded | None:
             headers[name.strip().lower()] = value.strip()
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     return Recorded(method, path, headers, body, time.monotonic())
+
+
+class HeldServer(ScriptedServer):
+    """Answers every request with ``reply`` — once ``open`` is set (cleared, it holds the answers back,
+    as a slow LLM would); counts the requests whose body holds a text."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(default=reply)
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def _answer(self, reply: Reply, writer: asyncio.StreamWriter) -> bool:
+        await self.open.wait()
+        return await super()._answer(reply, writer)
+
+    def calls(self, text: str) -> int:
+        return sum(text in request.body.decode("utf-8", "replace") for request in self.requests)

@@ -11,7 +11,15 @@ from pathlib import Path
 from services.monitor.health import Observations, OutcomeWindow, judge, missed_schedules
 from shared.config import HealthSettings, ScheduleSettings
 from shared.cron import parse_schedule
-from shared.messaging import BackendState, JobFailed, PausedSchedules, subjects
+from shared.messaging import (
+    BackendState,
+    JobFailed,
+    PausedSchedules,
+    QueueState,
+    ServiceHeartbeat,
+    encode,
+    subjects,
+)
 from shared.messaging import bus as bus_module
 from tests.harness import scored
 from tests.monitors import monitor_serving, monitor_settings
@@ -85,6 +93,17 @@ def test_critical_causes() -> None:
     assert judge(quiet(queue_state="OVERFLOW", incoming=60), LIMITS, 120).state == "CRITICAL"
     assert judge(quiet(backends_down=["sigma", "syntex_system"]), LIMITS, 120).state == "CRITICAL"
     assert judge(quiet(silent_services=["a", "b", "c"]), LIMITS, 120).state == "CRITICAL"
+
+
+def test_a_queue_that_cannot_be_written_is_critical_with_where_and_why() -> None:
+    fault = "consumer.sigma: file in processed/: No space left on device (ENOSPC), for 42s"
+    report = judge(quiet(queue_faults=(fault,)), LIMITS, 120)
+    assert report.state == "CRITICAL"
+    [reason] = report.reasons
+    assert reason.code == "queue_unwritable"
+    assert reason.text == (
+        f"the queue cannot be written ({fault}): claims paused, answers kept, probing until it can"
+    )
 
 
 def test_the_outcome_window_forgets_what_is_older_than_the_window() -> None:
@@ -187,3 +206,52 @@ async def test_a_paused_schedule_is_not_missed_and_a_resumed_one_counts_from_its
         await pauses.resume("producer")
         assert "schedule_missed" not in await reasons()  # counted from the resume, not the last tick
         await until(lambda codes: "schedule_missed" in codes)  # and missed again two slots later
+
+
+async def test_a_queue_fault_shows_while_its_service_lives_and_clears_when_it_can_write_again(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """The consumer's QueueState events and its heartbeat feed the reason, as BackendState feeds
+    backend_down; a service that stops (or goes silent) takes its fault with it."""
+    settings = monitor_settings(tmp_path, nats_server, 0)
+    instance = "consumer.sigma@host:1"
+    since = datetime.now(UTC)
+    down = QueueState(
+        service="consumer.sigma",
+        instance=instance,
+        writable=False,
+        folder="processed/",
+        operation="file a result",
+        error="No space left on device (ENOSPC)",
+        since=since,
+    )
+    beat = ServiceHeartbeat(service="consumer.sigma", instance=instance, started_at=since)
+    async with monitor_serving(settings) as (monitor, nc):
+
+        async def reasons_after(*messages: tuple[str, bytes]) -> dict[str, str]:
+            for subject, body in messages:
+                await nc.publish(subject, body)
+            await nc.flush()
+            reply = json.loads((await nc.request(subjects.STATUS, b"", timeout=5)).data)
+            return {reason["code"]: reason["text"] for reason in reply["health_reasons"]}
+
+        alive = (subjects.SERVICE_HEARTBEAT, encode(beat))
+        first = await reasons_after(alive, (subjects.QUEUE_STATE, encode(down)))
+        exported = monitor.metrics.registry.get_sample_value(
+            "syntx_health_reason", {"reason": "queue_unwritable"}
+        )
+        assert exported == 1  # the series the alert SyntxQueueUnwritable watches
+        up = down.model_copy(update={"writable": True, "folder": None, "operation": None, "error": None})
+        second = await reasons_after((subjects.QUEUE_STATE, encode(up)))
+        third = await reasons_after((subjects.QUEUE_STATE, encode(down)))
+        gone = beat.model_copy(update={"stopping": True})
+        fourth = await reasons_after((subjects.SERVICE_HEARTBEAT, encode(gone)))
+    assert first["queue_unwritable"].startswith(
+        "the queue cannot be written (consumer.sigma: file a result in processed/: "
+        "No space left on device (ENOSPC), for "
+    )
+    assert "queue_unwritable" not in second
+    assert "queue_unwritable" in third
+    assert "queue_unwritable" not in fourth
+    registry = monitor.metrics.registry
+    assert registry.get_sample_value("syntx_health_reason", {"reason": "queue_unwritable"}) == 0

@@ -434,20 +434,34 @@ async def test_a_backend_that_refuses_connections_pauses_claiming_and_counts_not
     ids=["1 byte/s, read timeout", "drip within the read timeout, overall deadline"],
 )
 async def test_a_dripping_backend_fails_the_job_after_max_attempts(
-    tmp_path: Path, nats_server: NatsServer, hostile: HostileBackend, timeouts: dict[str, float], reason: str
+    tmp_path: Path,
+    nats_server: NatsServer,
+    hostile: HostileBackend,
+    timeouts: dict[str, float],
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """After giving up on the job the backend is still down: before, the consumer logged "backend
+    answers again … resuming" and reported it available, though it still stalled."""
+    caplog.set_level(logging.INFO)
     backend = http_backend(hostile.url)
     backend["timeouts"] = {"connect_s": 0.5, **timeouts}
     settings = hostile_settings(tmp_path, nats_server, max_attempts=2, backend=backend)
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     job_id = queue.add_job(GOOD_PROMPT, JobMeta(topic="Katzen"))
-    async with consumer_with_events(settings) as (nc, events, _stop):
+    async with (
+        observer(nats_server.url, subjects.CONSUMER_BACKEND) as (_nc2, backend_states),
+        consumer_with_events(settings) as (nc, events, _stop),
+    ):
         await nc.publish(TICK, b"")
         await events.wait_for(count(JobFailed, 1))
         assert job_ids(queue, INCOMING) == {job_id}  # released, the attempt counted
         await nc.publish(TICK, b"")
         await events.wait_for(count(JobFailed, 2))
+        await backend_states.wait_for(count(BackendState, 2))
+    assert [state.available for state in backend_states.of(BackendState)] == [False, False]
+    assert not [m for m in caplog.messages if m.startswith("backend answers again")]
     record = result(queue, job_id)
     assert (record["folder"], record["status"]) == (ERROR, "failed")
     last = reason.format(url=hostile.url)

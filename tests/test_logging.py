@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.config import LoggingSettings
+from shared.service.logfile import LogFile
 from shared.service.logs import setup_logging, use_zone_for_command
+from tests.diskfaults import fill, tmpfs
 
 
 @pytest.fixture
@@ -53,3 +55,33 @@ def test_the_command_s_own_lines_use_the_same_clock(capsys: pytest.CaptureFixtur
     stamp, rest = line.split(" ", 1)
     assert datetime.fromisoformat(stamp).utcoffset() == ZoneInfo("America/New_York").utcoffset(datetime.now())
     assert rest == "syntx: started 7 services"
+
+
+def test_a_log_file_on_a_full_disk_is_said_once_not_once_per_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: Python's handler printed "--- Logging error ---" and a traceback for every record it
+    could not write (thousands on a full disk). Now: one line when it starts failing, one when it works
+    again; the file gets the lines again from then on."""
+    with tmpfs(tmp_path / "logs", 256 * 1024) as logs:
+        handler = LogFile(str(logs / "consumer.sigma.log"), max_bytes=10 * 1024 * 1024, backups=1)
+        logger = logging.getLogger("test.full_disk")
+        logger.propagate = False
+        logger.addHandler(handler)
+        try:
+            filler = fill(logs)
+            for number in range(1000):
+                logger.warning("line %d of a service that goes on", number)
+            filler.unlink()
+            logger.warning("after the space came back")
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
+        written = (logs / "consumer.sigma.log").read_text(encoding="utf-8")
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+    said = err.splitlines()
+    assert len(said) == 2, said
+    assert said[0].startswith("logging: cannot write ") and "No space left on device" in said[0]
+    assert said[1].startswith("logging: writing ") and said[1].endswith("lines are only on stdout")
+    assert written.endswith("after the space came back\n")

@@ -3,9 +3,12 @@ file name are refused, whatever reaches them (a file name, an event, a request, 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from shared.names import (
@@ -13,10 +16,13 @@ from shared.names import (
     JOB_ID_MAX_BYTES,
     JobId,
     clipped,
+    fitted,
     folder_name_max,
     id_max_bytes,
     job_id_problem,
+    name_problem,
 )
+from shared.queue import QUARANTINE_NOTE_SUFFIX, quarantine_name
 
 
 class Carrier(BaseModel):
@@ -61,3 +67,33 @@ def test_a_folder_knows_its_name_limit(tmp_path: Path) -> None:
 def test_a_long_text_is_clipped_with_its_length_said() -> None:
     assert clipped("abc") == "abc"
     assert clipped("x" * 70_000, 10) == "xxxxxxxxxx… (70000 characters)"
+
+
+def test_a_long_name_is_cut_with_a_hash_of_the_whole() -> None:
+    assert fitted("abc.txt", 10, whole=b"abc.txt") == "abc.txt"
+    first, second = "x" * 300 + "a.txt", "x" * 300 + "b.txt"
+    one, other = (fitted(name, 100, whole=name.encode()) for name in (first, second))
+    assert len(one.encode()) <= 100 and one.startswith("x" * 70) and one.endswith(".txt")
+    assert one != other  # the same beginning, told apart by the hash of the whole
+    assert len(fitted("ä" * 100, 51, whole=b"").encode()) <= 51  # cut between characters, not in one
+
+
+NAME_BYTES = st.binary(min_size=1, max_size=255).filter(
+    lambda raw: b"/" not in raw and b"\0" not in raw and raw not in (b".", b"..")
+)
+
+
+@settings(max_examples=500)
+@given(raw=NAME_BYTES, name_max=st.sampled_from([255, 143]))
+def test_a_quarantine_name_always_fits_with_its_note_and_the_note_s_staging_name(
+    raw: bytes, name_max: int
+) -> None:
+    """Whatever a file is called, its quarantine name, ``.<n>`` to keep it apart, its ``.why.txt`` note
+    and that note's staging name ``.<8 hex>.part`` fit the filesystem's name limit, are printable and
+    hold no path."""
+    name = os.fsdecode(raw)
+    target = quarantine_name(name, name_max)
+    longest_note_staging = f"{target}.999999{QUARANTINE_NOTE_SUFFIX}.0123abcd.part"
+    assert len(longest_note_staging.encode()) <= name_max
+    assert name_problem(target) is None and "/" not in target and not target.startswith(".")
+    assert quarantine_name(name, name_max) == target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,7 @@ from services.producer.app import EVOLUTION_LOG, last_generation
 from services.producer.learning import Learner, Observation
 from services.producer.model import Arm
 from services.producer.observations import NotLearned, read_observation
+from shared.backoff import Backoff
 from shared.config import (
     BackPressureSettings,
     HealthSettings,
@@ -27,6 +29,8 @@ from shared.queue import (
     ERROR,
     INCOMING,
     PROCESSED,
+    RESULT_SUFFIX,
+    TMP,
     FileQueue,
     JobMeta,
     ResultFolder,
@@ -34,6 +38,9 @@ from shared.queue import (
     producer_batch,
     queue_state,
 )
+from tests.consumers import until
+from tests.diskfaults import fill, tmpfs
+from tests.harness import scored
 from tests.natsserver import NatsServer
 from tests.producers import (
     ARMS,
@@ -404,3 +411,61 @@ async def test_generation_continues_from_an_existing_evolution_log(
     async with producer_running(settings) as (nc, events):
         generation = await tick(nc, events)
     assert generation.generation == 6
+
+
+async def test_a_scored_event_naming_a_path_outside_the_queue_is_never_read(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Before: ``syntx.job.scored`` with ``job_id: "../../../outside/victim"`` made the producer read —
+    and learn from — a file outside the queue. Now the id is refused by the name rule, as the event
+    arrives and again before any path is built from it."""
+    settings = producer_settings(tmp_path, nats_server, seed=5)
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    hostile = "../../../outside/victim"
+    victim = queue.folder(PROCESSED) / f"{hostile}{RESULT_SUFFIX}"  # where a plain join would lead
+    victim.parent.mkdir(parents=True)
+    victim.write_text(
+        json.dumps(result_record("victim", "passed", 99, "harmlos", "casual")), encoding="utf-8"
+    )
+    body = json.loads(scored("x").model_dump_json()) | {"job_id": hostile}
+    async with producer_running(settings) as (nc, events):
+        await nc.publish(subjects.JOB_SCORED, json.dumps(body).encode())
+        await nc.flush()
+        generation = await tick(nc, events)
+        stats = json.loads((await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)).data)
+    assert victim.resolve().is_relative_to(tmp_path) and not victim.resolve().is_relative_to(queue.root)
+    assert generation.learned_from == 0 and stats["observed"] == 0
+    assert victim.exists(), "not archived either"
+
+
+async def test_a_full_disk_pauses_the_producer_without_a_traceback_and_it_resumes(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tick on a full disk writes nothing (no half jobs, no staging files), says so once, and the
+    producer resumes by itself once there is space."""
+    caplog.set_level(logging.INFO)
+    with tmpfs(tmp_path / "data", 1024 * 1024) as data_dir:
+        settings = producer_settings(tmp_path, nats_server, seed=7)
+        settings = settings.model_copy(
+            update={
+                "data_dir": data_dir,
+                "queue": settings.queue.model_copy(update={"fault_probe": Backoff(base_s=0.05, max_s=0.2)}),
+            }
+        )
+        queue = FileQueue(settings.queue_dir)
+        queue.ensure()
+        async with producer_running(settings) as (nc, events):
+            filler = fill(data_dir)
+            await tick(nc, events, 1)
+            assert queue.incoming_ids() == [] and os.listdir(queue.folder(TMP)) == []
+            filler.unlink()
+            await until(
+                lambda: any(m.startswith("the queue can be written again") for m in caplog.messages),
+                "the producer's gate opens",
+            )
+            generation = await tick(nc, events, 2)
+        assert generation.produced > 0 and len(queue.incoming_ids()) == generation.produced
+    said = [m for m in caplog.messages if m.startswith("the queue cannot be written")]
+    assert len(said) == 1 and "No space left on device (ENOSPC)" in said[0]
+    assert not [r for r in caplog.records if r.exc_info], "no tracebacks"

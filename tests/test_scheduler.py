@@ -36,6 +36,7 @@ from shared.cron import parse_schedule
 from shared.messaging import ServiceHeartbeat, Tick, subjects
 from shared.messaging import bus as bus_module
 from syntx import commands
+from tests.diskfaults import fill, tmpfs
 from tests.harness import HEARTBEATS, EventLog, observer
 from tests.natsserver import NatsServer
 
@@ -244,6 +245,40 @@ async def test_ticks_land_in_the_stream_with_slot_and_message_id(
     assert [b - a for a, b in zip(slots, slots[1:], strict=False)] == [timedelta(seconds=1)] * 2
     fired = SlotLog(settings.data_dir / "scheduler" / "last_slots.json", settings.zone).get("producer")
     assert fired is not None and fired >= slots[-1]
+
+
+@pytest.mark.timeout(30)
+async def test_the_scheduler_keeps_firing_on_a_full_data_disk(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the slot log's write failed (no space), the tick task and so the scheduler ended, and
+    every restart fired the missed slot and failed again — a crash loop. Now the slot stays in memory,
+    the failure is said once, and the file is written again once there is space."""
+    caplog.set_level(logging.INFO)
+    with tmpfs(tmp_path / "data", 64 * 1024) as data_dir:
+        settings = _settings(
+            tmp_path, nats_server, schedules={"producer": {"cron": "@every 1s"}, **OTHERS_OFF}
+        )
+        settings = settings.model_copy(update={"data_dir": data_dir})
+        await _ensure_streams(settings)
+        filler = fill(data_dir)
+        async with observer(nats_server.url, HEARTBEATS) as (nc, heartbeats):
+            reader = await _tick_reader(nc, "producer")
+            async with schedulers([settings], heartbeats):
+                await _fetch(reader, 3)
+                filler.unlink()
+                before = len(caplog.records)
+                await _fetch(reader, 2)
+                wrote_again = [
+                    r.getMessage() for r in caplog.records[before:] if "works again" in r.getMessage()
+                ]
+        fired = SlotLog(data_dir / "scheduler" / "last_slots.json", settings.zone).get("producer")
+    failed = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("cannot write the last fired")
+    ]
+    assert len(failed) == 1 and "No space left on device" in failed[0]
+    assert len(wrote_again) == 1 and fired is not None
+    assert not [r for r in caplog.records if r.exc_info], "no tracebacks"
 
 
 @pytest.mark.timeout(30)

@@ -8,11 +8,12 @@ import asyncio
 import logging
 from collections import Counter
 
-from services.cleanup.tidy import Tidier
+from services.cleanup.tidy import Report, Tidier
 from shared.config import Settings
 from shared.messaging import Bus, CleanupReport, Tick, subjects
 from shared.messaging import bus as bus_module
-from shared.queue import Claims, FileQueue, new_token, recover_expired, refused_event
+from shared.queue import Claims, FileQueue, QueueFault, new_token, recover_expired, refused_event
+from shared.queue.recovery import Recovered
 from shared.service import presence, reported
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,21 @@ class Cleanup:
 
     async def on_tick(self, _tick: Tick) -> None:
         report = await asyncio.to_thread(self._tidier.run)
-        recovered = await asyncio.to_thread(
-            recover_expired, self._claims, self._queue_settings.lease_s, self._queue_settings.max_attempts
-        )
+        recovered = await self._recover(report)
         refused = [*report.refused, *(item.quarantined for item in recovered if item.quarantined)]
         for moved in refused:
             await self._bus.emit(subjects.FILE_REFUSED, refused_event("cleanup", moved))
         expired = Counter(item.outcome for item in recovered)
-        kept = await asyncio.to_thread(self._queue.counts)  # a million files: off the event loop
+        try:
+            kept = await asyncio.to_thread(self._queue.counts)  # a million files: off the event loop
+        except QueueFault as fault:
+            report.fault = report.fault or fault
+            kept = {}
+        if report.fault is not None:
+            log.warning(
+                "cleanup: the queue cannot be written (%s); what was to be moved waits for the next pass",
+                report.fault,
+            )
         await self._bus.emit(
             subjects.CLEANUP_REPORT,
             CleanupReport(
@@ -58,6 +66,19 @@ class Cleanup:
             dict(expired) or "none",
             len(report.errors),
         )
+
+    async def _recover(self, report: Report) -> list[Recovered]:
+        """Take over expired claims, unless the queue cannot be written (then the next pass does)."""
+        if report.fault is not None:
+            return []
+        settings = self._queue_settings
+        try:
+            return await asyncio.to_thread(
+                recover_expired, self._claims, settings.lease_s, settings.max_attempts
+            )
+        except QueueFault as fault:
+            report.fault = fault
+            return []
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:

@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
@@ -25,15 +25,19 @@ from shared.queue import (
     RESULT_SUFFIX,
     TMP,
     TMP_KIND,
+    FileFault,
     FileQueue,
     JobResult,
     Quarantined,
+    QueueFault,
     ResultFileError,
     ResultProblem,
     is_job_name,
+    job_id_problem,
     quarantine,
     shown,
 )
+from shared.queue.faults import on_folder
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class Report:
     untrusted: Counter[ResultProblem] = field(default_factory=Counter)  # result files, by reason
     errors: list[str] = field(default_factory=list)
     refused: list[Quarantined] = field(default_factory=list)
+    fault: QueueFault | None = None  # the queue could not be written: what was to be moved waits
 
 
 class Tidier:
@@ -71,21 +76,39 @@ class Tidier:
         self._checked_before: float | None = None  # results older than this were read by an earlier pass
 
     def run(self, now: float | None = None) -> Report:
-        """One pass; a million results cost a listing and a ``stat`` each, no read (run it in a thread)."""
+        """One pass; a million results cost a listing and a ``stat`` each, no read (run it in a thread).
+        A folder that cannot be read or written ends its rule for this pass, not the pass."""
         report = Report()
         moment = time.time() if now is None else now
-        self._remove_older(self._queue.folder(TMP), self._settings.tmp_max_age_s, moment, TMP_KIND, report)
-        self._quarantine_strays(moment, report)
-        self._quarantine_untrusted_results(report)
-        self._remove_stale_attempts(report)
-        self._file_flat_archive(report)
-        log_age_s = self._settings.log_retention_days * DAY_S
-        self._remove_older(self._logs_dir, log_age_s, moment, LOGS_KIND, report)
-        if self._settings.error_retention_days is not None:
-            max_age_s = self._settings.error_retention_days * DAY_S
-            self._remove_older(self._queue.folder(ERROR), max_age_s, moment, ERROR, report)
-        if self._settings.archive_retention_days is not None:
-            self._expire_archive(self._settings.archive_retention_days * DAY_S, moment, report)
+        settings = self._settings
+        rules: list[Callable[[], None]] = [
+            lambda: self._remove_older(
+                self._queue.folder(TMP), settings.tmp_max_age_s, moment, TMP_KIND, report
+            ),
+            lambda: self._quarantine_strays(moment, report),
+            lambda: self._quarantine_untrusted_results(report),
+            lambda: self._remove_stale_attempts(report),
+            lambda: self._file_flat_archive(report),
+            lambda: self._remove_older(
+                self._logs_dir, settings.log_retention_days * DAY_S, moment, LOGS_KIND, report
+            ),
+        ]
+        if settings.error_retention_days is not None:
+            max_age_s = settings.error_retention_days * DAY_S
+            rules.append(
+                lambda: self._remove_older(self._queue.folder(ERROR), max_age_s, moment, ERROR, report)
+            )
+        if settings.archive_retention_days is not None:
+            archive_age_s = settings.archive_retention_days * DAY_S
+            rules.append(lambda: self._expire_archive(archive_age_s, moment, report))
+        for rule in rules:
+            try:
+                rule()
+            except QueueFault as fault:
+                report.fault = report.fault or fault
+                report.errors.append(str(fault))
+            except (OSError, FileFault) as exc:  # one file of this rule's: the others are the next pass's
+                report.errors.append(shown(str(exc)))
         return report
 
     def _file_flat_archive(self, report: Report) -> None:
@@ -99,8 +122,8 @@ class Tidier:
                 report.refiled += 1
             except FileNotFoundError:
                 continue
-            except OSError as exc:
-                report.errors.append(f"{path}: {exc}")
+            except (OSError, FileFault) as exc:
+                report.errors.append(f"{shown(str(path))}: {exc}")
 
     def _expire_archive(self, max_age_s: float, now: float, report: Report) -> None:
         """Whole day folders go once their last moment is older than the retention (no stat per file)."""
@@ -145,7 +168,10 @@ class Tidier:
             self._quarantine(path, "stray", why, report)
 
     def _has_job(self, job_id: str) -> bool:
-        """Waiting, or claimed (claims are named ``<id>.claim-<token>.txt``)."""
+        """Waiting, or claimed (claims are named ``<id>.claim-<token>.txt``); never for a name that is
+        no job id."""
+        if job_id_problem(job_id) is not None:
+            return False
         return self._queue.job_path(INCOMING, job_id).exists() or job_id in set(
             self._queue.job_ids(PROCESSING)
         )
@@ -174,6 +200,9 @@ class Tidier:
         claimed = set(self._queue.job_ids(PROCESSING))  # listed once per pass, not once per history
         for path in _files(self._queue.folder(ATTEMPTS)):
             job_id = path.stem
+            if (problem := job_id_problem(job_id)) is not None:
+                self._quarantine(path, "stray", f"not the attempt history of a job: {problem}", report)
+                continue
             if job_id in claimed or self._queue.job_path(INCOMING, job_id).exists():
                 continue
             if self._queue.result_path(job_id) is not None:
@@ -181,7 +210,19 @@ class Tidier:
                 report.removed[ATTEMPTS] += 1
 
     def _quarantine(self, path: Path, reason: QuarantineReason, why: str, report: Report) -> bool:
-        moved = quarantine(self._queue.root, path, reason, why)
+        """Move ``path`` to quarantine (counted); a file the filesystem will not move, or a queue that
+        cannot be written, is an error of this pass (the file stays for the next)."""
+        if report.fault is not None:
+            return False  # the queue cannot be written: the rest waits for the next pass
+        try:
+            moved = quarantine(self._queue, path, reason, why)
+        except FileFault as exc:
+            report.errors.append(f"{shown(str(path))}: {exc}")
+            return False
+        except QueueFault as fault:
+            report.fault = fault
+            report.errors.append(f"{shown(str(path))}: {fault}")
+            return False
         if moved is None:
             return False
         report.quarantined += 1
@@ -192,7 +233,7 @@ class Tidier:
 def _files_changed_since(folder: Path, since: float | None) -> Iterator[Path]:
     """Files in ``folder`` whose ctime is ``since`` or later (every file when ``since`` is None)."""
     try:
-        with os.scandir(folder) as entries:
+        with on_folder("list", folder), os.scandir(folder) as entries:
             for entry in entries:
                 try:
                     if not entry.is_file(follow_symlinks=False):
@@ -207,7 +248,7 @@ def _files_changed_since(folder: Path, since: float | None) -> Iterator[Path]:
 
 def _files(folder: Path) -> list[Path]:
     try:
-        with os.scandir(folder) as entries:
+        with on_folder("list", folder), os.scandir(folder) as entries:
             return [Path(entry.path) for entry in entries if entry.is_file(follow_symlinks=False)]
     except FileNotFoundError:
         return []

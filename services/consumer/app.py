@@ -4,15 +4,17 @@ Triggers: a tick on ``syntx.tick.consumer.<wrapper>`` processes one batch; with 
 files in ``incoming/`` (and ``syntx.job.created`` from other hosts) are claimed as they land.
 Leases: claims in flight are renewed every third of ``queue.lease_s``; expired claims of dead
 consumers are taken over now and then. Backend down: claims stop, one probe job at a time after a
-``backend_pause`` backoff, normal operation once it answers. On stop: no new claims, in-flight calls get
-``shutdown_grace_s`` to finish, the rest go back to ``incoming/`` with no attempt counted.
+``backend_pause`` backoff, normal operation once it answers. Queue unwritable (a full disk, a read-only
+folder): claims stop until the queue gate opens again (:mod:`shared.queue.gate`); answers in hand wait
+for it, their leases renewed. On stop: no new claims, in-flight calls get ``shutdown_grace_s`` to
+finish, the rest go back to ``incoming/`` with no attempt counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from services.consumer.processing import HIDDEN_DETAIL, ConsumerContext, JobProcessor, Outcome
@@ -23,7 +25,11 @@ from shared.queue import (
     PROCESSING,
     ClaimFile,
     Claims,
+    FileFault,
     FileQueue,
+    QueueFault,
+    QueueGate,
+    Stray,
     job_id_problem,
     quarantine_strays,
     recover_expired,
@@ -48,11 +54,21 @@ class Consumer:
         self._backend_failures = 0
         self._paused_until = 0.0
         self._hidden_seen: set[str] = set()  # dot-files in incoming/ reported already (only those present)
+        self._left_seen: set[str] = set()  # entries that could not be quarantined, reported already
         self.processed = 0
 
     @property
     def claims(self) -> Claims:
         return self._ctx.claims
+
+    @property
+    def gate(self) -> QueueGate:
+        return self._ctx.gate
+
+    @property
+    def free_slots(self) -> int:
+        """Concurrency slots not held by a job in flight (all of them when idle: none leaked)."""
+        return self._slots._value  # asyncio.Semaphore keeps no public count
 
     @property
     def queue(self) -> FileQueue:
@@ -64,17 +80,29 @@ class Consumer:
         await self.drain(limit=batch)
 
     async def drain(self, limit: int | None) -> int:
-        """Claim and process jobs until ``limit`` were claimed, the queue is empty, or we stop."""
-        self._drop_finished_claims()
+        """Claim and process jobs until ``limit`` were claimed, the queue is empty, or we stop. While
+        the queue cannot be written this waits for it (the run resumes when it can)."""
         claimed: dict[str, asyncio.Task[Outcome]] = {}  # a job released in this pass waits for the next
+        tidied = False
         while not self._stop.is_set() and (limit is None or len(claimed) < limit):
-            if await self._backend_paused():
+            if not await self.gate.wait_open(self._stop) or await self._backend_paused():
                 break
-            if not await self._claim_pass(claimed, limit):
+            tidied = tidied or self._writing(self._drop_finished_claims)
+            if tidied and not await self._claim_pass(claimed, limit) and self.gate.is_open:
                 break
         if claimed:
             await asyncio.wait(claimed.values())
         return len(claimed)
+
+    def _writing(self, step: Callable[[], None]) -> bool:
+        """Run ``step`` (a call that writes the queue); False when the queue cannot be written (the gate
+        closes and says so)."""
+        try:
+            step()
+        except QueueFault as fault:
+            self.gate.close(fault)
+            return False
+        return True
 
     def _drop_finished_claims(self) -> None:
         """A claim whose result exists is a crash leftover (result written, claim not yet removed)."""
@@ -84,12 +112,31 @@ class Consumer:
                 self.claims.forget(claim)
 
     async def _waiting(self) -> list[str]:
-        """Job ids waiting in ``incoming/``, oldest first; what can never be a job goes to quarantine."""
-        intake = scan_jobs(self.queue.folder(INCOMING))
-        if intake.strays:
-            await self._processor.report_quarantined(quarantine_strays(self.queue.root, intake.strays))
+        """Job ids waiting in ``incoming/``, oldest first; what can never be a job goes to quarantine.
+        None waits while the queue cannot be read or written (the gate closes)."""
+        try:
+            intake = scan_jobs(self.queue.folder(INCOMING))
+            if intake.strays:
+                await self._quarantine(intake.strays)
+        except QueueFault as fault:
+            self.gate.close(fault)
+            return []
         await self._report_hidden(intake.hidden)
         return intake.jobs
+
+    async def _quarantine(self, strays: list[Stray]) -> None:
+        """Move ``strays`` to quarantine and report them; one the filesystem will not move is left where
+        it is, logged and counted once while it stays. :class:`QueueFault` ends the pass."""
+        moved = quarantine_strays(self.queue, strays)
+        await self._processor.report_quarantined(moved.quarantined)
+        left = {str(stray.path): stray for stray in moved.left}
+        for key in left.keys() - self._left_seen:
+            stray = left[key]
+            log.warning(
+                "%s/%s: %s; left where it is", stray.path.parent.name, shown(stray.path.name), stray.detail
+            )
+            await self._processor.report_left(stray)
+        self._left_seen = set(left) | (self._left_seen & {str(stray.path) for stray in strays})
 
     async def _report_hidden(self, hidden: list[str]) -> None:
         """Dot-files are never jobs (by rule); each is logged and counted once while it stays."""
@@ -101,12 +148,12 @@ class Consumer:
     async def _claim_pass(self, claimed: dict[str, asyncio.Task[Outcome]], limit: int | None) -> int:
         started = 0
         for job_id in await self._waiting():
-            if job_id in claimed:
+            if job_id in claimed and not _handed_back(claimed[job_id]):
                 continue
-            if self._stop.is_set() or (limit is not None and len(claimed) >= limit) or self._paused():
+            if self._stop.is_set() or (limit is not None and len(claimed) >= limit) or self._held():
                 break
             await self._slots.acquire()
-            claim = None if self._stop.is_set() or self._probing() else self.claims.take(job_id)
+            claim = None if self._stop.is_set() or self._probing() else await self._take(job_id)
             if claim is None:
                 self._slots.release()
                 if self._probing():
@@ -115,6 +162,25 @@ class Consumer:
             claimed[job_id] = self._start(claim)
             started += 1
         return started
+
+    def _held(self) -> bool:
+        """No claims now: the backend is paused or the queue cannot be written."""
+        return self._paused() or not self.gate.is_open
+
+    async def _take(self, job_id: str) -> ClaimFile | None:
+        """Claim ``job_id``; None when it is gone, the filesystem refuses its name (then it is
+        quarantined) or the queue cannot be written (then the gate closes). Never raises for those."""
+        try:
+            return self.claims.take(job_id)
+        except QueueFault as fault:
+            self.gate.close(fault)
+        except FileFault as fault:
+            path = self.queue.job_path(INCOMING, job_id)
+            try:
+                await self._quarantine([Stray(path, "bad_name", f"cannot be claimed: {fault}")])
+            except QueueFault as queue_fault:
+                self.gate.close(queue_fault)
+        return None
 
     def _start(self, claim: ClaimFile) -> asyncio.Task[Outcome]:
         """Process a claim (its slot acquired) in its own task, which releases the slot when done."""
@@ -127,8 +193,7 @@ class Consumer:
         try:
             outcome = await self._processor.process(claim)
         except asyncio.CancelledError:
-            self.claims.release(claim)
-            log.info("job %s back in incoming/ at shutdown", claim.job_id)
+            self._release_at_shutdown(claim)
             raise
         except Exception as exc:
             log.exception("job %s: unexpected error; counted as a failed attempt", claim.job_id)
@@ -137,6 +202,16 @@ class Consumer:
             self._slots.release()
         await self._note_backend(outcome)
         return outcome
+
+    def _release_at_shutdown(self, claim: ClaimFile) -> None:
+        try:
+            self.claims.release(claim)
+        except (QueueFault, FileFault) as fault:
+            log.warning(
+                "job %s: cannot go back to incoming/ at shutdown (%s); left claimed", claim.job_id, fault
+            )
+            return
+        log.info("job %s back in incoming/ at shutdown", claim.job_id)
 
     # -- backend availability --------------------------------------------------------------------
 
@@ -149,13 +224,14 @@ class Consumer:
                 "backend unavailable (%d in a row); next probe in %.1fs", self._backend_failures, pause
             )
             await self._publish_backend(available=False, pause_s=pause)
-        elif outcome == "filed":
+            return
+        if outcome in ("answered", "filed"):
             self.processed += 1
-            if self._backend_failures:
-                log.info("backend answers again after %d failures; resuming", self._backend_failures)
-                self._backend_failures = 0
-                await self._publish_backend(available=True, pause_s=0.0)
-                self._wake.set()
+        if outcome == "answered" and self._backend_failures:  # only an answer says the backend is back
+            log.info("backend answers again after %d failures; resuming", self._backend_failures)
+            self._backend_failures = 0
+            await self._publish_backend(available=True, pause_s=0.0)
+            self._wake.set()
 
     async def _publish_backend(self, *, available: bool, pause_s: float) -> None:
         state = BackendState(
@@ -182,19 +258,40 @@ class Consumer:
     # -- leases ----------------------------------------------------------------------------------
 
     async def keep_leases(self) -> None:
-        """Renew our claims and take over expired ones of dead consumers, until stopped."""
+        """Renew our claims (answers waiting for the queue included) and take over expired ones of dead
+        consumers, until stopped."""
         lease_s = self._ctx.queue_settings.lease_s
         while not await set_within(self._stop, lease_s / 3):
-            for task, claim in list(self._inflight.items()):
-                if not task.done() and not self.claims.renew(claim):
+            self._renew()
+            if self.gate.is_open:
+                await self.recover()
+                await asyncio.to_thread(self.queue.sweep_staging)  # what a failed write could not remove
+
+    def _renew(self) -> None:
+        for task, claim in list(self._inflight.items()):
+            if task.done():
+                continue
+            try:
+                if not self.claims.renew(claim):
                     log.warning("job %s: claim gone while in flight (lease taken over)", claim.job_id)
-            await self.recover()
+            except QueueFault as fault:  # a read-only queue: the claim stays ours, its clock does not move
+                self.gate.close(fault)
+            except FileFault as fault:
+                log.warning("job %s: its lease cannot be renewed: %s", claim.job_id, fault)
 
     async def recover(self) -> None:
+        """Quarantine strays in ``processing/`` and recover expired claims; a queue that cannot be
+        written closes the gate (tried again once it opens)."""
+        try:
+            await self._recover()
+        except QueueFault as fault:
+            self.gate.close(fault)
+
+    async def _recover(self) -> None:
         settings = self._ctx.queue_settings
         strays = scan_jobs(self.queue.folder(PROCESSING)).strays  # e.g. claims made by older versions
         if strays:
-            await self._processor.report_quarantined(quarantine_strays(self.queue.root, strays))
+            await self._quarantine(strays)
         recovered = await asyncio.to_thread(
             recover_expired, self.claims, settings.lease_s, settings.max_attempts
         )
@@ -242,10 +339,10 @@ class Consumer:
         An id that names no waiting job (another consumer won the rename, or it was never there) costs
         one failed rename and is otherwise ignored.
         """
-        if self._stop.is_set() or self._paused() or self._backend_failures or self._slots.locked():
+        if self._stop.is_set() or self._held() or self._backend_failures or self._slots.locked():
             return False
         await self._slots.acquire()  # free: returns at once
-        claim = self.claims.take(job_id)
+        claim = await self._take(job_id)
         if claim is None:
             self._slots.release()
             return True
@@ -275,6 +372,11 @@ class Consumer:
         await asyncio.gather(*late, return_exceptions=True)
 
 
+def _handed_back(task: asyncio.Task[Outcome]) -> bool:
+    """The job went back to ``incoming/`` because the queue could not be written: claim it again."""
+    return task.done() and not task.cancelled() and task.exception() is None and task.result() == "paused"
+
+
 async def run_consumer(
     consumer: Consumer,
     ticks: Coroutine[Any, Any, None],
@@ -287,6 +389,7 @@ async def run_consumer(
     """Ticks, leases and (with ``watch``) the folder watch as one group: one failing stops the consumer."""
     await consumer.recover()
     async with ServiceTasks() as tasks:
+        tasks.start(consumer.gate.keep(stop), f"{service} queue gate")
         tasks.start(ticks, f"{service} ticks")
         tasks.start(consumer.keep_leases(), f"{service} leases")
         if watch:

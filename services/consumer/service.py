@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from services.consumer.app import Consumer, run_consumer
@@ -13,7 +14,7 @@ from shared.config import ConfigError, Settings
 from shared.llm import make_backend
 from shared.messaging import bus as bus_module
 from shared.messaging import subjects
-from shared.queue import Claims, FileQueue, new_token
+from shared.queue import Claims, FileQueue, QueueGate, new_token
 from shared.scoring import Catalog, CatalogError, Wrapper, load_catalog
 from shared.service import instance_name, presence
 
@@ -40,12 +41,18 @@ def _wrapper(settings: Settings, name: str) -> tuple[Catalog, Wrapper]:
 
 
 async def run(
-    settings: Settings, stop: asyncio.Event, name: str, failpoints: Failpoints | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    name: str,
+    failpoints: Failpoints | None = None,
+    started: Callable[[Consumer], None] | None = None,
 ) -> None:
+    """Run the consumer ``name`` until ``stop``; ``started`` is handed the consumer once it is made (a
+    test looks at its gate and its slots)."""
     catalog, wrapper = _wrapper(settings, name)
     config = settings.consumers[name]
     queue = FileQueue(settings.queue_dir)
-    queue.ensure()
+    unwritable = queue.probe()  # makes the folders; a queue that cannot be written waits behind the gate
     claims = Claims(queue, new_token())
     owner = instance_name(service_name(name))
     async with AsyncExitStack() as stack:
@@ -53,6 +60,13 @@ async def run(
         stack.push_async_callback(backend.aclose)
         bus = await stack.enter_async_context(
             bus_module.connect(settings.nats, name=service_name(name), stop=stop)
+        )
+        gate = QueueGate(
+            queue,
+            service_name(name),
+            owner,
+            settings.queue.fault_probe,
+            lambda state: bus.emit(subjects.QUEUE_STATE, state),
         )
         context = ConsumerContext(
             name=name,
@@ -66,8 +80,14 @@ async def run(
             claims=claims,
             bus=bus,
             failpoints=failpoints or Failpoints(),
+            gate=gate,
+            stop=stop,
         )
+        if unwritable is not None:
+            gate.close(unwritable)
         consumer = Consumer(context, stop)
+        if started is not None:
+            started(consumer)
         if config.watch:
             await bus.subscribe_events(subjects.JOB_CREATED, consumer.on_event)
         log.info(

@@ -26,6 +26,7 @@ from shared.messaging import Bus, PausedSchedules, Tick, decode_tick, message_pr
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, is_job_name, queue_state
 from shared.service import ServiceTasks, presence, service_names
+from shared.service.statefile import StateFile
 from shared.watch import watching
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Monitor:
         self._paused: set[str] = set()
 
         self._bus: Bus | None = None
+        self._status_log = StateFile(settings.logs_dir / STATUS_LOG, "the hourly status line")
 
     def refresh(self) -> StatusReply:
         """Push the kept counts into the gauges and return the status (no folder scan)."""
@@ -99,6 +101,7 @@ class Monitor:
             missed_schedules=missed_schedules(
                 self._running_schedules(now), self.tracker.last_fired, self._started, now
             ),
+            queue_faults=self.tracker.queue_faults(),
         )
         return judge(seen, limits, self._settings.queue.lease_s)
 
@@ -162,10 +165,7 @@ class Monitor:
 
     async def on_tick(self, tick: Tick) -> None:
         line = self.status_line(tick.slot or utc_now())
-        path = self._settings.logs_dir / STATUS_LOG
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        self._status_log.append(line)  # a full disk: said once, the line is in the service log all the same
         self.tracker.note_run("monitor", line)
         log.info("%s", line)
 
@@ -212,6 +212,7 @@ class Monitor:
             try:
                 for subject in (
                     subjects.CONSUMER_BACKEND,
+                    subjects.QUEUE_STATE,
                     subjects.JOB_ALL,
                     subjects.PRODUCER_GENERATION,
                     subjects.PRODUCER_GENERATOR,

@@ -31,6 +31,7 @@ REASONS = (
     "lease_overdue",
     "schedule_missed",
     "backend_down",
+    "queue_unwritable",
     "service_silent",
 )
 BUCKET_S = 60.0
@@ -100,6 +101,7 @@ class Observations:
     silent_services: list[str]
     expected_services: int
     missed_schedules: list[str]
+    queue_faults: tuple[str, ...] = ()  # per service that cannot write the queue: where and why
 
 
 def judge(seen: Observations, limits: HealthSettings, lease_s: float) -> HealthReport:
@@ -107,6 +109,7 @@ def judge(seen: Observations, limits: HealthSettings, lease_s: float) -> HealthR
         *_outcome_reasons(seen.outcomes, limits),
         *_queue_reasons(seen, lease_s),
         *_backend_reasons(seen.backends_down, seen.wrappers),
+        *_queue_fault_reasons(seen.queue_faults),
         *_service_reasons(seen.silent_services, seen.expected_services),
         *(Reason(code="schedule_missed", severity="WARNING", text=text) for text in seen.missed_schedules),
     ]
@@ -169,6 +172,17 @@ def _backend_reasons(down: list[str], wrappers: int) -> Iterable[Reason]:
         code="backend_down",
         severity=severity,
         text=f"backend down for {', '.join(sorted(down))}: jobs wait in incoming/, claims paused",
+    )
+
+
+def _queue_fault_reasons(faults: tuple[str, ...]) -> Iterable[Reason]:
+    if not faults:
+        return
+    yield Reason(
+        code="queue_unwritable",
+        severity="CRITICAL",
+        text=f"the queue cannot be written ({'; '.join(faults)}): claims paused, answers kept, "
+        "probing until it can",
     )
 
 

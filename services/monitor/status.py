@@ -24,6 +24,7 @@ from shared.messaging import (
     JobFailed,
     JobScored,
     ProducerGeneration,
+    QueueState,
     ServiceHeartbeat,
     Tick,
     TickOverlapped,
@@ -68,6 +69,7 @@ class Tracker:
         self._service_timeout_s = settings.service_timeout_s  # not heard from for this long: gone
         self.outcomes = OutcomeWindow(settings.health.window_s)
         self.backend_down: dict[str, bool] = {}
+        self._queue_faults: dict[str, QueueState] = {}  # instance -> its last "cannot write" report
         self.last_fired: dict[str, datetime] = {}
         self.last_runs: dict[str, LastRun] = {}
         self.scored: dict[str, dict[str, int]] = {}
@@ -97,6 +99,8 @@ class Tracker:
             self.backend_down[wrapper] = not event.available
             state = "available" if event.available else f"down ({event.consecutive_failures} failures)"
             self._ran(f"backend.{wrapper}", f"{self._label('backend', event.backend)} {state}")
+        elif isinstance(event, QueueState):
+            self._on_queue_state(event)
         elif isinstance(event, JobCreated):
             metrics.jobs_created.labels(source=event.source).inc()
         elif isinstance(event, ProducerGeneration):
@@ -170,6 +174,27 @@ class Tracker:
         metrics.generator_cost.inc(event.cost)
         metrics.generator_spent_today.set(event.spent_today)
         metrics.generator_budget_exhausted.set(1 if event.outcome == "over_budget" else 0)
+
+    def _on_queue_state(self, event: QueueState) -> None:
+        if event.writable:
+            if self._queue_faults.pop(event.instance, None) is not None:
+                self._ran(f"queue.{event.service}", "writable again")
+            return
+        if event.instance not in self._queue_faults:
+            self._ran(f"queue.{event.service}", f"cannot write {event.folder}: {event.error}")
+        self._queue_faults[event.instance] = event
+
+    def queue_faults(self) -> tuple[str, ...]:
+        """Each instance that reported it cannot write the queue and is still alive: where and why."""
+        live = set(self._instances)
+        for instance in [name for name in self._queue_faults if name not in live]:
+            del self._queue_faults[instance]  # gone or silent: its fault ends with it (a new one reports)
+        now = utc_now()
+        return tuple(
+            f"{state.service}: {state.operation} in {state.folder}: {state.error}, "
+            f"for {(now - state.since).total_seconds():.0f}s"
+            for state in self._queue_faults.values()
+        )
 
     def _on_heartbeat(self, event: ServiceHeartbeat) -> None:
         if event.stopping:

@@ -4,7 +4,10 @@ back pressure allows, archive what it learned from, checkpoint the learner and l
 The learner is brought up to date at start (its checkpoint plus the results of the jobs that were in
 flight, or a cold rebuild from the result files when there is no checkpoint), then from
 ``syntx.job.scored``: each event names a result file, which is read (and trusted or refused) on the next
-tick. A tick costs O(new results); the disk is only read off the event loop.
+tick. A tick costs O(new results); the disk is only read off the event loop. An event's job id becomes
+a path only through the name rule (:func:`shared.names.job_id_problem`): ``../x`` names no file.
+When the queue cannot be written (a full disk) a tick learns but writes nothing — no jobs, no archive
+moves, no checkpoint — until the queue gate opens again (:mod:`shared.queue.gate`).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import asyncio
 import logging
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -41,22 +46,29 @@ from shared.config import ConsumerSettings, Settings
 from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import (
+    ARCHIVE,
     INCOMING,
     PROCESSED,
-    RESULT_SUFFIX,
+    FileFault,
     FileQueue,
     JobMeta,
+    QueueFault,
+    QueueGate,
+    job_id_problem,
     new_job_id,
     producer_batch,
     queue_state,
 )
-from shared.service import presence, reported
+from shared.queue.faults import on_own
+from shared.service import ServiceTasks, instance_name, presence
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = ["EVOLUTION_LOG", "Producer", "last_generation", "run"]
 GENERATOR_SPEND_FILE = "state/generator_spend.json"  # under data_dir: the LLM generator's spend today
 REBUILD_KEEP_HORIZONS = 2  # a cold rebuild reads the newest results of this many forgetting horizons
+WRITTEN_FOLDERS = (INCOMING, ARCHIVE)  # what the producer writes in the queue: its gate probes these
 
 
 class ProducerStats(BaseModel):
@@ -70,12 +82,21 @@ class ProducerStats(BaseModel):
 class Producer:
     def __init__(self, settings: Settings, bus: Bus, generator: PromptGenerator, rng: random.Random) -> None:
         self._settings = settings
+        self._queue = FileQueue(settings.queue_dir)
+        self.gate = QueueGate(
+            self._queue,
+            "producer",
+            instance_name("producer"),
+            settings.queue.fault_probe,
+            lambda state: bus.emit(subjects.QUEUE_STATE, state),
+            WRITTEN_FOLDERS,
+            waiting="new jobs wait",
+        )
         self._config = settings.producer
         self._learning = settings.producer.learning
         self._bus = bus
         self._generator = generator
         self._rng = rng
-        self._queue = FileQueue(settings.queue_dir)
         self._arms: list[Arm] = [
             (category, style) for category in settings.topics for style in settings.styles
         ]
@@ -93,6 +114,10 @@ class Producer:
     @property
     def learner(self) -> Learner:
         return self._learner
+
+    @property
+    def queue(self) -> FileQueue:
+        return self._queue
 
     async def start(self) -> LearnReport:
         """Checkpoint plus catch-up, or a cold rebuild; then the first checkpoint. Off the event loop."""
@@ -113,7 +138,7 @@ class Producer:
         highest = await asyncio.to_thread(highest_sequence_in_flight, self._queue, self._max_job_bytes)
         self._next_sequence = max(self._next_sequence, report.max_sequence + 1, highest + 1)
         self._to_archive.extend(report.learned)
-        await self._save(covered_from)
+        await self._writing(lambda: self._save(covered_from), None)  # a full disk: the first tick saves it
         self._favoured = [arm_name(arm) for arm in self._learner.favoured()]
         return report
 
@@ -127,7 +152,9 @@ class Producer:
         return max(limits, default=ConsumerSettings.model_fields["max_job_bytes"].default)
 
     async def on_scored(self, event: Event) -> None:
-        if isinstance(event, JobScored) and not self._learner.knows(event.job_id):
+        if not isinstance(event, JobScored) or job_id_problem(event.job_id) is not None:
+            return  # an id that is no file stem names no result (the event model refuses it already)
+        if not self._learner.knows(event.job_id):
             self._pending.add(event.job_id)
 
     async def learn_pending(self) -> LearnReport:
@@ -135,7 +162,12 @@ class Producer:
         pending, self._pending = sorted(self._pending), set()
         if not pending:
             return LearnReport()
-        paths = await asyncio.to_thread(self._result_paths, pending)
+        try:
+            paths = await asyncio.to_thread(self._result_paths, pending)
+        except QueueFault as fault:  # the folders cannot be read now: the next tick reads them
+            self._pending.update(pending)
+            self.gate.close(fault)
+            return LearnReport()
         report = learn_paths(self._learner, paths, self._settings.queue.max_result_bytes)
         self._to_archive.extend(report.learned)
         self._remember(report)
@@ -151,10 +183,23 @@ class Producer:
         return [path for job_id in job_ids if (path := self._queue.result_path(job_id)) is not None]
 
     async def on_tick(self, tick: Tick) -> None:
+        try:
+            await self._tick(tick)
+        except QueueFault as fault:  # a folder could not even be read: said once by the gate
+            self.gate.close(fault)
+
+    async def _tick(self, tick: Tick) -> None:
         generation = last_generation(self._evolution_log) + 1
         unfinished_since = await self._oldest_unfinished()
         report = await self.learn_pending()
-        archived = await asyncio.to_thread(self._archive_learned)
+        if not self.gate.is_open:
+            log.info(
+                "generation %d: learned %d; nothing written while the queue cannot be",
+                generation,
+                len(report.learned),
+            )
+            return
+        archived = await self._writing(lambda: asyncio.to_thread(self._archive_learned), 0)
         incoming = self._queue.count(INCOMING)
         state = queue_state(incoming, self._config.back_pressure)
         wanted = producer_batch(state, tick.batch or self._config.batch)
@@ -164,9 +209,11 @@ class Producer:
         skipped = None if wanted else f"queue {state} with {incoming} waiting"
         if report.learned or produced:
             # a result whose event is still on its way belongs to a job unfinished at the last tick or now
-            await self._save(min(self._unfinished_since, unfinished_since))
+            await self._writing(lambda: self._save(min(self._unfinished_since, unfinished_since)), None)
         self._unfinished_since = unfinished_since
-        self._log_generation(generation, report, arm_jobs, favoured)
+        await self._writing(
+            lambda: asyncio.to_thread(self._log_generation, generation, report, arm_jobs, favoured), None
+        )
         await self._bus.emit(
             subjects.PRODUCER_GENERATION,
             ProducerGeneration(
@@ -196,6 +243,17 @@ class Producer:
             archived,
         )
 
+    async def _writing(self, step: Callable[[], Awaitable[T]], otherwise: T) -> T:
+        """``step``'s result; ``otherwise`` when the queue cannot be written (the gate closes, says so
+        once, and opens again by itself) or the filesystem refuses a name (said; the next tick tries)."""
+        try:
+            return await step()
+        except QueueFault as fault:
+            self.gate.close(fault)
+        except FileFault as fault:
+            log.warning("a file of the producer's cannot be written: %s", fault)
+        return otherwise
+
     async def _save(self, scan_from: str) -> None:
         checkpoint = Checkpoint(self._learner.to_state(), self._next_sequence, scan_from)
         await asyncio.to_thread(save_checkpoint, self._queue, self._state_path, checkpoint)
@@ -219,8 +277,15 @@ class Producer:
                 sequence=self._next_sequence,
                 created=datetime.now(UTC),
             )
+            try:
+                job_id = self._queue.add_job(prompt, meta)
+            except QueueFault as fault:
+                self.gate.close(fault)
+                break
+            except FileFault as fault:  # a job id of ours refused: the next tick writes the batch
+                log.warning("a new job cannot be written: %s", fault)
+                break
             self._next_sequence += 1
-            job_id = self._queue.add_job(prompt, meta)
             await self._bus.emit(
                 subjects.JOB_CREATED,
                 JobCreated(
@@ -243,11 +308,21 @@ class Producer:
         )
 
     def _archive_learned(self) -> int:
-        """Move the passed results just learned from ``processed/`` to the archive (O(new))."""
+        """Move the passed results just learned from ``processed/`` to the archive (O(new)); those a
+        queue fault leaves behind are moved by a later tick."""
         job_ids, self._to_archive = self._to_archive, []
         if not self._learning.archive_learned:
             return 0
-        return sum(archive_result(self._queue, job_id) for job_id in job_ids)
+        archived = 0
+        for number, job_id in enumerate(job_ids):
+            try:
+                archived += archive_result(self._queue, job_id)
+            except QueueFault:
+                self._to_archive.extend(job_ids[number:])
+                raise
+            except FileFault as fault:  # it stays in processed/, where it is read as it is
+                log.warning("job %s: its result cannot be archived: %s", job_id, fault)
+        return archived
 
     def _log_generation(
         self, generation: int, report: LearnReport, arm_jobs: Counter[str], favoured: list[str]
@@ -270,7 +345,8 @@ class Producer:
             ),
         )
         self._favoured = favoured
-        append_generation(self._evolution_log, line)
+        with on_own("append a generation", self._evolution_log):
+            append_generation(self._evolution_log, line)
 
     async def stats(self, _request: bytes) -> ProducerStats:
         """What the learner believes, after learning the results scored since the last tick."""
@@ -286,7 +362,7 @@ class Producer:
 def archive_result(queue: FileQueue, job_id: str) -> bool:
     """Move a learned, passed result into today's archive folder; False when it is not in ``processed/``."""
     try:
-        queue.archive(queue.folder(PROCESSED) / f"{job_id}{RESULT_SUFFIX}")
+        queue.archive(queue.result_in(PROCESSED, job_id))
     except FileNotFoundError:
         return False
     return True
@@ -305,6 +381,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         try:
             producer = Producer(settings, bus, generator, rng)
+            if (unwritable := await asyncio.to_thread(producer.queue.probe, WRITTEN_FOLDERS)) is not None:
+                producer.gate.close(unwritable)
             await bus.subscribe_events(subjects.JOB_SCORED, producer.on_scored)
             report = await producer.start()
             log.info(
@@ -316,7 +394,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             )
             await bus.serve(subjects.PRODUCER_STATS, producer.stats, queue="producer")
             ticks = await bus.subscribe_ticks("producer", settings.overlap("producer"))
-            async with presence(bus, "producer", settings.heartbeat_s):
-                await reported(ticks.run(producer.on_tick, stop), "producer ticks")
+            async with presence(bus, "producer", settings.heartbeat_s), ServiceTasks() as tasks:
+                tasks.start(producer.gate.keep(stop), "producer queue gate")
+                tasks.start(ticks.run(producer.on_tick, stop), "producer ticks")
         finally:
             await generator.aclose()

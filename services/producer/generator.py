@@ -13,7 +13,6 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -33,6 +32,7 @@ from shared.messaging import (
     GeneratorOutcome,
     subjects,
 )
+from shared.service.statefile import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class DailySpend(BaseModel):
 class SpendLedger:
     def __init__(self, path: Path | None) -> None:
         self._path = path
+        self._file = None if path is None else StateFile(path, "the generator's spend today")
         self._spend = self._load()
 
     def today(self, now: datetime | None = None) -> DailySpend:
@@ -152,12 +153,10 @@ class SpendLedger:
         return self._spend
 
     def save(self) -> None:
-        if self._path is None or self._spend is None:
+        """On disk when it can be (a full disk: kept in memory, written by the next save)."""
+        if self._file is None or self._spend is None:
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self._path.with_name(f".{self._path.name}.part")
-        staging.write_text(self._spend.model_dump_json(), encoding="utf-8")
-        os.replace(staging, self._path)
+        self._file.replace(self._spend.model_dump_json().encode("utf-8"))
 
     def _load(self) -> DailySpend | None:
         if self._path is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from shared.config import ScheduleSettings
 from shared.cron import Schedule, parse_schedule
+from shared.service.statefile import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class SlotLog:
 
     def __init__(self, path: Path, zone: ZoneInfo) -> None:
         self._path = path
+        self._file = StateFile(path, "the last fired slots")
         self._zone = zone
         self._slots = self._load()
 
@@ -105,9 +106,8 @@ class SlotLog:
         return self._slots.get(name)
 
     def record(self, name: str, slot: datetime) -> None:
+        """Remember ``slot`` as fired; on disk when it can be (a full disk costs the catch-up after a
+        restart at worst, never a tick: the record stays in memory and the next one writes it)."""
         self._slots[name] = slot
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self._path.with_suffix(f".{os.getpid()}.part")  # replicas may share the directory
         data = {key: value.isoformat() for key, value in self._slots.items()}
-        staging.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        staging.replace(self._path)
+        self._file.replace(json.dumps(data, indent=1).encode("utf-8"))

@@ -206,6 +206,10 @@ class QueueSettings(_Section):
     max_result_bytes: int = Field(
         16 * 1024 * 1024, ge=4096, description="a larger file in a result folder is not read, but quarantined"
     )
+    fault_probe: Backoff = Field(
+        Backoff(base_s=0.5, max_s=5.0),
+        description="the queue cannot be written: wait before each probe of its folders (then resume)",
+    )
 
 
 class ConsumerSettings(_Section):

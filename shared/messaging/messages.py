@@ -12,6 +12,8 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter
 
+from shared.names import JobId
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -41,7 +43,7 @@ JOB_SOURCES: Final[tuple[str, ...]] = get_args(JobSource)
 
 class JobCreated(Message):
     kind: Literal["job.created"] = "job.created"
-    job_id: str
+    job_id: JobId
     source: JobSource = "producer"
     topic: str | None = None
     category: str | None = None
@@ -52,7 +54,7 @@ class JobCreated(Message):
 
 class JobScored(Message):
     kind: Literal["job.scored"] = "job.scored"
-    job_id: str
+    job_id: JobId
     wrapper: str
     backend: str
     model: str
@@ -73,7 +75,7 @@ class JobScored(Message):
 
 class JobFailed(Message):
     kind: Literal["job.failed"] = "job.failed"
-    job_id: str
+    job_id: JobId
     wrapper: str
     backend: str
     reason: str
@@ -109,6 +111,24 @@ class BackendState(Message):
     available: bool
     consecutive_failures: int = Field(ge=0)
     pause_s: float = Field(ge=0)
+
+
+# Bounds of a QueueState's texts: a folder name, what was tried, the error as the system said it.
+QUEUE_STATE_TEXT_CHARS: Final = 256
+
+
+class QueueState(Message):
+    """A service cannot write the queue (a full disk, an unwritable folder): it pauses what writes,
+    keeps answers it has, and probes until it can; or it can write it again. Repeated while it lasts."""
+
+    kind: Literal["queue.state"] = "queue.state"
+    service: str = Field(max_length=QUEUE_STATE_TEXT_CHARS)
+    instance: str = Field(max_length=QUEUE_STATE_TEXT_CHARS)
+    writable: bool
+    folder: str | None = Field(None, max_length=QUEUE_STATE_TEXT_CHARS, description="where: processed/")
+    operation: str | None = Field(None, max_length=QUEUE_STATE_TEXT_CHARS, description="what was tried")
+    error: str | None = Field(None, max_length=QUEUE_STATE_TEXT_CHARS, description="No space left … (ENOSPC)")
+    since: datetime = Field(description="when the queue could no longer be written")
 
 
 class ProducerGeneration(Message):
@@ -205,6 +225,7 @@ Event = Annotated[
     | JobScored
     | JobFailed
     | BackendState
+    | QueueState
     | ProducerGeneration
     | GeneratorCall
     | GeneratorBudgetExhausted

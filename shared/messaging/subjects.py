@@ -15,6 +15,7 @@ JOB_FAILED: Final = f"{PREFIX}.job.failed"
 FILE_REFUSED: Final = f"{PREFIX}.job.refused"
 JOB_ALL: Final = f"{PREFIX}.job.>"
 CONSUMER_BACKEND: Final = f"{PREFIX}.consumer.backend"
+QUEUE_STATE: Final = f"{PREFIX}.queue.state"
 PRODUCER_GENERATION: Final = f"{PREFIX}.producer.generation"
 PRODUCER_GENERATOR: Final = f"{PREFIX}.producer.generator"
 PRODUCER_BUDGET: Final = f"{PREFIX}.producer.budget"
@@ -36,6 +37,7 @@ EVENTS: Final = (  # stored in the event stream
     JOB_FAILED,
     FILE_REFUSED,
     CONSUMER_BACKEND,
+    QUEUE_STATE,
     PRODUCER_GENERATION,
     PRODUCER_GENERATOR,
     PRODUCER_BUDGET,

@@ -6,9 +6,11 @@ from shared.names import job_id_problem, name_problem, shown
 from shared.queue.claims import (
     ClaimFile,
     Claims,
+    Taken,
     new_token,
     parse_claim,
 )
+from shared.queue.faults import FileFault, QueueFault, errno_name
 from shared.queue.folders import (
     ARCHIVE,
     ARCHIVE_CLOCK_SLACK,
@@ -35,13 +37,17 @@ from shared.queue.folders import (
     is_job_name,
     job_created_day,
 )
+from shared.queue.gate import QueueGate
 from shared.queue.intake import (
     EVENT_TEXT_CHARS,
     Intake,
+    Moved,
     Quarantined,
     Stray,
     UnreadableFile,
+    claimed_job_id,
     quarantine,
+    quarantine_name,
     quarantine_strays,
     read_bounded,
     refused_event,
@@ -78,11 +84,23 @@ from shared.queue.results import (
     scored_status,
 )
 from shared.queue.store import (
+    WRITTEN_FOLDERS,
     FileQueue,
+    InvalidJobId,
     new_job_id,
 )
 
 __all__ = [
+    "WRITTEN_FOLDERS",
+    "FileFault",
+    "InvalidJobId",
+    "Moved",
+    "QueueFault",
+    "QueueGate",
+    "Taken",
+    "claimed_job_id",
+    "errno_name",
+    "quarantine_name",
     "RESULT_FOLDERS",
     "job_id_problem",
     "EVENT_TEXT_CHARS",

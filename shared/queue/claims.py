@@ -9,6 +9,8 @@ the queue's file clock (:meth:`FileQueue.file_clock`, a probe file's ctime), not
 shared filesystem both clocks are the server's, so hosts whose own clocks differ still agree on a lease.
 No result is ever filed twice: results are created exclusively (see ``FileQueue.write_result``), so of
 a slow holder and the one that took over, the first to finish files the result and the other drops it.
+Every operation says whose fault a failure is (:mod:`shared.queue.faults`): a claim that is gone is
+None or False, a :class:`FileFault` is the job file's, a :class:`QueueFault` the queue's.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.config import DEFAULT_MAX_HEADER_BYTES
-from shared.names import name_problem
+from shared.names import job_id_problem, name_problem
+from shared.queue.faults import FileFault, on_file, renamed
 from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
-from shared.queue.intake import UnreadableFile, read_bounded
+from shared.queue.intake import UnreadableFile, claimed_job_id, read_bounded
 from shared.queue.jobfile import Job, JobFileError, parse_job
 from shared.queue.store import FileQueue
 
@@ -38,22 +41,39 @@ class ClaimFile:
     path: Path
 
     def lease_clock(self) -> float | None:
-        """When the lease was last started or renewed (a rename or a touch sets the ctime)."""
+        """When the lease was last started or renewed (a rename or a touch sets the ctime); None when the
+        claim is gone or cannot be looked at now (then it is not judged expired)."""
         try:
             return self.path.stat().st_ctime
-        except FileNotFoundError:
+        except OSError:
             return None
 
 
 def parse_claim(path: Path) -> ClaimFile | None:
-    if name_problem(path.name) is not None:
-        return None  # never claimed by this version: such names are quarantined from incoming/
+    """The claim a file in ``processing/`` is; None for anything else — names that break the name rule
+    included (never claimed by this version: such files are quarantined, see :func:`scan_jobs`)."""
+    if name_problem(path.name) is not None or not is_job_name(path.name):
+        return None
+    job_id = claimed_job_id(path.name)
+    if job_id_problem(job_id) is not None:
+        return None
     match = CLAIM_NAME.match(path.name)
-    if match:
-        return ClaimFile(match["job"], match["token"], path)
-    if is_job_name(path.name):
-        return ClaimFile(path.name[: -len(JOB_SUFFIX)], None, path)
-    return None
+    return ClaimFile(job_id, match["token"] if match else None, path)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """An expired claim to recover: its file, and whose it was and when it was last renewed before it
+    was taken over (``claim`` is ours already when a fault interrupted an earlier recovery)."""
+
+    claim: ClaimFile
+    last_renewed: float | None
+    holder: str
+
+    @classmethod
+    def expired(cls, claim: ClaimFile) -> Taken:
+        holder = f"claim {claim.token}" if claim.token else "unknown holder"
+        return cls(claim, claim.lease_clock(), holder)
 
 
 class Claims:
@@ -62,20 +82,36 @@ class Claims:
     def __init__(self, queue: FileQueue, token: str) -> None:
         self.queue = queue
         self.token = token
+        self._adopted: dict[str, Taken] = {}  # taken over, recovery not finished (a fault came between)
+
+    def adopt(self, taken: Taken, ours: ClaimFile) -> None:
+        """``ours`` is the claim ``taken`` over; until :meth:`settled` a fault may interrupt its recovery."""
+        self._adopted[ours.job_id] = Taken(ours, taken.last_renewed, taken.holder)
+
+    def settled(self, job_id: str) -> None:
+        self._adopted.pop(job_id, None)
+
+    def adopted(self) -> list[Taken]:
+        """Claims taken over whose recovery a fault interrupted: to be finished first."""
+        return list(self._adopted.values())
 
     def path(self, job_id: str) -> Path:
-        return self.queue.folder(PROCESSING) / f"{job_id}.claim-{self.token}{JOB_SUFFIX}"
+        return self.queue.folder(PROCESSING) / self.queue.file_name(
+            job_id, f".claim-{self.token}{JOB_SUFFIX}"
+        )
 
     def take(self, job_id: str) -> ClaimFile | None:
-        """Claim a waiting job; exactly one caller wins. The lease starts now."""
+        """Claim a waiting job; exactly one caller wins. The lease starts now. None when it is gone."""
         target = self.path(job_id)
-        try:
-            os.rename(self.queue.job_path(INCOMING, job_id), target)
-        except FileNotFoundError:
+        if not renamed("claim", self.queue.job_path(INCOMING, job_id), target):
             return None
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(self.queue.sidecar_path(INCOMING, job_id), self.queue.sidecar_path(PROCESSING, job_id))
+        self._move_sidecar(job_id, INCOMING, PROCESSING)
         return ClaimFile(job_id, self.token, target)
+
+    def _move_sidecar(self, job_id: str, origin: str, destination: str) -> None:
+        source = self.queue.sidecar_path(origin, job_id)
+        with contextlib.suppress(FileNotFoundError), on_file("move metadata", source):
+            os.rename(source, self.queue.sidecar_path(destination, job_id))
 
     def read_job(
         self, claim: ClaimFile, max_bytes: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
@@ -84,14 +120,16 @@ class Claims:
 
         Both files are read bounded (:func:`read_bounded`): no symlink followed, no FIFO waited on, no
         more than ``max_bytes`` + 1 read. Raises ``FileNotFoundError`` when the claim is gone,
-        ``JobFileError`` for a malformed job; an unreadable sidecar is ignored.
+        ``JobFileError`` for a malformed job, :class:`FileFault` or :class:`QueueFault` when it cannot be
+        read; an unreadable sidecar is ignored.
         """
         try:
             sidecar: bytes | None = read_bounded(self.queue.sidecar_path(PROCESSING, claim.job_id), max_bytes)
-        except (FileNotFoundError, UnreadableFile):
+        except (OSError, UnreadableFile):
             sidecar = None
         try:
-            raw = read_bounded(claim.path, max_bytes)
+            with on_file("read", claim.path):
+                raw = read_bounded(claim.path, max_bytes)
         except UnreadableFile as exc:
             raise JobFileError(f"job file is {exc}") from None
         return parse_job(claim.job_id, raw, max_bytes, sidecar, max_header_bytes=max_header_bytes)
@@ -99,7 +137,8 @@ class Claims:
     def renew(self, claim: ClaimFile) -> bool:
         """Extend the lease; False when the claim is gone (taken over after our lease expired)."""
         try:
-            _touch(claim.path)
+            with on_file("renew a lease", claim.path):
+                _touch(claim.path)
         except FileNotFoundError:
             return False
         return True
@@ -110,29 +149,21 @@ class Claims:
         The rename restarts the lease clock, so no other recoverer sees our new claim as expired.
         """
         target = self.path(claim.job_id)
-        try:
-            os.rename(claim.path, target)
-        except FileNotFoundError:
+        if not renamed("take over a claim", claim.path, target):
             return None
         return ClaimFile(claim.job_id, self.token, target)
 
     def release(self, claim: ClaimFile) -> bool:
         """Return the job to ``incoming/`` (its sidecar first, so the job never waits without it)."""
-        queue = self.queue
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(
-                queue.sidecar_path(PROCESSING, claim.job_id), queue.sidecar_path(INCOMING, claim.job_id)
-            )
-        try:
-            os.rename(claim.path, queue.job_path(INCOMING, claim.job_id))
-        except FileNotFoundError:
-            return False
-        return True
+        self._move_sidecar(claim.job_id, PROCESSING, INCOMING)
+        return renamed("release", claim.path, self.queue.job_path(INCOMING, claim.job_id))
 
     def forget(self, claim: ClaimFile) -> None:
         """After the result is written: remove the claim, the sidecar and the attempt history.
 
         A directory swapped in under one of these names stays (lease keeping quarantines it).
+        :class:`QueueFault` when they cannot be removed now: the next drain removes the claim of a job
+        whose result exists.
         """
         queue = self.queue
         for path in (
@@ -141,7 +172,7 @@ class Claims:
             queue.sidecar_path(INCOMING, claim.job_id),
             queue.attempts_path(claim.job_id),
         ):
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            with contextlib.suppress(FileNotFoundError, FileFault), on_file("remove a finished claim", path):
                 path.unlink()
 
     def all(self) -> list[ClaimFile]:

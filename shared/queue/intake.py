@@ -1,8 +1,11 @@
 """What enters the queue is checked before it is read: the kind of file, its name, its size.
 
 Files in ``incoming/`` are judged by ``lstat`` (a symlink is never followed): a regular file with a
-printable UTF-8 ``.txt`` name is a job; a symlink, FIFO, socket, device or directory, and any name that
-is not valid UTF-8 or holds control characters, is moved to ``quarantine/`` with a ``.why.txt`` note.
+printable UTF-8 ``.txt`` name whose stem is a job id (:func:`shared.names.job_id_problem`: short enough
+for every name the queue makes from it) is a job; a symlink, FIFO, socket, device or directory, and any
+other name, is moved to ``quarantine/`` with a ``.why.txt`` note — judged before any rename, so no claim
+ever fails on a name. A quarantine name always fits the filesystem: escaped, and shortened with a hash
+when it must be; the original name, escaped, is in the note.
 Dot-files are never jobs and are left alone (copy tools stage under such names). A file is read
 through :func:`read_bounded`: opened without following a symlink and without blocking on a FIFO, refused
 when it has other names (hard links), its size checked before a byte is read, and never more than the
@@ -22,13 +25,17 @@ from pathlib import Path
 from typing import Final
 
 from shared.messaging import FileRefused, QuarantineReason
-from shared.names import name_problem, shown
-from shared.queue.folders import JOB_SUFFIX, QUARANTINE, QUARANTINE_NOTE_SUFFIX, TMP, is_job_name
+from shared.names import clipped, fitted, folder_name_max, id_max_bytes, job_id_problem, name_problem, shown
+from shared.queue.faults import FileFault, on_folder, renamed
+from shared.queue.folders import CLAIM_NAME, JOB_SUFFIX, QUARANTINE, QUARANTINE_NOTE_SUFFIX, is_job_name
+from shared.queue.store import FileQueue
 
 log = logging.getLogger(__name__)
 
 _NAME_SAFE: Final = " !#$&'()+,-.;=@[]^_`{}~"
 EVENT_TEXT_CHARS: Final = 1024  # FileRefused limits its texts to this
+# Room left in a quarantine name for the ".<n>" that keeps it apart from an earlier file of that name.
+NUMBER_ROOM_BYTES: Final = 8
 
 
 class UnreadableFile(ValueError):
@@ -74,12 +81,14 @@ class Intake:
 
 def scan_jobs(folder: Path) -> Intake:
     """Sort a job folder (``incoming/``, ``processing/``) into job files (their names without ``.txt``),
-    strays and dot-files; other entries (metadata of the original layout, files on their way) are skipped."""
+    strays and dot-files; other entries (metadata of the original layout, files on their way) are skipped.
+    :class:`~shared.queue.faults.QueueFault` when the folder cannot be read."""
     found = Intake([], [], [])
+    name_max = folder_name_max(folder)
     try:
-        with os.scandir(folder) as entries:
+        with on_folder("list", folder), os.scandir(folder) as entries:
             for entry in entries:
-                verdict = _judge(entry)
+                verdict = _judge(entry, name_max)
                 if isinstance(verdict, Stray):
                     found.strays.append(verdict)
                 elif verdict == _HIDDEN:
@@ -95,7 +104,7 @@ def scan_jobs(folder: Path) -> Intake:
 _HIDDEN: Final = "."  # a verdict no job id can equal (a job id never starts with a dot)
 
 
-def _judge(entry: os.DirEntry[str]) -> str | Stray | None:
+def _judge(entry: os.DirEntry[str], name_max: int) -> str | Stray | None:
     """A job id, a stray, ``_HIDDEN`` for a dot-file, or None (not a job, maybe metadata: cleanup's)."""
     name = entry.name
     problem = name_problem(name)
@@ -110,7 +119,19 @@ def _judge(entry: os.DirEntry[str]) -> str | Stray | None:
         return None
     if not regular:
         return Stray(Path(entry.path), "not_regular_file", f"not a regular file but {kind}")
-    return name[: -len(JOB_SUFFIX)] if is_job_name(name) else None
+    if not is_job_name(name):
+        return None
+    job_id = claimed_job_id(name)
+    problem = job_id_problem(job_id, name_max)
+    if problem is not None:
+        return Stray(Path(entry.path), "bad_name", f"not a job id: {problem}")
+    return name[: -len(JOB_SUFFIX)]
+
+
+def claimed_job_id(name: str) -> str:
+    """The job id in a job file's name: ``<id>.txt`` or a claim ``<id>.claim-<token>.txt``."""
+    claim = CLAIM_NAME.match(name)
+    return claim["job"] if claim else name[: -len(JOB_SUFFIX)]
 
 
 def describe_kind(mode: int) -> str:
@@ -156,27 +177,61 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def quarantine(root: Path, path: Path, reason: QuarantineReason, detail: str) -> Quarantined | None:
+def quarantine(queue: FileQueue, path: Path, reason: QuarantineReason, detail: str) -> Quarantined | None:
     """Move ``path`` (any kind of entry; a symlink itself, not its target) to ``quarantine/`` under a
-    safe, free name, with a note saying where it came from and why. None when it was gone already."""
-    folder = root / QUARANTINE
-    target = _free_name(folder, _safe_name(path.name))
+    safe name that fits the filesystem, with a note saying where it came from and why. None when it was
+    gone already. The note is written first, so no file is quarantined without one (unless the
+    filesystem refuses the note's name: then the log line says why).
+
+    Raises :class:`~shared.queue.faults.QueueFault` when the queue cannot be written (nothing moved) and
+    :class:`~shared.queue.faults.FileFault` when this file cannot be moved (it stays where it is).
+    """
+    folder = queue.folder(QUARANTINE)
+    target = _free_name(folder, quarantine_name(path.name, folder_name_max(folder)))
+    note = target.with_name(target.name + QUARANTINE_NOTE_SUFFIX)
+    origin = f"{shown(path.parent.name)}/{shown(path.name)}"
     try:
-        os.rename(path, target)
-    except FileNotFoundError:
+        queue.write_atomic(note, f"{origin}: {detail}\n".encode())
+    except FileFault as fault:  # the file goes all the same: the note's reason is in the log line
+        log.warning("the note on %s cannot be written (%s); quarantining it without", clipped(origin), fault)
+    try:
+        moved = renamed("quarantine", path, target)
+    except BaseException:
+        queue.discard(note)
+        raise
+    if not moved:
+        queue.discard(note)
         return None
-    note = f"{path.parent.name}/{shown(path.name)}: {detail}\n"
-    staging = root / TMP / f"{target.name}{QUARANTINE_NOTE_SUFFIX}.{os.getpid()}.part"
-    staging.write_bytes(note.encode("utf-8"))
-    os.replace(staging, target.with_name(target.name + QUARANTINE_NOTE_SUFFIX))
-    moved = Quarantined(shown(path.name), target.name, reason, detail)
-    log.warning("quarantined %s/%s as %s: %s", path.parent.name, moved.shown, target.name, detail)
-    return moved
+    log.warning("quarantined %s as %s: %s", clipped(origin), target.name, detail)
+    return Quarantined(shown(path.name), target.name, reason, detail)
 
 
-def quarantine_strays(root: Path, strays: list[Stray]) -> list[Quarantined]:
-    moved = (quarantine(root, stray.path, stray.reason, stray.detail) for stray in strays)
-    return [item for item in moved if item is not None]
+def quarantine_strays(queue: FileQueue, strays: list[Stray]) -> Moved:
+    """Quarantine each stray; one that cannot be moved (:class:`FileFault`) is left, and said, and the
+    others go on. :class:`~shared.queue.faults.QueueFault` ends the pass (the queue cannot be written)."""
+    done = Moved([], [])
+    for stray in strays:
+        try:
+            moved = quarantine(queue, stray.path, stray.reason, stray.detail)
+        except FileFault as exc:
+            done.left.append(Stray(stray.path, stray.reason, f"{stray.detail}; cannot be moved: {exc}"))
+            continue
+        if moved is not None:
+            done.quarantined.append(moved)
+    return done
+
+
+@dataclass(frozen=True)
+class Moved:
+    quarantined: list[Quarantined]
+    left: list[Stray]  # could not be moved (the filesystem refused): left where they are
+
+
+def quarantine_name(name: str, name_max: int) -> str:
+    """A printable name for anything, short enough that it, its note and the note's staging name fit
+    ``name_max``: bytes that are not printable are %-escaped, a long result cut with a hash of the whole."""
+    limit = id_max_bytes(name_max) - NUMBER_ROOM_BYTES
+    return fitted(_safe_name(name), limit, whole=os.fsencode(name))
 
 
 def _safe_name(name: str) -> str:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.messaging import utc_now
+from shared.queue.faults import FileFault, on_file
 from shared.queue.folders import ERROR, PROCESSED, RESULT_SUFFIX, ResultFolder
 from shared.queue.intake import Quarantined, UnreadableFile, quarantine, read_bounded
 from shared.queue.jobfile import Job
@@ -207,13 +208,18 @@ def load_history(queue: FileQueue, job_id: str) -> History:
     """The attempts of ``job_id`` from ``attempts/<id>.json``.
 
     A file that is not a list of valid attempts (wrong types, not JSON, too big, not a regular file)
-    is moved to ``quarantine/`` with a note and the history counts as empty: the job goes on.
+    is moved to ``quarantine/`` with a note and the history counts as empty: the job goes on (one that
+    cannot be moved stays, and is replaced by the next history written). :class:`QueueFault` when the
+    queue cannot be read or written.
     """
     path = queue.attempts_path(job_id)
     try:
-        return History(_HISTORY.validate_json(read_bounded(path, MAX_HISTORY_BYTES)))
+        with on_file("read the attempt history", path):
+            return History(_HISTORY.validate_json(read_bounded(path, MAX_HISTORY_BYTES)))
     except FileNotFoundError:
         return History([])
+    except FileFault as exc:
+        why = str(exc)
     except UnreadableFile as exc:
         why = str(exc)
     except ValidationError as exc:
@@ -221,7 +227,10 @@ def load_history(queue: FileQueue, job_id: str) -> History:
         where = ".".join(str(step) for step in first["loc"]) or "top level"
         why = f"{where}: {first['msg']}"
     detail = f"attempt history unreadable ({why}); counted as empty"
-    return History([], quarantine(queue.root, path, "bad_attempts", detail))
+    try:
+        return History([], quarantine(queue, path, "bad_attempts", detail))
+    except FileFault:
+        return History([])
 
 
 def counted_failures(attempts: list[Attempt]) -> int:

@@ -11,16 +11,19 @@ archived); :meth:`FileQueue.archive`, :meth:`FileQueue.archived_results` and
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from shared.names import folder_name_max, job_id_problem
+from shared.queue.faults import QueueFault, folder_of, on_folder, on_own, renamed
 from shared.queue.folders import (
     ALL_FOLDERS,
     ARCHIVE,
@@ -32,6 +35,8 @@ from shared.queue.folders import (
     INCOMING,
     JOB_SUFFIX,
     PROCESSED,
+    PROCESSING,
+    QUARANTINE,
     RESULT_FOLDERS,
     RESULT_SUFFIX,
     TMP,
@@ -49,6 +54,22 @@ log = logging.getLogger(__name__)
 # Looking a job up in the archive probes the day folders from its creation day on, one stat each;
 # for a job older than this, listing the day folders that exist is cheaper.
 ARCHIVE_PROBE_DAYS: Final = 62
+# Files the queue makes: read and written by every service of the queue's user (umask applies).
+NEW_FILE_MODE: Final = 0o666
+# What a consumer writes besides .tmp/: the folders its probe checks before it claims again.
+WRITTEN_FOLDERS: Final = (INCOMING, PROCESSING, PROCESSED, ERROR, ATTEMPTS, QUARANTINE)
+PROBE_PREFIX: Final = ".probe."  # a dot-file: never a job, a result or a count
+PROBE_MOVED: Final = ".moved"  # what the probe renames its file to within a folder
+PROBE_DATA: Final = b"probe\n"  # a byte or more: an empty file needs no space, so would not show a full disk
+
+
+class InvalidJobId(ValueError):
+    """A job id that breaks the name rule (:func:`shared.names.job_id_problem`): no path is built from it."""
+
+    def __init__(self, job_id: str, problem: str) -> None:
+        super().__init__(f"not a job id ({problem})")
+        self.job_id = job_id
+        self.problem = problem
 
 
 def new_job_id(now: datetime | None = None) -> str:
@@ -60,6 +81,7 @@ def new_job_id(now: datetime | None = None) -> str:
 class FileQueue:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._leftovers: set[Path] = set()  # staging files a failed write could not remove
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -77,23 +99,116 @@ class FileQueue:
 
         ``exclusive``: never replace an existing ``target`` (returns False instead); a hard link
         either creates the name or fails, so of two concurrent writers exactly one wins.
+        Raises :class:`~shared.queue.faults.QueueFault` when the queue cannot be written,
+        :class:`~shared.queue.faults.FileFault` when the filesystem refuses the name; the staging file
+        never stays behind (see :meth:`sweep_staging`).
         """
         staging = self.folder(TMP) / f"{target.name}.{secrets.token_hex(4)}.part"
-        with staging.open("wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        if not exclusive:
-            os.replace(staging, target)
-            return True
+        with on_own("write a staging file", staging):
+            self._write_new(staging, data, fsync)
         try:
-            os.link(staging, target)
-        except FileExistsError:
-            return False
+            with on_own("file", target):
+                if not exclusive:
+                    os.replace(staging, target)
+                    return True
+                try:
+                    os.link(staging, target)
+                except FileExistsError:
+                    return False
         finally:
-            staging.unlink()
+            self.discard(staging)  # after a replace: gone already
         return True
+
+    def _write_new(self, path: Path, data: bytes, fsync: bool) -> None:
+        """Create ``path`` with ``data``; on any failure nothing of it stays (or it is remembered)."""
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, NEW_FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(handle, view) :]
+            if fsync:
+                os.fsync(handle)
+        except BaseException:
+            os.close(handle)
+            self.discard(path)
+            raise
+        try:
+            os.close(handle)  # on a network filesystem a full disk may show only here
+        except OSError:
+            self.discard(path)
+            raise
+
+    def discard(self, staging: Path) -> None:
+        """Remove a file the queue made and no longer wants (a staging file, a probe, a note whose file
+        was not moved); one that cannot be removed now is remembered for :meth:`sweep_staging`."""
+        try:
+            os.unlink(staging)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self._leftovers.add(staging)
+
+    def sweep_staging(self) -> int:
+        """Remove the staging files a failed write left because they could not be removed at the time
+        (the disk failing, ``.tmp/`` read-only); returns how many went. Called when the queue is writable
+        again, so leftovers go then, not after ``cleanup.tmp_max_age_s``."""
+        removed = 0
+        for path in list(self._leftovers):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
+            self._leftovers.discard(path)
+            removed += 1
+        return removed
+
+    def probe(self, folders: Iterable[str] = WRITTEN_FOLDERS) -> QueueFault | None:
+        """Whether ``folders`` can be used now, tried the way the queue uses them: a small file is
+        written to ``.tmp/`` (a full disk shows); in each folder it is linked, renamed, read, touched,
+        listed and removed (an unwritable or failing folder shows). None when all worked, else what
+        failed first. Folders that were removed are made again first."""
+        operation, path = "make the queue's folders", self.root
+        try:
+            self.ensure()
+            operation, path = "write a probe file", self.folder(TMP) / f"{PROBE_PREFIX}{secrets.token_hex(4)}"
+            self._write_new(path, PROBE_DATA, fsync=False)
+            probe = path
+            try:
+                for name in folders:
+                    operation, path = "use the folder", self.folder(name) / probe.name
+                    self._use_folder(probe, path)
+                operation, path = "remove a probe file", probe
+                os.unlink(probe)
+            except OSError:
+                self.discard(probe)
+                raise
+        except OSError as error:
+            return QueueFault(operation, folder_of(path), error)
+        return None
+
+    def _use_folder(self, probe: Path, path: Path) -> None:
+        """Link, rename, read, touch, list and remove a probe file in ``path``'s folder (strictly: a
+        removal that fails fails the probe; what stays is removed later, see :meth:`sweep_staging`)."""
+        moved = path.with_name(f"{path.name}{PROBE_MOVED}")
+        os.link(probe, path)
+        current = path
+        try:
+            os.rename(path, moved)
+            current = moved
+            handle = os.open(moved, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.read(handle, len(PROBE_DATA))
+            finally:
+                os.close(handle)
+            os.utime(moved)
+            with os.scandir(path.parent) as entries:
+                next(entries, None)
+            os.unlink(moved)
+        except OSError:
+            self.discard(current)
+            raise
 
     def add_job(self, prompt: str, meta: JobMeta, job_id: str | None = None) -> str:
         job_id = job_id or new_job_id()
@@ -107,14 +222,15 @@ class FileQueue:
 
         The name is created exclusively (a hard link), which settles two writers within one folder. Two
         writers into different folders can both pass the first check at the same moment; after the link
-        :meth:`_settle` leaves exactly one result: ``processed/`` wins over ``error/``.
+        :meth:`_settle` leaves exactly one result: ``processed/`` wins over ``error/``. Raises
+        :class:`QueueFault` (nothing was filed) when the queue cannot be written.
         """
+        target = self.result_in(folder, job_id)
         if self.result_path(job_id) is not None:
             return False
         data = (
             record if isinstance(record, bytes) else json.dumps(record, ensure_ascii=False, indent=1).encode()
         )
-        target = self.folder(folder) / f"{job_id}{RESULT_SUFFIX}"
         if not self.write_atomic(target, data, fsync=fsync, exclusive=True):
             return False
         return self._settle(folder, job_id)
@@ -123,20 +239,26 @@ class FileQueue:
         """After our link, whichever of two racing writers looks second sees the other's result: the
         one in ``error/`` goes — ours (then False) or theirs — and the one in ``processed/`` (or, once
         the producer moved it, in the archive) stays. The writer into ``error/`` may have returned True
-        just before its result went; the files are the truth, its events only notified."""
-        name = f"{job_id}{RESULT_SUFFIX}"
-        if folder == PROCESSED:
-            try:
-                (self.folder(ERROR) / name).unlink()
-            except FileNotFoundError:
+        just before its result went; the files are the truth, its events only notified. Never raises:
+        our result is filed; a copy that cannot be removed now is said in the log."""
+        name = self.file_name(job_id, RESULT_SUFFIX)
+        try:
+            if folder == PROCESSED:
+                try:
+                    (self.folder(ERROR) / name).unlink()
+                except FileNotFoundError:
+                    return True
+                log.warning(
+                    "job %s: a result landed in error/ at the same moment as ours; kept processed/", job_id
+                )
                 return True
+            if (self.folder(PROCESSED) / name).exists() or self.archived_path(job_id) is not None:
+                (self.folder(folder) / name).unlink(missing_ok=True)
+                return False
+        except OSError as error:
             log.warning(
-                "job %s: a result landed in error/ at the same moment as ours; kept processed/", job_id
+                "job %s: two results at once, and the second cannot be removed now: %s", job_id, error
             )
-            return True
-        if (self.folder(PROCESSED) / name).exists() or self.archived_path(job_id) is not None:
-            (self.folder(folder) / name).unlink(missing_ok=True)
-            return False
         return True
 
     def file_clock(self) -> float:
@@ -155,28 +277,39 @@ class FileQueue:
             return os.fstat(handle).st_ctime
         finally:
             os.close(handle)
-            with contextlib.suppress(FileNotFoundError):
-                probe.unlink()
+            self.discard(probe)
 
     # -- paths and lookups -----------------------------------------------------------------------
 
+    def file_name(self, job_id: str, suffix: str) -> str:
+        """``<job_id><suffix>``, if ``job_id`` keeps the name rule for this queue's filesystem; otherwise
+        :class:`InvalidJobId` — every path the queue builds from an id comes through here."""
+        problem = job_id_problem(job_id, folder_name_max(self.root))
+        if problem is not None:
+            raise InvalidJobId(job_id, problem)
+        return f"{job_id}{suffix}"
+
     def job_path(self, folder: str, job_id: str) -> Path:
-        return self.folder(folder) / f"{job_id}{JOB_SUFFIX}"
+        return self.folder(folder) / self.file_name(job_id, JOB_SUFFIX)
 
     def sidecar_path(self, folder: str, job_id: str) -> Path:
         """Metadata of the original layout: ``X.json`` beside ``X.txt``."""
-        return self.folder(folder) / f"{job_id}{RESULT_SUFFIX}"
+        return self.folder(folder) / self.file_name(job_id, RESULT_SUFFIX)
 
     def attempts_path(self, job_id: str) -> Path:
-        return self.folder(ATTEMPTS) / f"{job_id}.json"
+        return self.folder(ATTEMPTS) / self.file_name(job_id, RESULT_SUFFIX)
+
+    def result_in(self, folder: str, job_id: str) -> Path:
+        """Where the result of ``job_id`` is (or would be) in ``processed/`` or ``error/``."""
+        return self.folder(folder) / self.file_name(job_id, RESULT_SUFFIX)
 
     def result_path(self, job_id: str) -> Path | None:
         """Where the result of ``job_id`` is: ``processed/``, ``error/`` or the archive; None if nowhere."""
         for folder in RESULT_FOLDERS:
             if folder == ARCHIVE:
                 continue
-            path = self.folder(folder) / f"{job_id}{RESULT_SUFFIX}"
-            if path.exists():
+            path = self.result_in(folder, job_id)
+            if _exists(path):
                 return path
         return self.archived_path(job_id)
 
@@ -189,13 +322,13 @@ class FileQueue:
         a creation time (jobs dropped in by hand) look in every day folder. A flat ``archive/<id>.json``
         of earlier versions is found too.
         """
-        name = f"{job_id}{RESULT_SUFFIX}"
+        name = self.file_name(job_id, RESULT_SUFFIX)
         flat = self.folder(ARCHIVE) / name
-        if flat.exists():
+        if _exists(flat):
             return flat
         for day in self._archive_days_for(job_id, today or datetime.now(UTC).date()):
             path = self.folder(ARCHIVE) / day / name
-            if path.exists():
+            if _exists(path):
                 return path
         return None
 
@@ -253,11 +386,14 @@ class FileQueue:
     # -- the archive -----------------------------------------------------------------------------
 
     def archive(self, path: Path, when: datetime | None = None) -> Path:
-        """Move a result into the archive's folder for the day of ``when`` (default: now, UTC)."""
+        """Move a result into the archive's folder for the day of ``when`` (default: now, UTC).
+        ``FileNotFoundError`` when it is gone; :class:`QueueFault` when the archive cannot be written."""
         day = self.folder(ARCHIVE) / archive_day_name(when or datetime.now(UTC))
-        day.mkdir(parents=True, exist_ok=True)
         target = day / path.name
-        os.rename(path, target)
+        with on_own("make an archive day folder", target):
+            day.mkdir(parents=True, exist_ok=True)
+        if not renamed("archive a result", path, target):
+            raise FileNotFoundError(errno.ENOENT, "no such result", str(path))
         return target
 
     def archive_days(self) -> list[tuple[date, str]]:
@@ -309,7 +445,8 @@ class FileQueue:
 
     def move_result(self, path: Path, folder: str) -> Path:
         target = self.folder(folder) / path.name
-        os.rename(path, target)
+        if not renamed("move a result", path, target):
+            raise FileNotFoundError(errno.ENOENT, "no such result", str(path))
         return target
 
     # -- attempt history -------------------------------------------------------------------------
@@ -322,13 +459,21 @@ class FileQueue:
         return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
 
     def write_attempts(self, job_id: str, attempts: list[dict[str, Any]]) -> None:
+        """Replace the job's attempt history; :class:`QueueFault` when it cannot be written."""
         data = json.dumps(attempts, ensure_ascii=False, default=str).encode("utf-8")
         self.write_atomic(self.attempts_path(job_id), data)
 
 
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a folder that cannot be looked into is the queue's fault."""
+    with on_folder("look for a result", path.parent):
+        return path.exists()
+
+
 def _file_names(folder: Path) -> Iterator[str]:
+    """Names of the files in ``folder`` (none if it is missing); :class:`QueueFault` if it cannot be read."""
     try:
-        with os.scandir(folder) as entries:
+        with on_folder("list", folder), os.scandir(folder) as entries:
             yield from (entry.name for entry in entries if entry.is_file(follow_symlinks=False))
     except FileNotFoundError:
         return

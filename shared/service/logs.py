@@ -11,11 +11,11 @@ import logging
 import re
 import sys
 from datetime import datetime
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from shared.config import LoggingSettings
+from shared.service.logfile import LogFile
 
 LINE_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s"
 COMMAND_FORMAT = "%(asctime)s syntx: %(message)s"  # the `syntx` command's own lines
@@ -56,11 +56,10 @@ def setup_logging(service: str, settings: LoggingSettings, logs_dir: Path | None
     if logs_dir is not None:
         logs_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(
-            RotatingFileHandler(
-                logs_dir / f"{service}{settings.file_suffix}.log",
-                maxBytes=settings.max_bytes,
-                backupCount=settings.backups,
-                encoding="utf-8",
+            LogFile(
+                str(logs_dir / f"{service}{settings.file_suffix}.log"),
+                max_bytes=settings.max_bytes,
+                backups=settings.backups,
             )
         )
     root = logging.getLogger()
