@@ -16,8 +16,9 @@ import nats.errors
 from pydantic import ValidationError
 
 from shared.config import Settings
-from shared.messaging import PausedSchedules, Tick, shown_url, subjects
+from shared.messaging import ErrorReply, PausedSchedules, Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
+from shared.names import shown
 from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
 from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
 from syntx import exits
@@ -117,31 +118,35 @@ async def trigger(settings: Settings, schedule: str, batch: int | None, force: b
     return 0
 
 
-async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") -> dict[str, Any] | None:
+async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") -> dict[str, Any] | int:
+    """The service's reply as JSON, or the exit code after one line on stderr saying why there is none."""
     try:
         async with _connect(settings) as bus:
             data = await bus.request(subject, body, wait_s=settings.nats.request_timeout_s)
     except nats.errors.NoServersError:
-        _unreachable(settings)
-        return None
+        return _unreachable(settings)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         sys.stderr.write(f"no answer from the {who} on {subject}: is `syntx up` running?\n")
-        return None
+        return exits.NOT_REACHABLE
     try:
         reply = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         reply = None
     if not isinstance(reply, dict):
         sys.stderr.write(f"the {who} answered on {subject} with something that is not JSON; is it ours?\n")
-        return None
-    return reply
+        return exits.NOT_REACHABLE
+    try:
+        refusal = ErrorReply.model_validate(reply)
+    except ValidationError:
+        return reply  # not an error: the reply asked for
+    return _fail(f"the {who} could not answer on {subject}: {shown(refusal.error)}")
 
 
 async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
     body = json.dumps({"reconcile": exact}).encode()
     reply = await _ask(settings, subjects.STATUS, "monitor", body)
-    if reply is None:
-        return exits.NOT_REACHABLE
+    if isinstance(reply, int):
+        return reply
     if as_json:
         out(json.dumps(reply, indent=2, ensure_ascii=False))
         return 0
@@ -174,8 +179,8 @@ async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
 
 async def schedules(settings: Settings, as_json: bool) -> int:
     reply = await _ask(settings, subjects.SCHEDULES, "scheduler")
-    if reply is None:
-        return exits.NOT_REACHABLE
+    if isinstance(reply, int):
+        return reply
     if as_json:
         out(json.dumps(reply, indent=2, ensure_ascii=False))
         return 0

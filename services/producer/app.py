@@ -38,7 +38,16 @@ from services.producer.rebuild import (
     oldest_in_flight,
 )
 from shared.config import ConsumerSettings, Settings
-from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
+from shared.messaging import (
+    Bus,
+    Event,
+    JobCreated,
+    JobScored,
+    ProducerGeneration,
+    ProducerStatsRequest,
+    Tick,
+    subjects,
+)
 from shared.messaging import bus as bus_module
 from shared.queue import (
     INCOMING,
@@ -272,7 +281,7 @@ class Producer:
         self._favoured = favoured
         append_generation(self._evolution_log, line)
 
-    async def stats(self, _request: bytes) -> ProducerStats:
+    async def stats(self, _request: ProducerStatsRequest) -> ProducerStats:
         """What the learner believes, after learning the results scored since the last tick."""
         await self.learn_pending()
         return ProducerStats(
@@ -314,7 +323,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 report.untrusted,
                 producer.learner.observed,
             )
-            await bus.serve(subjects.PRODUCER_STATS, producer.stats, queue="producer")
+            await bus.serve(ProducerStatsRequest, producer.stats, queue="producer")
             ticks = await bus.subscribe_ticks("producer", settings.overlap("producer"))
             async with presence(bus, "producer", settings.heartbeat_s):
                 await reported(ticks.run(producer.on_tick, stop), "producer ticks")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from shared.messaging.bodies import MalformedMessage
 from shared.messaging.bus import (
     Bus,
     StoppedWhileConnecting,
     connect_options,
     shown_url,
 )
+from shared.messaging.decoding import decode_event, decode_on, decode_request, decode_tick
 from shared.messaging.malformed import (
     MalformedLog,
     message_problem,
@@ -18,6 +20,7 @@ from shared.messaging.messages import (
     QUARANTINE_REASONS,
     BackendState,
     CleanupReport,
+    ErrorReply,
     Event,
     FileRefused,
     GeneratorBudgetExhausted,
@@ -28,12 +31,14 @@ from shared.messaging.messages import (
     JobScored,
     OverlapOutcome,
     ProducerGeneration,
+    ProducerStatsRequest,
     QuarantineReason,
+    Request,
+    SchedulesRequest,
     ServiceHeartbeat,
+    StatusRequest,
     Tick,
     TickOverlapped,
-    decode_event,
-    decode_tick,
     encode,
     utc_now,
 )
@@ -42,6 +47,7 @@ from shared.messaging.pauses import PausedSchedules
 __all__ = [
     "PausedSchedules",
     "MalformedLog",
+    "MalformedMessage",
     "message_problem",
     "FileRefused",
     "QUARANTINE_REASONS",
@@ -49,6 +55,7 @@ __all__ = [
     "BackendState",
     "Bus",
     "CleanupReport",
+    "ErrorReply",
     "Event",
     "GENERATOR_OUTCOMES",
     "JOB_SOURCES",
@@ -60,12 +67,18 @@ __all__ = [
     "JobScored",
     "OverlapOutcome",
     "ProducerGeneration",
+    "ProducerStatsRequest",
+    "Request",
+    "SchedulesRequest",
     "ServiceHeartbeat",
+    "StatusRequest",
     "TickOverlapped",
     "StoppedWhileConnecting",
     "Tick",
     "connect_options",
     "decode_event",
+    "decode_on",
+    "decode_request",
     "decode_tick",
     "encode",
     "shown_url",
