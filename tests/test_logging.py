@@ -47,9 +47,28 @@ def test_the_command_s_own_lines_use_the_same_clock(capsys: pytest.CaptureFixtur
     for handler in list(root.handlers):
         root.removeHandler(handler)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    use_zone_for_command(ZoneInfo("America/New_York"))
+    use_zone_for_command(ZoneInfo("America/New_York"), LoggingSettings())
     logging.getLogger("syntx.supervisor").info("started 7 services")
     line = capsys.readouterr().err.strip()
     stamp, rest = line.split(" ", 1)
     assert datetime.fromisoformat(stamp).utcoffset() == ZoneInfo("America/New_York").utcoffset(datetime.now())
     assert rest == "syntx: started 7 services"
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_long_message_and_a_long_traceback_line_are_cut_with_their_full_length(tmp_path: Path) -> None:
+    """The line that once outgrew `syntx up`'s line reader: a tick failing on a 70,000-character job id."""
+    setup_logging("producer", LoggingSettings(max_message_chars=200), tmp_path, ZoneInfo("UTC"))
+    job_id = "x" * 70_000
+    try:
+        raise OSError(36, "File name too long", job_id)
+    except OSError:
+        logging.getLogger("services.producer").exception("tick for %s failed", job_id)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+    lines = (tmp_path / "producer.log").read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(f"tick for {'x' * 191}… (70016 characters)")
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == f"OSError: [Errno 36] File name too long: '{'x' * 159}… (70042 characters)"
+    assert max(len(line) for line in lines) < 200 + 100
