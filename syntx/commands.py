@@ -20,7 +20,8 @@ from shared.messaging import ErrorReply, PausedSchedules, Tick, shown_url, subje
 from shared.messaging import bus as bus_module
 from shared.names import shown
 from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
-from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
+from shared.safe_yaml import YamlRefused, read_text
+from shared.scoring import SCORERS, configured_catalog, parse_response, render_breakdown, score_response
 from syntx import exits
 from syntx.embedded_nats import EmbeddedNatsError
 from syntx.holders import InUse, check_port, data_dir_claimed
@@ -245,7 +246,7 @@ def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int
 def score(
     settings: Settings, path: Path, format_name: str | None, prompt: str, scorer: str, as_json: bool
 ) -> int:
-    catalog = load_catalog(settings.catalog_dirs)
+    catalog = configured_catalog(settings.catalog_dirs)
     known = ", ".join(catalog.formats)
     if scorer not in SCORERS:
         return _fail(f"unknown scorer {scorer!r} (known: {', '.join(SCORERS)})")
@@ -258,7 +259,7 @@ def score(
             format_name = format_name or record.format
             prompt = prompt or record.prompt or ""
         else:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path, settings.queue.max_result_bytes)
     except ResultFileError as exc:
         return _usage(
             f"syntx score: {path} is not a result JSON: {exc.detail}; name a response text or a result"
@@ -266,8 +267,8 @@ def score(
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return _usage(f"syntx score: cannot read {path}: {reason}; name a response text or a result JSON")
-    except UnicodeDecodeError as exc:
-        return _usage(f"syntx score: {path} is neither UTF-8 text nor a result JSON ({exc}); name one")
+    except YamlRefused as exc:  # too large, not UTF-8, not a regular file
+        return _usage(f"syntx score: {path} {exc.reason}; name a response text or a result JSON")
     parsed = parse_response(text, catalog.formats, expected=format_name)
     chosen = format_name or parsed.format
     if chosen is None or chosen not in catalog.formats:
