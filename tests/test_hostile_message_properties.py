@@ -40,7 +40,7 @@ from shared.messaging import ErrorReply, MalformedMessage, decode_on, encode, me
 from shared.messaging.bodies import BODY_MAX_BYTES, DEPTH_MAX, NUMBER_MAX_CHARS
 from shared.messaging.messages import EVENT_TYPES, REQUEST_TYPES
 from tests.harness import free_port
-from tests.test_message_bounds import valid_messages
+from tests.messages import valid_messages
 from tests.up import BIN
 
 EXAMPLES = int(os.environ.get("HOSTILE_MESSAGE_EXAMPLES", "200"))  # more: a longer hunt, by hand

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,11 @@ from services.producer.app import run as run_producer
 from services.scheduler.app import run as run_scheduler
 from shared.config import Settings
 from shared.messaging import (
-    BackendState,
     CleanupReport,
     ErrorReply,
-    FileRefused,
-    GeneratorBudgetExhausted,
-    GeneratorCall,
-    JobCreated,
     JobFailed,
-    ProducerGeneration,
-    ServiceHeartbeat,
     StatusRequest,
     Tick,
-    TickOverlapped,
     encode,
     message_problem,
     subjects,
@@ -43,7 +34,8 @@ from shared.messaging import bus as bus_module
 from shared.messaging.bodies import BODY_MAX_BYTES, NUMBER_MAX_CHARS
 from shared.messaging.messages import EVENT_TYPES, REQUEST_TYPES, TEXT_MAX_CHARS
 from tests.cli import syntx
-from tests.harness import HEARTBEATS, free_port, observer, running, scored
+from tests.harness import HEARTBEATS, free_port, observer, running
+from tests.messages import valid_messages
 from tests.monitors import monitor_serving, monitor_settings
 from tests.natsserver import NatsServer
 from tests.producers import producer_running, producer_settings, tick
@@ -108,36 +100,6 @@ def test_the_bound_check_finds_an_unbounded_field() -> None:
         "Loose.items: list without max_length",
         "Loose.items: str without max_length",
     ]
-
-
-def valid_messages() -> dict[str, BaseModel]:
-    """One valid message for every subject under syntx.> that carries one."""
-    now = datetime.now(UTC)
-    return {
-        subjects.JOB_CREATED: JobCreated(job_id="20251206T140000123456Z-3fa2c1"),
-        subjects.JOB_SCORED: scored("20251206T140000123456Z-3fa2c1"),
-        subjects.JOB_FAILED: JobFailed(
-            job_id="j1", wrapper="sigma", backend="offline", reason="timeout", attempt=1, will_retry=True
-        ),
-        subjects.FILE_REFUSED: FileRefused(service="cleanup", reason="stray", name="x", detail="why"),
-        subjects.CONSUMER_BACKEND: BackendState(
-            wrapper="sigma", backend="offline", available=False, consecutive_failures=2, pause_s=1.0
-        ),
-        subjects.PRODUCER_GENERATION: ProducerGeneration(
-            generation=1, learned_from=0, produced=3, requested=3, queue_state="LOW", incoming=3
-        ),
-        subjects.PRODUCER_GENERATOR: GeneratorCall(model="m", outcome="used", category="c", style="s"),
-        subjects.PRODUCER_BUDGET: GeneratorBudgetExhausted(
-            model="m", day="2025-12-06", spent=1.0, daily_budget=1.0, calls=3, input_tokens=1, output_tokens=1
-        ),
-        subjects.CLEANUP_REPORT: CleanupReport(removed={"tmp": 2}),
-        subjects.TICK_OVERLAP: TickOverlapped(schedule="producer", outcome="skipped"),
-        subjects.SERVICE_HEARTBEAT: ServiceHeartbeat(
-            service="monitor", instance="monitor@h:1", started_at=now
-        ),
-        subjects.tick("producer"): Tick(batch=5),
-        subjects.STATUS: StatusRequest(reconcile=True),
-    }
 
 
 def test_every_subject_accepts_what_its_services_send() -> None:
