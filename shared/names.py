@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 
 # The longest suffix the queue appends to a job id: ".claim-<8 hex>.txt" and ".json.<8 hex>.part" are 19
 # bytes; the rest is room for a future suffix without shortening the ids already accepted.
@@ -83,9 +83,8 @@ def _valid_job_id(job_id: str) -> str:
     return job_id
 
 
-JobId = Annotated[str, Field(max_length=JOB_ID_MAX_BYTES), AfterValidator(_valid_job_id)]
-"""A job id in a message model: refused (a validation error) unless :func:`job_id_problem` accepts it;
-a longer string is refused by its length before the rule reads it."""
+JobId = Annotated[str, AfterValidator(_valid_job_id)]
+"""A job id in a message model: refused (a validation error) unless :func:`job_id_problem` accepts it."""
 
 
 def shown(name: str) -> str:
