@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from shared.messaging import (
     CleanupReport,
     ErrorReply,
     JobFailed,
+    PausedSchedules,
     StatusRequest,
     Tick,
     encode,
@@ -269,3 +271,28 @@ async def test_a_responder_that_fails_answers_with_an_error_that_syntx_status_pr
         "the monitor could not answer on syntx.status: "
         "the service could not answer: [Errno 28] No space left on device\n"
     )
+
+
+async def test_a_pause_written_by_hand_as_hostile_json_pauses_and_the_watch_goes_on(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """The pause bucket is on the bus too: a value nested 5,000 levels once ended the scheduler's watch
+    (and the scheduler, again on every start). Read as bounded JSON, it pauses its schedule like any value
+    written by hand, and the next pause is followed as ever."""
+    settings = monitor_settings(tmp_path, nats_server, free_port())
+    stop = asyncio.Event()
+    async with bus_module.connect(settings.nats, name="scheduler") as bus:
+        bucket = await bus.key_value(settings.scheduler.state_bucket)
+        pauses = PausedSchedules(bucket)
+        watching = asyncio.create_task(pauses.watch(stop, settings.nats.resubscribe))
+        await bucket.put("producer", DEEP)
+        await bucket.put("monitor", NINE_HUNDRED_THOUSAND_DIGITS)
+        await PausedSchedules(bucket).pause("cleanup", datetime.now(UTC))
+        async with asyncio.timeout(10):
+            while not pauses.is_paused("cleanup"):  # noqa: ASYNC110 - the watch offers no event per entry
+                await asyncio.sleep(0.02)
+        stop.set()
+        await watching
+    assert pauses.is_paused("producer") and pauses.since("producer") is None
+    assert pauses.is_paused("monitor") and pauses.since("monitor") is None
+    assert pauses.since("cleanup") is not None
