@@ -53,7 +53,7 @@ Seconds = Annotated[float, Field(ge=0, le=SECONDS_MAX)]
 Money = Annotated[float, Field(ge=0, le=MONEY_MAX)]
 Score = Annotated[int, Field(ge=0, le=100)]
 Attempt = Annotated[int, Field(ge=1, le=COUNT_MAX)]
-Tally = Annotated[dict[Name, Count], Field(max_length=ITEMS_MAX)]  # a number per name
+Tally = Annotated[dict[Text, Count], Field(max_length=ITEMS_MAX)]  # a number per name (an arm, a folder)
 TextList = Annotated[list[Text], BeforeValidator(_clip_items), Field(max_length=ITEMS_MAX)]
 
 
@@ -165,7 +165,7 @@ class ProducerGeneration(Message):
     incoming: Count
     skipped_reason: Text | None = None
     archived: Count = 0
-    favoured: Annotated[list[Name], Field(max_length=ITEMS_MAX)] = Field(default_factory=list)
+    favoured: Annotated[list[Text], Field(max_length=ITEMS_MAX)] = Field(default_factory=list)
     arm_jobs: Tally = Field(default_factory=dict)  # produced per arm
     mean_score: float | None = Field(None, ge=0, le=100)  # of the results learned at this generation
 
