@@ -114,6 +114,7 @@ def test_every_subject_accepts_what_its_services_send() -> None:
     ``tick.overlapped``, is not their subject's name)."""
     messages = valid_messages()
     assert set(EVENT_TYPES) <= set(messages)
+    assert {*EVENT_TYPES, *REQUEST_TYPES, subjects.SERVICE_PING} == set(subjects.ALL_FIXED)  # each decoded
     for subject, message in messages.items():
         assert message_problem(subject, encode(message)) is None, subject
     for subject in (*REQUEST_TYPES, subjects.SERVICE_PING, subjects.tick("cleanup")):
