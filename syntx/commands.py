@@ -16,11 +16,12 @@ import nats.errors
 from pydantic import ValidationError
 
 from shared.config import Settings
-from shared.messaging import PausedSchedules, Tick, shown_url, subjects
+from shared.messaging import ErrorReply, PausedSchedules, Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
-from shared.names import clipped, folder_name_max
+from shared.names import clipped, folder_name_max, shown
 from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
-from shared.scoring import SCORERS, load_catalog, parse_response, render_breakdown, score_response
+from shared.safe_yaml import YamlRefused, read_text
+from shared.scoring import SCORERS, configured_catalog, parse_response, render_breakdown, score_response
 from syntx import exits
 from syntx.embedded_nats import EmbeddedNatsError
 from syntx.holders import InUse, check_port, data_dir_claimed
@@ -118,31 +119,35 @@ async def trigger(settings: Settings, schedule: str, batch: int | None, force: b
     return 0
 
 
-async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") -> dict[str, Any] | None:
+async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") -> dict[str, Any] | int:
+    """The service's reply as JSON, or the exit code after one line on stderr saying why there is none."""
     try:
         async with _connect(settings) as bus:
             data = await bus.request(subject, body, wait_s=settings.nats.request_timeout_s)
     except nats.errors.NoServersError:
-        _unreachable(settings)
-        return None
+        return _unreachable(settings)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         sys.stderr.write(f"no answer from the {who} on {subject}: is `syntx up` running?\n")
-        return None
+        return exits.NOT_REACHABLE
     try:
         reply = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         reply = None
     if not isinstance(reply, dict):
         sys.stderr.write(f"the {who} answered on {subject} with something that is not JSON; is it ours?\n")
-        return None
-    return reply
+        return exits.NOT_REACHABLE
+    try:
+        refusal = ErrorReply.model_validate(reply)
+    except ValidationError:
+        return reply  # not an error: the reply asked for
+    return _fail(f"the {who} could not answer on {subject}: {shown(refusal.error)}")
 
 
 async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
     body = json.dumps({"reconcile": exact}).encode()
     reply = await _ask(settings, subjects.STATUS, "monitor", body)
-    if reply is None:
-        return exits.NOT_REACHABLE
+    if isinstance(reply, int):
+        return reply
     if as_json:
         out(json.dumps(reply, indent=2, ensure_ascii=False))
         return 0
@@ -175,8 +180,8 @@ async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
 
 async def schedules(settings: Settings, as_json: bool) -> int:
     reply = await _ask(settings, subjects.SCHEDULES, "scheduler")
-    if reply is None:
-        return exits.NOT_REACHABLE
+    if isinstance(reply, int):
+        return reply
     if as_json:
         out(json.dumps(reply, indent=2, ensure_ascii=False))
         return 0
@@ -243,7 +248,7 @@ def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int
 def score(
     settings: Settings, path: Path, format_name: str | None, prompt: str, scorer: str, as_json: bool
 ) -> int:
-    catalog = load_catalog(settings.catalog_dirs)
+    catalog = configured_catalog(settings.catalog_dirs)
     known = ", ".join(catalog.formats)
     if scorer not in SCORERS:
         return _fail(f"unknown scorer {scorer!r} (known: {', '.join(SCORERS)})")
@@ -256,7 +261,7 @@ def score(
             format_name = format_name or record.format
             prompt = prompt or record.prompt or ""
         else:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path, settings.queue.max_result_bytes)
     except ResultFileError as exc:
         return _usage(
             f"syntx score: {path} is not a result JSON: {exc.detail}; name a response text or a result"
@@ -264,8 +269,8 @@ def score(
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return _usage(f"syntx score: cannot read {path}: {reason}; name a response text or a result JSON")
-    except UnicodeDecodeError as exc:
-        return _usage(f"syntx score: {path} is neither UTF-8 text nor a result JSON ({exc}); name one")
+    except YamlRefused as exc:  # too large, not UTF-8, not a regular file
+        return _usage(f"syntx score: {path} {exc.reason}; name a response text or a result JSON")
     parsed = parse_response(text, catalog.formats, expected=format_name)
     chosen = format_name or parsed.format
     if chosen is None or chosen not in catalog.formats:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import logging
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from shared.config import ConfigError
 from shared.service import reported
+from syntx.lines import CHUNK_BYTES, THIRD_PARTY_LINE_MAX_BYTES, bounded_lines
 from syntx.nats_cluster import CLUSTER_READY_MARKER, server_arguments
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 
 READY_MARKER = b"Server is ready"
+START_LINES_SHOWN = 3  # a server that exits at start: its last lines say why
 
 
 def die_with_parent() -> None:
@@ -103,17 +106,21 @@ class EmbeddedNats:
 
     async def _wait_ready(self) -> None:
         assert self._process is not None and self._process.stderr is not None
-        seen: list[str] = []
-        while line := await self._process.stderr.readline():
-            seen.append(line.decode(errors="replace").rstrip())
-            if self._ready_marker in line:
-                name = "nats-server output"
-                reader = reported(self._discard(self._process.stderr), name)
-                self._reader = asyncio.create_task(reader, name=name)
-                if self._on_output_end is not None:
-                    self._reader.add_done_callback(self._on_output_end)
-                return
-        raise EmbeddedNatsError("nats-server exited at start: " + " / ".join(seen[-3:]))
+        seen: collections.deque[str] = collections.deque(maxlen=START_LINES_SHOWN)
+        lines = bounded_lines(self._process.stderr, THIRD_PARTY_LINE_MAX_BYTES)
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                seen.append(line.decode(errors="replace").rstrip())
+                if self._ready_marker in line:
+                    self._read_the_rest(self._process.stderr)
+                    return
+        raise EmbeddedNatsError("nats-server exited at start: " + " / ".join(seen))
+
+    def _read_the_rest(self, stream: asyncio.StreamReader) -> None:
+        name = "nats-server output"
+        self._reader = asyncio.create_task(reported(self._discard(stream), name), name=name)
+        if self._on_output_end is not None:
+            self._reader.add_done_callback(self._on_output_end)
 
     async def wait(self) -> int | None:
         """Until the server exits; its exit code (None if it never ran)."""
@@ -126,7 +133,7 @@ class EmbeddedNats:
 
     @staticmethod
     async def _discard(stream: asyncio.StreamReader) -> None:
-        while await stream.readline():
+        while await stream.read(CHUNK_BYTES):
             pass
 
     async def stop(self) -> None:

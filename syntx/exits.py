@@ -3,9 +3,10 @@
 | code | name            | meaning                                                                    |
 |------|-----------------|----------------------------------------------------------------------------|
 | 0    | ``OK``          | done (``status --watch`` and ``logs -f`` also end with 0 on Ctrl-C)        |
-| 1    | ``NOTHING_DONE``| the command ran but did nothing or found nothing, or a tick was not stored |
+| 1    | ``NOTHING_DONE``| the command ran but did nothing or found nothing, a tick was not stored,   |
+|      |                 | or a service answered that it could not answer (its reason printed)        |
 | 2    | ``USAGE``       | a wrong command line: unknown option, schedule, job id, unreadable file    |
-| 2    | ``CONFIG``      | a configuration error (file, key, ``SYNTX_*`` variable)                    |
+| 2    | ``CONFIG``      | a configuration error (file, key, ``SYNTX_*`` variable, wrapper, format)   |
 | 3    | ``NOT_REACHABLE``| NATS cannot be reached, or no service answered                            |
 | 4    | ``IN_USE``      | another process holds the data directory or a port ``syntx up`` needs      |
 | 130  | ``INTERRUPTED`` | Ctrl-C during a command                                                    |

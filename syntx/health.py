@@ -15,10 +15,16 @@ from dataclasses import dataclass
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 
 from shared.config import Settings
-from shared.messaging import ServiceHeartbeat, connect_options, shown_url, subjects
+from shared.messaging import (
+    MalformedMessage,
+    ServiceHeartbeat,
+    connect_options,
+    decode_event,
+    shown_url,
+    subjects,
+)
 from shared.timing import set_within
 from syntx import exits
 
@@ -67,10 +73,10 @@ async def _heartbeat_heard(client: Client, wanted: HeartbeatFilter, wait_s: floa
 
     async def on_beat(msg: Msg) -> None:
         try:
-            beat = ServiceHeartbeat.model_validate_json(msg.data)
-        except ValidationError:
+            beat = decode_event(msg.data, subjects.SERVICE_HEARTBEAT)
+        except MalformedMessage:
             return  # not a heartbeat this version understands; others may still answer
-        if wanted.matches(beat):
+        if isinstance(beat, ServiceHeartbeat) and wanted.matches(beat):
             heard.set()
 
     await client.subscribe(subjects.SERVICE_HEARTBEAT, cb=on_beat)

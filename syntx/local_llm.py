@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import importlib.util
 import logging
 import sys
@@ -18,6 +19,7 @@ import httpx
 
 from shared.config import LocalLLMSettings
 from syntx.embedded_nats import die_with_parent
+from syntx.lines import CHUNK_BYTES, THIRD_PARTY_LINE_MAX_BYTES, bounded_lines
 from syntx.llama_server import READY_LINE
 
 log = logging.getLogger(__name__)
@@ -163,7 +165,7 @@ class LocalLLM:
 
     async def _keep_stderr(self, stream: asyncio.StreamReader) -> None:
         """Keep llama.cpp's last lines (they explain a failure); pass its errors on to the log."""
-        while line := await stream.readline():
+        async for line in bounded_lines(stream, THIRD_PARTY_LINE_MAX_BYTES):
             text = line.decode(errors="replace").rstrip()
             self._stderr.append(text)
             if ERROR_MARK in text and self._serving:
@@ -171,13 +173,15 @@ class LocalLLM:
 
     async def _wait_ready(self) -> None:
         assert self._process is not None and self._process.stdout is not None
-        while line := await self._process.stdout.readline():
-            if line.decode(errors="replace").startswith(READY_LINE):
-                self._serving = True
-                self._readers.append(
-                    asyncio.create_task(self._discard(self._process.stdout), name="llama stdout")
-                )
-                return
+        lines = bounded_lines(self._process.stdout, THIRD_PARTY_LINE_MAX_BYTES)
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                if line.decode(errors="replace").startswith(READY_LINE):
+                    self._serving = True
+                    self._readers.append(
+                        asyncio.create_task(self._discard(self._process.stdout), name="llama stdout")
+                    )
+                    return
         await self._process.wait()
         await asyncio.gather(*self._readers)
         raise LocalLLMError(f"local LLM: llama.cpp did not start: {self._reason()}")
@@ -201,7 +205,7 @@ class LocalLLM:
 
     @staticmethod
     async def _discard(stream: asyncio.StreamReader) -> None:
-        while await stream.readline():
+        while await stream.read(CHUNK_BYTES):
             pass
 
     async def exited(self) -> str:

@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "llm", None) == "local":
         os.environ[LOCAL_LLM_ENV] = "true"  # as if configured: llm.local.enabled
     settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
-    use_zone_for_command(settings.zone)
+    use_zone_for_command(settings.zone, settings.logging)
     if args.command == "run":
         return _exec_service(settings, args.service, args.wrapper)
     handlers: dict[str, Callable[[], int]] = {

@@ -1,6 +1,8 @@
 """``syntx up``: the whole system on one machine — embedded NATS plus every service as a child process.
 
-Each child's output is prefixed with its service name, like ``docker compose up``. A child that dies
+Each child's output is prefixed with its service name, like ``docker compose up``; a line longer than
+``up.line_max_bytes`` is cut with a marker (:mod:`syntx.lines`), so no output can stop this process.
+A child that dies
 is restarted with backoff (``up.restart``); one that exits for a configuration error stops everything
 (exit 2), and so does a failing task of ``syntx up`` itself (exit 1).
 Ctrl-C (or SIGTERM) stops the services gracefully first, then NATS. Children are tied to this
@@ -23,6 +25,7 @@ from shared.messaging import subjects
 from shared.service import CONFIG_EXIT_CODE, reported
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, EmbeddedNatsError, die_with_parent
+from syntx.lines import bounded_lines
 from syntx.local_llm import LocalLLM, LocalLLMError, backend_environment
 from syntx.nats_cluster import plan_cluster
 
@@ -57,6 +60,7 @@ def service_specs(settings: Settings, schedulers: int = 1) -> list[ServiceSpec]:
 class Child:
     spec: ServiceSpec
     width: int
+    line_max_bytes: int
     on_pump_end: Callable[[asyncio.Task[None]], None]
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
@@ -83,7 +87,7 @@ class Child:
         self.pumps = [pump]
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
+        async for line in bounded_lines(stream, self.line_max_bytes):
             sys.stdout.buffer.write(self.prefix() + line)
             sys.stdout.buffer.flush()
 
@@ -290,7 +294,8 @@ class Supervisor:
     async def _run_children(self, nodes: list[EmbeddedNats]) -> None:
         specs = service_specs(self._settings, schedulers=2 if len(nodes) > 1 else 1)
         width = max(len(spec.name) for spec in specs)
-        children = [Child(spec, width, self._task_ended) for spec in specs]
+        line_max = self._settings.up.line_max_bytes
+        children = [Child(spec, width, line_max, self._task_ended) for spec in specs]
         env = self._child_env(nodes)
         for child in children:
             await child.start(env)

@@ -17,7 +17,7 @@ import pytest
 
 from services.monitor.app import run as run_monitor
 from services.scheduler.app import run as run_scheduler
-from shared.config import CONFIG_ENV, Settings, load_settings
+from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from shared.messaging import Tick
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue, Job, parse_job
@@ -467,7 +467,47 @@ def test_an_unreadable_file_to_score_is_one_line_with_exit_2(
     binary.write_bytes(b"\xff\xfe\x00")
     assert syntx("score", str(binary)) == 2
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"syntx score: {binary} is neither UTF-8 text nor a result JSON (")
+    assert line == (
+        f"syntx score: {binary} is not UTF-8 text (byte 0); save it as UTF-8; "
+        "name a response text or a result JSON"
+    )
+
+
+def test_a_wrapper_or_format_that_cannot_be_read_safely_is_one_line_with_exit_2(
+    environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`syntx score` once printed a traceback (exit 1) for a wrapper that was not UTF-8."""
+    answer = tmp_path / "answer.txt"
+    answer.write_text(SIGMA_ANSWER, encoding="utf-8")
+    wrappers = tmp_path / "wrappers"
+    (wrappers / "formats").mkdir(parents=True)
+    monkeypatch.setenv("SYNTX_WRAPPER_DIRS", json.dumps([str(wrappers)]))
+    latin1 = wrappers / "eigen.txt"
+    latin1.write_bytes("---\nformat: sigma\n---\nErkläre.\n".encode("latin-1"))
+    assert syntx("score", str(answer)) == CONFIG_EXIT_CODE
+    assert capsys.readouterr().err == (
+        f"config: wrapper_dirs: {latin1}: the file is not UTF-8 text (byte 26); save it as UTF-8\n"
+    )
+    latin1.unlink()
+    bomb = wrappers / "formats" / "bomb.yaml"
+    bomb.write_text("layout: hash\nfields: &f [{key: a}]\nmore: [*f, *f]\n", encoding="utf-8")
+    assert syntx("score", str(answer)) == CONFIG_EXIT_CODE
+    assert capsys.readouterr().err == (
+        f"config: wrapper_dirs: {bomb}: format file uses YAML anchors or aliases, which are not allowed\n"
+    )
+
+
+def test_a_config_overlay_with_an_alias_bomb_is_one_line_with_exit_2(
+    environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`syntx status` once grew to 3.1 GB on this overlay."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("a: &a [x, x]\nb: [*a, *a]\n", encoding="utf-8")
+    monkeypatch.setenv(CONFIG_ENV, f"{DEFAULT_CONFIG}:{overlay}")
+    assert syntx("status") == CONFIG_EXIT_CODE
+    assert capsys.readouterr().err == (
+        f"config file {overlay} uses YAML anchors or aliases, which are not allowed\n"
+    )
 
 
 def test_a_config_path_that_is_a_directory_is_a_config_error(
@@ -488,7 +528,7 @@ def test_ctrl_c_during_a_command_is_one_line_with_exit_130(
     def interrupted(*_args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("syntx.commands.load_catalog", interrupted)
+    monkeypatch.setattr("syntx.commands.configured_catalog", interrupted)
     assert syntx("score", "answer.txt") == 130
     assert capsys.readouterr().err == "syntx: interrupted; nothing more was done\n"
 

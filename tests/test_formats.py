@@ -15,6 +15,17 @@ from shared.scoring import (
     parse_response,
     score_response,
 )
+from shared.scoring.formats import FORMAT_MAX_BYTES, WRAPPER_MAX_BYTES
+
+# A format whose keywords are a "billion laughs": 300 bytes that build 10^7 strings when aliases expand.
+ALIAS_BOMB_KEYWORDS = (
+    "layout: hash\n"
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+    "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+    "fields: [{key: a, label: A, weight: 1, min_chars: 1, ideal_chars: 2, keywords: [*f,*f,*f,*f,*f,*f]}]\n"
+)
 
 
 def builtin() -> Catalog:
@@ -146,7 +157,13 @@ def test_a_later_directory_overrides_a_builtin_wrapper(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("relative", "content", "message"),
     [
-        ("formats/bad.yaml", "name: [unclosed\n", "invalid YAML in format file"),
+        ("formats/bad.yaml", "name: [unclosed\n", "format file is not valid YAML: did not find expected ','"),
+        (
+            "formats/bad.yaml",
+            ALIAS_BOMB_KEYWORDS,
+            "format file uses YAML anchors or aliases, which are not allowed",
+        ),
+        ("formats/bad.yaml", "layout: hash\n#" + "x" * FORMAT_MAX_BYTES, "over the limit of 65536"),
         ("formats/bad.yaml", "- just\n- a list\n", "must be a YAML mapping"),
         ("formats/bad.yaml", "layout: hash\nfields: []\n", "fields: Tuple should have at least 1 item"),
         (
@@ -182,6 +199,8 @@ def test_a_later_directory_overrides_a_builtin_wrapper(tmp_path: Path) -> None:
         ("bad.txt", "---\nlanguage: de\n---\nText\n", "format: Field required"),
         ("bad.txt", "---\nformat: human\ncolour: red\n---\nText\n", "colour: Extra inputs are not permitted"),
         ("bad.txt", "---\nformat: tabelle\n---\nText\n", "names unknown format 'tabelle'"),
+        ("bad.txt", "---\nformat: &f human\n---\nText\n", "front matter uses YAML anchors or aliases"),
+        ("bad.txt", "---\nformat: human\n---\n" + "Text " * 30 * 1024, "over the limit of 65536"),
     ],
 )
 def test_catalog_errors_name_the_file_and_the_problem(
@@ -192,6 +211,28 @@ def test_catalog_errors_name_the_file_and_the_problem(
         load_catalog([BUILTIN_WRAPPER_DIR, tmp_path])
     assert str(path) in str(caught.value)
     assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_wrapper_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("---\nformat: human\n---\nErkläre bitte.\n".encode("latin-1"))
+    with pytest.raises(CatalogError) as caught:
+        load_catalog([BUILTIN_WRAPPER_DIR, tmp_path])
+    assert str(caught.value) == f"{path}: the file is not UTF-8 text (byte 26); save it as UTF-8"
+
+
+def test_a_30_mb_template_is_refused_after_reading_no_more_than_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "huge.txt"
+    with path.open("wb") as handle:
+        handle.write(b"---\nformat: human\n---\n")
+        handle.truncate(30 * 1024 * 1024)  # sparse: 30 MB of NUL bytes without writing them
+    with pytest.raises(CatalogError) as caught:
+        load_catalog([BUILTIN_WRAPPER_DIR, tmp_path])
+    assert (
+        str(caught.value)
+        == f"{path}: the file is {30 * 1024 * 1024} bytes, over the limit of {WRAPPER_MAX_BYTES}"
+    )
 
 
 def test_a_missing_directory_is_a_catalog_error(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def test_the_command_s_own_lines_use_the_same_clock(capsys: pytest.CaptureFixtur
     for handler in list(root.handlers):
         root.removeHandler(handler)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    use_zone_for_command(ZoneInfo("America/New_York"))
+    use_zone_for_command(ZoneInfo("America/New_York"), LoggingSettings())
     logging.getLogger("syntx.supervisor").info("started 7 services")
     line = capsys.readouterr().err.strip()
     stamp, rest = line.split(" ", 1)
@@ -85,3 +85,22 @@ def test_a_log_file_on_a_full_disk_is_said_once_not_once_per_line(
     assert said[0].startswith("logging: cannot write ") and "No space left on device" in said[0]
     assert said[1].startswith("logging: writing ") and said[1].endswith("lines are only on stdout")
     assert written.endswith("after the space came back\n")
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_long_message_and_a_long_traceback_line_are_cut_with_their_full_length(tmp_path: Path) -> None:
+    """The line that once outgrew `syntx up`'s line reader: a tick failing on a 70,000-character job id."""
+    setup_logging("producer", LoggingSettings(max_message_chars=200), tmp_path, ZoneInfo("UTC"))
+    job_id = "x" * 70_000
+    try:
+        raise OSError(36, "File name too long", job_id)
+    except OSError:
+        logging.getLogger("services.producer").exception("tick for %s failed", job_id)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+    lines = (tmp_path / "producer.log").read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(f"tick for {'x' * 191}… (70016 characters)")
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == f"OSError: [Errno 36] File name too long: '{'x' * 159}… (70042 characters)"
+    assert max(len(line) for line in lines) < 200 + 100

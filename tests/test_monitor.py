@@ -29,6 +29,7 @@ from shared.messaging import (
     GeneratorOutcome,
     JobScored,
     ServiceHeartbeat,
+    StatusRequest,
     encode,
     subjects,
 )
@@ -266,7 +267,7 @@ async def test_malformed_events_are_dropped_and_the_monitor_keeps_serving(
     assert [event.job_id for event in handled if isinstance(event, JobScored)] == ["j2"]
     dropped = [message for message in caplog.messages if message.startswith("dropping malformed message")]
     assert len(dropped) == 1  # one line per subject per nats.malformed_log_interval_s, however many
-    assert "Invalid JSON" in dropped[0]
+    assert "body: not JSON" in dropped[0]
     assert reply["scored"] == {"sigma": {"passed": 1, "rejected": 0}}
     assert reply["queue_state"] == "STARVING"
 
@@ -285,8 +286,8 @@ async def test_status_request_with_reconcile_recounts(tmp_path: Path) -> None:
     monitor.queue.ensure()
     monitor.counter.reconcile()
     monitor.queue.add_job("p", JobMeta())  # no watcher: the kept counts do not know yet
-    stale = await monitor.status(b"")
-    fresh = await monitor.status(b'{"reconcile": true}')
+    stale = await monitor.status(StatusRequest())
+    fresh = await monitor.status(StatusRequest(reconcile=True))
     assert (stale.counts[INCOMING], fresh.counts[INCOMING]) == (0, 1)
     assert fresh.queue_state == "LOW"
 

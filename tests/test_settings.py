@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -267,6 +268,45 @@ def test_invalid_yaml_is_reported_on_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"config file {path} is not valid YAML: ")
     assert "line 3" in lines[0]
+
+
+# Nine aliases per level, eight levels: 400 bytes that build 9^8 (43 million) strings if expanded.
+ALIAS_BOMB = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"{chr(98 + level)}: &{chr(98 + level)} [{','.join([f'*{chr(97 + level)}'] * 9)}]\n" for level in range(7)
+)
+HOSTILE_CONFIGS: dict[str, tuple[bytes, str]] = {
+    "an alias bomb": (ALIAS_BOMB.encode(), "uses YAML anchors or aliases, which are not allowed"),
+    "one anchor": (b"producer: &p {batch: 5}\n", "uses YAML anchors or aliases, which are not allowed"),
+    "not UTF-8": ("producer: {batch: 5}\n# Grüße\n".encode("latin-1"), "is not UTF-8 text (byte 25)"),
+    "3 MB": (b"producer: {batch: 5}\n" + b"#" * 3 * 1024 * 1024, "over the limit of 1048576"),
+    "a 5000-digit number": (
+        b"producer: {batch: 1" + b"0" * 5000 + b"}\n",
+        "is not valid YAML: Exceeds the limit",
+    ),
+    "deep nesting": (b"producer: " + b"[" * 5000 + b"]" * 5000 + b"\n", "is not valid YAML: "),
+    "NUL bytes": (b"producer:\x00 {batch: 5}\n", "is not valid YAML: "),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_CONFIGS, ids=str)
+def test_a_hostile_configuration_file_is_one_line_naming_it(tmp_path: Path, case: str) -> None:
+    content, reason = HOSTILE_CONFIGS[case]
+    path = tmp_path / "overlay.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_settings([DEFAULT_CONFIG, path])
+    [line] = problems(caught)
+    assert line.startswith(f"config file {path} ")
+    assert reason in line
+    assert len(line) < 300
+
+
+def test_a_configuration_path_that_is_no_regular_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    with pytest.raises(ConfigError) as caught:
+        load_settings([fifo])
+    assert problems(caught) == [f"config file {fifo} is not a regular file"]
 
 
 def test_a_consumer_without_a_wrapper_uses_its_own_name(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from shared.llm import make_backend
 from shared.messaging import bus as bus_module
 from shared.messaging import subjects
 from shared.queue import Claims, FileQueue, QueueGate, new_token
-from shared.scoring import Catalog, CatalogError, Wrapper, load_catalog
+from shared.scoring import Catalog, Wrapper, configured_catalog
 from shared.service import instance_name, presence
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,7 @@ def _wrapper(settings: Settings, name: str) -> tuple[Catalog, Wrapper]:
         known = ", ".join(sorted(settings.consumers)) or "none"
         raise ConfigError(f"config: consumers.{name} is not configured (configured: {known})")
     wanted = settings.consumers[name].wrapper
-    try:
-        catalog = load_catalog(settings.catalog_dirs)
-    except CatalogError as exc:
-        raise ConfigError(f"config: wrapper_dirs: {exc}") from exc
+    catalog = configured_catalog(settings.catalog_dirs)
     if wanted not in catalog.wrappers:
         known = ", ".join(sorted(catalog.wrappers))
         raise ConfigError(f"config: consumers.{name}.wrapper = {wanted!r}: no such wrapper ({known})")

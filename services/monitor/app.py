@@ -12,17 +12,26 @@ from datetime import datetime
 
 from nats.aio.msg import Msg
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import ValidationError
 
 from services.monitor.counter import QueueCounter
 from services.monitor.health import HealthReport, Observations, judge, missed_schedules
 from services.monitor.http import HttpEndpoint, Reply
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
-from services.monitor.status import StatusReply, StatusRequest, Tracker
+from services.monitor.status import StatusReply, Tracker
 from shared.config import Settings
 from shared.cron import Schedule, parse_schedule
-from shared.messaging import Bus, PausedSchedules, Tick, decode_tick, message_problem, subjects, utc_now
+from shared.messaging import (
+    Bus,
+    MalformedMessage,
+    PausedSchedules,
+    StatusRequest,
+    Tick,
+    decode_tick,
+    message_problem,
+    subjects,
+    utc_now,
+)
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, is_job_name, queue_state
 from shared.service import ServiceTasks, presence, service_names
@@ -149,9 +158,9 @@ class Monitor:
         }
         return Reply(200 if connected else 503, json.dumps(body).encode(), "application/json")
 
-    async def status(self, request: bytes) -> StatusReply:
+    async def status(self, request: StatusRequest) -> StatusReply:
         """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering."""
-        if StatusRequest.model_validate_json(request or b"{}").reconcile:
+        if request.reconcile:
             await self.recount()
         return self.refresh()
 
@@ -180,7 +189,7 @@ class Monitor:
     async def on_any_tick(self, msg: Msg) -> None:
         try:
             tick = decode_tick(msg.data, subjects.schedule_of(msg.subject))
-        except (ValidationError, ValueError):
+        except MalformedMessage:
             return  # counted by on_any_message
         self.tracker.on_tick(tick, utc_now())
 
@@ -224,7 +233,7 @@ class Monitor:
                     await bus.subscribe_events(subject, self.tracker.on_event)
                 await bus.watch_stream(subjects.TICK_ALL, self.on_any_tick)
                 await bus.client.subscribe(subjects.ALL, cb=self.on_any_message)
-                await bus.serve(subjects.STATUS, self.status, queue="monitor")
+                await bus.serve(StatusRequest, self.status, queue="monitor")
                 await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
                 ticks = await bus.subscribe_ticks("monitor", self._settings.overlap("monitor"))
                 self._pauses = PausedSchedules(await bus.key_value(self._settings.scheduler.state_bucket))

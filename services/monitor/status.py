@@ -42,11 +42,6 @@ class LastRun(BaseModel):
     summary: str
 
 
-class StatusRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    reconcile: bool = False
-
-
 class StatusReply(BaseModel):
     model_config = ConfigDict(frozen=True)
     at: datetime = Field(default_factory=utc_now)

@@ -43,7 +43,16 @@ from services.producer.rebuild import (
     oldest_in_flight,
 )
 from shared.config import ConsumerSettings, Settings
-from shared.messaging import Bus, Event, JobCreated, JobScored, ProducerGeneration, Tick, subjects
+from shared.messaging import (
+    Bus,
+    Event,
+    JobCreated,
+    JobScored,
+    ProducerGeneration,
+    ProducerStatsRequest,
+    Tick,
+    subjects,
+)
 from shared.messaging import bus as bus_module
 from shared.queue import (
     ARCHIVE,
@@ -348,7 +357,7 @@ class Producer:
         with on_own("append a generation", self._evolution_log):
             append_generation(self._evolution_log, line)
 
-    async def stats(self, _request: bytes) -> ProducerStats:
+    async def stats(self, _request: ProducerStatsRequest) -> ProducerStats:
         """What the learner believes, after learning the results scored since the last tick."""
         await self.learn_pending()
         return ProducerStats(
@@ -392,7 +401,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 report.untrusted,
                 producer.learner.observed,
             )
-            await bus.serve(subjects.PRODUCER_STATS, producer.stats, queue="producer")
+            await bus.serve(ProducerStatsRequest, producer.stats, queue="producer")
             ticks = await bus.subscribe_ticks("producer", settings.overlap("producer"))
             async with presence(bus, "producer", settings.heartbeat_s), ServiceTasks() as tasks:
                 tasks.start(producer.gate.keep(stop), "producer queue gate")

@@ -22,7 +22,7 @@ from services.scheduler.claims import SlotClaims
 from services.scheduler.firing import Firing
 from services.scheduler.timetable import Entry, SlotLog, build_entries, count_missed, missed_slot
 from shared.config import Settings
-from shared.messaging import PausedSchedules, subjects
+from shared.messaging import PausedSchedules, SchedulesRequest
 from shared.messaging import bus as bus_module
 from shared.service import ServiceTasks, presence
 
@@ -90,7 +90,7 @@ class Scheduler:
             unfired = 0
         await firing.run(entry.next_slot(now), unfired, stop)
 
-    async def describe(self, _request: bytes) -> SchedulesReply:
+    async def describe(self, _request: SchedulesRequest) -> SchedulesReply:
         now = self.now()
         views = [
             ScheduleView(
@@ -119,6 +119,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         claims = SlotClaims(await bus.key_value(config.claims_bucket, config.claim_ttl_s), replica_name())
         pauses = PausedSchedules(await bus.key_value(config.state_bucket))
         scheduler = Scheduler(settings, bus, claims, pauses)
-        await bus.serve(subjects.SCHEDULES, scheduler.describe, queue="scheduler")
+        await bus.serve(SchedulesRequest, scheduler.describe, queue="scheduler")
         async with presence(bus, "scheduler", settings.heartbeat_s):
             await scheduler.run(stop)

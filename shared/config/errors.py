@@ -7,15 +7,20 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from shared.names import clipped, shown
+
 SECRET_KEY = re.compile(
     r"^(?:token|key|password|secret|creds?|credentials?)$|_(?:key|password|secret)$", re.IGNORECASE
 )
 MASK = "'***'"
+KEY_SHOWN_CHARS = 200  # a made-up key of any length is shown this far, its length said
 USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]+@", re.IGNORECASE)
 
 
 def _dotted(location: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in location) or "<top>"
+    """The key as ``a.b.c``: a key from a file may hold anything, so it is escaped and cut to stay one
+    short line."""
+    return clipped(".".join(shown(str(part)) for part in location), KEY_SHOWN_CHARS) or "<top>"
 
 
 def _is_secret(location: tuple[int | str, ...], value: Any) -> bool:

@@ -460,6 +460,9 @@ class UpSettings(_Section):
     cluster_route_port: int = Field(
         6222, ge=1, le=65535, description="`syntx up --cluster N`: route ports from here, one per node"
     )
+    line_max_bytes: int = Field(
+        16 * 1024, ge=1024, description="a longer line of a service's output is cut with a marker"
+    )
 
 
 class SchedulerSettings(_Section):
@@ -498,6 +501,9 @@ class LoggingSettings(_Section):
     backups: int = Field(5, ge=0)
     file_suffix: str = Field(
         "", pattern=r"^[A-Za-z0-9._-]*$", description="logs/<service><suffix>.log; `syntx run` uses .run"
+    )
+    max_message_chars: int = Field(
+        4000, ge=100, description="a longer log message (or traceback line) is cut, its full length said"
     )
 
 

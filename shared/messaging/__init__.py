@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from shared.messaging.bodies import MalformedMessage
 from shared.messaging.bus import (
     Bus,
     StoppedWhileConnecting,
     connect_options,
     shown_url,
 )
+from shared.messaging.decoding import decode_event, decode_on, decode_request, decode_tick
 from shared.messaging.malformed import (
     MalformedLog,
     message_problem,
@@ -18,6 +20,7 @@ from shared.messaging.messages import (
     QUARANTINE_REASONS,
     BackendState,
     CleanupReport,
+    ErrorReply,
     Event,
     FileRefused,
     GeneratorBudgetExhausted,
@@ -28,13 +31,15 @@ from shared.messaging.messages import (
     JobScored,
     OverlapOutcome,
     ProducerGeneration,
+    ProducerStatsRequest,
     QuarantineReason,
     QueueState,
+    Request,
+    SchedulesRequest,
     ServiceHeartbeat,
+    StatusRequest,
     Tick,
     TickOverlapped,
-    decode_event,
-    decode_tick,
     encode,
     utc_now,
 )
@@ -43,6 +48,7 @@ from shared.messaging.pauses import PausedSchedules
 __all__ = [
     "PausedSchedules",
     "MalformedLog",
+    "MalformedMessage",
     "message_problem",
     "FileRefused",
     "QUARANTINE_REASONS",
@@ -51,6 +57,7 @@ __all__ = [
     "QueueState",
     "Bus",
     "CleanupReport",
+    "ErrorReply",
     "Event",
     "GENERATOR_OUTCOMES",
     "JOB_SOURCES",
@@ -62,12 +69,18 @@ __all__ = [
     "JobScored",
     "OverlapOutcome",
     "ProducerGeneration",
+    "ProducerStatsRequest",
+    "Request",
+    "SchedulesRequest",
     "ServiceHeartbeat",
+    "StatusRequest",
     "TickOverlapped",
     "StoppedWhileConnecting",
     "Tick",
     "connect_options",
     "decode_event",
+    "decode_on",
+    "decode_request",
     "decode_tick",
     "encode",
     "shown_url",

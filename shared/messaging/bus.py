@@ -1,7 +1,9 @@
 """A thin typed layer over nats-py: streams, events, ticks, request/reply; drains on exit.
 
-Malformed messages are logged, counted in :attr:`Bus.malformed` and dropped; a failing handler is
-logged and never stops delivery.
+Every body is decoded by :mod:`shared.messaging.decoding`. Malformed messages are logged, counted in
+:attr:`Bus.malformed` and dropped — a malformed request is answered with an :class:`ErrorReply`, as is one
+its responder failed on, so no caller waits for its timeout; a failing handler is logged and never stops
+delivery.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats.errors
@@ -23,28 +25,34 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError, BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from shared.config import ConfigError, NatsSettings, Overlap
 from shared.messaging import subjects
-from shared.messaging.malformed import MalformedLog, describe
+from shared.messaging.bodies import MalformedMessage
+from shared.messaging.decoding import decode_event, decode_request, decode_tick
+from shared.messaging.malformed import MalformedLog
 from shared.messaging.messages import (
+    REQUEST_TYPES,
+    ErrorReply,
     Event,
     OverlapOutcome,
+    Request,
     Tick,
     TickOverlapped,
-    decode_event,
-    decode_tick,
     encode,
 )
 from shared.messaging.overlap import OverlapGate
+from shared.names import clipped
 from shared.timing import set_within
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R", bound=Request)
 EventHandler = Callable[[Event], Awaitable[None]]
 TickHandler = Callable[[Tick], Awaitable[None]]
-Responder = Callable[[bytes], Awaitable[BaseModel]]
+Responder = Callable[[R], Awaitable[BaseModel]]
+REQUEST_SUBJECT: dict[type[Request], str] = {model: subject for subject, model in REQUEST_TYPES.items()}
 
 FETCH_BATCH = 16
 BACKLOG_FETCH_WAIT_S = 0.1  # ticks counted as waiting may have been taken meanwhile: don't wait long
@@ -136,9 +144,9 @@ class Bus:
     async def subscribe_events(self, subject: str, handler: EventHandler) -> Subscription:
         async def on_message(msg: Msg) -> None:
             try:
-                event = decode_event(msg.data)
-            except ValidationError as exc:
-                self._count_malformed(msg.subject, exc)
+                event = decode_event(msg.data, msg.subject)
+            except MalformedMessage as exc:
+                self._count_malformed(msg.subject, exc.reason)
                 return
             await _guarded(handler(event), f"handler for {msg.subject}")
 
@@ -151,15 +159,19 @@ class Bus:
             subject, cb=callback, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.NEW
         )
 
-    async def serve(self, subject: str, responder: Responder, *, queue: str) -> Subscription:
+    async def serve(self, request: type[R], responder: Responder[R], *, queue: str) -> Subscription:
+        """Answer the requests of the subject that carries ``request``: with ``responder``'s reply, or an
+        :class:`ErrorReply` when the request is malformed (counted) or the responder failed (logged)."""
+        subject = REQUEST_SUBJECT[request]
+
         async def on_request(msg: Msg) -> None:
             try:
-                reply = await responder(msg.data)
-            except ValidationError as exc:
-                self._count_malformed(msg.subject, exc)
+                asked = decode_request(request, msg.data)
+            except MalformedMessage as exc:
+                self._count_malformed(msg.subject, exc.reason)
+                await _answer(msg, ErrorReply(subject=subject, error=f"malformed request: {exc.reason}"))
                 return
-            if msg.reply:
-                await msg.respond(encode(reply))
+            await _answer(msg, await _replied(subject, responder(asked)))
 
         return await self._nc.subscribe(subject, queue=queue, cb=on_request)
 
@@ -209,14 +221,14 @@ class Bus:
         await msg.ack()  # a tick means "run now": acknowledged on receipt, the queue on disk is the truth
         try:
             return decode_tick(msg.data, schedule)
-        except ValidationError as exc:
-            self._count_malformed(msg.subject, exc)
+        except MalformedMessage as exc:
+            self._count_malformed(msg.subject, exc.reason)
             return None
 
-    def _count_malformed(self, subject: str, exc: ValidationError) -> None:
+    def _count_malformed(self, subject: str, reason: str) -> None:
         known = subject in self.malformed or len(self.malformed) < MALFORMED_SUBJECTS_MAX
         self.malformed[subject if known else OTHER_SUBJECT] += 1
-        self.note_malformed(subject, describe(exc))
+        self.note_malformed(subject, reason)
 
     def note_malformed(self, subject: str, reason: str) -> None:
         """Log a dropped message: at most one line per subject per ``nats.malformed_log_interval_s``."""
@@ -327,6 +339,28 @@ def _coalesce(ticks: Sequence[Tick]) -> Tick:
     if len(ticks) > 1:
         log.info("coalesced %d pending ticks for %s into one run", len(ticks), latest.schedule)
     return latest.model_copy(update={"batch": batch})
+
+
+async def _replied(subject: str, reply: Awaitable[BaseModel]) -> BaseModel:
+    """The responder's reply, or an :class:`ErrorReply` saying it failed (logged with its traceback)."""
+    try:
+        return await reply
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("answering a request on %s failed", subject)
+        said = clipped(str(exc) or type(exc).__name__)
+        return ErrorReply(subject=subject, error=f"the service could not answer: {said}")
+
+
+async def _answer(msg: Msg, reply: BaseModel) -> None:
+    """Reply, if the request asked for one (a plain publish on a request subject does not)."""
+    if not msg.reply:
+        return
+    try:
+        await msg.respond(encode(reply))
+    except nats.errors.Error as exc:  # the connection is going: the caller times out, as it would
+        log.warning("could not answer on %s: %s", msg.subject, exc)
 
 
 async def _guarded(work: Awaitable[None], what: str) -> None:

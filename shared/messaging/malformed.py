@@ -1,77 +1,27 @@
 """What a well-formed message on each subject looks like, and a log of malformed ones that cannot flood.
 
 Anyone on the bus can publish anything on any subject. :func:`message_problem` says, for a subject and a body,
-why the body is not what the subject carries (None when it is); :class:`MalformedLog` writes at most one
-line per subject per interval, with the number it held back.
+why the body is not what the subject carries (None when it is), by decoding it as the services do
+(:mod:`shared.messaging.decoding`); :class:`MalformedLog` writes at most one line per subject per
+interval, with the number it held back.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable
 
-from pydantic import ValidationError
-
-from shared.messaging import subjects
-from shared.messaging.messages import decode_event, decode_tick
-
-EVENT_KIND: dict[str, str] = {  # an event's kind is its subject without the prefix
-    subject: subject.removeprefix(f"{subjects.PREFIX}.")
-    for subject in (*subjects.EVENTS, subjects.SERVICE_HEARTBEAT)
-}
-
-
-def describe(exc: ValidationError) -> str:
-    """The first problem of a validation error, as ``where: what``."""
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
+from shared.messaging.bodies import MalformedMessage
+from shared.messaging.decoding import decode_on
 
 
 def message_problem(subject: str, data: bytes) -> str | None:
     """Why ``data`` is not a valid message on ``subject``; None if it is."""
-    if subject.startswith(subjects.TICK_PREFIX + "."):
-        return _validated(lambda: decode_tick(data, subjects.schedule_of(subject)))
-    if subject in EVENT_KIND:
-        return _event_problem(subject, data)
-    if subject in subjects.REQUEST_SUBJECTS:
-        return _request_problem(data)
-    if subject == subjects.SERVICE_PING:
-        return None
-    return "no such subject"
-
-
-def _validated(decode: Callable[[], object]) -> str | None:
     try:
-        decode()
-    except ValidationError as exc:
-        return describe(exc)
-    except ValueError as exc:
-        return str(exc)
+        decode_on(subject, data)
+    except MalformedMessage as exc:
+        return exc.reason
     return None
-
-
-def _event_problem(subject: str, data: bytes) -> str | None:
-    try:
-        event = decode_event(data)
-    except ValidationError as exc:
-        return describe(exc)
-    if event.kind != EVENT_KIND[subject]:
-        return f"kind: {event.kind!r} does not belong on this subject"
-    return None
-
-
-def _request_problem(data: bytes) -> str | None:
-    """Requests carry nothing or a JSON object (the responder checks its fields)."""
-    if not data.strip():
-        return None
-    try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"body: not JSON ({exc.__class__.__name__})"
-    return None if isinstance(body, dict) else "body: not a JSON object"
 
 
 class MalformedLog:

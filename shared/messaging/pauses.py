@@ -16,6 +16,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from shared.backoff import Backoff
+from shared.messaging.bodies import json_body
 from shared.timing import set_within
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,11 @@ class PausedSchedules:
 
 
 def _paused_at(value: bytes | None) -> datetime | None:
+    """When the schedule was paused; None for a value written by hand (``nats kv put``), however odd: the
+    schedule is paused all the same. Read as bounded JSON, like every message."""
     try:
-        return datetime.fromisoformat(json.loads(value or b"{}")["paused_at"])
-    except (ValueError, KeyError, TypeError):  # written by hand (`nats kv put`): paused all the same
+        body = json_body(value or b"{}")
+        stamp = body.get("paused_at") if isinstance(body, dict) else None
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:  # not JSON within bounds (MalformedMessage), not a time
         return None

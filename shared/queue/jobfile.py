@@ -26,9 +26,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.config import DEFAULT_MAX_HEADER_BYTES
+from shared.safe_yaml import YamlRefused, load_yaml
 
 HEADER_FENCE = "---"
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 _ORIGINAL_KEYS = ("topic", "category", "style", "language", "generation")
 _PLAIN_VALUES = (str, int, float, bool, date, type(None))  # datetime is a date
 
@@ -102,21 +102,10 @@ def _split_header(text: str, max_header_bytes: int) -> tuple[dict[str, Any], str
         end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == HEADER_FENCE)
     except StopIteration:
         raise JobFileError("job header opened with '---' is never closed") from None
-    source = "\n".join(lines[1:end])
-    size = len(source.encode("utf-8"))
-    if size > max_header_bytes:
-        raise JobFileError(f"job header is {size} bytes, over the limit of {max_header_bytes}")
     try:
-        _refuse_aliases(source)
-        header = yaml.load(source, Loader=_YAML_LOADER) or {}
-    except yaml.YAMLError as exc:
-        raise JobFileError(f"job header is not valid YAML: {exc}") from exc
-    except RecursionError:
-        raise JobFileError("job header is nested too deeply") from None
-    except JobFileError:
-        raise
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise JobFileError(f"job header is not valid YAML: {exc}") from None
+        header = load_yaml("\n".join(lines[1:end]), max_header_bytes) or {}
+    except YamlRefused as exc:
+        raise JobFileError(f"job header {exc.reason}") from None
     if not isinstance(header, dict):
         raise JobFileError("job header must be 'key: value' lines")
     for key, value in header.items():
@@ -126,18 +115,6 @@ def _split_header(text: str, max_header_bytes: int) -> tuple[dict[str, Any], str
                 f"job header field {key!s}: must be a plain value (text, number, date), not {kind}"
             )
     return {str(key): value for key, value in header.items()}, "\n".join(lines[end + 1 :])
-
-
-def _refuse_aliases(source: str) -> None:
-    """Raise :class:`JobFileError` when the header uses anchors (``&a``) or aliases (``*a``).
-
-    Checked on the parser's events, before anything is built; a header without ``&`` or ``*`` has none.
-    """
-    if "&" not in source and "*" not in source:
-        return
-    for event in yaml.parse(source, Loader=_YAML_LOADER):
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise JobFileError("job header uses YAML anchors or aliases, which are not allowed")
 
 
 def _sidecar_meta(sidecar: bytes) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from shared.scoring.formats import (
     CatalogError,
     FormatSpec,
     Wrapper,
+    configured_catalog,
     load_catalog,
 )
 from shared.scoring.models import (
@@ -34,6 +35,7 @@ __all__ = [
     "SCORER_NAMES",
     "ScoreResult",
     "Wrapper",
+    "configured_catalog",
     "load_catalog",
     "parse_response",
     "render_breakdown",

@@ -3,7 +3,9 @@
 A *format* (``<dir>/formats/<name>.yaml``) lists the sections an answer must have: their keys, canonical
 German header labels, alternative spellings, V1 weights and length expectations. A *wrapper*
 (``<dir>/<name>.txt``) is a German instruction text with a YAML front matter block naming its format.
-Adding either needs no code change; see ``wrappers/README.md``.
+Adding either needs no code change; see ``wrappers/README.md``. Both are read by the project's one bounded
+YAML reader (:mod:`shared.safe_yaml`): UTF-8, no anchors or aliases, at most :data:`FORMAT_MAX_BYTES` and
+:data:`WRAPPER_MAX_BYTES`; anything else is a :class:`CatalogError` naming the file.
 """
 
 from __future__ import annotations
@@ -12,11 +14,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.config import ConfigError
+from shared.safe_yaml import YamlRefused, load_yaml, read_text
 
 BUILTIN_WRAPPER_DIR = Path(__file__).resolve().parents[2] / "wrappers"
 PROMPT_PLACEHOLDER = "{prompt}"
+# A shipped format is about 2 KB: its fields, their spellings and keywords.
+FORMAT_MAX_BYTES = 64 * 1024
+# A shipped wrapper is about 1 KB. Every job's prompt is sent inside its template, so a template stays far
+# below a model's context (a few hundred KiB at most) and a consumer's memory does not follow its size.
+WRAPPER_MAX_BYTES = 64 * 1024
 _KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 Layout = Literal["hash", "numbered", "sigma"]
@@ -134,25 +143,27 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, max_bytes: int) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{path}: cannot read file: {exc}") from exc
+        return read_text(path, max_bytes)
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read file: {exc.strerror or type(exc).__name__}") from None
+    except YamlRefused as exc:
+        raise CatalogError(f"{path}: the file {exc.reason}") from None
 
 
-def _yaml_mapping(source: str, path: Path, what: str) -> dict[str, Any]:
+def _yaml_mapping(source: str, path: Path, what: str, max_bytes: int) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(source)
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: invalid YAML in {what}: {exc}") from exc
+        data = load_yaml(source, max_bytes)
+    except YamlRefused as exc:
+        raise CatalogError(f"{path}: {what} {exc.reason}") from None
     if not isinstance(data, dict):
         raise CatalogError(f"{path}: {what} must be a YAML mapping, got {type(data).__name__}")
     return data
 
 
 def load_format(path: Path) -> FormatSpec:
-    data = _yaml_mapping(_read_text(path), path, "format file")
+    data = _yaml_mapping(_read_text(path, FORMAT_MAX_BYTES), path, "format file", FORMAT_MAX_BYTES)
     data.setdefault("name", path.stem)
     try:
         return FormatSpec.model_validate(data)
@@ -171,8 +182,8 @@ def _split_front_matter(text: str, path: Path) -> tuple[str, str]:
 
 
 def load_wrapper(path: Path) -> Wrapper:
-    header, body = _split_front_matter(_read_text(path), path)
-    meta = _yaml_mapping(header, path, "front matter")
+    header, body = _split_front_matter(_read_text(path, WRAPPER_MAX_BYTES), path)
+    meta = _yaml_mapping(header, path, "front matter", WRAPPER_MAX_BYTES)
     if not body.strip():
         raise CatalogError(f"{path}: wrapper has no instruction text after the front matter")
     data = {"name": path.stem, **meta, "template": body, "source": str(path)}
@@ -208,3 +219,11 @@ def load_catalog(dirs: Sequence[Path]) -> Catalog:
             wrappers[wrapper.name] = wrapper
     _check_references(formats, wrappers)
     return Catalog(formats=formats, wrappers=wrappers)
+
+
+def configured_catalog(dirs: Sequence[Path]) -> Catalog:
+    """:func:`load_catalog` of the configured directories; a broken file is a configuration error."""
+    try:
+        return load_catalog(dirs)
+    except CatalogError as exc:
+        raise ConfigError(f"config: wrapper_dirs: {exc}") from None

@@ -2,7 +2,9 @@
 
 Times are in the configured zone (``timezone``) with its offset, like everything else the system shows.
 A message never spans lines: control characters in it (a newline in a file name …) are escaped, so no
-input can forge a log line.
+input can forge a log line. A message longer than ``logging.max_message_chars`` is cut with its full
+length said, and so is each line of a traceback: what a service writes per event is bounded whatever the
+input it is about.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.config import LoggingSettings
+from shared.names import clipped
 from shared.service.logfile import LogFile
 
 LINE_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s"
@@ -27,16 +31,26 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 class ZonedOneLineFormatter(logging.Formatter):
-    def __init__(self, zone: ZoneInfo, line_format: str = LINE_FORMAT) -> None:
+    def __init__(self, zone: ZoneInfo, max_chars: int, line_format: str = LINE_FORMAT) -> None:
         super().__init__(line_format)
         self._zone = zone
+        self._max_chars = max_chars
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return datetime.fromtimestamp(record.created, self._zone).isoformat(timespec="milliseconds")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = _CONTROL.sub(_escaped, record.message)
+        record.message = clipped(_CONTROL.sub(_escaped, record.message), self._max_chars)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return self._clip_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return self._clip_lines(super().formatStack(stack_info))
+
+    def _clip_lines(self, text: str) -> str:
+        return "\n".join(clipped(line, self._max_chars) for line in text.split("\n"))
 
 
 class _ServiceFilter(logging.Filter):
@@ -51,7 +65,7 @@ class _ServiceFilter(logging.Filter):
 
 def setup_logging(service: str, settings: LoggingSettings, logs_dir: Path | None, zone: ZoneInfo) -> None:
     """Configure the root logger; call once, from a service's ``main()``."""
-    formatter = ZonedOneLineFormatter(zone)
+    formatter = ZonedOneLineFormatter(zone, settings.max_message_chars)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if logs_dir is not None:
         logs_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +88,8 @@ def setup_logging(service: str, settings: LoggingSettings, logs_dir: Path | None
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-def use_zone_for_command(zone: ZoneInfo) -> None:
-    """The ``syntx`` command's own log lines, once its settings are known: the same clock as the services."""
+def use_zone_for_command(zone: ZoneInfo, settings: LoggingSettings) -> None:
+    """The ``syntx`` command's own log lines, once its settings are known: the same clock and bounds as the
+    services."""
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(ZonedOneLineFormatter(zone, COMMAND_FORMAT))
+        handler.setFormatter(ZonedOneLineFormatter(zone, settings.max_message_chars, COMMAND_FORMAT))
