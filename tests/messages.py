@@ -15,6 +15,7 @@ from shared.messaging import (
     JobCreated,
     JobFailed,
     ProducerGeneration,
+    QueueState,
     ServiceHeartbeat,
     StatusRequest,
     Tick,
@@ -36,6 +37,9 @@ def valid_messages() -> dict[str, BaseModel]:
         subjects.FILE_REFUSED: FileRefused(service="cleanup", reason="stray", name="x", detail="why"),
         subjects.CONSUMER_BACKEND: BackendState(
             wrapper="sigma", backend="offline", available=False, consecutive_failures=2, pause_s=1.0
+        ),
+        subjects.QUEUE_STATE: QueueState(
+            service="consumer.sigma", instance="consumer.sigma@h:1", writable=True, since=now
         ),
         subjects.PRODUCER_GENERATION: ProducerGeneration(
             generation=1, learned_from=0, produced=3, requested=3, queue_state="LOW", incoming=3
