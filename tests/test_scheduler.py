@@ -382,11 +382,17 @@ async def test_pause_and_resume_reach_every_replica(
                 assert await commands.schedules(one, as_json=True) == 0
                 views = {v["name"]: v for v in json.loads(capsys.readouterr().out)["schedules"]}
                 assert views["producer"]["paused"] is True and views["producer"]["last_fired"] is not None
+                assert views["producer"]["next"] == [] and views["producer"]["paused_since"] is not None
+                assert await commands.pause_schedule(one, "producer", pause=True) == 0  # already: said so
+                assert "was already paused" in capsys.readouterr().out
                 assert await commands.pause_schedule(one, "producer", pause=False) == 0
                 resumed_at = datetime.now(UTC)
                 await published.wait_for(lambda seen: any(t.slot and t.slot > resumed_at for _, t in seen))
-                assert await commands.pause_schedule(one, "producer", pause=False) == 1  # was not paused
+                assert await commands.pause_schedule(one, "producer", pause=False) == 0  # was not paused
+                assert "was not paused" in capsys.readouterr().out
                 assert await commands.pause_schedule(one, "nosuch", pause=True) == 2
+                assert await commands.pause_schedule(one, "prodcer", pause=True) == 2
+                assert "unknown schedule 'prodcer' (did you mean 'producer'?)" in capsys.readouterr().err
     finally:
         logger.removeHandler(lines)
     assert max(Counter(msg_id for msg_id, _ in published.seen).values()) == 1

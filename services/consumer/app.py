@@ -105,9 +105,10 @@ class Consumer:
         return True
 
     def _drop_finished_claims(self) -> None:
-        """A claim whose result exists is a crash leftover (result written, claim not yet removed)."""
+        """Another process's claim whose result exists is a crash leftover (result written, claim not yet
+        removed): worth a line. This process's own are its jobs finishing right now (it removes them)."""
         for claim in self.claims.all():
-            if self.queue.result_path(claim.job_id) is not None:
+            if claim.token != self.claims.token and self.queue.result_path(claim.job_id) is not None:
                 log.info("job %s already has a result; removing its leftover claim", claim.job_id)
                 self.claims.forget(claim)
 

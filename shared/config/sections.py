@@ -428,7 +428,7 @@ class LLMSettings(_Section):
 
 
 class MonitorSettings(_Section):
-    host: str = "0.0.0.0"
+    host: str = Field("127.0.0.1", description="where /metrics and /healthz listen (0.0.0.0: every address)")
     port: int = Field(9108, ge=0, le=65535)
     reconcile_s: float = Field(30.0, gt=0)
     recount_retry_s: float = Field(1.0, gt=0, description="recount this soon after one raced with changes")
