@@ -49,6 +49,7 @@ from shared.timing import set_within
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Request)
+T = TypeVar("T")
 EventHandler = Callable[[Event], Awaitable[None]]
 TickHandler = Callable[[Tick], Awaitable[None]]
 Responder = Callable[[R], Awaitable[BaseModel]]
@@ -61,10 +62,13 @@ OTHER_SUBJECT = "other"
 
 
 class Bus:
-    def __init__(self, nc: Client, settings: NatsSettings) -> None:
+    def __init__(self, nc: Client, settings: NatsSettings, stop: asyncio.Event | None = None) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
         self._settings = settings
+        # Start-up steps that need JetStream wait for it until this is set; without it (a command) the
+        # first failure is raised: a command says so in one line rather than waiting.
+        self._stop = stop
         self.malformed: Counter[str] = Counter()
         self._reports: set[asyncio.Future[None]] = set()
         self._malformed_log = MalformedLog(log, settings.malformed_log_interval_s)
@@ -95,24 +99,49 @@ class Bus:
         )
 
     async def _ensure_stream(self, config: js_api.StreamConfig) -> None:
-        try:
-            await self._js.add_stream(config)
-        except BadRequestError:  # exists with another config: bring it to ours
-            await self._js.update_stream(config)
+        async def ensure() -> None:
+            try:
+                await self._js.add_stream(config)
+            except BadRequestError:  # exists with another config: bring it to ours
+                await self._js.update_stream(config)
+
+        await self.once_jetstream_answers(ensure, f"stream {config.name}")
 
     async def key_value(self, bucket: str, ttl_s: float | None = None) -> KeyValue:
         """The JetStream key-value bucket, created (with ``nats.stream_replicas`` copies) if missing."""
-        try:
-            return await self._js.key_value(bucket)
-        except BucketNotFoundError:
-            config = js_api.KeyValueConfig(
-                bucket=bucket,
-                history=1,
-                ttl=ttl_s,
-                replicas=self._settings.stream_replicas,
-                storage=js_api.StorageType.FILE,
-            )
-            return await self._js.create_key_value(config)
+
+        async def bucket_or_new() -> KeyValue:
+            try:
+                return await self._js.key_value(bucket)
+            except BucketNotFoundError:
+                config = js_api.KeyValueConfig(
+                    bucket=bucket,
+                    history=1,
+                    ttl=ttl_s,
+                    replicas=self._settings.stream_replicas,
+                    storage=js_api.StorageType.FILE,
+                )
+                return await self._js.create_key_value(config)
+
+        return await self.once_jetstream_answers(bucket_or_new, f"key-value bucket {bucket}")
+
+    async def once_jetstream_answers(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        """``step``, a request to JetStream made at a service's start, tried again with the resubscribe
+        backoff (as tick subscriptions are) while JetStream cannot answer yet — a cluster electing its
+        leaders or without a quorum, a restarting server — until the service is told to stop."""
+        failures = 0
+        while True:
+            try:
+                return await step()
+            except (TimeoutError, ServiceUnavailableError) as exc:
+                if self._stop is None or not _not_answering_yet(exc):
+                    raise
+                failures += 1
+                delay = self._settings.resubscribe.delay(failures)
+                said = str(exc) or type(exc).__name__
+                log.warning("%s: JetStream does not answer yet (%s); trying again in %gs", what, said, delay)
+                if await set_within(self._stop, delay):
+                    raise StoppedWhileConnecting(f"stopped before JetStream answered ({what})") from exc
 
     async def emit(self, subject: str, message: BaseModel) -> None:
         """Publish an event without waiting: the stream on the subject stores it all the same.
@@ -155,9 +184,13 @@ class Bus:
     async def watch_stream(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> None:
         """Messages as the stream stored them, from now on: de-duplicated (a tick that several scheduler
         replicas published for one slot arrives once), unlike a plain subscription."""
-        await self._js.subscribe(
-            subject, cb=callback, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.NEW
-        )
+
+        async def watch() -> None:
+            await self._js.subscribe(
+                subject, cb=callback, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.NEW
+            )
+
+        await self.once_jetstream_answers(watch, f"the watch of {subject}")
 
     async def serve(self, request: type[R], responder: Responder[R], *, queue: str) -> Subscription:
         """Answer the requests of the subject that carries ``request``: with ``responder``'s reply, or an
@@ -393,6 +426,13 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
     return options
 
 
+def _not_answering_yet(exc: Exception) -> bool:
+    """JetStream is there but cannot answer now: no reply in time (a cluster without a quorum), or its own
+    "temporarily unavailable" (an error code in the reply). A bare 503 without a code is the server's "no
+    responders": JetStream is not enabled, which no waiting mends (a configuration error)."""
+    return not isinstance(exc, ServiceUnavailableError) or exc.err_code is not None
+
+
 async def _streams_or_config_error(bus: Bus, settings: NatsSettings) -> None:
     try:
         await bus.ensure_streams()
@@ -457,7 +497,7 @@ async def connect(
         max_reconnect_attempts=max_reconnect_attempts,
     )
     await _connect_unless_stopped(nc, options, stop)
-    bus = Bus(nc, settings)
+    bus = Bus(nc, settings, stop)
     try:
         await _streams_or_config_error(bus, settings)
         yield bus
