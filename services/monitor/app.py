@@ -11,11 +11,12 @@ import time
 from datetime import datetime
 
 from nats.aio.msg import Msg
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
+from services.monitor import exposition
 from services.monitor.counter import QueueCounter
 from services.monitor.health import HealthReport, Observations, judge, missed_schedules
-from services.monitor.http import HttpEndpoint, Reply
+from services.monitor.http import HttpEndpoint, Reply, Request, Route
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import StatusReply, Tracker
@@ -142,11 +143,12 @@ class Monitor:
             return None
         return None if oldest is None else max(0.0, time.time() - oldest)
 
-    def metrics_reply(self) -> Reply:
+    def metrics_reply(self, request: Request | None = None) -> Reply:
+        """What a scrape gets; without a request, the text format a client that asks nothing gets."""
         self.refresh()
-        return Reply(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
+        return exposition.metrics(self.metrics.registry, request or Request("GET", "/metrics", {}))
 
-    def health_reply(self) -> Reply:
+    def health_reply(self, _request: Request) -> Reply:
         """200 while the monitor itself works (NATS connected); the body says the system's health."""
         connected = self._bus is not None and self._bus.client.is_connected
         status = self.refresh()
@@ -157,6 +159,12 @@ class Monitor:
             "reasons": [reason.model_dump() for reason in status.health_reasons],
         }
         return Reply(200 if connected else 503, json.dumps(body).encode(), "application/json")
+
+    def endpoint(self) -> HttpEndpoint:
+        """``/metrics`` and ``/healthz``, bounded as ``monitor.*`` says (:mod:`services.monitor.http`)."""
+        routes: dict[str, Route] = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
+        limits = self._settings.monitor
+        return HttpEndpoint(routes, limits.request_timeout_s, limits.max_connections)
 
     async def status(self, request: StatusRequest) -> StatusReply:
         """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering."""
@@ -212,8 +220,7 @@ class Monitor:
     async def serve(self, bus: Bus, stop: asyncio.Event) -> None:
         self._bus = bus
         self.queue.ensure()
-        routes = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
-        http = HttpEndpoint(routes, self._settings.monitor.request_timeout_s)
+        http = self.endpoint()
         async with watching([self.queue.root], self.counter.on_change, recursive=True, pair_moves=False):
             await self.recount()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)

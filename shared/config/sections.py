@@ -437,7 +437,12 @@ class MonitorSettings(_Section):
     service_timeout_s: float = Field(
         45.0, gt=0, description="a service not heard from for this long counts as gone (> heartbeat_s)"
     )
-    request_timeout_s: float = Field(10.0, gt=0, description="the longest an HTTP client may take to ask")
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="the longest an HTTP client may take to ask and to read the answer"
+    )
+    max_connections: int = Field(
+        1024, ge=1, le=65536, description="HTTP connections open at once; more drop the oldest unfinished"
+    )
 
 
 class CleanupSettings(_Section):
