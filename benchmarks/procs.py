@@ -37,7 +37,7 @@ class Children:
     logs: list[IO[bytes]] = field(default_factory=list)
 
     def spawn(
-        self, args: list[str], log_path: Path, env: dict[str, str] | None = None
+        self, args: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path = PROJECT_ROOT
     ) -> subprocess.Popen[bytes]:
         sink = log_path.open("ab")
         self.logs.append(sink)
@@ -47,7 +47,7 @@ class Children:
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )

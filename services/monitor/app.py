@@ -205,7 +205,9 @@ class Monitor:
         self.queue.ensure()
         routes = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
         http = HttpEndpoint(routes, self._settings.monitor.request_timeout_s)
-        async with watching([self.queue.root], self.counter.on_change, recursive=True, pair_moves=False):
+        root = [self.queue.root]
+        changes = self.counter.on_change
+        async with watching(root, changes, recursive=True, pair_moves=False, comings_and_goings=True):
             await self.recount()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)
             log.info("metrics on http://%s:%d/metrics", self._settings.monitor.host, port)
