@@ -13,12 +13,12 @@ import sys
 from dataclasses import dataclass
 
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from shared.config import Settings
 from shared.messaging import ServiceHeartbeat, connect_options, shown_url, subjects
+from shared.messaging.connection import Client
 from shared.timing import set_within
 from syntx import exits
 

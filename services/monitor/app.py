@@ -19,6 +19,7 @@ from services.monitor.health import HealthReport, Observations, judge, missed_sc
 from services.monitor.http import HttpEndpoint, Reply
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
+from services.monitor.progress import Progress
 from services.monitor.status import StatusReply, StatusRequest, Tracker
 from shared.config import Settings
 from shared.cron import Schedule, parse_schedule
@@ -46,6 +47,9 @@ class Monitor:
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
         self.tracker = Tracker(self.metrics, self.labels, settings.monitor)
+        self.progress = Progress(settings.monitor.health.stalled_after_s, lambda: self.counter.last_result_at)
+        self._watching_consumers = any(spec.watch for spec in settings.consumers.values())
+        self._consumer_schedules = {subjects.consumer_schedule(name) for name in settings.consumers}
         self._started = utc_now()
         self._started_clock = time.monotonic()
         self._schedules = {
@@ -87,6 +91,10 @@ class Monitor:
         heard_long_enough = time.monotonic() - self._started_clock > self._settings.monitor.service_timeout_s
         now = utc_now().astimezone(self._settings.zone)
         silent = [name for name in self._expected_services if name not in live] if heard_long_enough else []
+        claimed = self.counter.count(PROCESSING)
+        if claimed or (incoming and self._watching_consumers):
+            self.progress.asked()
+        link = self._bus.link if self._bus is not None else None
         seen = Observations(
             queue_state=state,
             incoming=incoming,
@@ -99,6 +107,10 @@ class Monitor:
             missed_schedules=missed_schedules(
                 self._running_schedules(now), self.tracker.last_fired, self._started, now
             ),
+            claimed=claimed,
+            nats_down_s=link.down_for_s() if link is not None else None,
+            nats_problem=link.problem if link is not None else "",
+            stalled_s=self.progress.stalled_for_s(incoming + claimed),
         )
         return judge(seen, limits, self._settings.queue.lease_s)
 
@@ -183,6 +195,8 @@ class Monitor:
         except (ValidationError, ValueError):
             return  # counted by on_any_message
         self.tracker.on_tick(tick, utc_now())
+        if tick.schedule in self._consumer_schedules and self.counter.count(INCOMING):
+            self.progress.asked()
 
     async def on_any_message(self, msg: Msg) -> None:
         """Every message under ``syntx.>``: a malformed one is counted by its (bounded) subject."""

@@ -32,6 +32,8 @@ REASONS = (
     "schedule_missed",
     "backend_down",
     "service_silent",
+    "nats_down",
+    "stalled",
 )
 BUCKET_S = 60.0
 
@@ -100,6 +102,12 @@ class Observations:
     silent_services: list[str]
     expected_services: int
     missed_schedules: list[str]
+    claimed: int = 0
+    nats_down_s: float | None = None  # the monitor's own connection, down this long
+    nats_problem: str = ""
+    stalled_s: float | None = (
+        None  # consumers asked this long ago, no result since (services.monitor.progress)
+    )
 
 
 def judge(seen: Observations, limits: HealthSettings, lease_s: float) -> HealthReport:
@@ -109,6 +117,8 @@ def judge(seen: Observations, limits: HealthSettings, lease_s: float) -> HealthR
         *_backend_reasons(seen.backends_down, seen.wrappers),
         *_service_reasons(seen.silent_services, seen.expected_services),
         *(Reason(code="schedule_missed", severity="WARNING", text=text) for text in seen.missed_schedules),
+        *_nats_reasons(seen.nats_down_s, seen.nats_problem),
+        *_progress_reasons(seen),
     ]
     state: State = "OK"
     if reasons:
@@ -180,6 +190,29 @@ def _service_reasons(silent: list[str], expected: int) -> Iterable[Reason]:
         code="service_silent",
         severity=severity,
         text=f"no heartbeat from {', '.join(sorted(silent))}",
+    )
+
+
+def _nats_reasons(down_s: float | None, problem: str) -> Iterable[Reason]:
+    if down_s is None:
+        return
+    why = f" ({problem})" if problem else ""
+    yield Reason(
+        code="nats_down",
+        severity="CRITICAL",
+        text=f"NATS has not answered for {down_s:.0f}s{why}: no tick or event is delivered; "
+        "every service reconnects by itself",
+    )
+
+
+def _progress_reasons(seen: Observations) -> Iterable[Reason]:
+    if seen.stalled_s is None or seen.backends_down:  # a backend down explains it: backend_down says so
+        return
+    yield Reason(
+        code="stalled",
+        severity="CRITICAL",
+        text=f"nothing finished for {seen.stalled_s:.0f}s though {seen.incoming} jobs wait and "
+        f"{seen.claimed} are claimed, and no backend is down: are the consumers stuck? (see their logs)",
     )
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.config import ConfigError, NatsSettings, Overlap
 from shared.messaging import subjects
+from shared.messaging.connection import Client, Link, Unreachable
 from shared.messaging.malformed import MalformedLog, describe
 from shared.messaging.messages import (
     Event,
@@ -53,8 +53,9 @@ OTHER_SUBJECT = "other"
 
 
 class Bus:
-    def __init__(self, nc: Client, settings: NatsSettings) -> None:
+    def __init__(self, nc: Client, settings: NatsSettings, link: Link | None = None) -> None:
         self._nc = nc
+        self.link = link or Link()  # kept by :func:`connect`: since when the connection is down
         self._js: JetStreamContext = nc.jetstream()
         self._settings = settings
         self.malformed: Counter[str] = Counter()
@@ -344,6 +345,8 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
         "name": name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": settings.reconnect.delay(1),  # nats-py waits the same between all tries
+        "ping_interval": settings.ping_interval_s,  # a server that stops answering is a lost connection
+        "max_outstanding_pings": settings.max_outstanding_pings,
         "connect_timeout": settings.connect_timeout_s,
         "drain_timeout": settings.drain_timeout_s,
         "error_cb": _log_error,
@@ -403,16 +406,23 @@ async def connect(
     """Services retry forever (-1) until ``stop`` is set; a command passes a small number to fail fast,
     and ``quiet``: the client's connection errors go to the debug log, the command says it in one line."""
     nc = Client()
+    link = Link()
     noise = logging.DEBUG if quiet else logging.WARNING
+    last_error: list[Exception] = []  # the client's latest error, to say why a connect failed
 
     async def disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):
+            link.lost()
             log.log(noise, "nats: disconnected from %s, reconnecting", shown_url(settings.effective_url))
 
     async def client_error(exc: Exception) -> None:
-        log.log(noise, "nats: %s", exc)
+        last_error[:] = [exc]
+        problem = (str(exc) or type(exc).__name__).removeprefix("nats: ")
+        link.complain(problem)
+        log.log(noise, "nats: %s", problem)
 
     async def reconnected() -> None:
+        link.restored()
         log.info("nats: reconnected to %s", shown_url(settings.effective_url))
 
     options = connect_options(settings, name)
@@ -422,8 +432,11 @@ async def connect(
         error_cb=client_error,
         max_reconnect_attempts=max_reconnect_attempts,
     )
-    await _connect_unless_stopped(nc, options, stop)
-    bus = Bus(nc, settings)
+    try:
+        await _connect_unless_stopped(nc, options, stop)
+    except nats.errors.NoServersError as exc:
+        raise Unreachable(last_error[0] if last_error else None) from exc
+    bus = Bus(nc, settings, link)
     try:
         await _streams_or_config_error(bus, settings)
         yield bus
