@@ -20,6 +20,7 @@ from services.monitor.http import HttpEndpoint, Reply
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.progress import Progress
+from services.monitor.recounts import SharedRecount
 from services.monitor.status import StatusReply, StatusRequest, Tracker
 from shared.config import Settings
 from shared.cron import Schedule, parse_schedule
@@ -48,6 +49,7 @@ class Monitor:
         self.counter = QueueCounter(self.queue)
         self.tracker = Tracker(self.metrics, self.labels, settings.monitor)
         self.progress = Progress(settings.monitor.health.stalled_after_s, lambda: self.counter.last_result_at)
+        self._recounts = SharedRecount(self.recount)
         self._watching_consumers = any(spec.watch for spec in settings.consumers.values())
         self._consumer_schedules = {subjects.consumer_schedule(name) for name in settings.consumers}
         self._started = utc_now()
@@ -159,9 +161,10 @@ class Monitor:
         return Reply(200 if connected else 503, json.dumps(body).encode(), "application/json")
 
     async def status(self, request: bytes) -> StatusReply:
-        """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering."""
+        """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering (the
+        requests that come during one recount share the next: :mod:`services.monitor.recounts`)."""
         if StatusRequest.model_validate_json(request or b"{}").reconcile:
-            await self.recount()
+            await self._recounts.after_next()
         return self.refresh()
 
     async def recount(self) -> None:
@@ -207,12 +210,15 @@ class Monitor:
                 self._bus.note_malformed(msg.subject, reason)
 
     async def reconcile_forever(self, stop: asyncio.Event) -> None:
-        """Recount every ``reconcile_s``; sooner when notifications were lost or a recount raced with one."""
+        """Recount every ``reconcile_s`` after the one at start; sooner when notifications were lost, the
+        oldest waiting names ran out, or a recount raced with a notification."""
         settings = self._settings.monitor
-        while not stop.is_set():
-            await self.counter.reconcile_in_thread()
+        while True:
             pause = settings.recount_retry_s if self.counter.unsettled else settings.reconcile_s
             await _first_set((stop, self.counter.recount_wanted), pause)
+            if stop.is_set():
+                return
+            await self.counter.reconcile_in_thread()
 
     async def serve(self, bus: Bus, stop: asyncio.Event) -> None:
         self._bus = bus
@@ -249,6 +255,7 @@ class Monitor:
                     tasks.start(self.reconcile_forever(stop), "monitor reconcile")
                     tasks.start(ticks.run(self.on_tick, stop), "monitor ticks")
             finally:
+                await self._recounts.close()
                 await http.close()
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from shared.config import ConfigError, NatsSettings, Overlap
 from shared.messaging import subjects
 from shared.messaging.connection import Client, Link, Unreachable
+from shared.messaging.inflight import InFlight
 from shared.messaging.malformed import MalformedLog, describe
 from shared.messaging.messages import (
     Event,
@@ -60,6 +61,7 @@ class Bus:
         self._settings = settings
         self.malformed: Counter[str] = Counter()
         self._reports: set[asyncio.Future[None]] = set()
+        self._requests = InFlight()
         self._malformed_log = MalformedLog(log, settings.malformed_log_interval_s)
 
     @property
@@ -162,7 +164,8 @@ class Bus:
             if msg.reply:
                 await msg.respond(encode(reply))
 
-        return await self._nc.subscribe(subject, queue=queue, cb=on_request)
+        cb = self._requests.side_by_side(on_request, f"request on {subject}")
+        return await self._nc.subscribe(subject, queue=queue, cb=cb)
 
     async def request(self, subject: str, payload: bytes, wait_s: float) -> bytes:
         reply = await self._nc.request(subject, payload, timeout=wait_s)
@@ -225,6 +228,10 @@ class Bus:
 
     async def flush(self) -> None:
         await self._nc.flush()
+
+    async def close(self) -> None:
+        """End what is still being handled (after the connection drained)."""
+        await self._requests.close()
 
 
 class TickSubscription:
@@ -446,6 +453,7 @@ async def connect(
                 await nc.drain()
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("drain did not finish cleanly: %s", exc)
+        await bus.close()
 
 
 def shown_url(url: str) -> str:
