@@ -16,8 +16,6 @@ import argparse
 import logging
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,14 +23,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.procs import Children, peak_rss_mb, start_nats
-from shared.config import CONFIG_ENV, DEFAULT_CONFIG, PROJECT_ROOT
+from benchmarks.procs import Children, extracted, peak_rss_mb, start_monitor, start_nats
+from shared.config import PROJECT_ROOT
 
 log = logging.getLogger("benchmarks.flood")
 
 INCOMING_SERIES = re.compile(rb'^syntx_queue_jobs\{folder="incoming"\} (\S+)$', re.M)
 POLL_S = 0.25
-READY_WITHIN_S = 30.0
 EXACT_WITHIN_S = 300.0
 PROMPT = b"Erklaere, wie Katzen schnurren.\n"
 
@@ -80,41 +77,6 @@ def rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
-def free_port() -> int:
-    import socket  # local: only the port probe needs it
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def start_monitor(
-    children: Children, tree: Path, nats_url: str, data: Path
-) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SYNTX_")}
-    env.update(
-        {
-            CONFIG_ENV: str(tree / DEFAULT_CONFIG.relative_to(PROJECT_ROOT)),
-            "SYNTX_DATA_DIR": str(data),
-            "SYNTX_NATS__URL": nats_url,
-            "SYNTX_MONITOR__HOST": "127.0.0.1",
-            "SYNTX_MONITOR__PORT": str(port),
-            "PYTHONPATH": str(tree),
-        }
-    )
-    args = [sys.executable, "-m", "services.monitor"]
-    output = data.parent / f"monitor-{data.name}.out"
-    process = children.spawn(args, output, env=env, cwd=tree)
-    deadline = time.monotonic() + READY_WITHIN_S
-    while incoming_count(port) is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the monitor of {tree} did not start: see {output}")
-        time.sleep(POLL_S)
-    return process, port
-
-
 def flood(children: Children, tree: Path, nats_url: str, workdir: Path, files: int) -> Figures:
     data = workdir / f"data-{files}"
     (data / "queue" / "incoming").mkdir(parents=True)
@@ -125,8 +87,8 @@ def flood(children: Children, tree: Path, nats_url: str, workdir: Path, files: i
     most_over, finished_at, exact_after = 0, None, None
     deadline = time.monotonic() + EXACT_WITHIN_S
     while time.monotonic() < deadline:
-        written = writer.written  # read before the count: files written later can only lower "over"
         count = incoming_count(port)
+        written = writer.written  # read after the count: a file written meanwhile cannot look counted
         if count is not None:
             most_over = max(most_over, count - written)
         if finished_at is None and writer.done.is_set():
@@ -145,15 +107,6 @@ def flood(children: Children, tree: Path, nats_url: str, workdir: Path, files: i
     )
     children.stop(monitor)
     return figures
-
-
-def extracted(revision: str, into: Path) -> Path:
-    """The repository at ``revision``, as files in ``into``."""
-    archive = subprocess.run(
-        ["git", "archive", revision], cwd=PROJECT_ROOT, check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def report(label: str, figures: Figures) -> None:
