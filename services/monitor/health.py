@@ -105,9 +105,8 @@ class Observations:
     claimed: int = 0
     nats_down_s: float | None = None  # the monitor's own connection, down this long
     nats_problem: str = ""
-    stalled_s: float | None = (
-        None  # consumers asked this long ago, no result since (services.monitor.progress)
-    )
+    # consumers asked this long ago for waiting jobs, no result since (services.monitor.progress)
+    stalled_s: float | None = None
 
 
 def judge(seen: Observations, limits: HealthSettings, lease_s: float) -> HealthReport:

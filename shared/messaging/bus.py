@@ -415,7 +415,6 @@ async def connect(
     nc = Client()
     link = Link()
     noise = logging.DEBUG if quiet else logging.WARNING
-    last_error: list[Exception] = []  # the client's latest error, to say why a connect failed
 
     async def disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):
@@ -423,10 +422,8 @@ async def connect(
             log.log(noise, "nats: disconnected from %s, reconnecting", shown_url(settings.effective_url))
 
     async def client_error(exc: Exception) -> None:
-        last_error[:] = [exc]
-        problem = (str(exc) or type(exc).__name__).removeprefix("nats: ")
-        link.complain(problem)
-        log.log(noise, "nats: %s", problem)
+        link.complain(exc)
+        log.log(noise, "nats: %s", link.problem)
 
     async def reconnected() -> None:
         link.restored()
@@ -442,7 +439,7 @@ async def connect(
     try:
         await _connect_unless_stopped(nc, options, stop)
     except nats.errors.NoServersError as exc:
-        raise Unreachable(last_error[0] if last_error else None) from exc
+        raise Unreachable(link.last_error) from exc
     bus = Bus(nc, settings, link)
     try:
         await _streams_or_config_error(bus, settings)

@@ -58,25 +58,32 @@ class Unreachable(nats.errors.NoServersError):
 
 @dataclass
 class Link:
-    """Whether the connection is up; since when it is not, and the client's last complaint."""
+    """Whether the connection is up; since when it is not, and the client's last error."""
 
     clock: Callable[[], float] = time.monotonic
     down_since: float | None = None
-    problem: str = ""
+    last_error: Exception | None = None
 
     def lost(self) -> None:
         if self.down_since is None:
             self.down_since = self.clock()
-            self.problem = ""
+            self.last_error = None
 
-    def complain(self, problem: str) -> None:
+    def complain(self, error: Exception) -> None:
         """The client's latest error (while down: why reconnecting fails)."""
-        self.problem = problem
+        self.last_error = error
 
     def restored(self) -> None:
         self.down_since = None
-        self.problem = ""
+        self.last_error = None
 
     def down_for_s(self) -> float | None:
         """Seconds the connection has been down; None while it is up."""
         return None if self.down_since is None else self.clock() - self.down_since
+
+    @property
+    def problem(self) -> str:
+        """The last error in a few words ("" if none)."""
+        if self.last_error is None:
+            return ""
+        return (str(self.last_error) or type(self.last_error).__name__).removeprefix("nats: ")
