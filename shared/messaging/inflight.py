@@ -2,8 +2,8 @@
 
 nats-py hands a subscription's messages to its callback one after another; a responder that waits
 would make every later request on that subject wait too. Here each request is its own task, at most
-:data:`IN_FLIGHT_MAX` at once per subject — beyond that the subscription waits for a slot, so a flood
-costs bounded memory. A task's failure is logged, never lost.
+:data:`IN_FLIGHT_MAX` at once for all the subjects a service answers — beyond that its subscriptions
+wait for a slot, so a flood costs bounded memory. A task's failure is logged, never lost.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT_MAX = 1000  # requests of one subject handled at once (each a task of a few KB)
+IN_FLIGHT_MAX = 1000  # requests a service handles at once (each a task of a few KB)
 
 Handler = Callable[[Msg], Awaitable[None]]
 
