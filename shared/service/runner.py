@@ -105,8 +105,7 @@ async def _beat_forever(
 
 async def _beat(bus: Bus, service: str, instance: str, started: datetime, *, stopping: bool) -> None:
     beat = ServiceHeartbeat(service=service, instance=instance, started_at=started, stopping=stopping)
-    try:
+    try:  # not flushed: the client sends it at once, and a flush waits with asyncio.wait_for (see set_within)
         await bus.client.publish(subjects.SERVICE_HEARTBEAT, beat.model_dump_json().encode())
-        await bus.flush()
     except Exception as exc:
         log.debug("heartbeat not sent: %s", exc)
