@@ -9,16 +9,18 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
 
-from shared.config import PROJECT_ROOT
+from shared.config import CONFIG_ENV, DEFAULT_CONFIG, PROJECT_ROOT
 from syntx.embedded_nats import die_with_parent, nats_server_binary
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class Children:
     logs: list[IO[bytes]] = field(default_factory=list)
 
     def spawn(
-        self, args: list[str], log_path: Path, env: dict[str, str] | None = None
+        self, args: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path = PROJECT_ROOT
     ) -> subprocess.Popen[bytes]:
         sink = log_path.open("ab")
         self.logs.append(sink)
@@ -47,7 +49,7 @@ class Children:
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
@@ -193,3 +195,55 @@ def cpu_seconds(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_monitor(
+    children: Children, tree: Path, nats_url: str, data: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``python -m services.monitor`` of the source ``tree`` (this one, or :func:`extracted`) with the
+    shipped configuration and ``data`` as its data directory; returns it and its metrics port."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SYNTX_")}
+    env.update(
+        {
+            CONFIG_ENV: str(tree / DEFAULT_CONFIG.relative_to(PROJECT_ROOT)),
+            "SYNTX_DATA_DIR": str(data),
+            "SYNTX_NATS__URL": nats_url,
+            "SYNTX_MONITOR__HOST": "127.0.0.1",
+            "SYNTX_MONITOR__PORT": str(port),
+            "PYTHONPATH": str(tree),
+        }
+    )
+    args = [sys.executable, "-m", "services.monitor"]
+    output = data.parent / f"monitor-{data.name}.out"
+    process = children.spawn(args, output, env=env, cwd=tree)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not _answers(f"http://127.0.0.1:{port}/metrics"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the monitor of {tree} did not start: see {output}")
+        time.sleep(0.1)  # a poll of its port, not a wait for an event
+    return process, port
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def extracted(revision: str, into: Path) -> Path:
+    """The repository at ``revision``, as files in ``into``."""
+    archive = subprocess.run(
+        ["git", "archive", revision], cwd=PROJECT_ROOT, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into

@@ -7,9 +7,13 @@ import asyncio
 
 
 async def set_within(event: asyncio.Event, seconds: float) -> bool:
-    """Wait until ``event`` is set, at most ``seconds``; True if it was set (e.g. "stop requested")."""
+    """Wait until ``event`` is set, at most ``seconds``; True if it was set (e.g. "stop requested").
+
+    ``asyncio.timeout``, not ``asyncio.wait_for``: in Python 3.11 a ``wait_for`` cancelled just as its
+    event is set returns instead of raising, the cancellation lost — a task told to stop runs on."""
     try:
-        await asyncio.wait_for(event.wait(), timeout=seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
     except TimeoutError:
         return False
     return True

@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
 from watchdog.observers.polling import PollingObserver
@@ -19,6 +27,10 @@ from watchdog.observers.polling import PollingObserver
 Change = tuple[str, str, str]
 OVERFLOW: Change = ("overflow", "", "")
 ChangeSink = Callable[[Change], None]
+PENDING_MAX = 20_000  # changes waiting for a busy event loop (~2 MB); beyond: OVERFLOW, the sink rescans
+# What a watcher that only counts files needs to hear of: no opens, writes, closes or attribute changes,
+# which are most of what a burst of new files makes the kernel report.
+COMINGS_AND_GOINGS: list[type[FileSystemEvent]] = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent]
 
 
 def _observer(
@@ -45,13 +57,41 @@ def _observer(
 
 
 class _Forwarder(FileSystemEventHandler):
+    """Hands changes to the event loop in batches: the loop is woken once per batch, not once per change,
+    so a burst of new files does not pile up one callback (and one wake-up) per file. At most
+    :data:`PENDING_MAX` changes wait for the loop; more are dropped and the sink is told ``OVERFLOW``
+    (recount), as when the kernel drops events — memory stays bounded whatever the burst."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop, sink: ChangeSink) -> None:
         self._loop = loop
         self._sink = sink
+        self._lock = threading.Lock()
+        self._pending: list[Change] = []
+        self._lost = False  # changes were dropped since the last delivery
+        self._woken = False  # a delivery is scheduled on the loop
 
     def _send(self, kind: str, path: str | bytes) -> None:
-        target = Path(path.decode() if isinstance(path, bytes) else path)
-        self._loop.call_soon_threadsafe(self._sink, (kind, target.parent.name, target.name))
+        folder, name = os.path.split(os.fsdecode(path))  # not pathlib: this runs per file of a burst
+        change = (kind, os.path.basename(folder), name)
+        with self._lock:
+            if len(self._pending) < PENDING_MAX:
+                self._pending.append(change)
+            else:
+                self._pending.clear()
+                self._lost = True
+            wake, self._woken = not self._woken, True
+        if wake:
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            lost, self._lost = self._lost, False
+            self._woken = False
+        if lost:
+            self._sink(OVERFLOW)
+        for change in batch:
+            self._sink(change)
 
     def on_created(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
@@ -80,6 +120,7 @@ async def watching(
     recursive: bool = False,
     arrivals_only: bool = False,
     pair_moves: bool = True,
+    comings_and_goings: bool = False,
 ) -> AsyncIterator[None]:
     """Deliver ``(kind, folder, name)`` for files added to or removed from ``folders`` while inside.
 
@@ -88,12 +129,15 @@ async def watching(
     ``arrivals_only``: report only files that appear (no removals, no writes) — and without that delay.
     ``pair_moves=False``: report each half of a move as it comes (inotify), without pairing — the same
     changes, but a burst of renames costs time in proportion to its size (see ``shared.inotify``).
+    ``comings_and_goings``: report files added and removed, never "written" — the kernel is asked for
+    nothing else, so a burst of new files costs a third of the events.
     """
     loop = asyncio.get_running_loop()
     observer = _observer(loop, sink, polling=polling, arrivals_only=arrivals_only, pair_moves=pair_moves)
     handler = _Forwarder(loop, sink)
+    only = COMINGS_AND_GOINGS if comings_and_goings else None
     for folder in folders:
-        observer.schedule(handler, str(folder), recursive=recursive)
+        observer.schedule(handler, str(folder), recursive=recursive, event_filter=only)
     observer.start()
     try:
         yield

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from shared.config import Settings
 from shared.messaging import ErrorReply, JobCreated, PausedSchedules, Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
+from shared.messaging.connection import Unreachable
 from shared.names import clipped, folder_name_max, shown
 from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
 from shared.safe_yaml import YamlRefused, read_text
@@ -71,9 +72,15 @@ def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
     )
 
 
-def _unreachable(settings: Settings, command: str) -> int:
+def _unreachable(settings: Settings, command: str, exc: BaseException | None = None) -> int:
     url = shown_url(settings.nats.effective_url)
-    sys.stderr.write(f"syntx {command}: cannot reach NATS at {url}: is `syntx up` running?\n")
+    if isinstance(exc, Unreachable) and exc.silent:
+        sys.stderr.write(
+            f"syntx {command}: NATS at {url} accepts connections but does not answer (a stopped or "
+            "overloaded nats-server?); the services reconnect by themselves once it answers\n"
+        )
+    else:
+        sys.stderr.write(f"syntx {command}: cannot reach NATS at {url}: is `syntx up` running?\n")
     return exits.NOT_REACHABLE
 
 
@@ -112,8 +119,8 @@ async def trigger(settings: Settings, schedule: str, batch: int | None, force: b
     try:
         async with _connect(settings) as bus:
             await bus.publish(subjects.tick(schedule), tick)
-    except nats.errors.NoServersError:
-        return _unreachable(settings, "trigger")
+    except nats.errors.NoServersError as exc:
+        return _unreachable(settings, "trigger", exc)
     except (TimeoutError, nats.errors.Error) as exc:
         return _fail(f"syntx trigger: the tick was not stored: {exc or type(exc).__name__}")
     out(f"tick sent: {subjects.tick(schedule)}" + (f" (batch {batch})" if batch else ""))
@@ -128,8 +135,8 @@ async def _ask(
     try:
         async with _connect(settings) as bus:
             data = await bus.request(subject, body, wait_s=settings.nats.request_timeout_s)
-    except nats.errors.NoServersError:
-        return _unreachable(settings, command)
+    except nats.errors.NoServersError as exc:
+        return _unreachable(settings, command, exc)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         sys.stderr.write(f"{said}no answer from the {who} on {subject}: is `syntx up` running?\n")
         return exits.NOT_REACHABLE
@@ -231,8 +238,8 @@ async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
             else:
                 out(f"schedule {name} was not paused; nothing to resume")
             return exits.OK
-    except (OSError, TimeoutError, nats.errors.Error):
-        return _unreachable(settings, "schedules")
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        return _unreachable(settings, "schedules", exc)
 
 
 async def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int:

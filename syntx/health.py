@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass
 
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from shared.config import Settings
@@ -25,6 +24,7 @@ from shared.messaging import (
     shown_url,
     subjects,
 )
+from shared.messaging.connection import Client
 from shared.timing import set_within
 from syntx import exits
 

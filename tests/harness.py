@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -90,6 +91,14 @@ async def running(
 
 
 HEARTBEATS = subjects.SERVICE_HEARTBEAT
+FLOOD_PROMPT = b"Erklaere, wie Katzen schnurren.\n"
+
+
+def flood(folder: Path, files: int) -> None:
+    """``files`` job files created straight in ``folder``, named in the order they are made — what a
+    script dropping jobs into ``incoming/`` does (no staging: one notification each)."""
+    for index in range(files):
+        (folder / f"flood-{index:07d}.txt").write_bytes(FLOOD_PROMPT)
 
 
 def scored(

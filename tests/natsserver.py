@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +30,10 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        """The server stalled (see :func:`paused`) for the block."""
+        return paused(self.process.pid)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -34,6 +43,19 @@ class NatsServer:
             self.process.wait()
         if self.process.stderr is not None:
             self.process.stderr.close()
+
+
+@contextmanager
+def paused(pid: int) -> Iterator[None]:
+    """Process ``pid`` stopped (SIGSTOP) for the block, then resumed (SIGCONT) however the block ends.
+
+    A stopped nats-server keeps its sockets open and answers nothing: its clients see silence, not a
+    closed connection — a hung host, a paused VM. ``syntx up``'s embedded server is paused by its pid."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def start_nats(

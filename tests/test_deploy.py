@@ -551,6 +551,8 @@ def test_alert_rules_cover_the_operational_failures() -> None:
     rule_on("syntx_backend_failures_total")
     rule_on("syntx_services_up")
     assert rule_on("syntx_health_reason", reason="queue_unwritable")["labels"]["severity"] == "critical"
+    rule_on("syntx_health_reason", reason="nats_down")
+    rule_on("syntx_health_reason", reason="stalled")
     monitor_down = str(rule_on("up")["expr"])
     assert [found.labels.get("job") for found in selectors(monitor_down)] != [None]
     assert threshold(monitor_down) == 0 and "==" in monitor_down

@@ -7,9 +7,16 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
+from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry
+
+from services.monitor.app import Monitor
+from services.monitor.counter import QueueCounter
 from services.monitor.health import Observations, OutcomeWindow, judge, missed_schedules
-from shared.config import HealthSettings, ScheduleSettings
+from services.monitor.progress import Progress
+from shared.config import DEFAULT_CONFIG, HealthSettings, ScheduleSettings, load_settings
 from shared.cron import parse_schedule
 from shared.messaging import (
     BackendState,
@@ -21,6 +28,7 @@ from shared.messaging import (
     subjects,
 )
 from shared.messaging import bus as bus_module
+from shared.queue import JobMeta
 from tests.harness import scored
 from tests.monitors import monitor_serving, monitor_settings
 from tests.natsserver import NatsServer
@@ -255,3 +263,79 @@ async def test_a_queue_fault_shows_while_its_service_lives_and_clears_when_it_ca
     assert "queue_unwritable" not in fourth
     registry = monitor.metrics.registry
     assert registry.get_sample_value("syntx_health_reason", {"reason": "queue_unwritable"}) == 0
+
+
+def test_a_lost_nats_connection_is_critical_and_says_for_how_long_and_why() -> None:
+    report = judge(quiet(nats_down_s=14.6, nats_problem="timeout"), LIMITS, 120)
+    assert report.state == "CRITICAL"
+    assert [(r.code, r.text) for r in report.reasons] == [
+        (
+            "nats_down",
+            "NATS has not answered for 15s (timeout): no tick or event is delivered; "
+            "every service reconnects by itself",
+        )
+    ]
+
+
+def test_stalled_is_critical_unless_a_backend_down_or_an_unwritable_queue_explains_it() -> None:
+    stalled = judge(quiet(incoming=12, claimed=2, stalled_s=1830.0), LIMITS, 120)
+    assert [(r.code, r.severity) for r in stalled.reasons] == [("stalled", "CRITICAL")]
+    assert stalled.reasons[0].text.startswith(
+        "nothing finished for 1830s though 12 jobs wait and 2 are claimed"
+    )
+    explained = judge(quiet(stalled_s=1830.0, backends_down=["sigma", "syntex_system"]), LIMITS, 120)
+    assert [r.code for r in explained.reasons] == ["backend_down"]
+    unwritable = judge(quiet(stalled_s=1830.0, queue_faults=("consumer.sigma: …",)), LIMITS, 120)
+    assert [r.code for r in unwritable.reasons] == ["queue_unwritable"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_ask_unanswered_for_stalled_after_s_is_a_stall_and_a_result_answers_it() -> None:
+    clock, last_result = Clock(), [float("-inf")]
+    progress = Progress(60.0, lambda: last_result[0], clock)
+    assert progress.stalled_for_s(jobs=5) is None  # nobody asked the consumers yet
+    progress.asked()
+    clock.now += 59
+    progress.asked()  # asked again: the clock runs from the first unanswered ask
+    assert progress.stalled_for_s(jobs=5) is None
+    clock.now += 2
+    assert progress.stalled_for_s(jobs=5) == 61
+    last_result[0] = clock.now  # a result landed: the ask is answered
+    assert progress.stalled_for_s(jobs=5) is None
+    clock.now += 10
+    progress.asked()
+    clock.now += 100
+    assert progress.stalled_for_s(jobs=0) is None  # nothing waits: nothing can be stalled
+    assert progress.stalled_for_s(jobs=5) is None  # … and the ask was forgotten with it
+
+
+async def test_the_monitor_says_stalled_when_a_consumer_tick_found_jobs_and_nothing_finished(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        [DEFAULT_CONFIG], data_dir=tmp_path / "data", monitor={"health": {"stalled_after_s": 600}}
+    )
+    clock = Clock()
+    monitor = Monitor(settings, CollectorRegistry())
+    monitor.counter = QueueCounter(monitor.queue, clock=clock)
+    monitor.progress = Progress(600, lambda: monitor.counter.last_result_at, clock)
+    monitor.queue.ensure()
+    monitor.queue.add_job("p", JobMeta())
+    monitor.counter.reconcile()
+    tick = Msg(_client=cast(Any, None), subject=subjects.tick("consumer.sigma"), data=b"")
+    await monitor.on_any_tick(tick)
+    clock.now += 599
+    assert "stalled" not in {reason.code for reason in monitor.refresh().health_reasons}
+    clock.now += 2
+    status = monitor.refresh()
+    assert [reason.code for reason in status.health_reasons] == ["stalled"]
+    assert monitor.metrics.registry.get_sample_value("syntx_health_reason", {"reason": "stalled"}) == 1
+    monitor.counter.on_change(("added", "processed", "x.json"))  # a result lands
+    assert monitor.refresh().health_reasons == []

@@ -473,3 +473,71 @@ def test_every_series_with_a_known_label_value_starts_at_zero() -> None:
         assert value("syntx_ticks_total", {"schedule": schedule}) == 0
     assert value("syntx_malformed_messages_total", {"subject": "syntx.job.scored"}) == 0
     assert value("syntx_health_state", {"state": "OK"}) == 1
+
+
+def _waiting_jobs(queue: FileQueue, count: int) -> list[Path]:
+    """``count`` jobs in incoming/, named and dated oldest first (a minute apart)."""
+    now = datetime.now(UTC).timestamp()
+    paths = []
+    for index in range(count):
+        path = queue.job_path(INCOMING, queue.add_job(f"job {index}", JobMeta(), job_id=f"job-{index:03d}"))
+        os.utime(path, (now, now - 60 * (count - index)))
+        paths.append(path)
+    return paths
+
+
+def test_only_the_oldest_waiting_names_are_kept_and_found_again_when_they_run_out(
+    queue: FileQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("services.monitor.counter.OLDEST_KEPT", 5)
+    paths = _waiting_jobs(queue, 20)
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    assert counter._oldest.in_order() == [path.name for path in paths[:5]]  # 5 names, not 20
+    assert 20 * 60 <= counter.oldest_incoming_age_s() < 21 * 60
+    for path in paths[:5]:  # consumers claim the oldest first
+        path.unlink()
+        counter.on_change(("removed", INCOMING, path.name))
+    assert counter.recount_wanted.is_set()  # the kept names ran out while 15 jobs wait
+    assert 20 * 60 <= counter.oldest_incoming_age_s() < 21 * 60  # the last age found, until recounted
+    counter.reconcile()
+    assert 15 * 60 <= counter.oldest_incoming_age_s() < 16 * 60  # job-005, found by the recount
+    assert counter._oldest.in_order() == [path.name for path in paths[5:10]]
+
+
+def test_a_newer_job_is_not_kept_once_the_oldest_are(
+    queue: FileQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("services.monitor.counter.OLDEST_KEPT", 3)
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    for name in ("b.txt", "d.txt", "c.txt", "e.txt", "a.txt"):
+        counter.on_change(("added", INCOMING, name))
+    assert counter._oldest.in_order() == ["a.txt", "b.txt", "c.txt"]
+    assert counter.count(INCOMING) == 5
+
+
+def test_a_known_wrong_count_takes_every_recount_until_a_quiet_one(queue: FileQueue) -> None:
+    """After lost notifications, the kept number is unsure, and late notifications of files a recount
+    already saw count them twice: every recount replaces it, until a quiet one confirms it."""
+    counter = QueueCounter(queue)
+    counter.reconcile()
+    for job_id in ("a", "b", "c"):
+        queue.add_job("p", JobMeta(), job_id=job_id)
+    counter.on_change(("overflow", "", ""))
+
+    def recount_racing_with(name: str) -> None:
+        marks = dict(counter._changes)
+        found = counter.recount()
+        counter.on_change(("added", INCOMING, name))  # notified while it counted
+        counter.settle(found, marks)
+
+    recount_racing_with("c.txt")
+    assert counter.count(INCOMING) == 3 and INCOMING in counter.unsettled
+    counter.on_change(("added", INCOMING, "a.txt"))  # notifications from before the overflow, late
+    counter.on_change(("added", INCOMING, "b.txt"))
+    queue.add_job("p", JobMeta(), job_id="d")
+    recount_racing_with("d.txt")
+    assert counter.count(INCOMING) == 4 and INCOMING in counter.unsettled  # not 6
+    counter.reconcile()
+    assert counter.count(INCOMING) == 4 and not counter.unsettled

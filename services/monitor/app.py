@@ -19,6 +19,8 @@ from services.monitor.health import HealthReport, Observations, judge, missed_sc
 from services.monitor.http import HttpEndpoint, Reply, Request, Route
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
+from services.monitor.progress import Progress
+from services.monitor.recounts import SharedRecount
 from services.monitor.status import StatusReply, Tracker
 from shared.config import Settings
 from shared.cron import Schedule, parse_schedule
@@ -57,6 +59,10 @@ class Monitor:
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
         self.tracker = Tracker(self.metrics, self.labels, settings.monitor)
+        self.progress = Progress(settings.monitor.health.stalled_after_s, lambda: self.counter.last_result_at)
+        self._recounts = SharedRecount(self.recount)
+        self._watching_consumers = any(spec.watch for spec in settings.consumers.values())
+        self._consumer_schedules = {subjects.consumer_schedule(name) for name in settings.consumers}
         self._started = utc_now()
         self._started_clock = time.monotonic()
         self._schedules = {
@@ -99,6 +105,10 @@ class Monitor:
         heard_long_enough = time.monotonic() - self._started_clock > self._settings.monitor.service_timeout_s
         now = utc_now().astimezone(self._settings.zone)
         silent = [name for name in self._expected_services if name not in live] if heard_long_enough else []
+        claimed = self.counter.count(PROCESSING)
+        if claimed or (incoming and self._watching_consumers):
+            self.progress.asked()
+        link = self._bus.link if self._bus is not None else None
         seen = Observations(
             queue_state=state,
             incoming=incoming,
@@ -112,6 +122,10 @@ class Monitor:
                 self._running_schedules(now), self.tracker.last_fired, self._started, now
             ),
             queue_faults=self.tracker.queue_faults(),
+            claimed=claimed,
+            nats_down_s=link.down_for_s() if link is not None else None,
+            nats_problem=link.problem if link is not None else "",
+            stalled_s=self.progress.stalled_for_s(incoming + claimed),
         )
         return judge(seen, limits, self._settings.queue.lease_s)
 
@@ -167,9 +181,10 @@ class Monitor:
         return HttpEndpoint(routes, limits.request_timeout_s, limits.max_connections)
 
     async def status(self, request: StatusRequest) -> StatusReply:
-        """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering."""
+        """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering (the
+        requests that come during one recount share the next: :mod:`services.monitor.recounts`)."""
         if request.reconcile:
-            await self.recount()
+            await self._recounts.after_next()
         return self.refresh()
 
     async def recount(self) -> None:
@@ -200,6 +215,8 @@ class Monitor:
         except MalformedMessage:
             return  # counted by on_any_message
         self.tracker.on_tick(tick, utc_now())
+        if tick.schedule in self._consumer_schedules and self.counter.count(INCOMING):
+            self.progress.asked()
 
     async def on_any_message(self, msg: Msg) -> None:
         """Every message under ``syntx.>``: a malformed one is counted by its (bounded) subject."""
@@ -210,18 +227,23 @@ class Monitor:
                 self._bus.note_malformed(msg.subject, reason)
 
     async def reconcile_forever(self, stop: asyncio.Event) -> None:
-        """Recount every ``reconcile_s``; sooner when notifications were lost or a recount raced with one."""
+        """Recount every ``reconcile_s`` after the one at start; sooner when notifications were lost, the
+        oldest waiting names ran out, or a recount raced with a notification."""
         settings = self._settings.monitor
-        while not stop.is_set():
-            await self.counter.reconcile_in_thread()
+        while True:
             pause = settings.recount_retry_s if self.counter.unsettled else settings.reconcile_s
             await _first_set((stop, self.counter.recount_wanted), pause)
+            if stop.is_set():
+                return
+            await self.counter.reconcile_in_thread()
 
     async def serve(self, bus: Bus, stop: asyncio.Event) -> None:
         self._bus = bus
         self.queue.ensure()
         http = self.endpoint()
-        async with watching([self.queue.root], self.counter.on_change, recursive=True, pair_moves=False):
+        root = [self.queue.root]
+        changes = self.counter.on_change
+        async with watching(root, changes, recursive=True, pair_moves=False, comings_and_goings=True):
             await self.recount()
             port = await http.start(self._settings.monitor.host, self._settings.monitor.port)
             log.info("metrics on http://%s:%d/metrics", self._settings.monitor.host, port)
@@ -250,6 +272,7 @@ class Monitor:
                     tasks.start(self.reconcile_forever(stop), "monitor reconcile")
                     tasks.start(ticks.run(self.on_tick, stop), "monitor ticks")
             finally:
+                await self._recounts.close()
                 await http.close()
 
 

@@ -1,16 +1,18 @@
 """Exact queue counts from file notifications, with a cheap periodic recount (reconciliation).
 
 Only numbers are kept — one per folder, and one per archive day folder — never the names of the files,
-so memory does not grow with the number of results (a million results cost what ten cost). The names
-of the jobs waiting in ``incoming/`` are kept too (for the oldest one's age); back pressure keeps that
-folder small. A rename reaches the counter as a removal from one folder and an addition to the other,
-so the counts stay exact through moves.
+so memory does not grow with the number of results (a million results cost what ten cost). Of the
+jobs waiting in ``incoming/`` only the oldest few names are kept, for the oldest one's age
+(:mod:`services.monitor.oldest`): a flood of files into ``incoming/`` costs no memory either. A rename
+reaches the counter as a removal from one folder and an addition to the other, so the counts stay exact
+through moves.
 
 A recount counts directory entries (``os.scandir``, no ``stat``, no set) and may run in a thread. Its
 number for a folder replaces the kept one only if no notification for that folder arrived while it
 counted: otherwise it cannot tell whether it saw those files, and the folder waits for the next recount
 (notifications keep the count meanwhile) — unless the kept number is known to be wrong (never counted
-yet, or notifications were lost): then the recount is the better number, and is confirmed later.
+yet, or notifications were lost): then each recount is the better number, until a quiet one confirms it
+(so a flood that overflowed the kernel's queue is not counted twice for long).
 Archive day folders are counted one by one, so the busy folder of today does not hold back the quiet
 days before it.
 
@@ -25,35 +27,52 @@ A scrape reads the kept numbers; nothing rescans the folders per scrape.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
+import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.queue import ARCHIVE, COUNTED_FOLDERS, INCOMING, FileQueue, archive_day, counts_as
+from services.monitor.oldest import OldestNames
+from shared.queue import (
+    ARCHIVE,
+    COUNTED_FOLDERS,
+    ERROR,
+    INCOMING,
+    PROCESSED,
+    FileQueue,
+    archive_day,
+    counts_as,
+)
 from shared.watch import Change
 
 log = logging.getLogger(__name__)
 
-OLDEST_CANDIDATES = 8
+# Oldest waiting names kept (~100 KB): consumers claim the oldest first, so the kept ones run out after
+# this many claims and the folder is looked at again — rarely, even while a flood drains.
+OLDEST_KEPT = 1000
 DAY_PLACE_PREFIX = f"{ARCHIVE}/"
+FINISHED_INTO = (PROCESSED, ERROR)  # a result landing here is a job finished (archive/ is a move)
 
 
 @dataclass
 class Recount:
-    """What one pass over the folders found: a number per place, and the names waiting in incoming/."""
+    """What one pass over the folders found: a number per place, and the oldest names in incoming/."""
 
     counts: dict[str, int] = field(default_factory=dict)
-    waiting: set[str] = field(default_factory=set)
+    oldest: OldestNames = field(default_factory=lambda: OldestNames(OLDEST_KEPT))
 
 
 class QueueCounter:
-    def __init__(self, queue: FileQueue) -> None:
+    def __init__(self, queue: FileQueue, clock: Callable[[], float] = time.monotonic) -> None:
         self._queue = queue
+        self._clock = clock
         self._counts: dict[str, int] = dict.fromkeys(COUNTED_FOLDERS, 0)  # place -> files
-        self._waiting: set[str] = set()  # job file names in incoming/
+        self._oldest = OldestNames(OLDEST_KEPT)  # the oldest job file names in incoming/
+        self._oldest_seen = time.time()  # modification time of the oldest waiting job found last
+        self.last_result_at = -math.inf  # when a result last landed in processed/ or error/ (clock)
         self._changes: dict[str, int] = {}  # place -> notifications seen (to tell a quiet recount)
         self._new_days: dict[str, set[str]] = {}  # day folders that appeared while watched -> names
         self.drift_corrections = 0
@@ -87,7 +106,17 @@ class QueueCounter:
             return
         self._counts[place] = self._counts.get(place, 0) + step
         if place == INCOMING:
-            (self._waiting.add if step > 0 else self._waiting.discard)(name)
+            self._note_waiting(name, arrived=step > 0)
+        elif place in FINISHED_INTO and step > 0:
+            self.last_result_at = self._clock()
+
+    def _note_waiting(self, name: str, *, arrived: bool) -> None:
+        if arrived:
+            self._oldest.add(name)
+            return
+        self._oldest.discard(name)
+        if self._oldest.exhausted:
+            self.recount_wanted.set()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -102,12 +131,18 @@ class QueueCounter:
         return self.counts()[folder]
 
     def oldest_incoming_age_s(self) -> float:
-        """Age of the oldest waiting job by its file's modification time (0 when none waits)."""
-        for name in heapq.nsmallest(OLDEST_CANDIDATES, self._waiting):
+        """Age of the oldest waiting job by its file's modification time (0 when none waits). While the
+        kept names have run out and the recount that finds the next ones is due, the last age found."""
+        for name in self._oldest.in_order():
             try:
-                return max(0.0, time.time() - os.stat(self._queue.folder(INCOMING) / name).st_mtime)
-            except FileNotFoundError:
+                modified = os.stat(self._queue.folder(INCOMING) / name).st_mtime
+            except FileNotFoundError:  # gone, its notification not handled yet (or lost)
+                self._note_waiting(name, arrived=False)
                 continue
+            self._oldest_seen = modified
+            return max(0.0, time.time() - modified)
+        if self._oldest.exhausted and self.count(INCOMING):
+            return max(0.0, time.time() - self._oldest_seen)
         return 0.0
 
     # -- recounting ------------------------------------------------------------------------------
@@ -128,7 +163,7 @@ class QueueCounter:
         found = Recount()
         root = self._queue.root
         for folder in COUNTED_FOLDERS:
-            waiting = found.waiting if folder == INCOMING else None
+            waiting = found.oldest.add if folder == INCOMING else None
             found.counts[folder] = _count_files(root / folder, folder, waiting)
         for _, day in self._queue.archive_days():
             found.counts[f"{DAY_PLACE_PREFIX}{day}"] = _count_files(root / ARCHIVE / day, ARCHIVE, None)
@@ -137,6 +172,8 @@ class QueueCounter:
     def settle(self, found: Recount, marks: dict[str, int]) -> int:
         """Take the recounted number of every place that stayed quiet since ``marks``; returns the drift."""
         drift = 0
+        if self._oldest.exhausted:  # the names the gauge needs, even if the count must wait
+            self._oldest = found.oldest
         for place in set(found.counts) | set(self._counts):
             raced = self._changes.get(place, 0) != marks.get(place, 0)
             if raced:
@@ -149,11 +186,11 @@ class QueueCounter:
                 self._counts[place] = actual
             else:
                 self._counts.pop(place, None)  # a day folder that is gone
-            self._lost.discard(place)
             self._new_days.pop(place, None)
             if place == INCOMING:
-                self._waiting = found.waiting
-            if not raced:
+                self._oldest = found.oldest
+            if not raced:  # a known-wrong number is replaced by every recount until a quiet one
+                self._lost.discard(place)
                 self.unsettled.discard(place)
         if drift:
             self.drift_corrections += drift
@@ -170,8 +207,9 @@ def _place(parent: str) -> str | None:
     return parent if parent in COUNTED_FOLDERS else None
 
 
-def _count_files(path: Path, folder: str, names: set[str] | None) -> int:
-    """Files in ``path`` that count in ``folder`` (entry types come with the listing: no stat)."""
+def _count_files(path: Path, folder: str, names: Callable[[str], None] | None) -> int:
+    """Files in ``path`` that count in ``folder`` (entry types come with the listing: no stat); each
+    one's name goes to ``names``."""
     count = 0
     try:
         with os.scandir(path) as entries:
@@ -179,7 +217,7 @@ def _count_files(path: Path, folder: str, names: set[str] | None) -> int:
                 if entry.is_file(follow_symlinks=False) and counts_as(folder, entry.name):
                     count += 1
                     if names is not None:
-                        names.add(entry.name)
+                        names(entry.name)
     except FileNotFoundError:
         return 0
     return count

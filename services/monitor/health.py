@@ -33,6 +33,8 @@ REASONS = (
     "backend_down",
     "queue_unwritable",
     "service_silent",
+    "nats_down",
+    "stalled",
 )
 BUCKET_S = 60.0
 
@@ -102,6 +104,11 @@ class Observations:
     expected_services: int
     missed_schedules: list[str]
     queue_faults: tuple[str, ...] = ()  # per service that cannot write the queue: where and why
+    claimed: int = 0
+    nats_down_s: float | None = None  # the monitor's own connection, down this long
+    nats_problem: str = ""
+    # consumers asked this long ago for waiting jobs, no result since (services.monitor.progress)
+    stalled_s: float | None = None
 
 
 def judge(seen: Observations, limits: HealthSettings, lease_s: float) -> HealthReport:
@@ -112,6 +119,8 @@ def judge(seen: Observations, limits: HealthSettings, lease_s: float) -> HealthR
         *_queue_fault_reasons(seen.queue_faults),
         *_service_reasons(seen.silent_services, seen.expected_services),
         *(Reason(code="schedule_missed", severity="WARNING", text=text) for text in seen.missed_schedules),
+        *_nats_reasons(seen.nats_down_s, seen.nats_problem),
+        *_progress_reasons(seen),
     ]
     state: State = "OK"
     if reasons:
@@ -194,6 +203,29 @@ def _service_reasons(silent: list[str], expected: int) -> Iterable[Reason]:
         code="service_silent",
         severity=severity,
         text=f"no heartbeat from {', '.join(sorted(silent))}",
+    )
+
+
+def _nats_reasons(down_s: float | None, problem: str) -> Iterable[Reason]:
+    if down_s is None:
+        return
+    why = f" ({problem})" if problem else ""
+    yield Reason(
+        code="nats_down",
+        severity="CRITICAL",
+        text=f"NATS has not answered for {down_s:.0f}s{why}: no tick or event is delivered; "
+        "every service reconnects by itself",
+    )
+
+
+def _progress_reasons(seen: Observations) -> Iterable[Reason]:
+    if seen.stalled_s is None or seen.backends_down or seen.queue_faults:
+        return  # a backend down or a queue that cannot be written explains it, and says so
+    yield Reason(
+        code="stalled",
+        severity="CRITICAL",
+        text=f"nothing finished for {seen.stalled_s:.0f}s though {seen.incoming} jobs wait and "
+        f"{seen.claimed} are claimed, and no backend is down: are the consumers stuck? (see their logs)",
     )
 
 

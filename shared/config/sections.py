@@ -50,6 +50,12 @@ class NatsSettings(_Section):
         Backoff(base_s=2.0, max_s=2.0), description="after a lost tick consumer, per failed try in a row"
     )
     tick_fetch_wait_s: float = Field(1.0, gt=0, description="one wait for ticks (how soon a stop is seen)")
+    ping_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="the client pings the server this often (a stall is seen by this)"
+    )
+    max_outstanding_pings: int = Field(
+        2, ge=1, le=100, description="this many pings unanswered: the connection counts as lost, reconnect"
+    )
 
     @field_validator("servers", mode="before")
     @classmethod
@@ -400,6 +406,11 @@ class HealthSettings(_Section):
     rejected_share_warning: float = Field(0.9, gt=0, le=1)
     schedule_grace_s: float = Field(
         60.0, ge=0, description="added to two intervals before a schedule counts as missed"
+    )
+    stalled_after_s: float = Field(
+        1800.0,
+        gt=0,
+        description="consumers asked to take waiting jobs, no backend down, no result for this long: stalled",
     )
 
 

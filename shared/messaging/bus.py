@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -30,7 +29,9 @@ from pydantic import BaseModel
 from shared.config import ConfigError, NatsSettings, Overlap
 from shared.messaging import subjects
 from shared.messaging.bodies import MalformedMessage
+from shared.messaging.connection import Client, Link, Unreachable
 from shared.messaging.decoding import decode_event, decode_request, decode_tick
+from shared.messaging.inflight import InFlight
 from shared.messaging.malformed import MalformedLog
 from shared.messaging.messages import (
     REQUEST_TYPES,
@@ -62,8 +63,11 @@ OTHER_SUBJECT = "other"
 
 
 class Bus:
-    def __init__(self, nc: Client, settings: NatsSettings, stop: asyncio.Event | None = None) -> None:
+    def __init__(
+        self, nc: Client, settings: NatsSettings, link: Link | None = None, stop: asyncio.Event | None = None
+    ) -> None:
         self._nc = nc
+        self.link = link or Link()  # kept by :func:`connect`: since when the connection is down
         self._js: JetStreamContext = nc.jetstream()
         self._settings = settings
         # Start-up steps that need JetStream wait for it until this is set; without it (a command) the
@@ -71,6 +75,7 @@ class Bus:
         self._stop = stop
         self.malformed: Counter[str] = Counter()
         self._reports: set[asyncio.Future[None]] = set()
+        self._requests = InFlight()
         self._malformed_log = MalformedLog(log, settings.malformed_log_interval_s)
 
     @property
@@ -206,7 +211,8 @@ class Bus:
                 return
             await _answer(msg, await _replied(subject, responder(asked)))
 
-        return await self._nc.subscribe(subject, queue=queue, cb=on_request)
+        cb = self._requests.side_by_side(on_request, f"request on {subject}")
+        return await self._nc.subscribe(subject, queue=queue, cb=cb)
 
     async def request(self, subject: str, payload: bytes, wait_s: float) -> bytes:
         reply = await self._nc.request(subject, payload, timeout=wait_s)
@@ -269,6 +275,10 @@ class Bus:
 
     async def flush(self) -> None:
         await self._nc.flush()
+
+    async def close(self) -> None:
+        """End what is still being handled (after the connection drained)."""
+        await self._requests.close()
 
 
 class TickSubscription:
@@ -411,6 +421,8 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
         "name": name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": settings.reconnect.delay(1),  # nats-py waits the same between all tries
+        "ping_interval": settings.ping_interval_s,  # a server that stops answering is a lost connection
+        "max_outstanding_pings": settings.max_outstanding_pings,
         "connect_timeout": settings.connect_timeout_s,
         "drain_timeout": settings.drain_timeout_s,
         "error_cb": _log_error,
@@ -477,16 +489,20 @@ async def connect(
     """Services retry forever (-1) until ``stop`` is set; a command passes a small number to fail fast,
     and ``quiet``: the client's connection errors go to the debug log, the command says it in one line."""
     nc = Client()
+    link = Link()
     noise = logging.DEBUG if quiet else logging.WARNING
 
     async def disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):
+            link.lost()
             log.log(noise, "nats: disconnected from %s, reconnecting", shown_url(settings.effective_url))
 
     async def client_error(exc: Exception) -> None:
-        log.log(noise, "nats: %s", exc)
+        link.complain(exc)
+        log.log(noise, "nats: %s", link.problem)
 
     async def reconnected() -> None:
+        link.restored()
         log.info("nats: reconnected to %s", shown_url(settings.effective_url))
 
     options = connect_options(settings, name)
@@ -496,8 +512,11 @@ async def connect(
         error_cb=client_error,
         max_reconnect_attempts=max_reconnect_attempts,
     )
-    await _connect_unless_stopped(nc, options, stop)
-    bus = Bus(nc, settings, stop)
+    try:
+        await _connect_unless_stopped(nc, options, stop)
+    except nats.errors.NoServersError as exc:
+        raise Unreachable(link.last_error) from exc
+    bus = Bus(nc, settings, link, stop)
     try:
         await _streams_or_config_error(bus, settings)
         yield bus
@@ -507,6 +526,7 @@ async def connect(
                 await nc.drain()
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("drain did not finish cleanly: %s", exc)
+        await bus.close()
 
 
 def shown_url(url: str) -> str:

@@ -18,11 +18,15 @@ from shared.config import ConfigError, Settings, load_settings
 from shared.messaging import Bus, ServiceHeartbeat, StoppedWhileConnecting, subjects, utc_now
 from shared.service.logs import setup_logging
 from shared.service.tasks import ServiceTasks
+from shared.timing import set_within
 
 log = logging.getLogger(__name__)
 
 ServiceBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
 CONFIG_EXIT_CODE = 2
+# Pings are answered at most this often: one ping gets one heartbeat (at once), a flood of pings a few,
+# not one each. Well below any wait for an answer (`syntx health`, a monitor that starts).
+PING_ANSWER_GAP_S = 1.0
 
 
 def load_or_exit() -> Settings:
@@ -66,18 +70,20 @@ def instance_name(service: str) -> str:
 @asynccontextmanager
 async def presence(bus: Bus, service: str, heartbeat_s: float) -> AsyncIterator[None]:
     """Announce the service as ready now, every ``heartbeat_s`` and whenever asked (a monitor that starts
-    later pings ``syntx.service.ping``); say goodbye on exit. A failing heartbeat stops the service."""
+    later pings ``syntx.service.ping``; pings that come within :data:`PING_ANSWER_GAP_S` of an answer
+    share the next one); say goodbye on exit. A failing heartbeat stops the service."""
     started = utc_now()
     instance = instance_name(service)
+    asked = asyncio.Event()
 
     async def on_ping(_msg: Msg) -> None:
-        await _beat(bus, service, instance, started, stopping=False)
+        asked.set()
 
     await bus.client.subscribe(subjects.SERVICE_PING, cb=on_ping)
     await _beat(bus, service, instance, started, stopping=False)
     log.info("%s connected and ready (%s)", service, instance)
     async with ServiceTasks() as tasks:
-        beats = _beat_forever(bus, service, instance, started, heartbeat_s)
+        beats = _beat_forever(bus, service, instance, started, heartbeat_s, asked)
         beating = tasks.start(beats, f"{service} heartbeat")
         try:
             yield
@@ -86,16 +92,20 @@ async def presence(bus: Bus, service: str, heartbeat_s: float) -> AsyncIterator[
             await _beat(bus, service, instance, started, stopping=True)
 
 
-async def _beat_forever(bus: Bus, service: str, instance: str, started: datetime, period_s: float) -> None:
+async def _beat_forever(
+    bus: Bus, service: str, instance: str, started: datetime, period_s: float, asked: asyncio.Event
+) -> None:
+    """A heartbeat every period, and one as soon as a ping asks (then none for the answer gap)."""
     while True:
-        await asyncio.sleep(period_s)  # a period, not a wait for an event
+        await set_within(asked, period_s)
+        asked.clear()
         await _beat(bus, service, instance, started, stopping=False)
+        await asyncio.sleep(PING_ANSWER_GAP_S)  # a rate limit, not a wait for an event
 
 
 async def _beat(bus: Bus, service: str, instance: str, started: datetime, *, stopping: bool) -> None:
     beat = ServiceHeartbeat(service=service, instance=instance, started_at=started, stopping=stopping)
-    try:
+    try:  # not flushed: the client sends it at once, and a flush waits with asyncio.wait_for (see set_within)
         await bus.client.publish(subjects.SERVICE_HEARTBEAT, beat.model_dump_json().encode())
-        await bus.flush()
     except Exception as exc:
         log.debug("heartbeat not sent: %s", exc)

@@ -1,0 +1,57 @@
+"""Filesystem notifications handed to the event loop: in batches, bounded, only what was asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from watchdog.events import FileCreatedEvent
+
+from shared.watch import OVERFLOW, Change, _Forwarder, watching
+
+
+async def test_changes_a_busy_loop_cannot_take_are_bounded_and_end_in_an_overflow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shared.watch.PENDING_MAX", 10)
+    got: list[Change] = []
+    last = asyncio.Event()
+
+    def sink(change: Change) -> None:
+        got.append(change)
+        if change[2] == "24.txt":
+            last.set()
+
+    forwarder = _Forwarder(asyncio.get_running_loop(), sink)
+
+    def burst() -> None:  # watchdog's thread, while the loop is busy (it waits for the thread)
+        for index in range(25):
+            forwarder.on_created(FileCreatedEvent(f"/queue/incoming/{index}.txt"))
+
+    thread = threading.Thread(target=burst)
+    thread.start()
+    thread.join()
+    await asyncio.wait_for(last.wait(), timeout=5)
+    assert got[0] == OVERFLOW  # the dropped ones are recounted, not lost
+    assert got[1:] == [("added", "incoming", f"{index}.txt") for index in (22, 23, 24)]
+
+
+async def test_comings_and_goings_report_no_writes(tmp_path: Path) -> None:
+    got: list[Change] = []
+    gone = asyncio.Event()
+
+    def sink(change: Change) -> None:
+        got.append(change)
+        if change[0] == "removed":
+            gone.set()
+
+    async with watching([tmp_path], sink, comings_and_goings=True):
+        job = tmp_path / "a.txt"
+        job.write_bytes(b"prompt")
+        with job.open("ab") as handle:
+            handle.write(b" more")
+        job.unlink()
+        await asyncio.wait_for(gone.wait(), timeout=10)
+    assert got == [("added", tmp_path.name, "a.txt"), ("removed", tmp_path.name, "a.txt")]
