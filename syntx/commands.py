@@ -154,11 +154,15 @@ async def _ask(
     return _fail(f"{said}the {who} could not answer on {subject}: {shown(refusal.error)}")
 
 
-async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
+async def status(settings: Settings, as_json: bool, exact: bool = False, check: bool = False) -> int:
+    """Exit 0 once the monitor answered; with ``check``, one line and the health as the exit status by
+    the Nagios plugin convention (:data:`exits.CHECK`): 0 OK, 1 WARNING, 2 CRITICAL, 3 no answer."""
     body = json.dumps({"reconcile": exact}).encode()
     reply = await _ask(settings, "status", subjects.STATUS, "monitor", body)
     if isinstance(reply, int):
-        return reply
+        return exits.CHECK_UNKNOWN if check else reply
+    if check:
+        return _check_line(reply)
     if as_json:
         out(json.dumps(reply, indent=2, ensure_ascii=False))
         return 0
@@ -187,6 +191,18 @@ async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
         out()
         out(_table(["last run", "at", "what"], runs))
     return 0
+
+
+def _check_line(reply: dict[str, Any]) -> int:
+    """``syntx OK - …`` / ``syntx CRITICAL - reason: text; …`` with the queue's counts as performance data."""
+    health = str(reply.get("health", "UNKNOWN"))
+    reasons = "; ".join(f"{r['code']}: {r['text']}" for r in reply.get("health_reasons", []))
+    said = (
+        reasons or f"queue {reply['queue_state']}, oldest waiting job {reply['oldest_incoming_age_s']:.0f}s"
+    )
+    counts = " ".join(f"{folder}={count}" for folder, count in reply["counts"].items())
+    out(f"syntx {health} - {said} | {counts}")
+    return exits.CHECK.get(health, exits.CHECK_UNKNOWN)
 
 
 async def schedules(settings: Settings, as_json: bool) -> int:

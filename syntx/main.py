@@ -98,6 +98,11 @@ def build_parser() -> OneLineParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--exact", action="store_true", help="have the monitor recount the folders first")
     status.add_argument(
+        "--check",
+        action="store_true",
+        help="one line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 no answer (the Nagios plugin convention)",
+    )
+    status.add_argument(
         "--watch",
         nargs="?",
         type=float,
@@ -222,7 +227,7 @@ def _health(settings: Settings, service: str, wait_s: float, any_host: bool) -> 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
     if args.watch is not None:
         return look.watch_status(settings, args.watch, args.exact)
-    return asyncio.run(commands.status(settings, args.json, args.exact))
+    return asyncio.run(commands.status(settings, args.json, args.exact, args.check))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,7 +58,8 @@ class Monitor:
         self.metrics.initialise_bounded(self.labels)
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
-        self.tracker = Tracker(self.metrics, self.labels, settings.monitor)
+        self._expected_services = [name for name in service_names(settings.consumers) if name != "monitor"]
+        self.tracker = Tracker(self.metrics, self.labels, settings.monitor, self._expected_services)
         self.progress = Progress(settings.monitor.health.stalled_after_s, lambda: self.counter.last_result_at)
         self._recounts = SharedRecount(self.recount)
         self._watching_consumers = any(spec.watch for spec in settings.consumers.values())
@@ -70,7 +71,6 @@ class Monitor:
             for name, spec in settings.schedules.items()
             if spec.enabled
         }
-        self._expected_services = [name for name in service_names(settings.consumers) if name != "monitor"]
         self._pauses: PausedSchedules | None = None
         self._paused: set[str] = set()
 
@@ -88,7 +88,7 @@ class Monitor:
         oldest = self.counter.oldest_incoming_age_s()
         self.metrics.oldest_incoming_age.set(oldest)
         self.metrics.set_state(state)
-        self.metrics.set_health(health.state, {reason.code for reason in health.reasons})
+        self.metrics.set_health(health.state, health.severities())
         return StatusReply(
             counts=counts,
             queue_state=state,
@@ -123,7 +123,7 @@ class Monitor:
             ),
             queue_faults=self.tracker.queue_faults(),
             claimed=claimed,
-            nats_down_s=link.down_for_s() if link is not None else None,
+            nats_down_s=self._nats_down_s(),
             nats_problem=link.problem if link is not None else "",
             stalled_s=self.progress.stalled_for_s(incoming + claimed),
         )
@@ -162,17 +162,28 @@ class Monitor:
         self.refresh()
         return exposition.metrics(self.metrics.registry, request or Request("GET", "/metrics", {}))
 
+    def _nats_down_s(self) -> float | None:
+        """How long the monitor's own NATS connection has been down; None while it is up. A connection
+        the client already calls lost counts from now, before its callback said so."""
+        if self._bus is None:
+            return None
+        down_s = self._bus.link.down_for_s()
+        if down_s is None and not self._bus.client.is_connected:
+            return 0.0
+        return down_s
+
     def health_reply(self, _request: Request) -> Reply:
-        """200 while the monitor itself works (NATS connected); the body says the system's health."""
-        connected = self._bus is not None and self._bus.client.is_connected
+        """200 for OK and WARNING, 503 for CRITICAL (NATS unreachable is CRITICAL: ``nats_down``); the
+        body says the same state with its reasons, so it never contradicts the code."""
         status = self.refresh()
         body = {
-            "status": "ok" if connected else "degraded",
-            "nats": "connected" if connected else "down",
+            "status": status.health.lower(),
             "health": status.health,
+            "nats": "down" if self._nats_down_s() is not None else "connected",
             "reasons": [reason.model_dump() for reason in status.health_reasons],
         }
-        return Reply(200 if connected else 503, json.dumps(body).encode(), "application/json")
+        code = 503 if status.health == "CRITICAL" else 200
+        return Reply(code, json.dumps(body).encode(), "application/json")
 
     def endpoint(self) -> HttpEndpoint:
         """``/metrics`` and ``/healthz``, bounded as ``monitor.*`` says (:mod:`services.monitor.http`)."""
