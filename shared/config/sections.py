@@ -452,7 +452,7 @@ class MonitorSettings(_Section):
         10.0, gt=0, description="the longest an HTTP client may take to ask and to read the answer"
     )
     max_connections: int = Field(
-        1024, ge=1, le=65536, description="HTTP connections open at once; more drop the oldest unfinished"
+        4096, ge=1, le=65536, description="HTTP connections open at once; more drop the oldest unfinished"
     )
 
 
