@@ -42,7 +42,10 @@ class OneLineParser(argparse.ArgumentParser):
         commands = self._commands()
         given = next((word for word in argv if not word.startswith("-")), None)
         if given is None and not {"-h", "--help", "--version"} & set(argv):
-            self.error("name a command, e.g. `syntx status`")
+            strangers = " ".join(argv)
+            self.error(
+                f"unrecognized arguments: {strangers}; " * bool(argv) + "name a command, e.g. `syntx status`"
+            )
         if given is not None and given not in commands:
             self.error(unknown("command", given, commands))
         parsed, extras = self.parse_known_args(argv)

@@ -485,6 +485,8 @@ def test_a_wrong_command_line_is_one_line_with_exit_2(
     assert "syntx: unknown command 'statsu' (did you mean 'status'?); " in capsys.readouterr().err
     assert syntx() == 2
     assert capsys.readouterr().err == "syntx: name a command, e.g. `syntx status`; see `syntx --help`\n"
+    assert syntx("--bogus") == 2
+    assert capsys.readouterr().err.startswith("syntx: unrecognized arguments: --bogus; name a command")
     assert syntx("status", "--bogus") == 2
     assert capsys.readouterr().err == (
         "syntx status: unrecognized arguments: --bogus; see `syntx status --help`\n"

@@ -336,6 +336,8 @@ async def test_the_monitor_says_stalled_when_a_consumer_tick_found_jobs_and_noth
     clock.now += 2
     status = monitor.refresh()
     assert [reason.code for reason in status.health_reasons] == ["stalled"]
-    assert monitor.metrics.registry.get_sample_value("syntx_health_reason", {"reason": "stalled"}) == 2  # CRITICAL
+    assert (
+        monitor.metrics.registry.get_sample_value("syntx_health_reason", {"reason": "stalled"}) == 2
+    )  # CRITICAL
     monitor.counter.on_change(("added", "processed", "x.json"))  # a result lands
     assert monitor.refresh().health_reasons == []

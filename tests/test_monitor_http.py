@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,9 @@ async def exchange(port: int, request: bytes) -> tuple[int, dict[str, str], byte
     head, _, body = raw.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
-    return int(status_line.split()[1]), headers, body
+    _version, code, reason = status_line.split(" ", 2)
+    assert reason == HTTPStatus(int(code)).phrase  # `HTTP/1.1 200 OK`, as curl -I shows it
+    return int(code), headers, body
 
 
 def get(path: str = "/metrics", method: str = "GET", **headers: str) -> bytes:

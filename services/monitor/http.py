@@ -173,7 +173,8 @@ async def _send(
         ("Server", SERVER),
         *reply.headers,
     ]
-    data = connection.send(h11.Response(status_code=reply.status, headers=headers)) or b""
+    reason = HTTPStatus(reply.status).phrase.encode()
+    data = connection.send(h11.Response(status_code=reply.status, headers=headers, reason=reason)) or b""
     if not head_only:
         data += connection.send(h11.Data(data=reply.body)) or b""
     data += connection.send(h11.EndOfMessage()) or b""
