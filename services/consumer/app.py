@@ -105,12 +105,21 @@ class Consumer:
         return True
 
     def _drop_finished_claims(self) -> None:
-        """Another process's claim whose result exists is a crash leftover (result written, claim not yet
-        removed): worth a line. This process's own are its jobs finishing right now (it removes them)."""
+        """Remove the claims of jobs whose result exists. This process's own it removes as they finish.
+        Another's within its lease is a consumer finishing that job this instant (routine: a debug line);
+        one past its lease was left by a consumer that stopped between result and removal: worth a line."""
         for claim in self.claims.all():
-            if claim.token != self.claims.token and self.queue.result_path(claim.job_id) is not None:
-                log.info("job %s already has a result; removing its leftover claim", claim.job_id)
-                self.claims.forget(claim)
+            if claim.token == self.claims.token or self.queue.result_path(claim.job_id) is None:
+                continue
+            clock = claim.lease_clock()
+            left = clock is None or self.queue.file_clock() - clock > self._ctx.queue_settings.lease_s
+            log.log(
+                logging.INFO if left else logging.DEBUG,
+                "job %s already has a result; removing its %s claim",
+                claim.job_id,
+                "leftover" if left else "finishing consumer's",
+            )
+            self.claims.forget(claim)
 
     async def _waiting(self) -> list[str]:
         """Job ids waiting in ``incoming/``, oldest first; what can never be a job goes to quarantine.
