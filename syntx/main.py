@@ -182,8 +182,13 @@ def _settings_or_exit(command: str, demo: bool = False) -> tuple[Settings, list[
     try:
         return load_settings(paths), [str(path) for path in paths]
     except ConfigError as exc:
-        sys.stderr.write(f"syntx {command}: {exc}\n")
+        _said_by(command, str(exc))
         raise SystemExit(CONFIG_EXIT_CODE) from None
+
+
+def _said_by(command: str, problems: str) -> None:
+    """Each line of a configuration error (one per problem) with the command's prefix."""
+    sys.stderr.write("".join(f"syntx {command}: {line}\n" for line in problems.splitlines()))
 
 
 def _exec_service(settings: Settings, service: str, wrapper: str | None) -> int:
@@ -285,5 +290,5 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return handlers[args.command]()
     except ConfigError as exc:  # found only on contact, e.g. a NATS server without JetStream
-        sys.stderr.write(f"syntx {args.command}: {exc}\n")
+        _said_by(args.command, str(exc))
         return CONFIG_EXIT_CODE
