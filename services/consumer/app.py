@@ -105,14 +105,15 @@ class Consumer:
         return True
 
     def _drop_finished_claims(self) -> None:
-        """Remove the claims of jobs whose result exists. This process's own it removes as they finish.
-        Another's within its lease is a consumer finishing that job this instant (routine: a debug line);
-        one past its lease was left by a consumer that stopped between result and removal: worth a line."""
+        """Remove the claims of jobs whose result exists. One of this process's or another's within its
+        lease is a job being finished this instant, or a removal that failed (said when it did): routine, a
+        debug line. One past its lease was left by a consumer that stopped between result and removal."""
         for claim in self.claims.all():
-            if claim.token == self.claims.token or self.queue.result_path(claim.job_id) is None:
+            if self.queue.result_path(claim.job_id) is None:
                 continue
             clock = claim.lease_clock()
-            left = clock is None or self.queue.file_clock() - clock > self._ctx.queue_settings.lease_s
+            stale = clock is None or self.queue.file_clock() - clock > self._ctx.queue_settings.lease_s
+            left = stale and claim.token != self.claims.token
             log.log(
                 logging.INFO if left else logging.DEBUG,
                 "job %s already has a result; removing its %s claim",

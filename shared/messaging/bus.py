@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, BucketNotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Request)
 T = TypeVar("T")
+# JetStream's error codes: a stream of that name exists with another configuration; not enough peers (yet)
+# to place a replicated stream or bucket on (a cluster that has lost its quorum or is still forming).
+STREAM_EXISTS_OTHERWISE = 10058
+NO_PEERS_YET = 10005
 EventHandler = Callable[[Event], Awaitable[None]]
 TickHandler = Callable[[Tick], Awaitable[None]]
 Responder = Callable[[R], Awaitable[BaseModel]]
@@ -107,8 +111,10 @@ class Bus:
         async def ensure() -> None:
             try:
                 await self._js.add_stream(config)
-            except BadRequestError:  # exists with another config: bring it to ours
-                await self._js.update_stream(config)
+            except BadRequestError as exc:
+                if exc.err_code != STREAM_EXISTS_OTHERWISE:
+                    raise
+                await self._js.update_stream(config)  # exists with another config: bring it to ours
 
         await self.once_jetstream_answers(ensure, f"stream {config.name}")
 
@@ -138,7 +144,7 @@ class Bus:
         while True:
             try:
                 return await step()
-            except (TimeoutError, ServiceUnavailableError) as exc:
+            except (TimeoutError, APIError) as exc:
                 if self._stop is None or not _not_answering_yet(exc):
                     raise
                 failures += 1
@@ -439,10 +445,14 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
 
 
 def _not_answering_yet(exc: Exception) -> bool:
-    """JetStream is there but cannot answer now: no reply in time (a cluster without a quorum), or its own
-    "temporarily unavailable" (an error code in the reply). A bare 503 without a code is the server's "no
-    responders": JetStream is not enabled, which no waiting mends (a configuration error)."""
-    return not isinstance(exc, ServiceUnavailableError) or exc.err_code is not None
+    """JetStream is there but cannot answer now: no reply in time (a cluster without a quorum), its own
+    "temporarily unavailable", or no peers yet to place replicas on. A bare 503 without an error code is
+    the server's "no responders": JetStream is not enabled, which no waiting mends (a configuration error)."""
+    if isinstance(exc, ServiceUnavailableError):
+        return exc.err_code is not None
+    if isinstance(exc, APIError):
+        return exc.err_code == NO_PEERS_YET
+    return True
 
 
 async def _streams_or_config_error(bus: Bus, settings: NatsSettings) -> None:
