@@ -36,6 +36,7 @@ from shared.watch import OVERFLOW, Change
 from tests.harness import free_port
 
 BIN = Path(sys.executable).parent
+SEED = int(os.environ.get("CHAOS_SEED", "20261130"))  # CHAOS_SEED=<n> runs another schedule
 FIGURES = "chaos"  # the name the tables are recorded under; tests/conftest.py prints them
 NATS = "nats-server"
 # The last tick's batch: the producer asks for all of it, 75 % or 50 % (back pressure), never as many as
@@ -368,7 +369,7 @@ class Tally:
     waiting: set[str]
     claimed: set[str]
     statuses: Counter[str]  # of the results; "unreadable": not JSON, or naming another job
-    withdrawn: frozenset[str] = frozenset()  # jobs taken out of incoming/ unclaimed, on purpose
+    withdrawn: frozenset[str] = frozenset()  # job files taken out of incoming/ on purpose
 
     @classmethod
     def of(cls, queue: FileQueue, jobs_in: set[str], withdrawn: frozenset[str] = frozenset()) -> Tally:
@@ -386,7 +387,7 @@ class Tally:
 
     @property
     def out(self) -> set[str]:
-        return {job for job, count in self.results.items() if count == 1} - self.stuck - self.withdrawn
+        return {job for job, count in self.results.items() if count == 1} - self.stuck
 
     @property
     def stuck(self) -> set[str]:
@@ -399,7 +400,14 @@ class Tally:
     @property
     def duplicated(self) -> set[str]:
         twice = {job for job, count in self.results.items() if count > 1}
-        return twice | (self.stuck & set(self.results)) | (self.withdrawn & (set(self.results) | self.stuck))
+        return twice | (self.stuck & (set(self.results) | self.withdrawn))
+
+    @property
+    def unanswered(self) -> set[str]:
+        """Withdrawn jobs without a result. A withdrawn job with one was answered by a consumer whose claim
+        had been taken over (it was slow, not dead): its file back in ``incoming/`` was a leftover the
+        next claim drops."""
+        return set(self.withdrawn - set(self.results))
 
     @property
     def unknown(self) -> set[str]:

@@ -36,6 +36,7 @@ from tests.chaos import (
     FIGURES,
     LOG_FINDINGS,
     NATS,
+    SEED,
     SERVICES,
     Arrivals,
     Tally,
@@ -52,7 +53,6 @@ from tests.consumers import add_jobs
 
 pytestmark = pytest.mark.chaos
 
-SEED = int(os.environ.get("CHAOS_SEED", "20261130"))  # CHAOS_SEED=<n> runs another schedule
 JOBS_AT_START = 600
 JOBS_IN = 1000  # the producer is ticked until at least this many jobs went in
 TICK_EVERY_S = 0.5  # the pace of producer ticks while jobs go in
