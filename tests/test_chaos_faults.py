@@ -92,7 +92,7 @@ from tests.consumers import add_jobs
 from tests.diskfaults import fill, immutable, immutable_problem, tmpfs_if_permitted
 from tests.harness import flood
 from tests.messages import valid_messages
-from tests.natsserver import paused
+from tests.stopped import paused
 
 pytestmark = pytest.mark.chaos
 
