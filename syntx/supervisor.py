@@ -145,6 +145,7 @@ class Supervisor:
             "start_timeout_s": up.nats_start_timeout_s,
             "stop_timeout_s": up.nats_stop_timeout_s,
             "on_output_end": self._nats_output_ended,
+            "store_probe": self._settings.queue.fault_probe,
         }
         store = self._settings.data_dir / "nats"
         if self._cluster_size <= 1:

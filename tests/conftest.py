@@ -94,7 +94,7 @@ async def server() -> AsyncIterator[ScriptedServer]:
     await scripted.close()
 
 
-FIGURES = "chaos"  # the name tests/test_chaos.py records its table under
+FIGURES = "chaos"  # the name the chaos tests (tests/chaos.py) record their tables under
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

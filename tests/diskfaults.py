@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks.disk import command, fill, mount_tmpfs, unmount
 
-__all__ = ["fill", "immutable", "tmpfs"]
+__all__ = ["fill", "immutable", "immutable_problem", "tmpfs", "tmpfs_if_permitted"]
 
 
 @contextmanager
@@ -30,6 +30,30 @@ def tmpfs(path: Path, size_bytes: int) -> Iterator[Path]:
         yield path
     finally:
         unmount(path)
+
+
+@contextmanager
+def tmpfs_if_permitted(path: Path, size_bytes: int) -> Iterator[str | None]:
+    """A tmpfs of ``size_bytes`` mounted at ``path`` for the block (None), or why it cannot be (nothing
+    mounted): for a test that runs its other parts all the same."""
+    problem = mount_tmpfs(path, size_bytes)
+    try:
+        yield problem
+    finally:
+        if problem is None:
+            unmount(path)
+
+
+def immutable_problem(scratch: Path) -> str | None:
+    """Why folders cannot be made immutable here (tried on ``scratch``, made and left as it was), or None."""
+    if shutil.which("chattr") is None:
+        return "no chattr command here"
+    scratch.mkdir(parents=True, exist_ok=True)
+    result = command("chattr", "+i", str(scratch))
+    if result.returncode != 0:
+        return f"cannot make a folder immutable here: {result.stderr.strip()}"
+    command("chattr", "-i", str(scratch))
+    return None
 
 
 @contextmanager

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from syntx.embedded_nats import nats_server_binary
 from syntx.nats_cluster import CLUSTER_READY_MARKER, ClusterNode, ClusterPlan, plan_cluster
+from tests.stopped import paused
 
 LISTEN = re.compile(rb"Listening for client connections on [^:\s]+:(\d+)")
 READY = b"Server is ready"
@@ -43,19 +40,6 @@ class NatsServer:
             self.process.wait()
         if self.process.stderr is not None:
             self.process.stderr.close()
-
-
-@contextmanager
-def paused(pid: int) -> Iterator[None]:
-    """Process ``pid`` stopped (SIGSTOP) for the block, then resumed (SIGCONT) however the block ends.
-
-    A stopped nats-server keeps its sockets open and answers nothing: its clients see silence, not a
-    closed connection — a hung host, a paused VM. ``syntx up``'s embedded server is paused by its pid."""
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def start_nats(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from tests.consumers import consumer_running, good_answer, http_backend, make_se
 from tests.harness import HEARTBEATS, count, observer
 from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
+from tests.stopped import paused
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -119,9 +119,8 @@ async def test_a_real_inotify_queue_overflow_becomes_an_overflow_change(tmp_path
     assert watcher.stdout is not None
     try:
         assert await _line(watcher.stdout) == "watching"
-        watcher.send_signal(signal.SIGSTOP)
-        _flood_past_the_kernel_queue(tmp_path)
-        watcher.send_signal(signal.SIGCONT)
+        with paused(watcher.pid):
+            _flood_past_the_kernel_queue(tmp_path)
         assert await _line(watcher.stdout) == "overflow"
     finally:
         if watcher.returncode is None:
