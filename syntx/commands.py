@@ -16,7 +16,7 @@ import nats.errors
 from pydantic import ValidationError
 
 from shared.config import Settings
-from shared.messaging import ErrorReply, PausedSchedules, Tick, shown_url, subjects
+from shared.messaging import ErrorReply, JobCreated, PausedSchedules, Tick, shown_url, subjects
 from shared.messaging import bus as bus_module
 from shared.messaging.connection import Unreachable
 from shared.names import clipped, folder_name_max, shown
@@ -27,6 +27,7 @@ from syntx import exits
 from syntx.embedded_nats import EmbeddedNatsError
 from syntx.holders import InUse, check_port, data_dir_claimed
 from syntx.requeue import requeue
+from syntx.suggest import unknown
 from syntx.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -71,26 +72,26 @@ def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
     )
 
 
-def _unreachable(settings: Settings, exc: BaseException | None = None) -> int:
+def _unreachable(settings: Settings, command: str, exc: BaseException | None = None) -> int:
     url = shown_url(settings.nats.effective_url)
     if isinstance(exc, Unreachable) and exc.silent:
         sys.stderr.write(
-            f"NATS at {url} accepts connections but does not answer (a stopped or overloaded "
-            "nats-server?); the services reconnect by themselves once it answers\n"
+            f"syntx {command}: NATS at {url} accepts connections but does not answer (a stopped or "
+            "overloaded nats-server?); the services reconnect by themselves once it answers\n"
         )
     else:
-        sys.stderr.write(f"cannot reach NATS at {url}: is `syntx up` running?\n")
+        sys.stderr.write(f"syntx {command}: cannot reach NATS at {url}: is `syntx up` running?\n")
     return exits.NOT_REACHABLE
 
 
 def _tick_or_refusal(settings: Settings, schedule: str, batch: int | None, force: bool) -> Tick | str:
     """The tick to publish, or why it is refused (nothing is published then)."""
-    known = ", ".join(sorted(settings.schedules))
+    known = sorted(settings.schedules)
     if not SCHEDULE_NAME.fullmatch(schedule):
-        return f"syntx trigger: {schedule!r} is not a schedule name; name one of: {known}"
+        return f"syntx trigger: {schedule!r} is not a schedule name; name one of: {', '.join(known)}"
     if schedule not in settings.schedules and not force:
         return (
-            f"syntx trigger: {schedule!r} is not a configured schedule; name one of: {known} "
+            f"syntx trigger: {unknown('schedule', schedule, known)} "
             "(or add --force for a schedule configured elsewhere)"
         )
     try:
@@ -119,42 +120,49 @@ async def trigger(settings: Settings, schedule: str, batch: int | None, force: b
         async with _connect(settings) as bus:
             await bus.publish(subjects.tick(schedule), tick)
     except nats.errors.NoServersError as exc:
-        return _unreachable(settings, exc)
+        return _unreachable(settings, "trigger", exc)
     except (TimeoutError, nats.errors.Error) as exc:
-        return _fail(f"the tick was not stored: {exc or type(exc).__name__}")
+        return _fail(f"syntx trigger: the tick was not stored: {exc or type(exc).__name__}")
     out(f"tick sent: {subjects.tick(schedule)}" + (f" (batch {batch})" if batch else ""))
     return 0
 
 
-async def _ask(settings: Settings, subject: str, who: str, body: bytes = b"") -> dict[str, Any] | int:
+async def _ask(
+    settings: Settings, command: str, subject: str, who: str, body: bytes = b""
+) -> dict[str, Any] | int:
     """The service's reply as JSON, or the exit code after one line on stderr saying why there is none."""
+    said = f"syntx {command}: "
     try:
         async with _connect(settings) as bus:
             data = await bus.request(subject, body, wait_s=settings.nats.request_timeout_s)
     except nats.errors.NoServersError as exc:
-        return _unreachable(settings, exc)
+        return _unreachable(settings, command, exc)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        sys.stderr.write(f"no answer from the {who} on {subject}: is `syntx up` running?\n")
+        sys.stderr.write(f"{said}no answer from the {who} on {subject}: is `syntx up` running?\n")
         return exits.NOT_REACHABLE
     try:
         reply = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         reply = None
     if not isinstance(reply, dict):
-        sys.stderr.write(f"the {who} answered on {subject} with something that is not JSON; is it ours?\n")
+        sys.stderr.write(f"{said}the {who} answered on {subject} with something that is not JSON\n")
         return exits.NOT_REACHABLE
     try:
         refusal = ErrorReply.model_validate(reply)
     except ValidationError:
         return reply  # not an error: the reply asked for
-    return _fail(f"the {who} could not answer on {subject}: {shown(refusal.error)}")
+    return _fail(f"{said}the {who} could not answer on {subject}: {shown(refusal.error)}")
 
 
-async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
+async def status(settings: Settings, as_json: bool, exact: bool = False, check: bool = False) -> int:
+    """Exit 0 once the monitor answered; with ``check``, one line and the health as the exit status by
+    the Nagios plugin convention (:data:`exits.CHECK`): 0 OK, 1 WARNING, 2 CRITICAL, 3 no answer."""
     body = json.dumps({"reconcile": exact}).encode()
-    reply = await _ask(settings, subjects.STATUS, "monitor", body)
+    reply = await _ask(settings, "status", subjects.STATUS, "monitor", body)
     if isinstance(reply, int):
-        return reply
+        return exits.CHECK_UNKNOWN if check else reply
+    if check:
+        return _check_line(reply)
     if as_json:
         out(json.dumps(reply, indent=2, ensure_ascii=False))
         return 0
@@ -185,8 +193,20 @@ async def status(settings: Settings, as_json: bool, exact: bool = False) -> int:
     return 0
 
 
+def _check_line(reply: dict[str, Any]) -> int:
+    """``syntx OK - …`` / ``syntx CRITICAL - reason: text; …`` with the queue's counts as performance data."""
+    health = str(reply.get("health", "UNKNOWN"))
+    reasons = "; ".join(f"{r['code']}: {r['text']}" for r in reply.get("health_reasons", []))
+    said = (
+        reasons or f"queue {reply['queue_state']}, oldest waiting job {reply['oldest_incoming_age_s']:.0f}s"
+    )
+    counts = " ".join(f"{folder}={count}" for folder, count in reply["counts"].items())
+    out(f"syntx {health} - {said} | {counts}")
+    return exits.CHECK.get(health, exits.CHECK_UNKNOWN)
+
+
 async def schedules(settings: Settings, as_json: bool) -> int:
-    reply = await _ask(settings, subjects.SCHEDULES, "scheduler")
+    reply = await _ask(settings, "schedules", subjects.SCHEDULES, "scheduler")
     if isinstance(reply, int):
         return reply
     if as_json:
@@ -198,7 +218,7 @@ async def schedules(settings: Settings, as_json: bool) -> int:
             s["cron"],
             "paused" if s.get("paused") else "yes" if s["enabled"] else "disabled",
             _short_time(s["last_fired"], settings) if s.get("last_fired") else "-",
-            ", ".join(_short_time(t, settings) for t in s["next"]),
+            _upcoming(s, settings),
         ]
         for s in reply["schedules"]
     ]
@@ -207,28 +227,38 @@ async def schedules(settings: Settings, as_json: bool) -> int:
     return 0
 
 
+def _upcoming(schedule: dict[str, Any], settings: Settings) -> str:
+    """The next fire times; for a paused schedule, since when it is paused and how to resume it."""
+    if schedule.get("paused"):
+        since = schedule.get("paused_since")
+        when = f" since {_short_time(since, settings)}" if since else ""
+        return f"none: paused{when} (`syntx schedules resume {schedule['name']}`)"
+    return ", ".join(_short_time(t, settings) for t in schedule["next"]) or "-"
+
+
 async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
-    """``syntx schedules pause|resume NAME``: the state lives in JetStream, every replica follows it."""
+    """``syntx schedules pause|resume NAME``: the state lives in JetStream, every replica follows it.
+    Idempotent: pausing a paused schedule (or resuming a running one) says so and exits 0."""
     if name not in settings.schedules:
-        known = ", ".join(sorted(settings.schedules))
-        return _usage(f"syntx schedules: unknown schedule {name!r} (known: {known})")
+        return _usage(f"syntx schedules: {unknown('schedule', name, sorted(settings.schedules))}")
     try:
         async with _connect(settings) as bus:
             pauses = PausedSchedules(await bus.key_value(settings.scheduler.state_bucket))
             if pause:
-                await pauses.pause(name, datetime.now(settings.zone))
-                out(f"schedule {name} paused; `syntx schedules resume {name}` resumes it")
-                return 0
-            if not await pauses.resume(name):
-                sys.stderr.write(f"schedule {name} was not paused\n")
-                return exits.NOTHING_DONE
-            out(f"schedule {name} resumed")
-            return 0
+                if await pauses.pause(name, datetime.now(settings.zone)):
+                    out(f"schedule {name} paused; `syntx schedules resume {name}` resumes it")
+                else:
+                    out(f"schedule {name} was already paused; `syntx schedules resume {name}` resumes it")
+            elif await pauses.resume(name):
+                out(f"schedule {name} resumed")
+            else:
+                out(f"schedule {name} was not paused; nothing to resume")
+            return exits.OK
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        return _unreachable(settings, exc)
+        return _unreachable(settings, "schedules", exc)
 
 
-def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int:
+async def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int:
     name_max = folder_name_max(settings.queue_dir)
     for job_id in job_ids:
         if problem := job_id_problem(job_id, name_max):
@@ -236,20 +266,40 @@ def retry(settings: Settings, job_ids: list[str], include_rejected: bool) -> int
                 f"syntx retry: {clipped(job_id)!r} is not a job id ({problem}); "
                 "use the name of error/<job_id>.json"
             )
+    created: list[JobCreated] = []
     moved = requeue(
         settings.queue_dir,
         job_ids,
         include_rejected,
         progress=out,
         max_result_bytes=settings.queue.max_result_bytes,
+        on_requeued=created.append,
     )
     if job_ids and not moved:
         return _fail(
             "syntx retry: none of the named jobs could be re-queued; "
             "`syntx results --status failed` lists the failed ones"
         )
+    if created:
+        await _announce(settings, created)
     out(f"{moved} job(s) back in incoming/")
     return 0
+
+
+async def _announce(settings: Settings, created: list[JobCreated]) -> None:
+    """Each re-queued job as a ``job.created`` event, as the producer announces its own. Without NATS the
+    files are enough: consumers here see them in ``incoming/``, the monitor counts them at its recount."""
+    try:
+        async with _connect(settings) as bus:
+            for event in created:
+                await bus.emit(subjects.JOB_CREATED, event)
+            await bus.flush()
+    except (OSError, TimeoutError, nats.errors.Error):
+        url = shown_url(settings.nats.effective_url)
+        sys.stderr.write(
+            f"syntx retry: NATS at {url} cannot be reached: the {len(created)} re-queued job(s) are in "
+            "incoming/ but not announced (the monitor counts them at its next recount)\n"
+        )
 
 
 def score(
@@ -258,9 +308,9 @@ def score(
     catalog = configured_catalog(settings.catalog_dirs)
     known = ", ".join(catalog.formats)
     if scorer not in SCORERS:
-        return _fail(f"unknown scorer {scorer!r} (known: {', '.join(SCORERS)})")
+        return _usage(f"syntx score: {unknown('scorer', scorer, SCORERS)}")
     if format_name is not None and format_name not in catalog.formats:
-        return _fail(f"unknown format {format_name!r} (known: {known})")
+        return _usage(f"syntx score: {unknown('format', format_name, catalog.formats)}")
     try:
         if path.suffix == RESULT_SUFFIX:
             record = JobResult.load_copy(path, max_bytes=settings.queue.max_result_bytes)
@@ -281,7 +331,7 @@ def score(
     parsed = parse_response(text, catalog.formats, expected=format_name)
     chosen = format_name or parsed.format
     if chosen is None or chosen not in catalog.formats:
-        return _fail(f"no known format in {path}; name one with --format ({known})")
+        return _fail(f"syntx score: no known format in {path}; name one with --format ({known})")
     result = score_response(text, parsed, catalog.formats[chosen], prompt, scorer=scorer)
     out(result.model_dump_json(indent=2) if as_json else render_breakdown(result))
     return 0

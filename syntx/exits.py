@@ -10,6 +10,9 @@
 | 3    | ``NOT_REACHABLE``| NATS cannot be reached, or no service answered                            |
 | 4    | ``IN_USE``      | another process holds the data directory or a port ``syntx up`` needs      |
 | 130  | ``INTERRUPTED`` | Ctrl-C during a command                                                    |
+
+``syntx status --check`` exits by the system's health instead, by the Nagios plugin convention (``CHECK``):
+0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the monitor did not answer; a wrong command line is still 2).
 """
 
 from __future__ import annotations
@@ -23,3 +26,5 @@ CONFIG = CONFIG_EXIT_CODE
 NOT_REACHABLE = 3
 IN_USE = 4
 INTERRUPTED = 130
+CHECK = {"OK": 0, "WARNING": 1, "CRITICAL": 2}  # `syntx status --check`: the Nagios plugin convention
+CHECK_UNKNOWN = 3

@@ -90,5 +90,5 @@ async def _quiet(_exc: Exception) -> None:
 
 
 def _report(line: str, code: int) -> int:
-    sys.stderr.write(f"unhealthy: {line}\n")
+    sys.stderr.write(f"syntx health: {line}\n")
     return code

@@ -2,7 +2,9 @@
 
 Every service writes ``logs/<service>.log`` and rotates it to ``<service>.log.1`` … (``.1`` the newest);
 a line starts with its ISO 8601 time. A line without one (a traceback's continuation) goes with the line
-before it. Follow mode then prints lines as they are appended, and reopens a file that was rotated.
+before it. ``--tail N`` prints the last N lines of the merged output, read from the files' ends (the cost
+does not grow with the logs); follow mode starts there and then prints lines as they are appended, and
+reopens a file that was rotated.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from datetime import datetime
 from pathlib import Path
 
 FOLLOW_POLL_S = 0.5  # how often follow mode looks for appended lines, like `tail -f`'s default of 1 s
+FOLLOW_TAIL = 10  # `-f` alone starts with this many last lines, like `tail -f`
+BLOCK_BYTES = 64 * 1024  # one read from a file's end
+TAIL_LINE_MAX_BYTES = 64 * 1024  # a longer line is shown cut, so a file without newlines costs one block
+# Lines without a time (a traceback's continuation) read beyond N to reach the line whose time they take.
+CONTINUATION_MAX = 200
 _ROTATED = re.compile(r"\.log\.(\d+)$")
 
 
@@ -44,19 +51,72 @@ def line_time(line: str) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
-def _timed_lines(paths: Iterable[Path]) -> Iterator[tuple[datetime, str]]:
-    """Every line with the time of the last line that had one (lines before any time are dropped)."""
-    last: datetime | None = None
+def _file_lines(paths: Iterable[Path]) -> Iterator[str]:
     for path in paths:
         try:
             with path.open(encoding="utf-8", errors="replace") as handle:
                 for raw in handle:
-                    line = raw.rstrip("\n")
-                    last = line_time(line) or last
-                    if last is not None:
-                        yield last, line
+                    yield raw.rstrip("\n")
         except FileNotFoundError:  # rotated away while we read: its lines are in the next file
             continue
+
+
+def _lines_backwards(path: Path) -> Iterator[str]:
+    """The lines of ``path``, the last first, read block by block from the end (a longer line than
+    :data:`TAIL_LINE_MAX_BYTES` keeps its head)."""
+    with path.open("rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        rest = b""
+        first = True
+        while end > 0:
+            start = max(0, end - BLOCK_BYTES)
+            handle.seek(start)
+            rest = handle.read(end - start) + rest
+            end = start
+            earlier, *lines = rest.split(b"\n")
+            rest = earlier[:TAIL_LINE_MAX_BYTES]
+            for line in reversed(lines):
+                if not (first and line == b""):  # the newline that ends the file
+                    yield line[:TAIL_LINE_MAX_BYTES].decode("utf-8", errors="replace")
+                first = False
+        if rest:
+            yield rest.decode("utf-8", errors="replace")
+
+
+def _last_raw_lines(paths: list[Path], count: int) -> list[str]:
+    """At least the last ``count`` lines of ``paths`` (oldest file first) in order, reaching back to a
+    line with a time (the continuation lines after it take it), at most :data:`CONTINUATION_MAX` more."""
+    found: list[str] = []
+    for path in reversed(paths):
+        try:
+            for line in _lines_backwards(path):
+                found.append(line)
+                enough = len(found) >= count and line_time(line) is not None
+                if enough or len(found) >= count + CONTINUATION_MAX:
+                    return found[::-1]
+        except FileNotFoundError:  # rotated away while we read: its lines are in the next file
+            continue
+    return found[::-1]
+
+
+def _timed(lines: Iterable[str]) -> Iterator[tuple[datetime, str]]:
+    """Each line with the time of the last line that had one (lines before any time are dropped)."""
+    last: datetime | None = None
+    for line in lines:
+        last = line_time(line) or last
+        if last is not None:
+            yield last, line
+
+
+def tail(logs_dir: Path, services: list[str], since: datetime | None, count: int) -> list[tuple[str, str]]:
+    """The last ``count`` (service, line) of :func:`merged`, from each service's last lines only."""
+    streams = []
+    for index, service in enumerate(services):
+        lines = _timed(_last_raw_lines(log_files(logs_dir, service), count))
+        streams.append([(moment, index, service, line) for moment, line in lines])
+    ordered = heapq.merge(*streams, key=lambda item: (item[0], item[1]))
+    wanted = [(service, line) for moment, _i, service, line in ordered if since is None or moment >= since]
+    return wanted[-count:] if count else []
 
 
 def merged(logs_dir: Path, services: list[str], since: datetime | None) -> Iterator[tuple[str, str]]:
@@ -68,7 +128,7 @@ def merged(logs_dir: Path, services: list[str], since: datetime | None) -> Itera
 
 
 def _keyed(logs_dir: Path, index: int, service: str) -> Iterator[tuple[datetime, int, str, str]]:
-    for moment, line in _timed_lines(log_files(logs_dir, service)):
+    for moment, line in _timed(_file_lines(log_files(logs_dir, service))):
         yield moment, index, service, line
 
 
@@ -108,28 +168,29 @@ def prefix(service: str, width: int) -> str:
     return f"{service:<{width}} | "
 
 
-def show(logs_dir: Path, services: list[str], since: datetime | None) -> int:
-    """Print the merged lines; the number printed."""
+def show(logs_dir: Path, services: list[str], since: datetime | None, count: int | None = None) -> int:
+    """Print the merged lines (the last ``count`` of them, if given); the number printed."""
     width = max(map(len, services))
-    count = 0
-    for service, line in merged(logs_dir, services, since):
+    shown = merged(logs_dir, services, since) if count is None else tail(logs_dir, services, since, count)
+    printed = 0
+    for service, line in shown:
         sys.stdout.write(prefix(service, width) + line + "\n")
-        count += 1
+        printed += 1
     sys.stdout.flush()
-    return count
+    return printed
 
 
-def follow(logs_dir: Path, services: list[str], since: datetime | None) -> None:
+def follow(logs_dir: Path, services: list[str], since: datetime | None, count: int | None) -> None:
     """:func:`show`, then every line appended from now on, until Ctrl-C (KeyboardInterrupt)."""
-    tails = [_Tail(service, logs_dir / f"{service}.log") for service in services]
-    for tail in tails:
-        tail.start_at_end()  # what is there now is shown by show(); nothing is printed twice
-    show(logs_dir, services, since)
+    follows = [_Tail(service, logs_dir / f"{service}.log") for service in services]
+    for followed in follows:
+        followed.start_at_end()  # what is there now is shown by show(); nothing is printed twice
+    show(logs_dir, services, since, count)
     width = max(map(len, services))
     while True:
-        for tail in tails:
-            for line in tail.new_lines():
-                sys.stdout.write(prefix(tail.service, width) + line + "\n")
+        for followed in follows:
+            for line in followed.new_lines():
+                sys.stdout.write(prefix(followed.service, width) + line + "\n")
         sys.stdout.flush()
         time.sleep(FOLLOW_POLL_S)  # polling, like tail -f: a log file gives no event to wait on
 

@@ -16,6 +16,7 @@ from shared.service import service_names
 from syntx import exits, logview, resultview
 from syntx.commands import _table, out, status
 from syntx.since import BadSince, since_moment
+from syntx.suggest import unknown
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
@@ -29,24 +30,31 @@ def _refuse(message: str, code: int = exits.USAGE) -> int:
     return code
 
 
-def logs(settings: Settings, wanted: list[str], follow: bool, since_text: str | None) -> int:
+def logs(
+    settings: Settings, wanted: list[str], follow: bool, since_text: str | None, count: int | None = None
+) -> int:
+    """All lines, or the last ``count``; ``-f`` alone starts with the last :data:`logview.FOLLOW_TAIL`."""
     try:
         since = _since(settings, since_text)
     except BadSince as exc:
         return _refuse(f"syntx logs: {exc}")
+    if count is not None and count < 0:
+        return _refuse(f"syntx logs: --tail {count} is negative; give 0 or more lines")
     logs_dir = settings.logs_dir
     known = logview.known_services(logs_dir, service_names(settings.consumers))
-    if unknown := [name for name in wanted if name not in known]:
-        return _refuse(f"syntx logs: no service {', '.join(unknown)}; name one of: {', '.join(known)}")
+    if strangers := [name for name in wanted if name not in known]:
+        return _refuse(f"syntx logs: {unknown('service', strangers[0], known)}")
     services = [name for name in (wanted or known) if logview.log_files(logs_dir, name)]
     if not services:
         hint = f"syntx logs: no log files in {logs_dir} yet; start the system with `syntx up`"
         return _refuse(hint, exits.NOTHING_DONE)
     if not follow:
-        logview.show(logs_dir, services, since)
+        logview.show(logs_dir, services, since, count)
         return exits.OK
+    if count is None and since is None:
+        count = logview.FOLLOW_TAIL
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how follow mode ends
-        logview.follow(logs_dir, services, since)
+        logview.follow(logs_dir, services, since, count)
     return exits.OK
 
 
@@ -61,8 +69,7 @@ def results(
     if limit < 1:
         return _refuse(f"syntx results: --limit {limit} is too small; give 1 or more")
     if wrapper is not None and wrapper not in settings.consumers:
-        known = ", ".join(sorted(settings.consumers))
-        return _refuse(f"syntx results: no consumer {wrapper!r}; name one of: {known}")
+        return _refuse(f"syntx results: {unknown('consumer', wrapper, sorted(settings.consumers))}")
     try:
         since = _since(settings, since_text)
     except BadSince as exc:
@@ -71,7 +78,7 @@ def results(
     wanted = resultview.Wanted(frozenset(statuses), wrapper, since)
     found, unreadable = resultview.find(queue, wanted, limit, settings.queue.max_result_bytes)
     if unreadable:
-        sys.stderr.write(f"{unreadable} file(s) that are not results skipped (see `syntx status`)\n")
+        sys.stderr.write(f"syntx results: {unreadable} file(s) that are not results skipped\n")
     if as_json:
         out(json.dumps([resultview.summary(item) for item in found], indent=2, ensure_ascii=False))
     elif found:

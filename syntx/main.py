@@ -15,6 +15,8 @@ from typing import NoReturn
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
 from shared.service import CONFIG_EXIT_CODE, SERVICES, service_names, use_zone_for_command
 from syntx import commands, exits, health, learningview, look
+from syntx.logview import FOLLOW_TAIL
+from syntx.suggest import unknown
 
 LOCAL_LLM_ENV = "SYNTX_LLM__LOCAL__ENABLED"
 LEARNING_WINDOW_JOBS = 200
@@ -28,10 +30,34 @@ LOG_SUFFIX_ENV = "SYNTX_LOGGING__FILE_SUFFIX"
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """A wrong command line is one line naming the problem and where to read more (exit 2)."""
+    """A wrong command line is one line naming the problem and where to read more (exit 2), prefixed by
+    the command it is about: ``syntx status: unrecognized arguments: --bogus; see `syntx status --help```."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(exits.USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+    def parse_command_line(self, argv: list[str]) -> argparse.Namespace:
+        """``parse_args``, with a missing or mistyped command named as such (and the closest one offered),
+        and arguments no command knows blamed on the command that was given."""
+        commands = self._commands()
+        given = next((word for word in argv if not word.startswith("-")), None)
+        if given is None and not {"-h", "--help", "--version"} & set(argv):
+            strangers = " ".join(argv)
+            self.error(
+                f"unrecognized arguments: {strangers}; " * bool(argv) + "name a command, e.g. `syntx status`"
+            )
+        if given is not None and given not in commands:
+            self.error(unknown("command", given, commands))
+        parsed, extras = self.parse_known_args(argv)
+        if extras:
+            commands[parsed.command].error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _commands(self) -> dict[str, OneLineParser]:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
 
 
 def _version() -> str:
@@ -41,7 +67,7 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="syntx", description="Operate the SYNTX loop.")
     parser.add_argument("--version", action="version", version=f"syntx {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedded NATS as an N-node JetStream cluster (1-5) with two scheduler replicas",
     )
     run = sub.add_parser("run", help="run one service in the foreground")
-    run.add_argument("service", choices=SERVICES)
+    run.add_argument("service", help=", ".join(SERVICES))
     run.add_argument("--wrapper", help="consumer name (for the consumer)")
     trigger = sub.add_parser("trigger", help="publish a tick now, e.g. `syntx trigger producer`")
     trigger.add_argument(
@@ -74,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="queue counts, state, health and last runs (asks the monitor)")
     status.add_argument("--json", action="store_true")
     status.add_argument("--exact", action="store_true", help="have the monitor recount the folders first")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="one line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 no answer (the Nagios plugin convention)",
+    )
     status.add_argument(
         "--watch",
         nargs="?",
@@ -126,6 +157,13 @@ def _add_views(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     logs.add_argument("services", nargs="*", metavar="SERVICE", help="e.g. producer; none: all")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
     logs.add_argument("--since", help="only lines from then on: 10m, 2h, 1d or an ISO 8601 time")
+    logs.add_argument(
+        "-n",
+        "--tail",
+        type=int,
+        metavar="N",
+        help=f"only the last N lines (merged); -f alone starts with the last {FOLLOW_TAIL}",
+    )
     results = sub.add_parser("results", help="list results, newest first (processed/, error/, archive/)")
     results.add_argument("--status", action="append", choices=RESULT_STATUSES, default=[], help="repeatable")
     results.add_argument("--wrapper", help="only this consumer's results")
@@ -137,24 +175,37 @@ def _add_views(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     show.add_argument("--json", action="store_true", help="the whole result record")
 
 
-def _settings_or_exit(demo: bool = False) -> tuple[Settings, list[str]]:
+def _settings_or_exit(command: str, demo: bool = False) -> tuple[Settings, list[str]]:
     paths = config_paths()
     if demo and DEMO_CONFIG not in paths:
         paths = [*paths, DEMO_CONFIG]
     try:
         return load_settings(paths), [str(path) for path in paths]
     except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
+        _said_by(command, str(exc))
         raise SystemExit(CONFIG_EXIT_CODE) from None
 
 
+def _said_by(command: str, problems: str) -> None:
+    """Each line of a configuration error (one per problem) with the command's prefix."""
+    sys.stderr.write("".join(f"syntx {command}: {line}\n" for line in problems.splitlines()))
+
+
 def _exec_service(settings: Settings, service: str, wrapper: str | None) -> int:
+    if service not in SERVICES:
+        sys.stderr.write(f"syntx run: {unknown('service', service, SERVICES)}\n")
+        return exits.USAGE
     argv = [sys.executable, "-m", f"services.{service}"]
     if service == "consumer":
         wrapper = wrapper or os.environ.get("SYNTX_CONSUMER", "")
         if wrapper not in settings.consumers:
-            known = ", ".join(sorted(settings.consumers))
-            sys.stderr.write(f"syntx run consumer: name the consumer with --wrapper NAME, one of: {known}\n")
+            known = sorted(settings.consumers)
+            why = (
+                unknown("consumer", wrapper, known)
+                if wrapper
+                else f"name the consumer with --wrapper NAME, one of: {', '.join(known)}"
+            )
+            sys.stderr.write(f"syntx run consumer: {why}\n")
             return exits.USAGE
         argv += ["--wrapper", wrapper]
     os.environ[LOG_SUFFIX_ENV] = RUN_LOG_SUFFIX
@@ -175,7 +226,7 @@ async def _schedules(settings: Settings, args: argparse.Namespace) -> int:
 def _health(settings: Settings, service: str, wait_s: float, any_host: bool) -> int:
     known = service_names(settings.consumers)
     if service not in known:
-        sys.stderr.write(f"syntx health: unknown service {service!r}; choose one of {', '.join(known)}\n")
+        sys.stderr.write(f"syntx health: {unknown('service', service, known)}\n")
         return exits.USAGE
     wanted = health.heartbeat_filter(service, any_host)
     return asyncio.run(health.health(settings, wanted, wait_s))
@@ -184,23 +235,37 @@ def _health(settings: Settings, service: str, wait_s: float, any_host: bool) -> 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
     if args.watch is not None:
         return look.watch_status(settings, args.watch, args.exact)
-    return asyncio.run(commands.status(settings, args.json, args.exact))
+    return asyncio.run(commands.status(settings, args.json, args.exact, args.check))
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_command_line(sys.argv[1:] if argv is None else argv)
     try:
-        code = _run(build_parser().parse_args(argv))
+        code = _run(args)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is one more closed pipe
     except KeyboardInterrupt:  # at any point, settings loading included
-        sys.stderr.write("syntx: interrupted; nothing more was done\n")
+        sys.stderr.write(f"syntx {args.command}: interrupted; nothing more was done\n")
         code = exits.INTERRUPTED
+    except BrokenPipeError:  # `syntx logs | head`: the reader has all it wanted
+        code = _quiet_closed_pipe()
     raise SystemExit(code)
+
+
+def _quiet_closed_pipe() -> int:
+    """Whatever is still buffered for the closed pipe goes nowhere, so the exit says nothing more (no
+    second BrokenPipeError while Python flushes stdout at exit); exit 0, like ``cat`` or ``grep`` would
+    after SIGPIPE were it not ignored."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return exits.OK
 
 
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s syntx: %(message)s", datefmt="%H:%M:%S")
     if getattr(args, "llm", None) == "local":
         os.environ[LOCAL_LLM_ENV] = "true"  # as if configured: llm.local.enabled
-    settings, paths = _settings_or_exit(demo=getattr(args, "demo", False))
+    settings, paths = _settings_or_exit(args.command, demo=getattr(args, "demo", False))
     use_zone_for_command(settings.zone, settings.logging)
     if args.command == "run":
         return _exec_service(settings, args.service, args.wrapper)
@@ -209,11 +274,11 @@ def _run(args: argparse.Namespace) -> int:
         "trigger": lambda: asyncio.run(commands.trigger(settings, args.schedule, args.batch, args.force)),
         "status": lambda: _status(settings, args),
         "schedules": lambda: asyncio.run(_schedules(settings, args)),
-        "retry": lambda: commands.retry(settings, args.job_ids, args.rejected),
+        "retry": lambda: asyncio.run(commands.retry(settings, args.job_ids, args.rejected)),
         "score": lambda: commands.score(
             settings, args.file, args.format, args.prompt, args.scorer, args.json
         ),
-        "logs": lambda: look.logs(settings, args.services, args.follow, args.since),
+        "logs": lambda: look.logs(settings, args.services, args.follow, args.since, args.tail),
         "results": lambda: look.results(
             settings, args.status, args.wrapper, args.since, args.limit, args.json
         ),
@@ -225,5 +290,5 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return handlers[args.command]()
     except ConfigError as exc:  # found only on contact, e.g. a NATS server without JetStream
-        sys.stderr.write(f"{exc}\n")
+        _said_by(args.command, str(exc))
         return CONFIG_EXIT_CODE

@@ -18,7 +18,7 @@ import pytest
 from services.monitor.app import run as run_monitor
 from services.scheduler.app import run as run_scheduler
 from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import Tick
+from shared.messaging import JobCreated, Tick, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue, Job, parse_job
 from shared.service import CONFIG_EXIT_CODE
@@ -87,7 +87,9 @@ async def test_status_without_a_monitor_exits_3(
     assert await asyncio.to_thread(syntx, "status") == 3
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == "no answer from the monitor on syntx.status: is `syntx up` running?\n"
+    assert (
+        captured.err == "syntx status: no answer from the monitor on syntx.status: is `syntx up` running?\n"
+    )
 
 
 async def test_status_without_nats_exits_3_instead_of_waiting_forever(
@@ -97,7 +99,7 @@ async def test_status_without_nats_exits_3_instead_of_waiting_forever(
     monkeypatch.setenv("SYNTX_NATS__URL", url)
     async with asyncio.timeout(15):
         assert await asyncio.to_thread(syntx, "status") == 3
-    assert f"cannot reach NATS at {url}: is `syntx up` running?\n" in capsys.readouterr().err
+    assert f"syntx status: cannot reach NATS at {url}: is `syntx up` running?\n" in capsys.readouterr().err
 
 
 async def test_status_with_a_monitor_prints_the_counts(
@@ -185,6 +187,40 @@ def test_retry_requeues_failed_jobs_under_new_ids_and_archives_the_old_result(
     assert capsys.readouterr().out.splitlines()[-1] == "1 job(s) back in incoming/"
     assert set(_waiting(queue)) == {"f1", "f2", "r1"}
     assert queue.archived_path("r1") is not None
+
+
+async def test_retry_announces_each_requeued_job_like_the_producer(
+    with_nats: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One ``job.created`` (source retry) per job written back, carrying its metadata: the monitor counts
+    ``syntx_jobs_created_total{source="retry"}`` and a consumer on another host hears of it."""
+    queue = FileQueue(with_nats.queue_dir)
+    queue.ensure()
+    for job_id in ("f1", "f2"):
+        queue.write_result(ERROR, job_id, error_result(job_id, "failed"))
+    async with observer(with_nats.nats.url or "", subjects.JOB_CREATED) as (_nc, created):
+        assert await asyncio.to_thread(syntx, "retry") == 0
+        await created.wait_for(lambda seen: len(seen) >= 2)
+    assert capsys.readouterr().err == ""
+    events = created.of(JobCreated)
+    waiting = {job.job_id for job in _waiting(queue).values()}
+    assert {event.job_id for event in events} == waiting
+    assert {(event.source, event.topic, event.generation) for event in events} == {("retry", "Katzen", 4)}
+
+
+def test_retry_without_nats_requeues_all_the_same_and_says_they_were_not_announced(
+    environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SYNTX_NATS__URL", f"nats://127.0.0.1:{free_port()}")
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    queue.write_result(ERROR, "f1", error_result("f1", "failed"))
+    assert syntx("retry") == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == "1 job(s) back in incoming/"
+    [line] = captured.err.splitlines()
+    assert line.startswith("syntx retry: NATS at nats://127.0.0.1:") and "not announced" in line
+    assert set(_waiting(queue)) == {"f1"}
 
 
 def test_a_named_job_is_retried_whatever_its_status(
@@ -317,7 +353,9 @@ def test_score_without_a_known_format(
     path = tmp_path / "plain.txt"
     path.write_text("Das ist einfach ein Fließtext ohne jede Struktur.", encoding="utf-8")
     assert syntx("score", str(path)) == 1
-    assert capsys.readouterr().err.startswith(f"no known format in {path}; name one with --format (")
+    assert capsys.readouterr().err.startswith(
+        f"syntx score: no known format in {path}; name one with --format ("
+    )
 
 
 # -- schedules -------------------------------------------------------------------------------------
@@ -370,7 +408,7 @@ async def test_schedules_without_a_scheduler_exits_3(
     [
         (
             ["trigger", "nosuch"],
-            "syntx trigger: 'nosuch' is not a configured schedule; name one of: cleanup, consumer.sigma, "
+            "syntx trigger: unknown schedule 'nosuch'; name one of: cleanup, consumer.sigma, "
             "consumer.syntex_system, monitor, producer (or add --force for a schedule configured elsewhere)",
         ),
         (["trigger", "a.>", "--force"], "syntx trigger: 'a.>' is not a schedule name; name one of: "),
@@ -431,7 +469,7 @@ async def test_without_nats_a_command_prints_exactly_one_line(
     async with asyncio.timeout(15):
         assert await asyncio.to_thread(syntx, "status") == 3
     captured = capfd.readouterr()
-    assert captured.err == f"cannot reach NATS at {url}: is `syntx up` running?\n"
+    assert captured.err == f"syntx status: cannot reach NATS at {url}: is `syntx up` running?\n"
     assert captured.out == ""
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO] == []
 
@@ -441,12 +479,32 @@ def test_a_wrong_command_line_is_one_line_with_exit_2(
 ) -> None:
     assert syntx("bogus") == 2
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("syntx: argument command: invalid choice: 'bogus'")
+    assert line.startswith("syntx: unknown command 'bogus'; name one of: up, run, trigger, status,")
     assert line.endswith("; see `syntx --help`")
+    assert syntx("statsu") == 2
+    assert "syntx: unknown command 'statsu' (did you mean 'status'?); " in capsys.readouterr().err
+    assert syntx() == 2
+    assert capsys.readouterr().err == "syntx: name a command, e.g. `syntx status`; see `syntx --help`\n"
+    assert syntx("--bogus") == 2
+    assert capsys.readouterr().err.startswith("syntx: unrecognized arguments: --bogus; name a command")
+    assert syntx("status", "--bogus") == 2
+    assert capsys.readouterr().err == (
+        "syntx status: unrecognized arguments: --bogus; see `syntx status --help`\n"
+    )
+    assert syntx("run", "producr") == 2
+    assert capsys.readouterr().err.startswith(
+        "syntx run: unknown service 'producr' (did you mean 'producer'?)"
+    )
     assert syntx("trigger") == 2
     assert capsys.readouterr().err == (
         "syntx trigger: the following arguments are required: schedule; see `syntx trigger --help`\n"
     )
+
+
+def test_the_monitor_listens_on_this_machine_only_unless_configured() -> None:
+    """`syntx up` serves /metrics and /healthz on 127.0.0.1; docker-compose.yml opens the container's."""
+    assert load_settings([DEFAULT_CONFIG]).monitor.host == "127.0.0.1"
+    assert load_settings([DEFAULT_CONFIG], monitor={"host": "0.0.0.0"}).monitor.host == "0.0.0.0"
 
 
 def test_version_comes_from_the_package(capsys: pytest.CaptureFixture[str]) -> None:
@@ -486,14 +544,16 @@ def test_a_wrapper_or_format_that_cannot_be_read_safely_is_one_line_with_exit_2(
     latin1.write_bytes("---\nformat: sigma\n---\nErkläre.\n".encode("latin-1"))
     assert syntx("score", str(answer)) == CONFIG_EXIT_CODE
     assert capsys.readouterr().err == (
-        f"config: wrapper_dirs: {latin1}: the file is not UTF-8 text (byte 26); save it as UTF-8\n"
+        f"syntx score: config: wrapper_dirs: {latin1}: the file is not UTF-8 text (byte 26); "
+        "save it as UTF-8\n"
     )
     latin1.unlink()
     bomb = wrappers / "formats" / "bomb.yaml"
     bomb.write_text("layout: hash\nfields: &f [{key: a}]\nmore: [*f, *f]\n", encoding="utf-8")
     assert syntx("score", str(answer)) == CONFIG_EXIT_CODE
     assert capsys.readouterr().err == (
-        f"config: wrapper_dirs: {bomb}: format file uses YAML anchors or aliases, which are not allowed\n"
+        f"syntx score: config: wrapper_dirs: {bomb}: format file uses YAML anchors or aliases, "
+        "which are not allowed\n"
     )
 
 
@@ -506,7 +566,7 @@ def test_a_config_overlay_with_an_alias_bomb_is_one_line_with_exit_2(
     monkeypatch.setenv(CONFIG_ENV, f"{DEFAULT_CONFIG}:{overlay}")
     assert syntx("status") == CONFIG_EXIT_CODE
     assert capsys.readouterr().err == (
-        f"config file {overlay} uses YAML anchors or aliases, which are not allowed\n"
+        f"syntx status: config file {overlay} uses YAML anchors or aliases, which are not allowed\n"
     )
 
 
@@ -516,7 +576,7 @@ def test_a_config_path_that_is_a_directory_is_a_config_error(
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path))
     assert syntx("status") == CONFIG_EXIT_CODE
     assert capsys.readouterr().err == (
-        f"config file {tmp_path} cannot be read: Is a directory (set {CONFIG_ENV} to a file)\n"
+        f"syntx status: config file {tmp_path} cannot be read: Is a directory (set {CONFIG_ENV} to a file)\n"
     )
 
 
@@ -530,7 +590,7 @@ def test_ctrl_c_during_a_command_is_one_line_with_exit_130(
 
     monkeypatch.setattr("syntx.commands.configured_catalog", interrupted)
     assert syntx("score", "answer.txt") == 130
-    assert capsys.readouterr().err == "syntx: interrupted; nothing more was done\n"
+    assert capsys.readouterr().err == "syntx score: interrupted; nothing more was done\n"
 
 
 def test_retrying_only_unknown_jobs_is_one_line_with_exit_1(

@@ -123,7 +123,7 @@ def test_logs_merges_every_service_and_rotated_file_by_time(
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["logs", "nosuch"], 2, "syntx logs: no service nosuch; name one of: scheduler, producer, "),
+        (["logs", "nosuch"], 2, "syntx logs: unknown service 'nosuch'; name one of: scheduler, producer, "),
         (["logs", "--since", "yesterday"], 2, "syntx logs: --since 'yesterday' is neither a duration nor a "),
     ],
 )
@@ -150,8 +150,9 @@ def test_logs_follow_prints_appended_lines_across_a_rotation_until_ctrl_c(
 ) -> None:
     logs = environment / "logs"
     write_logs(logs)
-    cli = Cli("logs", "-f", "producer", env=cli_env)
-    cli.wait_for("new")  # what was there
+    cli = Cli("logs", "-f", "--tail", "2", "producer", env=cli_env)
+    assert cli.wait_for("producer |").endswith("Traceback (most recent call last):")  # the last two lines
+    cli.wait_for("new")
     with (logs / "producer.log").open("a", encoding="utf-8") as handle:
         handle.write(log_line(7, "producer", "appended"))
     assert cli.wait_for("appended").startswith("producer | ")
@@ -160,6 +161,73 @@ def test_logs_follow_prints_appended_lines_across_a_rotation_until_ctrl_c(
     cli.wait_for("after rotation")
     code, err = cli.interrupt()
     assert (code, err) == (0, "")
+
+
+def test_logs_tail_prints_the_last_lines_merged_reading_only_the_files_ends(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = environment / "logs"
+    write_logs(logs)
+    assert syntx("logs", "--tail", "3") == 0
+    shown = [line.split(" | ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert shown == [
+        log_line(5, "producer", "crashed")[:-1],
+        "Traceback (most recent call last):",
+        log_line(6, "producer", "new")[:-1],
+    ]
+    assert syntx("logs", "-n", "2", "consumer.sigma") == 0
+    assert [line.rsplit(": ", 1)[-1] for line in capsys.readouterr().out.splitlines()] == ["a", "b"]
+    assert syntx("logs", "--tail", "1", "--since", "2026-11-30T14:05:00+01:00", "producer") == 0
+    assert capsys.readouterr().out.endswith("new\n")
+    assert syntx("logs", "--tail", "-1") == 2
+    assert capsys.readouterr().err == "syntx logs: --tail -1 is negative; give 0 or more lines\n"
+
+
+def test_logs_tail_of_a_file_without_newlines_costs_a_bounded_read(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = environment / "logs"
+    logs.mkdir(parents=True)
+    huge = logs / "producer.log"
+    huge.write_text(log_line(1, "producer", "start").rstrip("\n") + "x" * 5_000_000, encoding="utf-8")
+    assert syntx("logs", "--tail", "1", "producer") == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("producer | 2026-11-30T14:01:00") and len(line) < 70_000
+
+
+@pytest.mark.parametrize("argv", [["logs"], ["logs", "-f"], ["results"], ["--help"]])
+def test_a_closed_pipe_ends_a_command_quietly_with_exit_0(
+    environment: Path, cli_env: dict[str, str], argv: list[str]
+) -> None:
+    """`syntx logs | head -1`: the reader went away; no traceback, exit 0 (as `cat` or `grep` would)."""
+    logs = environment / "logs"
+    logs.mkdir(parents=True)
+    lines = "".join(log_line(minute % 60, "producer", f"line {n}") for n, minute in enumerate(range(50_000)))
+    (logs / "producer.log").write_text(lines, encoding="utf-8")
+    queue = FileQueue(environment / "queue")
+    queue.ensure()
+    for n in range(300):
+        queue.write_result(
+            PROCESSED,
+            f"j{n}",
+            a_result(f"j{n}", "passed", "sigma", datetime.now(UTC)).model_dump(mode="json"),
+        )
+    code = "import sys; from syntx.main import main; sys.argv[0] = 'syntx'; main()"
+    syntx_process = subprocess.Popen(
+        [sys.executable, "-c", code, *argv, *(["--limit", "300"] if argv == ["results"] else [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **cli_env},
+    )
+    assert syntx_process.stdout is not None
+    syntx_process.stdout.readline()
+    syntx_process.stdout.close()  # what `head -1` does after its line
+    if "-f" in argv:  # like `tail -f | head -1`: the next line written finds the pipe closed
+        with (logs / "producer.log").open("a", encoding="utf-8") as handle:
+            handle.write(log_line(59, "producer", "appended"))
+    _out, err = syntx_process.communicate(timeout=WAIT_S)
+    assert (syntx_process.returncode, err) == (0, b"")
 
 
 # -- results and show -----------------------------------------------------------------------------
@@ -201,7 +269,7 @@ def test_results_lists_every_folder_and_the_archive_newest_first(
     captured = capsys.readouterr()
     assert captured.out.splitlines()[0].split() == ["job", "status", "score", "wrapper", "finished", "reason"]
     assert listed(captured.out) == ["j-passed", "j-rejected", "j-failed", "j-archived"]
-    assert captured.err == "1 file(s) that are not results skipped (see `syntx status`)\n"
+    assert captured.err == "syntx results: 1 file(s) that are not results skipped\n"
 
     assert syntx("results", "--status", "failed", "--status", "rejected") == 0
     assert listed(capsys.readouterr().out) == ["j-rejected", "j-failed"]
@@ -256,7 +324,7 @@ def test_results_read_the_archive_newest_day_first_and_stop_when_older_days_cann
         (["results", "--limit", "0"], "syntx results: --limit 0 is too small; give 1 or more"),
         (
             ["results", "--wrapper", "nope"],
-            "syntx results: no consumer 'nope'; name one of: sigma, syntex_system",
+            "syntx results: unknown consumer 'nope'; name one of: sigma, syntex_system",
         ),
         (["results", "--status", "lost"], "syntx results: argument --status: invalid choice: 'lost'"),
         (

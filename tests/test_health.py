@@ -248,7 +248,7 @@ async def test_a_queue_fault_shows_while_its_service_lives_and_clears_when_it_ca
         exported = monitor.metrics.registry.get_sample_value(
             "syntx_health_reason", {"reason": "queue_unwritable"}
         )
-        assert exported == 1  # the series the alert SyntxQueueUnwritable watches
+        assert exported == 2  # CRITICAL: the series and value the alert SyntxQueueUnwritable watches
         up = down.model_copy(update={"writable": True, "folder": None, "operation": None, "error": None})
         second = await reasons_after((subjects.QUEUE_STATE, encode(up)))
         third = await reasons_after((subjects.QUEUE_STATE, encode(down)))
@@ -336,6 +336,8 @@ async def test_the_monitor_says_stalled_when_a_consumer_tick_found_jobs_and_noth
     clock.now += 2
     status = monitor.refresh()
     assert [reason.code for reason in status.health_reasons] == ["stalled"]
-    assert monitor.metrics.registry.get_sample_value("syntx_health_reason", {"reason": "stalled"}) == 1
+    assert (
+        monitor.metrics.registry.get_sample_value("syntx_health_reason", {"reason": "stalled"}) == 2
+    )  # CRITICAL
     monitor.counter.on_change(("added", "processed", "x.json"))  # a result lands
     assert monitor.refresh().health_reasons == []

@@ -156,7 +156,7 @@ def test_a_generated_configuration_starts_or_stops_with_one_line_per_problem(
     assert code in (0, 2), said
     assert "Traceback" not in said
     if code == 2:
-        assert lines and all(line.startswith("config") for line in lines), said
+        assert lines and all(line.startswith("syntx results: config") for line in lines), said
         assert all(len(line) < 1000 for line in lines), max(lines, key=len)
     if spoil in REFUSED_BY and (spoil != "latin-1" or not content.isascii()):
         assert code == 2 and len(lines) == 1 and REFUSED_BY[spoil] in lines[0], said

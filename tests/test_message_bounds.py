@@ -269,7 +269,7 @@ async def test_a_responder_that_fails_answers_with_an_error_that_syntx_status_pr
         await bus.flush()
         assert await asyncio.to_thread(syntx, "status") == 1
     assert capsys.readouterr().err == (
-        "the monitor could not answer on syntx.status: "
+        "syntx status: the monitor could not answer on syntx.status: "
         "the service could not answer: [Errno 28] No space left on device\n"
     )
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,8 +50,9 @@ from shared.queue import (
     new_token,
 )
 from shared.watch import Change, watching
+from tests.cli import syntx
 from tests.harness import HEARTBEATS, free_port, observer, running, scored
-from tests.monitors import monitor_settings
+from tests.monitors import monitor_serving, monitor_settings
 from tests.natsserver import NatsServer
 
 WATCHED = (INCOMING, PROCESSING, PROCESSED, ERROR, ARCHIVE, QUARANTINE, TMP)
@@ -541,3 +543,47 @@ def test_a_known_wrong_count_takes_every_recount_until_a_quiet_one(queue: FileQu
     assert counter.count(INCOMING) == 4 and INCOMING in counter.unsettled  # not 6
     counter.reconcile()
     assert counter.count(INCOMING) == 4 and not counter.unsettled
+
+
+async def _healthz_until(url: str, state: str) -> tuple[int, dict[str, Any]]:
+    """/healthz, asked again until its body says ``state`` (the count follows file notifications)."""
+    async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(20):
+        while True:
+            reply = await client.get(url)
+            if reply.json()["health"] == state:
+                return reply.status_code, reply.json()
+            await asyncio.sleep(0.1)
+
+
+async def test_healthz_and_status_check_answer_by_health(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """200 for OK and WARNING, 503 for CRITICAL, the body saying the same state; `syntx status --check`
+    exits 0, 1, 2 by the Nagios plugin convention (3 with no monitor to ask)."""
+    port = free_port()
+    settings = monitor_settings(tmp_path, nats_server, port)
+    monkeypatch.setenv("SYNTX_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    url = f"http://127.0.0.1:{port}/healthz"
+    seen = {}
+    async with monitor_serving(settings):
+        for jobs, state in ((0, "OK"), (30, "WARNING"), (60, "CRITICAL")):  # STARVING, HIGH, OVERFLOW
+            for index in range(jobs - len(queue.incoming_ids())):
+                queue.add_job(f"p{jobs}-{index}", JobMeta())
+            code, body = await _healthz_until(url, state)
+            checked = await asyncio.to_thread(syntx, "status", "--check")
+            seen[state] = (code, body["status"], checked, capsys.readouterr().out)
+    assert {state: found[:3] for state, found in seen.items()} == {
+        "OK": (200, "ok", 0),
+        "WARNING": (200, "warning", 1),
+        "CRITICAL": (503, "critical", 2),
+    }
+    assert seen["OK"][3].startswith("syntx OK - queue STARVING, oldest waiting job 0s | incoming=0 ")
+    assert seen["CRITICAL"][3].startswith("syntx CRITICAL - overflow: queue OVERFLOW: 60 jobs waiting")
+    monkeypatch.setenv("SYNTX_NATS__URL", f"nats://127.0.0.1:{free_port()}")
+    assert await asyncio.to_thread(syntx, "status", "--check") == 3

@@ -67,7 +67,7 @@ def test_yaml_overrides_defaults(base_yaml: Path) -> None:
     assert settings.producer.back_pressure.overflow == 40
     assert settings.monitor.health.window_s == 3600  # default kept inside the section
     assert settings.consumers["sigma"].batch == 7
-    assert settings.monitor.host == "0.0.0.0"
+    assert settings.monitor.host == "127.0.0.1"  # the default: this machine only
 
 
 def test_later_yaml_files_win_and_merge_deeply(tmp_path: Path, base_yaml: Path) -> None:

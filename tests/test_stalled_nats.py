@@ -185,6 +185,6 @@ def test_syntx_status_says_nats_does_not_answer_while_it_is_stopped(
         assert syntx("status") == exits.NOT_REACHABLE
     line = capsys.readouterr().err.strip()
     assert line == (
-        f"NATS at {nats_server.url} accepts connections but does not answer (a stopped or overloaded "
-        "nats-server?); the services reconnect by themselves once it answers"
+        f"syntx status: NATS at {nats_server.url} accepts connections but does not answer (a stopped or "
+        "overloaded nats-server?); the services reconnect by themselves once it answers"
     )

@@ -56,7 +56,7 @@ async def test_another_service_does_not_answer_for_the_one_asked(
     async with announced(with_nats, "scheduler"):
         assert await health("--service", "consumer.sigma", "--wait", "0.5") == 1
     assert capsys.readouterr().err == (
-        f"unhealthy: no heartbeat from consumer.sigma on {socket.gethostname()} within 0.5 s"
+        f"syntx health: no heartbeat from consumer.sigma on {socket.gethostname()} within 0.5 s"
         f" via {with_nats.nats.url}\n"
     )
 
@@ -67,7 +67,7 @@ async def test_a_stopped_service_is_unhealthy(
     async with announced(with_nats, "producer"):
         assert await health("--service", "producer") == 0
     assert await health("--service", "producer", "--wait", "0.5", "--any-host") == 1
-    assert "unhealthy: no heartbeat from producer within 0.5 s" in capsys.readouterr().err
+    assert "syntx health: no heartbeat from producer within 0.5 s" in capsys.readouterr().err
 
 
 async def test_an_unknown_service_is_a_usage_error(
@@ -75,10 +75,10 @@ async def test_an_unknown_service_is_a_usage_error(
 ) -> None:
     assert await health("--service", "consumer.nosuch") == 2
     err = capsys.readouterr().err
-    assert err.startswith(
-        "syntx health: unknown service 'consumer.nosuch'; choose one of scheduler, producer,"
-    )
+    assert err.startswith("syntx health: unknown service 'consumer.nosuch'; name one of: scheduler,")
     assert err.count("\n") == 1
+    assert await health("--service", "consumer.sigam") == 2
+    assert "unknown service 'consumer.sigam' (did you mean 'consumer.sigma'?)" in capsys.readouterr().err
 
 
 async def test_without_nats_one_line_and_exit_3(
@@ -88,7 +88,7 @@ async def test_without_nats_one_line_and_exit_3(
     monkeypatch.setenv("SYNTX_NATS__URL", url)
     assert await health("--service", "monitor", "--wait", "1") == 3
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"unhealthy: cannot reach NATS at {url} (")
+    assert captured.err.startswith(f"syntx health: cannot reach NATS at {url} (")
     assert captured.err.count("\n") == 1 and captured.out == ""
 
 
@@ -107,5 +107,5 @@ async def test_services_and_the_check_use_the_nats_credentials(
         monkeypatch.setenv("SYNTX_NATS__PASSWORD", "wrong")
         assert await health("--service", "cleanup", "--wait", "1") == 3
     err = capsys.readouterr().err
-    assert err.startswith(f"unhealthy: cannot reach NATS at {locked_nats.url} (")
+    assert err.startswith(f"syntx health: cannot reach NATS at {locked_nats.url} (")
     assert PASSWORD not in err and "wrong" not in err

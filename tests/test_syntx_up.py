@@ -60,7 +60,10 @@ def test_a_bad_configuration_value_stops_startup_with_one_clear_line(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"config: {key} = {value!r}: "), lines[0]
+    said_by = (
+        "syntx up: " if command[0] == "syntx" else ""
+    )  # the command names itself, a service's log line does
+    assert lines[0].startswith(f"{said_by}config: {key} = {value!r}: "), lines[0]
     assert "Traceback" not in result.stderr + result.stdout
 
 

@@ -1,23 +1,27 @@
 """A service's tick loop outlives JetStream trouble: its tick consumer deleted, it subscribes again; no
-consumer to be had at its start, it subscribes as soon as there is; the pause bucket's watch likewise."""
+consumer to be had at its start, it subscribes as soon as there is; the pause bucket's watch likewise; and
+every other start-up step that needs JetStream (streams, key-value buckets, watches) waits for it too."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from nats.js.kv import KeyValue
 
+from services.monitor.app import run as run_monitor
 from services.producer.app import run as run_producer
+from services.scheduler.app import run as run_scheduler
 from shared.backoff import Backoff
 from shared.config import DEFAULT_CONFIG, load_settings
-from shared.messaging import PausedSchedules, ProducerGeneration, Tick, subjects
+from shared.messaging import Event, PausedSchedules, ProducerGeneration, ServiceHeartbeat, Tick, subjects
 from shared.messaging import bus as bus_module
 from tests.harness import HEARTBEATS, observer, running
-from tests.natsserver import NatsServer
+from tests.natsserver import NatsServer, start_cluster
 
 
 @pytest.mark.timeout(60)
@@ -133,3 +137,66 @@ async def test_the_watch_of_paused_schedules_is_set_up_again_until_jetstream_ans
                 await applied.wait()
         stop.set()
         await watching
+
+
+class _Said(logging.Handler):
+    """Sets ``event`` when a log line holds ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@pytest.mark.timeout(180)
+async def test_services_that_start_while_jetstream_has_no_quorum_wait_for_it_and_then_run(
+    tmp_path: Path,
+) -> None:
+    """Two of three nodes down: every JetStream request times out. A scheduler (streams, two key-value
+    buckets, the pause watch) and a monitor (streams, the tick stream's watch, the pause bucket) started
+    now keep trying with the resubscribe backoff instead of exiting, and run once the nodes are back."""
+    cluster = start_cluster(tmp_path / "cluster")
+    said = _Said("JetStream does not answer yet")
+    logging.getLogger("shared.messaging.bus").addHandler(said)
+    stop = asyncio.Event()
+    try:
+        for node in cluster.nodes[1:]:
+            node.kill()
+        settings = load_settings(
+            [DEFAULT_CONFIG],
+            data_dir=tmp_path / "data",
+            nats={
+                "url": cluster.nodes[0].url,
+                "stream_replicas": 3,
+                "resubscribe": {"base_s": 0.2, "max_s": 0.2},
+            },
+            monitor={"port": 0},
+        )
+        async with observer(cluster.nodes[0].url, HEARTBEATS) as (_nc, beats):
+            services = {"scheduler": run_scheduler, "monitor": run_monitor}
+            tasks = [asyncio.create_task(run(settings, stop), name=name) for name, run in services.items()]
+            await asyncio.wait_for(said.event.wait(), timeout=60)
+            assert not any(task.done() for task in tasks)  # waiting, not failed
+            for node in cluster.nodes[1:]:
+                node.start()
+            for node in cluster.nodes[1:]:
+                await asyncio.to_thread(node.wait_ready, 30)
+
+            def all_up(events: list[Event]) -> bool:
+                for task in tasks:
+                    if task.done():
+                        task.result()  # a service that gave up: its exception fails the test
+                up = {event.service for event in events if isinstance(event, ServiceHeartbeat)}
+                return set(services) <= up
+
+            await beats.wait_for(all_up, within_s=90)
+            stop.set()
+            await asyncio.gather(*tasks)
+    finally:
+        stop.set()
+        logging.getLogger("shared.messaging.bus").removeHandler(said)
+        cluster.stop()

@@ -105,11 +105,22 @@ class Consumer:
         return True
 
     def _drop_finished_claims(self) -> None:
-        """A claim whose result exists is a crash leftover (result written, claim not yet removed)."""
+        """Remove the claims of jobs whose result exists. One of this process's or another's within its
+        lease is a job being finished this instant, or a removal that failed (said when it did): routine, a
+        debug line. One past its lease was left by a consumer that stopped between result and removal."""
         for claim in self.claims.all():
-            if self.queue.result_path(claim.job_id) is not None:
-                log.info("job %s already has a result; removing its leftover claim", claim.job_id)
-                self.claims.forget(claim)
+            if self.queue.result_path(claim.job_id) is None:
+                continue
+            clock = claim.lease_clock()
+            stale = clock is None or self.queue.file_clock() - clock > self._ctx.queue_settings.lease_s
+            left = stale and claim.token != self.claims.token
+            log.log(
+                logging.INFO if left else logging.DEBUG,
+                "job %s already has a result; removing its %s claim",
+                claim.job_id,
+                "leftover" if left else "finishing consumer's",
+            )
+            self.claims.forget(claim)
 
     async def _waiting(self) -> list[str]:
         """Job ids waiting in ``incoming/``, oldest first; what can never be a job goes to quarantine.

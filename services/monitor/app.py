@@ -11,11 +11,12 @@ import time
 from datetime import datetime
 
 from nats.aio.msg import Msg
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
+from services.monitor import exposition
 from services.monitor.counter import QueueCounter
 from services.monitor.health import HealthReport, Observations, judge, missed_schedules
-from services.monitor.http import HttpEndpoint, Reply
+from services.monitor.http import HttpEndpoint, Reply, Request, Route
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.progress import Progress
@@ -57,7 +58,8 @@ class Monitor:
         self.metrics.initialise_bounded(self.labels)
         self.queue = FileQueue(settings.queue_dir)
         self.counter = QueueCounter(self.queue)
-        self.tracker = Tracker(self.metrics, self.labels, settings.monitor)
+        self._expected_services = [name for name in service_names(settings.consumers) if name != "monitor"]
+        self.tracker = Tracker(self.metrics, self.labels, settings.monitor, self._expected_services)
         self.progress = Progress(settings.monitor.health.stalled_after_s, lambda: self.counter.last_result_at)
         self._recounts = SharedRecount(self.recount)
         self._watching_consumers = any(spec.watch for spec in settings.consumers.values())
@@ -69,7 +71,6 @@ class Monitor:
             for name, spec in settings.schedules.items()
             if spec.enabled
         }
-        self._expected_services = [name for name in service_names(settings.consumers) if name != "monitor"]
         self._pauses: PausedSchedules | None = None
         self._paused: set[str] = set()
 
@@ -87,7 +88,7 @@ class Monitor:
         oldest = self.counter.oldest_incoming_age_s()
         self.metrics.oldest_incoming_age.set(oldest)
         self.metrics.set_state(state)
-        self.metrics.set_health(health.state, {reason.code for reason in health.reasons})
+        self.metrics.set_health(health.state, health.severities())
         return StatusReply(
             counts=counts,
             queue_state=state,
@@ -122,7 +123,7 @@ class Monitor:
             ),
             queue_faults=self.tracker.queue_faults(),
             claimed=claimed,
-            nats_down_s=link.down_for_s() if link is not None else None,
+            nats_down_s=self._nats_down_s(),
             nats_problem=link.problem if link is not None else "",
             stalled_s=self.progress.stalled_for_s(incoming + claimed),
         )
@@ -156,21 +157,39 @@ class Monitor:
             return None
         return None if oldest is None else max(0.0, time.time() - oldest)
 
-    def metrics_reply(self) -> Reply:
+    def metrics_reply(self, request: Request | None = None) -> Reply:
+        """What a scrape gets; without a request, the text format a client that asks nothing gets."""
         self.refresh()
-        return Reply(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
+        return exposition.metrics(self.metrics.registry, request or Request("GET", "/metrics", {}))
 
-    def health_reply(self) -> Reply:
-        """200 while the monitor itself works (NATS connected); the body says the system's health."""
-        connected = self._bus is not None and self._bus.client.is_connected
+    def _nats_down_s(self) -> float | None:
+        """How long the monitor's own NATS connection has been down; None while it is up. A connection
+        the client already calls lost counts from now, before its callback said so."""
+        if self._bus is None:
+            return None
+        down_s = self._bus.link.down_for_s()
+        if down_s is None and not self._bus.client.is_connected:
+            return 0.0
+        return down_s
+
+    def health_reply(self, _request: Request) -> Reply:
+        """200 for OK and WARNING, 503 for CRITICAL (NATS unreachable is CRITICAL: ``nats_down``); the
+        body says the same state with its reasons, so it never contradicts the code."""
         status = self.refresh()
         body = {
-            "status": "ok" if connected else "degraded",
-            "nats": "connected" if connected else "down",
+            "status": status.health.lower(),
             "health": status.health,
+            "nats": "down" if self._nats_down_s() is not None else "connected",
             "reasons": [reason.model_dump() for reason in status.health_reasons],
         }
-        return Reply(200 if connected else 503, json.dumps(body).encode(), "application/json")
+        code = 503 if status.health == "CRITICAL" else 200
+        return Reply(code, json.dumps(body).encode(), "application/json")
+
+    def endpoint(self) -> HttpEndpoint:
+        """``/metrics`` and ``/healthz``, bounded as ``monitor.*`` says (:mod:`services.monitor.http`)."""
+        routes: dict[str, Route] = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
+        limits = self._settings.monitor
+        return HttpEndpoint(routes, limits.request_timeout_s, limits.max_connections)
 
     async def status(self, request: StatusRequest) -> StatusReply:
         """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering (the
@@ -232,8 +251,7 @@ class Monitor:
     async def serve(self, bus: Bus, stop: asyncio.Event) -> None:
         self._bus = bus
         self.queue.ensure()
-        routes = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
-        http = HttpEndpoint(routes, self._settings.monitor.request_timeout_s)
+        http = self.endpoint()
         root = [self.queue.root]
         changes = self.counter.on_change
         async with watching(root, changes, recursive=True, pair_moves=False, comings_and_goings=True):

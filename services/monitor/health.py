@@ -16,26 +16,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from services.monitor.reasons import REASONS, Severity
 from shared.config import HealthSettings
 from shared.cron import Schedule
 
-Severity = Literal["WARNING", "CRITICAL"]
+__all__ = ["REASONS", "HealthReport", "Observations", "OutcomeWindow", "Reason", "Severity", "judge"]
+
 State = Literal["OK", "WARNING", "CRITICAL"]
 STATES: tuple[State, ...] = ("OK", "WARNING", "CRITICAL")
 SLOT_CACHE_SIZE = 1024  # (schedule, last tick) pairs whose next slots are remembered
-REASONS = (
-    "error_share",
-    "rejected_share",
-    "backlog",
-    "overflow",
-    "lease_overdue",
-    "schedule_missed",
-    "backend_down",
-    "queue_unwritable",
-    "service_silent",
-    "nats_down",
-    "stalled",
-)
 BUCKET_S = 60.0
 
 
@@ -50,6 +39,14 @@ class HealthReport(BaseModel):
     model_config = ConfigDict(frozen=True)
     state: State
     reasons: list[Reason]
+
+    def severities(self) -> dict[str, Severity]:
+        """Each reason that holds with its severity (the most severe, if said more than once)."""
+        found: dict[str, Severity] = {}
+        for reason in self.reasons:
+            if found.get(reason.code) != "CRITICAL":
+                found[reason.code] = reason.severity
+        return found
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from services.monitor.health import REASONS as HEALTH_REASONS
 from services.monitor.health import STATES as HEALTH_STATES
 from services.monitor.labels import Labels
+from services.monitor.reasons import SEVERITY_VALUE, Severity
 from shared.messaging import GENERATOR_OUTCOMES, JOB_SOURCES, QUARANTINE_REASONS, OverlapOutcome
 from shared.queue import COUNTED_FOLDERS, RESULT_PROBLEMS
 
@@ -41,7 +42,10 @@ class MonitorMetrics:
             "syntx_health_state", "1 for the current health, 0 for the others", ["state"], registry=registry
         )
         self.health_reason = Gauge(
-            "syntx_health_reason", "1 while this reason holds (README: Health)", ["reason"], registry=registry
+            "syntx_health_reason",
+            "0: the reason does not hold, 1: it holds as a WARNING, 2: as CRITICAL (README: Health)",
+            ["reason"],
+            registry=registry,
         )
         self.jobs_scored = Counter(
             "syntx_jobs_scored", "Jobs finished with a score", ["wrapper", "status"], registry=registry
@@ -191,7 +195,7 @@ class MonitorMetrics:
             self.queue_jobs.labels(folder=folder)
         for state in QUEUE_STATES:
             self.queue_state.labels(state=state)
-        self.set_health("OK", set())
+        self.set_health("OK", {})
         for outcome in GENERATOR_OUTCOMES:
             self.generator_calls.labels(outcome=outcome)
         for direction in TOKEN_DIRECTIONS:
@@ -238,12 +242,14 @@ class MonitorMetrics:
         for source in JOB_SOURCES:
             self.jobs_created.labels(source=source)
 
-    def set_health(self, current: str, reasons: set[str]) -> None:
+    def set_health(self, current: str, reasons: Mapping[str, Severity]) -> None:
+        """The state, and each reason's severity (:data:`SEVERITY_VALUE`; 0 for one that does not hold)."""
         self.health.set(1 if current == "OK" else 0)
         for state in HEALTH_STATES:
             self.health_state.labels(state=state).set(1 if state == current else 0)
         for reason in HEALTH_REASONS:
-            self.health_reason.labels(reason=reason).set(1 if reason in reasons else 0)
+            severity = reasons.get(reason)
+            self.health_reason.labels(reason=reason).set(SEVERITY_VALUE[severity] if severity else 0)
 
     def set_state(self, current: str) -> None:
         for state in QUEUE_STATES:

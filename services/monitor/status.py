@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,7 +59,14 @@ class StatusReply(BaseModel):
 class Tracker:
     """Feeds events into the metrics and remembers the latest of each kind for status replies."""
 
-    def __init__(self, metrics: MonitorMetrics, labels: Labels, settings: MonitorSettings) -> None:
+    def __init__(
+        self,
+        metrics: MonitorMetrics,
+        labels: Labels,
+        settings: MonitorSettings,
+        expected_services: Iterable[str] = (),
+    ) -> None:
+        self._expected = tuple(expected_services)
         self._metrics = metrics
         self._label = labels
         self._service_timeout_s = settings.service_timeout_s  # not heard from for this long: gone
@@ -215,6 +223,8 @@ class Tracker:
         self.last_runs[name] = LastRun(at=utc_now(), summary=summary)
 
     def refresh_services(self) -> dict[str, int]:
+        """Live instances per service; ``syntx_services_up`` says 0 for an expected one that has none (a
+        silent service is a 0, never a series that vanishes)."""
         cutoff = time.monotonic() - self._service_timeout_s
         live: dict[str, int] = {}
         for instance, (service, seen) in list(self._instances.items()):
@@ -223,6 +233,8 @@ class Tracker:
             else:
                 live[service] = live.get(service, 0) + 1
         self._metrics.services_up.clear()
+        for service in self._expected:
+            self._metrics.services_up.labels(service=self._label("service", service))
         for service, count in live.items():
             self._metrics.services_up.labels(service=self._label("service", service)).inc(count)
         return live

@@ -37,6 +37,7 @@ class ScheduleView(BaseModel):
     cron: str
     enabled: bool
     paused: bool = False
+    paused_since: datetime | None = None
     missed: str
     next: list[datetime]
     last_fired: datetime | None
@@ -92,19 +93,22 @@ class Scheduler:
 
     async def describe(self, _request: SchedulesRequest) -> SchedulesReply:
         now = self.now()
-        views = [
-            ScheduleView(
-                name=entry.name,
-                cron=entry.settings.cron,
-                enabled=entry.settings.enabled,
-                paused=self._pauses.is_paused(entry.name),
-                missed=entry.settings.missed,
-                next=entry.upcoming(now, UPCOMING),
-                last_fired=self._slots.get(entry.name),
-            )
-            for entry in self._entries
-        ]
+        views = [self._view(entry, now) for entry in self._entries]
         return SchedulesReply(timezone=self._settings.timezone, schedules=views)
+
+    def _view(self, entry: Entry, now: datetime) -> ScheduleView:
+        """A paused schedule has no next fire times: none of them will fire until it is resumed."""
+        paused = self._pauses.is_paused(entry.name)
+        return ScheduleView(
+            name=entry.name,
+            cron=entry.settings.cron,
+            enabled=entry.settings.enabled,
+            paused=paused,
+            paused_since=self._pauses.since(entry.name),
+            missed=entry.settings.missed,
+            next=[] if paused else entry.upcoming(now, UPCOMING),
+            last_fired=self._slots.get(entry.name),
+        )
 
 
 def replica_name() -> str:

@@ -95,7 +95,7 @@ class Firing:
                 self._backlog.append(Pending(slot, unfired, now, now))
                 self._wake.set()
                 unfired = 0
-                slot = self._entry.next_slot(max(slot, datetime.now(self._settings.zone)))
+                slot = self._following(slot)
         finally:
             self._wake.set()  # the work sees the stop
 
@@ -105,6 +105,16 @@ class Firing:
             await self._settle()
             next_try = min(self._next_tries(), default=time.time() + self._config.clock_check_s)
             await set_within(self._wake, max(0.0, next_try - time.time()))
+
+    def _following(self, slot: datetime) -> datetime:
+        """The slot after ``slot``, even when the clock task woke late (a loaded machine, a long pause of
+        the process): each such slot is then fired late rather than stepped over. Only a wall clock that
+        jumped further than ``clock_check_s`` (a suspended host, a clock set forward) skips to now."""
+        following = self._entry.next_slot(slot)
+        now = datetime.now(self._settings.zone)
+        if (now - following).total_seconds() > self._config.clock_check_s:
+            return self._entry.next_slot(now)
+        return following
 
     def _due(self, slot: datetime) -> float:
         return slot.timestamp() + self._entry.jitter_s(self._rng)

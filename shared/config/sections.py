@@ -439,7 +439,7 @@ class LLMSettings(_Section):
 
 
 class MonitorSettings(_Section):
-    host: str = "0.0.0.0"
+    host: str = Field("127.0.0.1", description="where /metrics and /healthz listen (0.0.0.0: every address)")
     port: int = Field(9108, ge=0, le=65535)
     reconcile_s: float = Field(30.0, gt=0)
     recount_retry_s: float = Field(1.0, gt=0, description="recount this soon after one raced with changes")
@@ -448,7 +448,12 @@ class MonitorSettings(_Section):
     service_timeout_s: float = Field(
         45.0, gt=0, description="a service not heard from for this long counts as gone (> heartbeat_s)"
     )
-    request_timeout_s: float = Field(10.0, gt=0, description="the longest an HTTP client may take to ask")
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="the longest an HTTP client may take to ask and to read the answer"
+    )
+    max_connections: int = Field(
+        4096, ge=1, le=65536, description="HTTP connections open at once; more drop the oldest unfinished"
+    )
 
 
 class CleanupSettings(_Section):

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, BucketNotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -50,6 +50,11 @@ from shared.timing import set_within
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Request)
+T = TypeVar("T")
+# JetStream's error codes: a stream of that name exists with another configuration; not enough peers (yet)
+# to place a replicated stream or bucket on (a cluster that has lost its quorum or is still forming).
+STREAM_EXISTS_OTHERWISE = 10058
+NO_PEERS_YET = 10005
 EventHandler = Callable[[Event], Awaitable[None]]
 TickHandler = Callable[[Tick], Awaitable[None]]
 Responder = Callable[[R], Awaitable[BaseModel]]
@@ -62,11 +67,16 @@ OTHER_SUBJECT = "other"
 
 
 class Bus:
-    def __init__(self, nc: Client, settings: NatsSettings, link: Link | None = None) -> None:
+    def __init__(
+        self, nc: Client, settings: NatsSettings, link: Link | None = None, stop: asyncio.Event | None = None
+    ) -> None:
         self._nc = nc
         self.link = link or Link()  # kept by :func:`connect`: since when the connection is down
         self._js: JetStreamContext = nc.jetstream()
         self._settings = settings
+        # Start-up steps that need JetStream wait for it until this is set; without it (a command) the
+        # first failure is raised: a command says so in one line rather than waiting.
+        self._stop = stop
         self.malformed: Counter[str] = Counter()
         self._reports: set[asyncio.Future[None]] = set()
         self._requests = InFlight()
@@ -98,24 +108,51 @@ class Bus:
         )
 
     async def _ensure_stream(self, config: js_api.StreamConfig) -> None:
-        try:
-            await self._js.add_stream(config)
-        except BadRequestError:  # exists with another config: bring it to ours
-            await self._js.update_stream(config)
+        async def ensure() -> None:
+            try:
+                await self._js.add_stream(config)
+            except BadRequestError as exc:
+                if exc.err_code != STREAM_EXISTS_OTHERWISE:
+                    raise
+                await self._js.update_stream(config)  # exists with another config: bring it to ours
+
+        await self.once_jetstream_answers(ensure, f"stream {config.name}")
 
     async def key_value(self, bucket: str, ttl_s: float | None = None) -> KeyValue:
         """The JetStream key-value bucket, created (with ``nats.stream_replicas`` copies) if missing."""
-        try:
-            return await self._js.key_value(bucket)
-        except BucketNotFoundError:
-            config = js_api.KeyValueConfig(
-                bucket=bucket,
-                history=1,
-                ttl=ttl_s,
-                replicas=self._settings.stream_replicas,
-                storage=js_api.StorageType.FILE,
-            )
-            return await self._js.create_key_value(config)
+
+        async def bucket_or_new() -> KeyValue:
+            try:
+                return await self._js.key_value(bucket)
+            except BucketNotFoundError:
+                config = js_api.KeyValueConfig(
+                    bucket=bucket,
+                    history=1,
+                    ttl=ttl_s,
+                    replicas=self._settings.stream_replicas,
+                    storage=js_api.StorageType.FILE,
+                )
+                return await self._js.create_key_value(config)
+
+        return await self.once_jetstream_answers(bucket_or_new, f"key-value bucket {bucket}")
+
+    async def once_jetstream_answers(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        """``step``, a request to JetStream made at a service's start, tried again with the resubscribe
+        backoff (as tick subscriptions are) while JetStream cannot answer yet — a cluster electing its
+        leaders or without a quorum, a restarting server — until the service is told to stop."""
+        failures = 0
+        while True:
+            try:
+                return await step()
+            except (TimeoutError, APIError) as exc:
+                if self._stop is None or not _not_answering_yet(exc):
+                    raise
+                failures += 1
+                delay = self._settings.resubscribe.delay(failures)
+                said = str(exc) or type(exc).__name__
+                log.warning("%s: JetStream does not answer yet (%s); trying again in %gs", what, said, delay)
+                if await set_within(self._stop, delay):
+                    raise StoppedWhileConnecting(f"stopped before JetStream answered ({what})") from exc
 
     async def emit(self, subject: str, message: BaseModel) -> None:
         """Publish an event without waiting: the stream on the subject stores it all the same.
@@ -158,9 +195,13 @@ class Bus:
     async def watch_stream(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> None:
         """Messages as the stream stored them, from now on: de-duplicated (a tick that several scheduler
         replicas published for one slot arrives once), unlike a plain subscription."""
-        await self._js.subscribe(
-            subject, cb=callback, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.NEW
-        )
+
+        async def watch() -> None:
+            await self._js.subscribe(
+                subject, cb=callback, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.NEW
+            )
+
+        await self.once_jetstream_answers(watch, f"the watch of {subject}")
 
     async def serve(self, request: type[R], responder: Responder[R], *, queue: str) -> Subscription:
         """Answer the requests of the subject that carries ``request``: with ``responder``'s reply, or an
@@ -403,6 +444,17 @@ def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
     return options
 
 
+def _not_answering_yet(exc: Exception) -> bool:
+    """JetStream is there but cannot answer now: no reply in time (a cluster without a quorum), its own
+    "temporarily unavailable", or no peers yet to place replicas on. A bare 503 without an error code is
+    the server's "no responders": JetStream is not enabled, which no waiting mends (a configuration error)."""
+    if isinstance(exc, ServiceUnavailableError):
+        return exc.err_code is not None
+    if isinstance(exc, APIError):
+        return exc.err_code == NO_PEERS_YET
+    return True
+
+
 async def _streams_or_config_error(bus: Bus, settings: NatsSettings) -> None:
     try:
         await bus.ensure_streams()
@@ -474,7 +526,7 @@ async def connect(
         await _connect_unless_stopped(nc, options, stop)
     except nats.errors.NoServersError as exc:
         raise Unreachable(link.last_error) from exc
-    bus = Bus(nc, settings, link)
+    bus = Bus(nc, settings, link, stop)
     try:
         await _streams_or_config_error(bus, settings)
         yield bus

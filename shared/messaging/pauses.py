@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 
 import nats.errors
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from shared.backoff import Backoff
@@ -36,8 +36,13 @@ class PausedSchedules:
     def since(self, schedule: str) -> datetime | None:
         return self._paused.get(schedule)
 
-    async def pause(self, schedule: str, at: datetime) -> None:
-        await self._bucket.put(schedule, json.dumps({"paused_at": at.isoformat()}).encode())
+    async def pause(self, schedule: str, at: datetime) -> bool:
+        """False when it was paused already (its time of pausing is kept)."""
+        try:
+            await self._bucket.create(schedule, json.dumps({"paused_at": at.isoformat()}).encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def resume(self, schedule: str) -> bool:
         """False when it was not paused."""
