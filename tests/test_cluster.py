@@ -109,6 +109,14 @@ def _finished(queue: FileQueue) -> set[str]:
     return {*_results(queue, PROCESSED), *_results(queue, ERROR)}
 
 
+def _published_again(records: list[logging.LogRecord]) -> int:
+    """Ticks of the schedule a replica published more than once, as its log says: a publish tried again,
+    a claim that could not be marked fired (another replica may fire it again), a slot taken over."""
+    said = (record.getMessage() for record in records)
+    again = ("trying again", "not marked fired", "was not fired: this replica fires it")
+    return sum(1 for line in said if SCHEDULE in line and any(mark in line for mark in again))
+
+
 def _places(queue: FileQueue, ids: set[str]) -> Counter[str]:
     """How many places (waiting, claimed, a result) each job is in."""
     places: Counter[str] = Counter()
@@ -127,7 +135,9 @@ async def test_a_cluster_survives_a_killed_node(
     cluster: NatsCluster,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING)
     one, two, three = (node.url for node in cluster.nodes)
     queue_dir = tmp_path / "shared"
     consumers = [_settings(tmp_path, url, queue_dir) for url in (one, two, three)]
@@ -202,7 +212,8 @@ async def test_a_cluster_survives_a_killed_node(
         f"{max(per_slot.values())}, slots missing between the first and the last: {missing}\n"
         f"  delivered again after an acknowledgement was lost with the node: {len(counted.redelivered)}\n"
         f"  ticks seen by a plain subscriber: {len(counted.at_core)} for {len(per_core)} slots; "
-        f"tick stream: {stored.messages} messages\n"
+        f"tick stream: {stored.messages} messages; publishes tried again or slots fired again: "
+        f"{_published_again(caplog.records)}\n"
     )
     with capsys.disabled():
         sys.stdout.write(report)
@@ -210,8 +221,8 @@ async def test_a_cluster_survives_a_killed_node(
     assert in_terminal == len(everything)
     assert len(per_slot) >= SLOTS and max(per_slot.values()) == 1
     assert missing == 0  # no slot lost while the cluster elected new leaders
-    # A plain subscriber sees a tick again only when the replica's publish was retried during the
-    # leader election after the kill (the first try was stored but its answer lost); the stream, which
-    # every service reads, holds each slot once.
+    # A plain subscriber sees a tick again only when a replica published it again: its publish was retried
+    # during the leader election after the kill (the first try was stored but its answer lost), or a
+    # claim left unmarked was taken over. The stream, which every service reads, holds each slot once.
     assert stored.messages == len(per_core)
-    assert sum(count - 1 for count in per_core.values()) <= 3
+    assert sum(count - 1 for count in per_core.values()) <= _published_again(caplog.records)
