@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from shared.backoff import Backoff
+from shared.config.backends import BACKEND_KINDS, MODEL_OPTIONAL
 
 OFFLINE_MODEL = "offline-responder"
 DEFAULT_MAX_HEADER_BYTES = 4096
@@ -174,15 +175,19 @@ class OfflineTaste(_Section):
         return value
 
 
-BackendKind = Literal["offline", "syntx", "openai", "ollama"]
-BACKEND_KINDS: tuple[str, ...] = get_args(BackendKind)
+if TYPE_CHECKING:
+    BackendKind = str
+else:  # a choice among the registered kinds (shared/config/backends.py), refused with the list otherwise
+    BackendKind = Literal[BACKEND_KINDS]
 
 
 class BackendSettings(_Section):
     kind: BackendKind = "offline"
     url: str | None = None
     model: str = OFFLINE_MODEL
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key; unset: the one its kind reads (README)"
+    )
     max_new_tokens: int = Field(1024, ge=1)
     temperature: float = Field(0.3, ge=0, le=2)
     top_p: float = Field(0.85, gt=0, le=1)
@@ -198,7 +203,7 @@ class BackendSettings(_Section):
     def _url_for_remote(self) -> BackendSettings:
         if self.kind != "offline" and not self.url:
             raise ValueError(f"backend kind {self.kind!r} needs a url")
-        if self.kind in ("openai", "ollama") and self.model == OFFLINE_MODEL:
+        if self.kind not in MODEL_OPTIONAL and self.model == OFFLINE_MODEL:
             raise ValueError(f"backend kind {self.kind!r} needs a model (the name the server knows it by)")
         return self
 
