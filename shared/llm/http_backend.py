@@ -49,14 +49,14 @@ class HttpBackend(ABC):
             timeouts=settings.timeouts,
             retries=settings.retries,
             concurrency=concurrency,
-            headers=self.headers(key) if key else None,
+            headers=self.headers(key),
             secret=key,
             max_response_bytes=settings.max_response_bytes,
         )
 
-    def headers(self, key: str) -> dict[str, str]:
-        """How the API key is sent: a bearer token unless the kind says otherwise."""
-        return {"Authorization": f"Bearer {key}"}
+    def headers(self, key: str | None) -> dict[str, str]:
+        """Sent with every request: the API key (if set) as a bearer token, unless the kind says otherwise."""
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def __repr__(self) -> str:
         key = f", key={self._shown_key()!r}" if self._key_env else ""
