@@ -11,6 +11,7 @@ BACKENDS: dict[str, str] = {
     "syntx": "shared.llm.syntx:SyntxBackend",
     "openai": "shared.llm.openai:OpenAIBackend",
     "ollama": "shared.llm.ollama:OllamaBackend",
+    "anthropic": "shared.llm.anthropic:AnthropicBackend",
 }
 BACKEND_KINDS: tuple[str, ...] = tuple(BACKENDS)
 # Kinds that answer without being told a model: the offline responder, the syntx service (its own model).
