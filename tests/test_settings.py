@@ -329,6 +329,21 @@ def test_a_consumer_without_a_wrapper_uses_its_own_name(tmp_path: Path) -> None:
     assert load_settings([config]).consumers["sigma"].wrapper == "sigma"
 
 
+def test_the_generator_s_backend_reads_the_older_flat_keys_where_it_says_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "syntx.yaml"
+    config.write_text(
+        "producer:\n  generator: {kind: openai, url: 'http://flat', model: m-flat, max_tokens: 9,"
+        " backend: {model: m-nested}}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("SYNTX_PRODUCER__GENERATOR__TEMPERATURE", "0.1")
+    backend = load_settings([config]).producer.generator.backend
+    assert (backend.kind, backend.url, backend.model) == ("openai", "http://flat", "m-nested")
+    assert (backend.max_new_tokens, backend.temperature, backend.timeouts.total_s) == (9, 0.1, 120.0)
+
+
 def test_an_llm_generator_without_a_url_is_a_configuration_error(tmp_path: Path) -> None:
     config = tmp_path / "syntx.yaml"
     config.write_text("producer:\n  generator: {kind: openai}\n", encoding="utf-8")
