@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from shared.queue import ERROR, FileQueue, JobMeta, JobResult, ResultFileError
 
@@ -58,10 +57,10 @@ def _read(path: Path, max_bytes: int, progress: Callable[[str], None]) -> JobRes
     return None
 
 
-def _requeue_one(queue: FileQueue, path: Path, prompt: str, meta: dict[str, Any]) -> str:
+def _requeue_one(queue: FileQueue, path: Path, prompt: str, meta: JobMeta) -> str:
     """The job goes back under a new id (a consumer must never see it beside its old result); the old
     result moves to ``archive/`` so that ``error/`` holds only what still needs attention."""
-    new_id = queue.add_job(prompt, JobMeta.model_validate({**meta, "retry_of": path.stem}))
+    new_id = queue.add_job(prompt, JobMeta.model_validate({**meta.model_dump(), "retry_of": path.stem}))
     archived = queue.archive(path)
     log.info("re-queued %s as %s (earlier result now in %s)", path.stem, new_id, archived.parent)
     return new_id
