@@ -229,7 +229,7 @@ class ConsumerSettings(_Section):
     batch: int = Field(20, ge=1, le=10_000)
     concurrency: int = Field(4, ge=1, le=256)
     threshold: int = Field(90, ge=0, le=100)
-    scorer: str = Field("default", description="default (syntx-2) or v1")
+    scorer: str = Field("default", description="default (syntx-2) or a name in SCORERS, scoring/scorers.py")
     watch: bool = False
     watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on stop, how long in-flight calls may finish")
