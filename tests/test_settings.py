@@ -260,18 +260,18 @@ def test_yaml_that_is_not_a_mapping(tmp_path: Path, text: str, kind: str) -> Non
     assert problems(caught) == [f"config file {path} must hold a mapping at the top, not {kind}"]
 
 
-def test_a_top_key_that_is_not_a_name_is_said(tmp_path: Path) -> None:
-    path = write(tmp_path / "keys.yaml", "data_dir: d\n1: x\n")
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("data_dir: d\n1: x\n", "config file {path} has a key that is not a name at the top: 1"),
+        ("DATA_DIR: d\n", "config: DATA_DIR = 'd' is not a known setting (known here: "),  # as nested keys
+    ],
+)
+def test_a_top_key_is_a_setting_s_name_exactly(tmp_path: Path, text: str, said: str) -> None:
+    path = write(tmp_path / "keys.yaml", text)
     with pytest.raises(ConfigError) as caught:
         load_settings([path])
-    assert problems(caught) == [f"config file {path} has a key that is not a name at the top: 1"]
-
-
-def test_a_top_key_is_matched_exactly_as_nested_keys_are(tmp_path: Path) -> None:
-    path = write(tmp_path / "keys.yaml", "DATA_DIR: d\n")
-    with pytest.raises(ConfigError) as caught:
-        load_settings([path])
-    assert problems(caught)[0].startswith("config: DATA_DIR = 'd' is not a known setting")
+    assert problems(caught)[0].startswith(said.format(path=path))
 
 
 def test_invalid_yaml_is_reported_on_one_line(tmp_path: Path) -> None:
