@@ -93,7 +93,8 @@ def backend_environment(settings: LocalLLMSettings, url: str, consumers: list[st
         env[prefix + "MAX_NEW_TOKENS"] = str(settings.max_new_tokens)
     if settings.generator:
         prefix = "SYNTX_PRODUCER__GENERATOR__"
-        env.update({prefix + "KIND": "openai", prefix + "URL": url, prefix + "MODEL": settings.model_name})
+        env[prefix + "KIND"] = "openai"
+        env.update({prefix + "BACKEND__URL": url, prefix + "BACKEND__MODEL": settings.model_name})
     return env
 
 

@@ -55,7 +55,7 @@ def requeue(
         if not record.prompt:
             progress(f"skip {path.stem}: the result holds no prompt (status {record.status})")
             continue
-        meta = JobMeta.model_validate({**record.meta, "retry_of": path.stem})
+        meta = JobMeta.model_validate({**record.meta.model_dump(), "retry_of": path.stem})
         on_requeued(job_created(_requeue_one(queue, path, record.prompt, meta), meta))
         moved += 1
         if index % PROGRESS_EVERY == 0:

@@ -156,8 +156,9 @@ def details(path: Path, result: JobResult, zone: ZoneInfo) -> str:
         f"finished  {stamp(result.finished_at, zone)}  (llm {result.llm_seconds:.2f}s, "
         f"total {result.total_seconds:.2f}s)",
     ]
-    if result.meta:
-        lines.append("meta      " + ", ".join(f"{key}={value}" for key, value in result.meta.items()))
+    meta = result.meta.model_dump(mode="json", exclude_none=True)
+    if meta:
+        lines.append("meta      " + ", ".join(f"{key}={value}" for key, value in meta.items()))
     answer = "answer (truncated):" if result.truncated else "answer:"
     lines += ["", "prompt:", _indented(result.prompt), "", answer, _indented(result.response)]
     if result.parse_problems:

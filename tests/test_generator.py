@@ -88,7 +88,8 @@ async def test_the_openai_generator_asks_the_model_for_the_prompt(server: Script
         "choices": [{"message": {"content": "  Erkläre, wie Katzen jagen.  "}, "finish_reason": "stop"}]
     }
     server.default = Reply(json=answer)
-    settings = GeneratorSettings(kind="openai", url=f"{server.url}/v1", model="prompt-writer")
+    backend = {"url": f"{server.url}/v1", "model": "prompt-writer"}
+    settings = GeneratorSettings.model_validate({"kind": "openai", "backend": backend})
     generator = make_generator(settings, TEMPLATES, random.Random(1))  # templates: the fall back
     try:
         assert await generator.generate(REQUEST) == "Erkläre, wie Katzen jagen."
@@ -275,7 +276,8 @@ async def test_the_daily_budget_stops_calls_with_a_log_line_an_event_and_survive
 
 def test_a_budget_needs_a_price_for_the_model() -> None:
     with pytest.raises(ValidationError, match="needs a price for the model"):
-        GeneratorSettings(kind="openai", url="http://127.0.0.1:1/v1", model="m", daily_budget=1.0)
+        backend = {"url": "http://127.0.0.1:1/v1", "model": "m"}
+        GeneratorSettings.model_validate({"kind": "openai", "backend": backend, "daily_budget": 1.0})
     with pytest.raises(ValidationError, match="not a regular expression"):
         GeneratorSettings(refusal_patterns=["(unclosed"])
 

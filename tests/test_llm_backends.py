@@ -23,8 +23,8 @@ from tests.llm_server import Reply, ScriptedServer
 
 KEY_ENV = "SYNTX_TEST_LLM_KEY"
 KEY = "sk-test-9f8e7d6c5b4a-secret"
-HttpKind = Literal["syntx", "openai", "ollama"]
-Kind = Literal["offline", "syntx", "openai", "ollama"]
+HttpKind = Literal["syntx", "openai", "ollama", "anthropic"]
+Kind = Literal["offline", "syntx", "openai", "ollama", "anthropic"]
 Build = Callable[..., LLMBackend]
 
 
@@ -40,6 +40,7 @@ class Case:
             "syntx": {"response": text},
             "openai": {"choices": [{"message": {"role": "assistant", "content": text}}]},
             "ollama": {"message": {"role": "assistant", "content": text}, "done": True},
+            "anthropic": {"type": "message", "content": [{"type": "text", "text": text}]},
         }
         return Reply(json=bodies[self.kind])
 
@@ -48,6 +49,7 @@ CASES = [
     Case("syntx", "", "/api/chat", "missing key 'response'"),
     Case("openai", "/v1", "/v1/chat/completions", "missing key 'choices'"),
     Case("ollama", "", "/api/chat", "missing key 'message'"),
+    Case("anthropic", "", "/v1/messages", "missing key 'content'"),
 ]
 
 

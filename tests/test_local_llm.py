@@ -161,7 +161,11 @@ def test_the_services_are_pointed_at_the_local_server(monkeypatch: pytest.Monkey
         assert (consumer.backend.kind, consumer.backend.url) == ("openai", "http://127.0.0.1:9/v1")
         assert (consumer.backend.model, consumer.backend.max_new_tokens) == ("smol", 99)
     generator = loaded.producer.generator
-    assert (generator.kind, generator.url, generator.model) == ("openai", "http://127.0.0.1:9/v1", "smol")
+    assert (generator.kind, generator.backend.url, generator.backend.model) == (
+        "openai",
+        "http://127.0.0.1:9/v1",
+        "smol",
+    )
 
 
 @pytest.mark.timeout(240)

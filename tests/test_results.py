@@ -55,6 +55,14 @@ def test_a_result_written_as_the_model_reads_back_as_the_same_model(tmp_path: Pa
     assert JobResult.load(path, max_bytes=MAX_BYTES) == record
 
 
+def test_a_result_s_meta_reads_as_the_job_s_and_is_written_as_it_was(tmp_path: Path) -> None:
+    meta = {"topic": "Katzen", "sequence": 4, "created": "2025-12-06T14:00:00Z", "retry_of": "job-0"}
+    path = write(tmp_path, "job-1.json", result_record("job-1", "passed", 96, meta=meta))
+    result = JobResult.load(path, max_bytes=MAX_BYTES)
+    assert (result.meta.topic, result.meta.sequence, result.meta.category) == ("Katzen", 4, None)
+    assert json.loads(result.encoded())["meta"] == meta
+
+
 GOOD = result_record("job-1", "passed", 96, meta={"category": "harmlos", "style": "casual"})
 
 

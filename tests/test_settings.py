@@ -260,6 +260,20 @@ def test_yaml_that_is_not_a_mapping(tmp_path: Path, text: str, kind: str) -> Non
     assert problems(caught) == [f"config file {path} must hold a mapping at the top, not {kind}"]
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("data_dir: d\n1: x\n", "config file {path} has a key that is not a name at the top: 1"),
+        ("DATA_DIR: d\n", "config: DATA_DIR = 'd' is not a known setting (known here: "),  # as nested keys
+    ],
+)
+def test_a_top_key_is_a_setting_s_name_exactly(tmp_path: Path, text: str, said: str) -> None:
+    path = write(tmp_path / "keys.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings([path])
+    assert problems(caught)[0].startswith(said.format(path=path))
+
+
 def test_invalid_yaml_is_reported_on_one_line(tmp_path: Path) -> None:
     path = write(tmp_path / "broken.yaml", "producer:\n  batch: [1, 2\n")
     with pytest.raises(ConfigError) as caught:
@@ -313,6 +327,21 @@ def test_a_consumer_without_a_wrapper_uses_its_own_name(tmp_path: Path) -> None:
     config = tmp_path / "syntx.yaml"
     config.write_text("consumers:\n  sigma: {batch: 3}\n", encoding="utf-8")
     assert load_settings([config]).consumers["sigma"].wrapper == "sigma"
+
+
+def test_the_generator_s_backend_reads_the_older_flat_keys_where_it_says_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "syntx.yaml"
+    config.write_text(
+        "producer:\n  generator: {kind: openai, url: 'http://flat', model: m-flat, max_tokens: 9,"
+        " backend: {model: m-nested}}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("SYNTX_PRODUCER__GENERATOR__TEMPERATURE", "0.1")
+    backend = load_settings([config]).producer.generator.backend
+    assert (backend.kind, backend.url, backend.model) == ("openai", "http://flat", "m-nested")
+    assert (backend.max_new_tokens, backend.temperature, backend.timeouts.total_s) == (9, 0.1, 120.0)
 
 
 def test_an_llm_generator_without_a_url_is_a_configuration_error(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from shared.config import BackendSettings, GeneratorSettings
+from shared.config import GeneratorSettings
 from shared.llm import BackendError, Completion, LLMBackend, make_backend
 from shared.messaging import (
     GeneratorBudgetExhausted,
@@ -237,18 +237,7 @@ class ChatGenerator:
         self._examples = ExampleStore(settings.examples)
         self._paused_until = 0.0  # monotonic; after a retryable backend error
         self._refusals = [re.compile(pattern, re.IGNORECASE) for pattern in settings.refusal_patterns]
-        self._backend: LLMBackend = make_backend(
-            BackendSettings(
-                kind="openai",
-                url=settings.url,
-                model=settings.model,
-                api_key_env=settings.api_key_env,
-                max_new_tokens=settings.max_tokens,
-                temperature=settings.temperature,
-                timeouts=settings.timeouts,
-                retries=settings.retries,
-            )
-        )
+        self._backend: LLMBackend = make_backend(settings.backend)
 
     def remember(self, example: ScoredPrompt) -> None:
         self._examples.add(example)
@@ -281,7 +270,7 @@ class ChatGenerator:
     def _judge(self, completion: Completion) -> tuple[GeneratorOutcome, str]:
         text = completion.text.strip()
         if completion.truncated:
-            return "truncated", f"the reply stopped at max_tokens {self._settings.max_tokens}"
+            return "truncated", f"the reply stopped at max_tokens {self._settings.backend.max_new_tokens}"
         if not text:
             return "empty", "the reply was empty"
         matched = refusal(text, self._refusals, self._settings.refusal_window_chars)
@@ -293,7 +282,7 @@ class ChatGenerator:
         return max(1, round(len(text) / self._settings.chars_per_token))
 
     def _cost(self, input_tokens: int, output_tokens: int) -> float:
-        price = self._settings.prices.get(self._settings.model)
+        price = self._settings.prices.get(self._settings.backend.model)
         if price is None:
             return 0.0
         return (
@@ -305,7 +294,7 @@ class ChatGenerator:
         budget = self._settings.daily_budget
         if budget is None:
             return False
-        worst = self._cost(self._estimate(instruction), self._settings.max_tokens)
+        worst = self._cost(self._estimate(instruction), self._settings.backend.max_new_tokens)
         return spend.cost + worst > budget
 
     def _account(self, spend: DailySpend, instruction: str, completion: Completion) -> Usage:
@@ -345,7 +334,7 @@ class ChatGenerator:
         await self._emit(
             subjects.PRODUCER_BUDGET,
             GeneratorBudgetExhausted(
-                model=self._settings.model,
+                model=self._settings.backend.model,
                 day=spend.day,
                 spent=round(spend.cost, 6),
                 daily_budget=budget,
@@ -361,7 +350,7 @@ class ChatGenerator:
         await self._emit(
             subjects.PRODUCER_GENERATOR,
             GeneratorCall(
-                model=self._settings.model,
+                model=self._settings.backend.model,
                 outcome=outcome,
                 category=request.category,
                 style=request.style,

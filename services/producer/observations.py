@@ -44,12 +44,12 @@ def observation_from_result(result: JobResult) -> Observation | NotLearned:
     """A trusted result (the reader checked its id, score and scorer) -> what the learner needs."""
     if result.status not in SCORED or result.score is None:
         return NotLearned("not scored")
-    category, style, sequence = (result.meta.get(key) for key in ("category", "style", "sequence"))
-    if not (isinstance(category, str) and isinstance(style, str)):
+    category, style, sequence = result.meta.category, result.meta.style, result.meta.sequence
+    if category is None or style is None:
         return NotLearned("no category and style")
-    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+    if sequence is None or sequence < 0:
         return NotLearned("no producer sequence number")
-    language = result.meta.get("language")
+    language = result.meta.language
     scorer = result.scorer or result.score.scorer
     context = (
         "|".join(value or "-" for value in (result.wrapper, result.backend, result.model)) + f"|{scorer}"
@@ -59,7 +59,7 @@ def observation_from_result(result: JobResult) -> Observation | NotLearned:
         sequence=sequence,
         category=category,
         style=style,
-        language=language if isinstance(language, str) else "-",
+        language=language or "-",
         context=context,
         score=result.score.total,
         prompt=result.prompt,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from shared.config.backends import BACKEND_KINDS, BACKENDS
 from shared.config.environment import (
     CONFIG_ENV,
     FAIL_TASKS_ENV,
     FAILPOINTS_ENV,
 )
 from shared.config.sections import (
-    BACKEND_KINDS,
     DEFAULT_MAX_HEADER_BYTES,
     BackendSettings,
     BackPressureSettings,
@@ -44,6 +44,7 @@ from shared.config.settings import (
 )
 
 __all__ = [
+    "BACKENDS",
     "BACKEND_KINDS",
     "FAILPOINTS_ENV",
     "FAIL_TASKS_ENV",

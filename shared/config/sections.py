@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from shared.backoff import Backoff
+from shared.config.backends import BACKEND_KINDS, MODEL_OPTIONAL
 
 OFFLINE_MODEL = "offline-responder"
 DEFAULT_MAX_HEADER_BYTES = 4096
@@ -174,15 +175,19 @@ class OfflineTaste(_Section):
         return value
 
 
-BackendKind = Literal["offline", "syntx", "openai", "ollama"]
-BACKEND_KINDS: tuple[str, ...] = get_args(BackendKind)
+if TYPE_CHECKING:
+    BackendKind = str
+else:  # a choice among the registered kinds (shared/config/backends.py), refused with the list otherwise
+    BackendKind = Literal[BACKEND_KINDS]
 
 
 class BackendSettings(_Section):
     kind: BackendKind = "offline"
     url: str | None = None
     model: str = OFFLINE_MODEL
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key; unset: the one its kind reads (README)"
+    )
     max_new_tokens: int = Field(1024, ge=1)
     temperature: float = Field(0.3, ge=0, le=2)
     top_p: float = Field(0.85, gt=0, le=1)
@@ -198,7 +203,7 @@ class BackendSettings(_Section):
     def _url_for_remote(self) -> BackendSettings:
         if self.kind != "offline" and not self.url:
             raise ValueError(f"backend kind {self.kind!r} needs a url")
-        if self.kind in ("openai", "ollama") and self.model == OFFLINE_MODEL:
+        if self.kind not in MODEL_OPTIONAL and self.model == OFFLINE_MODEL:
             raise ValueError(f"backend kind {self.kind!r} needs a model (the name the server knows it by)")
         return self
 
@@ -224,7 +229,7 @@ class ConsumerSettings(_Section):
     batch: int = Field(20, ge=1, le=10_000)
     concurrency: int = Field(4, ge=1, le=256)
     threshold: int = Field(90, ge=0, le=100)
-    scorer: str = Field("default", description="default (syntx-2) or v1")
+    scorer: str = Field("default", description="default (syntx-2) or a name in SCORERS, scoring/scorers.py")
     watch: bool = False
     watch_polling: bool = Field(False, description="poll instead of inotify (network filesystems)")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on stop, how long in-flight calls may finish")
@@ -338,15 +343,37 @@ def default_refusal_patterns() -> list[str]:
     ]
 
 
+# The generator's LLM unless its backend section says otherwise: a short, warmer answer, asked for quickly.
+GENERATOR_BACKEND: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "max_new_tokens": 500,
+    "temperature": 0.8,
+    "timeouts": {"read_s": 60.0, "total_s": 120.0},
+}
+
+
 class GeneratorSettings(_Section):
+    """How the producer writes its prompts: from templates, or (``kind: openai``) by asking ``backend``.
+
+    The older flat keys (``url``, ``model``, ``api_key_env``, ``temperature``, ``max_tokens``,
+    ``timeouts``, ``retries``) are still read, as the backend's, where ``backend`` does not say them.
+    """
+
+    LEGACY_KEYS: ClassVar[tuple[str, ...]] = (
+        "url",
+        "model",
+        "api_key_env",
+        "temperature",
+        "max_tokens",
+        "timeouts",
+        "retries",
+    )
+
     kind: Literal["template", "openai"] = "template"
-    url: str | None = None
-    model: str = "gpt-4o-mini"
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = Field(0.8, ge=0, le=2)
-    max_tokens: int = Field(500, ge=1)
-    timeouts: TimeoutSettings = TimeoutSettings(read_s=60.0, total_s=120.0)
-    retries: RetrySettings = RetrySettings()
+    backend: BackendSettings = Field(
+        default_factory=lambda: BackendSettings.model_validate(GENERATOR_BACKEND),
+        description="the LLM asked with kind openai (its kind: openai unless it names another)",
+    )
     examples: int = Field(3, ge=0, le=20, description="best and as many worst prompts shown per arm")
     example_chars: int = Field(600, ge=50, description="each example prompt is cut to this length")
     prices: dict[str, ModelPrice] = Field(default_factory=dict, description="per model name")
@@ -360,13 +387,26 @@ class GeneratorSettings(_Section):
         300.0, ge=0, description="after a server that looked down, use the templates for this long"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_section(cls, data: Any) -> Any:
+        """``backend`` filled in from the generator's defaults and the older flat keys."""
+        if not isinstance(data, dict) or not isinstance(data.get("backend", {}), dict):
+            return data
+        flat = {_NEWER.get(key, key): data[key] for key in cls.LEGACY_KEYS if key in data}
+        backend = {**GENERATOR_BACKEND, **flat, **data.get("backend", {})}
+        if data.get("kind") == "openai":
+            backend.setdefault("kind", "openai")
+            if not backend.get("url"):
+                raise ValueError("generator kind 'openai' needs a url (e.g. https://api.openai.com/v1)")
+        rest = {key: value for key, value in data.items() if key not in cls.LEGACY_KEYS}
+        return {**rest, "backend": backend}
+
     @model_validator(mode="after")
-    def _url_for_remote(self) -> GeneratorSettings:
-        if self.kind == "openai" and not self.url:
-            raise ValueError("generator kind 'openai' needs a url (e.g. https://api.openai.com/v1)")
-        if self.daily_budget is not None and self.model not in self.prices:
+    def _priced_for_a_budget(self) -> GeneratorSettings:
+        if self.daily_budget is not None and self.backend.model not in self.prices:
             raise ValueError(
-                f"a daily_budget needs a price for the model: add prices.{self.model} "
+                f"a daily_budget needs a price for the model: add prices.{self.backend.model} "
                 "{input_per_million: …, output_per_million: …}"
             )
         return self
@@ -382,6 +422,9 @@ class GeneratorSettings(_Section):
             except re.error as exc:
                 raise ValueError(f"refusal pattern {pattern!r} is not a regular expression: {exc}") from None
         return value
+
+
+_NEWER = {"max_tokens": "max_new_tokens"}  # a flat generator key whose backend key is named otherwise
 
 
 class ProducerSettings(_Section):

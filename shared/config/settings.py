@@ -14,7 +14,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings.sources.types import ConfigFileSourceType, Traversable
 
 from shared.config.environment import CONFIG_ENV, unknown_variables
 from shared.config.sections import (
@@ -34,6 +40,7 @@ from shared.config.sections import (
     default_consumers,
     default_schedules,
 )
+from shared.names import clipped
 from shared.safe_yaml import YamlRefused, load_yaml_file
 
 # The shipped config/syntx.yaml, every topic listed, is about 20 KB; a file fifty times that is a mistake.
@@ -144,40 +151,29 @@ def config_paths(environ: dict[str, str] | None = None) -> list[Path]:
     return [Path(part) for part in raw.split(":") if part] or [DEFAULT_CONFIG]
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def read_yaml_files(paths: list[Path]) -> dict[str, Any]:
-    """The files merged in order, each read by the project's one bounded YAML reader (no aliases, at most
-    :data:`CONFIG_MAX_BYTES`)."""
-    merged: dict[str, Any] = {}
-    for path in paths:
-        try:
-            loaded = load_yaml_file(path, CONFIG_MAX_BYTES)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist (set {CONFIG_ENV} to another)") from exc
-        except OSError as exc:  # a directory, no permission
-            reason = exc.strerror or type(exc).__name__
-            raise ConfigError(
-                f"config file {path} cannot be read: {reason} (set {CONFIG_ENV} to a file)"
-            ) from exc
-        except YamlRefused as exc:
-            raise ConfigError(f"config file {path} {exc.reason}") from None
-        if loaded is None:
-            continue
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path} must hold a mapping at the top, not {type(loaded).__name__}"
-            )
-        merged = deep_merge(merged, loaded)
-    return merged
+def read_config_file(path: Path) -> dict[str, Any]:
+    """One configuration layer, read by the project's one bounded YAML reader (no aliases, at most
+    :data:`CONFIG_MAX_BYTES`); an empty file is an empty layer."""
+    try:
+        loaded = load_yaml_file(path, CONFIG_MAX_BYTES)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist (set {CONFIG_ENV} to another)") from exc
+    except OSError as exc:  # a directory, no permission
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"config file {path} cannot be read: {reason} (set {CONFIG_ENV} to a file)"
+        ) from exc
+    except YamlRefused as exc:
+        raise ConfigError(f"config file {path} {exc.reason}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top, not {type(loaded).__name__}")
+    named = [key for key in loaded if not isinstance(key, str)]
+    if named:
+        key = clipped(repr(named[0]))
+        raise ConfigError(f"config file {path} has a key that is not a name at the top: {key}")
+    return loaded
 
 
 def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings:
@@ -189,8 +185,7 @@ def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings
 
     from shared.config.errors import describe_validation_error
 
-    yaml_data = read_yaml_files(paths if paths is not None else config_paths())
-    settings_type = _with_yaml_below_env(yaml_data)
+    settings_type = _with_yaml_below_env(paths if paths is not None else config_paths())
     try:
         settings = settings_type(**overrides)
     except ValidationError as exc:
@@ -201,19 +196,26 @@ def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings
     return settings
 
 
-class _DictSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
+class _BoundedYamlSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML layers (the files in order, deep-merged) read by :func:`read_config_file`.
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
+    The library's own reading is replaced: it builds whatever ``yaml.safe_load`` builds (aliases, a
+    file of any size) and passes over a named file that does not exist, which here is a mistake.
+    """
+
+    @staticmethod
+    def _existing_files(files: ConfigFileSourceType | None) -> list[Path | Traversable]:
+        return [Path(str(file)) for file in files] if isinstance(files, list) else []
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        return read_config_file(Path(str(file_path)))
 
     def __call__(self) -> dict[str, Any]:
-        return self._data
+        """The merged layers as written: a key is matched exactly (as nested keys are), not ignoring case."""
+        return self.yaml_data
 
 
-def _with_yaml_below_env(yaml_data: dict[str, Any]) -> type[Settings]:
+def _with_yaml_below_env(paths: list[Path]) -> type[Settings]:
     class YamlBackedSettings(Settings):
         @classmethod
         def settings_customise_sources(
@@ -224,6 +226,7 @@ def _with_yaml_below_env(yaml_data: dict[str, Any]) -> type[Settings]:
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _DictSource(settings_cls, yaml_data))
+            yaml_settings = _BoundedYamlSource(settings_cls, list(paths), deep_merge=True)
+            return (init_settings, env_settings, yaml_settings)
 
     return YamlBackedSettings

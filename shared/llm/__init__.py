@@ -1,12 +1,15 @@
 """LLM backends: ``make_backend(settings)`` → something with ``await complete(prompt)``.
 
 Kinds: ``syntx`` (the original wrapper service), ``openai`` (OpenAI-compatible servers), ``ollama``,
-``offline`` (a deterministic, clearly labelled local responder; no LLM is called).
+``offline`` (a deterministic, clearly labelled local responder; no LLM is called) — every kind in
+``shared/config/backends.py``, where a new one is registered.
 """
 
 from __future__ import annotations
 
-from shared.config import BackendSettings
+import importlib
+
+from shared.config import BACKENDS, BackendSettings
 from shared.llm.base import BackendError, Completion, LLMBackend, PromptContext
 
 __all__ = ["BackendError", "Completion", "LLMBackend", "PromptContext", "make_backend"]
@@ -17,20 +20,8 @@ DEFAULT_CONCURRENCY = 8
 def make_backend(settings: BackendSettings, *, concurrency: int = DEFAULT_CONCURRENCY) -> LLMBackend:
     """Build the backend ``settings.kind`` names; HTTP backends keep up to ``concurrency`` connections.
 
-    Raises ValueError for an unusable URL. Reads the API key variable (``openai`` only) now.
+    Raises ValueError for an unusable URL. Reads the API key variable (kinds that send one) now.
     """
-    if settings.kind == "offline":
-        from shared.llm.offline import OfflineBackend
-
-        return OfflineBackend(settings)
-    if settings.kind == "syntx":
-        from shared.llm.syntx import SyntxBackend
-
-        return SyntxBackend(settings, concurrency=concurrency)
-    if settings.kind == "openai":
-        from shared.llm.openai import OpenAIBackend
-
-        return OpenAIBackend(settings, concurrency=concurrency)
-    from shared.llm.ollama import OllamaBackend
-
-    return OllamaBackend(settings, concurrency=concurrency)
+    module, name = BACKENDS[settings.kind].split(":")
+    backend: LLMBackend = getattr(importlib.import_module(module), name)(settings, concurrency=concurrency)
+    return backend

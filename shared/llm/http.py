@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from shared.config import BackendSettings, RetrySettings, TimeoutSettings
+from shared.config import RetrySettings, TimeoutSettings
 from shared.llm.base import BackendError
 from shared.llm.replies import Failure, JsonReply, judge
 from shared.llm.retry import next_delay
@@ -88,22 +88,6 @@ class JsonHttp:
                 pool=timeouts.total_s,
             ),
             limits=limits,
-        )
-
-    @classmethod
-    def for_backend(
-        cls, settings: BackendSettings, *, backend: str, path: str, concurrency: int, key: str | None = None
-    ) -> JsonHttp:
-        """A backend's client: ``settings.url`` + ``path``, its timeouts and retries, a bearer ``key``."""
-        return cls(
-            endpoint(settings.url, path),
-            backend=backend,
-            timeouts=settings.timeouts,
-            retries=settings.retries,
-            concurrency=concurrency,
-            headers={"Authorization": f"Bearer {key}"} if key else None,
-            secret=key,
-            max_response_bytes=settings.max_response_bytes,
         )
 
     def __repr__(self) -> str:

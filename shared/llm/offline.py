@@ -51,7 +51,8 @@ _SENTENCES = (
 class OfflineBackend:
     """``complete`` answers from the prompt alone after ``offline_delay_s``; never fails."""
 
-    def __init__(self, settings: BackendSettings) -> None:
+    def __init__(self, settings: BackendSettings, *, concurrency: int | None = None) -> None:
+        """``concurrency`` is taken like every backend's and not needed: no connections are kept."""
         self.name = "offline"
         self.model = settings.model
         self._delay_s = settings.offline_delay_s

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from typing import Any
 
-from shared.config import BackendSettings
-from shared.llm.base import Completion, PromptContext
-from shared.llm.http import JsonHttp
-from shared.llm.replies import optional_at, text_at
+from shared.llm.base import Completion
+from shared.llm.http_backend import HttpBackend
+from shared.llm.replies import JsonReply, optional_at, text_at
 
 
-class OllamaBackend:
+class OllamaBackend(HttpBackend):
     """Talks to an Ollama server (default port 11434); ``num_predict`` is ``max_new_tokens``."""
 
-    def __init__(self, settings: BackendSettings, *, concurrency: int) -> None:
-        self.name = "ollama"
-        self.model = settings.model
-        self._settings = settings
-        self._http = JsonHttp.for_backend(
-            settings, backend=self.name, path="/api/chat", concurrency=concurrency
-        )
+    kind = "ollama"
+    path = "/api/chat"
 
-    def __repr__(self) -> str:
-        return f"OllamaBackend(url={self._http.url!r}, model={self.model!r})"
-
-    async def complete(
-        self, prompt: str, *, expected_headers: Sequence[str] = (), context: PromptContext | None = None
-    ) -> Completion:
-        started = time.monotonic()
-        payload = {
+    def payload(self, prompt: str) -> dict[str, Any]:
+        return {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
             "stream": False,
@@ -39,11 +26,8 @@ class OllamaBackend:
                 "num_predict": self._settings.max_new_tokens,
             },
         }
-        reply = await self._http.post(payload)
+
+    def completion(self, reply: JsonReply, duration_s: float) -> Completion:
         text = text_at(reply, "message", "content")
         truncated = optional_at(reply.data, "done_reason") == "length"
-        duration_s = time.monotonic() - started
         return Completion(text, self.name, self.model, duration_s, reply.attempts, truncated=truncated)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

@@ -106,6 +106,12 @@ def optional_at(data: Any, *path: str | int) -> Any:
     return data
 
 
+def token_count(data: Any, *path: str) -> int | None:
+    """A token count the reply reports at ``path``; None when missing or not a count."""
+    value = optional_at(data, *path)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def _dig(reply: JsonReply, path: tuple[str | int, ...]) -> Any:
     value: Any = reply.data
     for depth, step in enumerate(path):

@@ -15,14 +15,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.messaging import utc_now
 from shared.queue.faults import FileFault, on_file
 from shared.queue.folders import ERROR, PROCESSED, RESULT_SUFFIX, ResultFolder
 from shared.queue.intake import Quarantined, UnreadableFile, quarantine, read_bounded
-from shared.queue.jobfile import Job
+from shared.queue.jobfile import Job, JobMeta
 from shared.queue.store import FileQueue
 from shared.scoring import SCORER_NAMES, ParsedResponse, ScoreResult
 
@@ -78,7 +86,7 @@ class JobResult(BaseModel):
     backend: str | None = None
     model: str | None = None
     prompt: str | None = None
-    meta: dict[str, Any] = Field(default_factory=dict)
+    meta: JobMeta = JobMeta()
     response: str | None = None
     truncated: bool = False
     fields: dict[str, str] = Field(default_factory=dict)
@@ -104,6 +112,11 @@ class JobResult(BaseModel):
                 "unknown_scorer", "a {status} result without a score", {"status": self.status}
             )
         return self
+
+    @field_serializer("meta")
+    def _meta_as_given(self, meta: JobMeta) -> dict[str, Any]:
+        """What the job said about itself, without the fields it left out (as its header has them)."""
+        return meta.model_dump(mode="json", exclude_none=True)
 
     @property
     def folder(self) -> ResultFolder:
@@ -253,5 +266,5 @@ def describe_parse(parsed: ParsedResponse) -> list[str]:
     return problems
 
 
-def job_meta(job: Job | None) -> dict[str, Any]:
-    return job.meta.model_dump(mode="json", exclude_none=True) if job else {}
+def job_meta(job: Job | None) -> JobMeta:
+    return job.meta if job else JobMeta()
