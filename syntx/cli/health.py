@@ -25,8 +25,37 @@ from shared.messaging import (
     subjects,
 )
 from shared.messaging.connection import Client
+from shared.service import service_names
 from shared.timing import set_within
 from syntx import exits
+from syntx.cli.output import usage
+from syntx.cli.parser import Invocation, Subparsers, runs
+from syntx.suggest import unknown
+
+DEFAULT_WAIT_S = 5.0
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "health", help="exit 0 if the service answers with a heartbeat (a container healthcheck)"
+    )
+    parser.add_argument(
+        "--service", required=True, help="scheduler, producer, monitor, cleanup or consumer.<name>"
+    )
+    parser.add_argument(
+        "--wait", type=float, default=DEFAULT_WAIT_S, help="seconds to wait for the heartbeat"
+    )
+    parser.add_argument("--any-host", action="store_true", help="count an instance on any host")
+    runs(parser, run)
+
+
+def run(call: Invocation) -> int:
+    args, settings = call.args, call.settings
+    known = service_names(settings.consumers)
+    if args.service not in known:
+        return usage(f"syntx health: {unknown('service', args.service, known)}")
+    wanted = heartbeat_filter(args.service, args.any_host)
+    return asyncio.run(health(settings, wanted, args.wait))
 
 
 @dataclass(frozen=True)
