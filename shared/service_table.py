@@ -3,8 +3,9 @@
 Everything that lists services reads this table: the service names (heartbeats, logs, ``syntx run``,
 ``syntx health``, the monitor's ``service`` label), the default schedules of the configuration and
 ``syntx up``'s children. docker-compose.yml is data and cannot read it; a test holds it to the table.
-Adding a service: its package ``services/<name>/`` (run as ``python -m services.<name>``) and one row here
-(plus its settings section on ``Settings`` and its compose service, both checked against this table).
+Adding a service: its package ``services/<name>/`` (run as ``python -m services.<name>``, announcing itself
+with ``presence``: the monitor expects every service of the table) and one row here; its compose service
+and its settings section, if it has one, are checked against this table.
 
 A leaf module, below the configuration (which reads the default schedules from here).
 """
@@ -20,7 +21,7 @@ from typing import Final
 class ServiceRow:
     name: str  # heartbeats, logs/<name>.log, `syntx run NAME`; a consumer's instances: consumer.<wrapper>
     module: str  # runs as `python -m <module>`
-    settings: str  # the field of Settings that holds its section
+    settings: str | None  # the field of Settings that holds its section; None: it has no settings
     schedules: Mapping[str, str] = field(default_factory=dict)  # default cron by schedule name
     per_consumer: bool = False  # one instance per configured consumer, started with --wrapper <name>
     cluster_replicas: int = 1  # instances `syntx up --cluster N` runs (named <name>, <name>-2, …)
