@@ -29,8 +29,7 @@ def register(commands: Subparsers) -> None:
 
 
 def run(call: Invocation) -> int:
-    args = call.args
-    return logs(call.settings, args.services, args.follow, args.since, args.tail)
+    return logs(call.settings, call.args.services, call.args.follow, call.args.since, call.args.tail)
 
 
 def logs(

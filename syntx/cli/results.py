@@ -29,29 +29,23 @@ def register(commands: Subparsers) -> None:
 
 
 def run(call: Invocation) -> int:
-    args = call.args
-    return results(call.settings, args.status, args.wrapper, args.since, args.limit, args.json)
-
-
-def results(
-    settings: Settings,
-    statuses: list[str],
-    wrapper: str | None,
-    since_text: str | None,
-    limit: int,
-    as_json: bool,
-) -> int:
-    if limit < 1:
-        return usage(f"syntx results: --limit {limit} is too small; give 1 or more")
-    if wrapper is not None and wrapper not in settings.consumers:
-        return usage(f"syntx results: {unknown('consumer', wrapper, sorted(settings.consumers))}")
+    args, settings = call.args, call.settings
+    if args.limit < 1:
+        return usage(f"syntx results: --limit {args.limit} is too small; give 1 or more")
+    if args.wrapper is not None and args.wrapper not in settings.consumers:
+        return usage(f"syntx results: {unknown('consumer', args.wrapper, sorted(settings.consumers))}")
     try:
-        since = since_now(since_text, settings.zone)
+        since = since_now(args.since, settings.zone)
     except BadSince as exc:
         return usage(f"syntx results: {exc}")
-    queue = FileQueue(settings.queue_dir)
-    wanted = resultview.Wanted(frozenset(statuses), wrapper, since)
-    found, unreadable = resultview.find(queue, wanted, limit, settings.queue.max_result_bytes)
+    wanted = resultview.Wanted(frozenset(args.status), args.wrapper, since)
+    return _list(settings, wanted, args.limit, args.json)
+
+
+def _list(settings: Settings, wanted: resultview.Wanted, limit: int, as_json: bool) -> int:
+    found, unreadable = resultview.find(
+        FileQueue(settings.queue_dir), wanted, limit, settings.queue.max_result_bytes
+    )
     if unreadable:
         sys.stderr.write(f"syntx results: {unreadable} file(s) that are not results skipped\n")
     if as_json:

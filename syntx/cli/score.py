@@ -24,8 +24,9 @@ def register(commands: Subparsers) -> None:
 
 
 def run(call: Invocation) -> int:
-    args = call.args
-    return score(call.settings, args.file, args.format, args.prompt, args.scorer, args.json)
+    return score(
+        call.settings, call.args.file, call.args.format, call.args.prompt, call.args.scorer, call.args.json
+    )
 
 
 def score(

@@ -33,8 +33,7 @@ def register(commands: Subparsers) -> None:
 
 
 def run(call: Invocation) -> int:
-    args = call.args
-    return asyncio.run(trigger(call.settings, args.schedule, args.batch, args.force))
+    return asyncio.run(trigger(call.settings, call.args.schedule, call.args.batch, call.args.force))
 
 
 def _tick_or_refusal(settings: Settings, schedule: str, batch: int | None, force: bool) -> Tick | str:
