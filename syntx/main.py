@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
 from shared.service import CONFIG_EXIT_CODE, use_zone_for_command
 from syntx import exits
-from syntx.cli import COMMANDS
+from syntx.cli import commands
 from syntx.cli.parser import Invocation, OneLineParser, Run
 
 LOCAL_LLM_ENV = "SYNTX_LLM__LOCAL__ENABLED"
@@ -28,9 +28,9 @@ def _version() -> str:
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="syntx", description="Operate the SYNTX loop.")
     parser.add_argument("--version", action="version", version=f"syntx {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
-        command.register(commands)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in commands():
+        command.register(subparsers)
     return parser
 
 
