@@ -1,63 +1,21 @@
-"""``syntx``: the operator's command. ``syntx --help`` lists the commands."""
+"""``syntx``: the operator's command. ``syntx --help`` lists the commands (:mod:`syntx.cli`)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
-from typing import NoReturn
 
 from shared.config import CONFIG_ENV, DEMO_CONFIG, ConfigError, Settings, config_paths, load_settings
-from shared.service import CONFIG_EXIT_CODE, SERVICES, service_names, use_zone_for_command
-from syntx import commands, exits, health, learningview, look
-from syntx.logview import FOLLOW_TAIL
-from syntx.suggest import unknown
+from shared.service import CONFIG_EXIT_CODE, use_zone_for_command
+from syntx import exits
+from syntx.cli import commands
+from syntx.cli.parser import Invocation, OneLineParser, Run
 
 LOCAL_LLM_ENV = "SYNTX_LLM__LOCAL__ENABLED"
-LEARNING_WINDOW_JOBS = 200
-
 DISTRIBUTION = "syntx"
-RESULT_STATUSES = ("passed", "rejected", "failed", "malformed")
-WATCH_EVERY_S = 2.0
-RESULTS_LIMIT = 20
-RUN_LOG_SUFFIX = ".run"  # `syntx run X` logs to logs/X.run.log, never into the running service's file
-LOG_SUFFIX_ENV = "SYNTX_LOGGING__FILE_SUFFIX"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A wrong command line is one line naming the problem and where to read more (exit 2), prefixed by
-    the command it is about: ``syntx status: unrecognized arguments: --bogus; see `syntx status --help```."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(exits.USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
-
-    def parse_command_line(self, argv: list[str]) -> argparse.Namespace:
-        """``parse_args``, with a missing or mistyped command named as such (and the closest one offered),
-        and arguments no command knows blamed on the command that was given."""
-        commands = self._commands()
-        given = next((word for word in argv if not word.startswith("-")), None)
-        if given is None and not {"-h", "--help", "--version"} & set(argv):
-            strangers = " ".join(argv)
-            self.error(
-                f"unrecognized arguments: {strangers}; " * bool(argv) + "name a command, e.g. `syntx status`"
-            )
-        if given is not None and given not in commands:
-            self.error(unknown("command", given, commands))
-        parsed, extras = self.parse_known_args(argv)
-        if extras:
-            commands[parsed.command].error(f"unrecognized arguments: {' '.join(extras)}")
-        return parsed
-
-    def _commands(self) -> dict[str, OneLineParser]:
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                return dict(action.choices)
-        return {}
 
 
 def _version() -> str:
@@ -70,109 +28,10 @@ def _version() -> str:
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="syntx", description="Operate the SYNTX loop.")
     parser.add_argument("--version", action="version", version=f"syntx {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="run the whole system on this machine (embedded NATS unless configured)")
-    up.add_argument(
-        "--demo", action="store_true", help="layer config/demo.yaml: the loop turns within a minute"
-    )
-    up.add_argument(
-        "--llm",
-        choices=["local"],
-        help="local: start a llama.cpp server (llm.local) and point every consumer at it",
-    )
-    up.add_argument(
-        "--cluster",
-        type=int,
-        default=1,
-        choices=range(1, 6),
-        metavar="N",
-        help="embedded NATS as an N-node JetStream cluster (1-5) with two scheduler replicas",
-    )
-    run = sub.add_parser("run", help="run one service in the foreground")
-    run.add_argument("service", help=", ".join(SERVICES))
-    run.add_argument("--wrapper", help="consumer name (for the consumer)")
-    trigger = sub.add_parser("trigger", help="publish a tick now, e.g. `syntx trigger producer`")
-    trigger.add_argument(
-        "schedule", help="producer, consumer.sigma, consumer.syntex_system, monitor, cleanup"
-    )
-    trigger.add_argument("--batch", type=int, help="override the batch size for this run")
-    trigger.add_argument("--force", action="store_true", help="publish for a schedule configured elsewhere")
-    status = sub.add_parser("status", help="queue counts, state, health and last runs (asks the monitor)")
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--exact", action="store_true", help="have the monitor recount the folders first")
-    status.add_argument(
-        "--check",
-        action="store_true",
-        help="one line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 no answer (the Nagios plugin convention)",
-    )
-    status.add_argument(
-        "--watch",
-        nargs="?",
-        type=float,
-        const=WATCH_EVERY_S,
-        metavar="SECONDS",
-        help=f"refresh every SECONDS (default {WATCH_EVERY_S:g}) until Ctrl-C",
-    )
-    schedules = sub.add_parser(
-        "schedules", help="every schedule with its next fire times (asks the scheduler)"
-    )
-    schedules.add_argument("--json", action="store_true")
-    schedules.add_argument(
-        "action", nargs="?", choices=("pause", "resume"), help="pause or resume a schedule (every replica)"
-    )
-    schedules.add_argument("name", nargs="?", help="the schedule to pause or resume")
-    retry = sub.add_parser("retry", help="put jobs from error/ back into incoming/")
-    retry.add_argument("job_ids", nargs="*", help="job ids; none: every failed job")
-    retry.add_argument("--rejected", action="store_true", help="also retry jobs rejected for a low score")
-    score = sub.add_parser("score", help="parse and score a response file and print the breakdown")
-    score.add_argument("file", type=Path, help="a response text file or a result JSON")
-    score.add_argument("--format", help="format name (default: from the result, else detected)")
-    score.add_argument("--prompt", default="", help="the job prompt, for the relevance check")
-    score.add_argument("--scorer", default="default", help="default or v1")
-    score.add_argument("--json", action="store_true")
-    health_check = sub.add_parser(
-        "health", help="exit 0 if the service answers with a heartbeat (a container healthcheck)"
-    )
-    health_check.add_argument(
-        "--service", required=True, help="scheduler, producer, monitor, cleanup or consumer.<name>"
-    )
-    health_check.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the heartbeat")
-    health_check.add_argument("--any-host", action="store_true", help="count an instance on any host")
-    learning = sub.add_parser(
-        "learning",
-        help="what the producer learned: per arm estimate, pulls, share and trend (reads its files)",
-    )
-    shown = learning.add_mutually_exclusive_group()
-    shown.add_argument("--json", action="store_true")
-    shown.add_argument("--plot", type=Path, metavar="FILE", help="draw arm shares and mean score (.png/.svg)")
-    learning.add_argument(
-        "--last", type=int, default=LEARNING_WINDOW_JOBS, metavar="N", help="shares of the last N jobs"
-    )
-    _add_views(sub)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in commands():
+        command.register(subparsers)
     return parser
-
-
-def _add_views(sub: argparse._SubParsersAction[OneLineParser]) -> None:
-    logs = sub.add_parser("logs", help="the services' log files merged by time, prefixed by service")
-    logs.add_argument("services", nargs="*", metavar="SERVICE", help="e.g. producer; none: all")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
-    logs.add_argument("--since", help="only lines from then on: 10m, 2h, 1d or an ISO 8601 time")
-    logs.add_argument(
-        "-n",
-        "--tail",
-        type=int,
-        metavar="N",
-        help=f"only the last N lines (merged); -f alone starts with the last {FOLLOW_TAIL}",
-    )
-    results = sub.add_parser("results", help="list results, newest first (processed/, error/, archive/)")
-    results.add_argument("--status", action="append", choices=RESULT_STATUSES, default=[], help="repeatable")
-    results.add_argument("--wrapper", help="only this consumer's results")
-    results.add_argument("--since", help="only results finished from then on: 10m, 2h, 1d or an ISO time")
-    results.add_argument("--limit", type=int, default=RESULTS_LIMIT, help=f"at most N ({RESULTS_LIMIT})")
-    results.add_argument("--json", action="store_true")
-    show = sub.add_parser("show", help="one job: prompt, answer, score breakdown with reasons, attempts")
-    show.add_argument("job_id")
-    show.add_argument("--json", action="store_true", help="the whole result record")
 
 
 def _settings_or_exit(command: str, demo: bool = False) -> tuple[Settings, list[str]]:
@@ -189,53 +48,6 @@ def _settings_or_exit(command: str, demo: bool = False) -> tuple[Settings, list[
 def _said_by(command: str, problems: str) -> None:
     """Each line of a configuration error (one per problem) with the command's prefix."""
     sys.stderr.write("".join(f"syntx {command}: {line}\n" for line in problems.splitlines()))
-
-
-def _exec_service(settings: Settings, service: str, wrapper: str | None) -> int:
-    if service not in SERVICES:
-        sys.stderr.write(f"syntx run: {unknown('service', service, SERVICES)}\n")
-        return exits.USAGE
-    argv = [sys.executable, "-m", f"services.{service}"]
-    if service == "consumer":
-        wrapper = wrapper or os.environ.get("SYNTX_CONSUMER", "")
-        if wrapper not in settings.consumers:
-            known = sorted(settings.consumers)
-            why = (
-                unknown("consumer", wrapper, known)
-                if wrapper
-                else f"name the consumer with --wrapper NAME, one of: {', '.join(known)}"
-            )
-            sys.stderr.write(f"syntx run consumer: {why}\n")
-            return exits.USAGE
-        argv += ["--wrapper", wrapper]
-    os.environ[LOG_SUFFIX_ENV] = RUN_LOG_SUFFIX
-    os.execv(sys.executable, argv)
-
-
-async def _schedules(settings: Settings, args: argparse.Namespace) -> int:
-    if args.action is None:
-        return await commands.schedules(settings, args.json)
-    if args.name is None:
-        sys.stderr.write(
-            f"syntx schedules {args.action}: name a schedule, e.g. `syntx schedules {args.action} producer`\n"
-        )
-        return exits.USAGE
-    return await commands.pause_schedule(settings, args.name, args.action == "pause")
-
-
-def _health(settings: Settings, service: str, wait_s: float, any_host: bool) -> int:
-    known = service_names(settings.consumers)
-    if service not in known:
-        sys.stderr.write(f"syntx health: {unknown('service', service, known)}\n")
-        return exits.USAGE
-    wanted = health.heartbeat_filter(service, any_host)
-    return asyncio.run(health.health(settings, wanted, wait_s))
-
-
-def _status(settings: Settings, args: argparse.Namespace) -> int:
-    if args.watch is not None:
-        return look.watch_status(settings, args.watch, args.exact)
-    return asyncio.run(commands.status(settings, args.json, args.exact, args.check))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,28 +79,10 @@ def _run(args: argparse.Namespace) -> int:
         os.environ[LOCAL_LLM_ENV] = "true"  # as if configured: llm.local.enabled
     settings, paths = _settings_or_exit(args.command, demo=getattr(args, "demo", False))
     use_zone_for_command(settings.zone, settings.logging)
-    if args.command == "run":
-        return _exec_service(settings, args.service, args.wrapper)
-    handlers: dict[str, Callable[[], int]] = {
-        "up": lambda: asyncio.run(commands.up(settings, paths, args.cluster)),
-        "trigger": lambda: asyncio.run(commands.trigger(settings, args.schedule, args.batch, args.force)),
-        "status": lambda: _status(settings, args),
-        "schedules": lambda: asyncio.run(_schedules(settings, args)),
-        "retry": lambda: asyncio.run(commands.retry(settings, args.job_ids, args.rejected)),
-        "score": lambda: commands.score(
-            settings, args.file, args.format, args.prompt, args.scorer, args.json
-        ),
-        "logs": lambda: look.logs(settings, args.services, args.follow, args.since, args.tail),
-        "results": lambda: look.results(
-            settings, args.status, args.wrapper, args.since, args.limit, args.json
-        ),
-        "show": lambda: look.show(settings, args.job_id, args.json),
-        "health": lambda: _health(settings, args.service, args.wait, args.any_host),
-        "learning": lambda: learningview.learning(settings, args.json, args.plot, args.last),
-    }
     os.environ.setdefault(CONFIG_ENV, ":".join(paths))
+    run: Run = args.run
     try:
-        return handlers[args.command]()
+        return run(Invocation(args, settings, paths))
     except ConfigError as exc:  # found only on contact, e.g. a NATS server without JetStream
         _said_by(args.command, str(exc))
         return CONFIG_EXIT_CODE

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -25,3 +25,8 @@ def since_moment(text: str, now: datetime, zone: ZoneInfo) -> datetime:
             f"--since {text!r} is neither a duration nor a moment; give e.g. 10m, 2h, 1d or 2026-11-30T14:00"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def since_now(text: str | None, zone: ZoneInfo) -> datetime | None:
+    """The moment ``--since text`` names from now on; None when no ``--since`` was given."""
+    return None if text is None else since_moment(text, datetime.now(UTC), zone)

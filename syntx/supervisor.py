@@ -23,6 +23,7 @@ from typing import Any
 from shared.config import CONFIG_ENV, Settings
 from shared.messaging import subjects
 from shared.service import CONFIG_EXIT_CODE, reported
+from shared.service_table import SERVICE_TABLE, ServiceRow
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, EmbeddedNatsError, die_with_parent
 from syntx.lines import bounded_lines
@@ -40,20 +41,20 @@ class ServiceSpec:
     args: tuple[str, ...]
 
 
-def service_specs(settings: Settings, schedulers: int = 1) -> list[ServiceSpec]:
-    """Every service once; ``schedulers`` > 1: scheduler replicas (named scheduler, scheduler-2, …)."""
-    replicas = [f"scheduler-{index}" for index in range(2, schedulers + 1)]
-    specs = [ServiceSpec(name, ("-m", "services.scheduler")) for name in ("scheduler", *replicas)]
-    specs += [ServiceSpec("producer", ("-m", "services.producer"))]
-    specs += [
-        ServiceSpec(subjects.consumer_schedule(name), ("-m", "services.consumer", "--wrapper", name))
-        for name in settings.consumers
-    ]
-    specs += [
-        ServiceSpec("monitor", ("-m", "services.monitor")),
-        ServiceSpec("cleanup", ("-m", "services.cleanup")),
-    ]
-    return specs
+def service_specs(settings: Settings, cluster: bool = False) -> list[ServiceSpec]:
+    """Every service of the service table: once, each consumer once per configured consumer, and with
+    ``cluster`` as many replicas as its row asks for (named scheduler, scheduler-2, …)."""
+    return [spec for row in SERVICE_TABLE for spec in _row_specs(row, settings, cluster)]
+
+
+def _row_specs(row: ServiceRow, settings: Settings, cluster: bool) -> list[ServiceSpec]:
+    if row.per_consumer:
+        return [
+            ServiceSpec(subjects.consumer_schedule(name), ("-m", row.module, "--wrapper", name))
+            for name in settings.consumers
+        ]
+    replicas = [f"{row.name}-{index}" for index in range(2, row.cluster_replicas + 1)] if cluster else []
+    return [ServiceSpec(name, ("-m", row.module)) for name in (row.name, *replicas)]
 
 
 @dataclass
@@ -293,7 +294,7 @@ class Supervisor:
         return None if task.cancelled() else task.result()
 
     async def _run_children(self, nodes: list[EmbeddedNats]) -> None:
-        specs = service_specs(self._settings, schedulers=2 if len(nodes) > 1 else 1)
+        specs = service_specs(self._settings, cluster=len(nodes) > 1)
         width = max(len(spec.name) for spec in specs)
         line_max = self._settings.up.line_max_bytes
         children = [Child(spec, width, line_max, self._task_ended) for spec in specs]

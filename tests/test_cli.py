@@ -588,7 +588,7 @@ def test_ctrl_c_during_a_command_is_one_line_with_exit_130(
     def interrupted(*_args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("syntx.commands.configured_catalog", interrupted)
+    monkeypatch.setattr("syntx.cli.score.configured_catalog", interrupted)
     assert syntx("score", "answer.txt") == 130
     assert capsys.readouterr().err == "syntx score: interrupted; nothing more was done\n"
 

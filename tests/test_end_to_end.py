@@ -27,7 +27,7 @@ from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.messaging import CleanupReport, Event, JobScored, ProducerGeneration, subjects
 from shared.queue import ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue
 from shared.watch import Change, watching
-from syntx import commands
+from syntx.cli.status import status as syntx_status
 from tests.harness import HEARTBEATS, ServiceRun, free_port, observer, running
 from tests.natsserver import NatsServer
 
@@ -183,7 +183,7 @@ async def _check_monitor_counts(
     expected = queue.counts()
     captured = io.StringIO()
     with redirect_stdout(captured):
-        assert await commands.status(settings, as_json=True, exact=True) == 0
+        assert await syntx_status(settings, as_json=True, exact=True) == 0
     status = json.loads(captured.getvalue())
     assert status["counts"] == expected
     assert status["queue_state"] == "STARVING"

@@ -36,7 +36,7 @@ from shared.config import DEFAULT_CONFIG, ScheduleSettings, Settings, load_setti
 from shared.cron import parse_schedule
 from shared.messaging import ServiceHeartbeat, Tick, subjects
 from shared.messaging import bus as bus_module
-from syntx import commands
+from syntx.cli import schedules
 from tests.diskfaults import fill, tmpfs
 from tests.harness import HEARTBEATS, EventLog, observer
 from tests.natsserver import NatsServer
@@ -388,7 +388,7 @@ async def test_pause_and_resume_reach_every_replica(
             await nc.subscribe(subjects.tick("producer"), cb=published.on_msg)
             async with schedulers([one, other], heartbeats):
                 await published.wait_for(lambda seen: len(seen) >= 1)
-                assert await commands.pause_schedule(one, "producer", pause=True) == 0
+                assert await schedules.pause_schedule(one, "producer", pause=True) == 0
                 paused_at = datetime.now(UTC)
 
                 def skipped_by_both(seen: list[str]) -> bool:
@@ -398,19 +398,19 @@ async def test_pause_and_resume_reach_every_replica(
                 late = [t for _, t in published.seen if t.slot and t.slot > paused_at + timedelta(seconds=1)]
                 assert late == []  # honoured within a second
                 capsys.readouterr()
-                assert await commands.schedules(one, as_json=True) == 0
+                assert await schedules.schedules(one, as_json=True) == 0
                 views = {v["name"]: v for v in json.loads(capsys.readouterr().out)["schedules"]}
                 assert views["producer"]["paused"] is True and views["producer"]["last_fired"] is not None
                 assert views["producer"]["next"] == [] and views["producer"]["paused_since"] is not None
-                assert await commands.pause_schedule(one, "producer", pause=True) == 0  # already: said so
+                assert await schedules.pause_schedule(one, "producer", pause=True) == 0  # already: said so
                 assert "was already paused" in capsys.readouterr().out
-                assert await commands.pause_schedule(one, "producer", pause=False) == 0
+                assert await schedules.pause_schedule(one, "producer", pause=False) == 0
                 resumed_at = datetime.now(UTC)
                 await published.wait_for(lambda seen: any(t.slot and t.slot > resumed_at for _, t in seen))
-                assert await commands.pause_schedule(one, "producer", pause=False) == 0  # was not paused
+                assert await schedules.pause_schedule(one, "producer", pause=False) == 0  # was not paused
                 assert "was not paused" in capsys.readouterr().out
-                assert await commands.pause_schedule(one, "nosuch", pause=True) == 2
-                assert await commands.pause_schedule(one, "prodcer", pause=True) == 2
+                assert await schedules.pause_schedule(one, "nosuch", pause=True) == 2
+                assert await schedules.pause_schedule(one, "prodcer", pause=True) == 2
                 assert "unknown schedule 'prodcer' (did you mean 'producer'?)" in capsys.readouterr().err
     finally:
         logger.removeHandler(lines)

@@ -10,6 +10,7 @@ from pydantic_settings import NoDecode
 
 from shared.backoff import Backoff
 from shared.config.backends import BACKEND_KINDS, MODEL_OPTIONAL
+from shared.service_table import default_crons
 
 OFFLINE_MODEL = "offline-responder"
 DEFAULT_MAX_HEADER_BYTES = 4096
@@ -567,13 +568,8 @@ class LoggingSettings(_Section):
 
 
 def default_schedules() -> dict[str, ScheduleSettings]:
-    return {
-        "producer": ScheduleSettings(cron="0 */2 * * *"),
-        "consumer.syntex_system": ScheduleSettings(cron="0 3 * * *"),
-        "consumer.sigma": ScheduleSettings(cron="0 4,10,16,22 * * *"),
-        "monitor": ScheduleSettings(cron="0 * * * *"),
-        "cleanup": ScheduleSettings(cron="0 2 * * *"),
-    }
+    """The service table's default schedules (:mod:`shared.service_table`)."""
+    return {name: ScheduleSettings(cron=cron) for name, cron in default_crons().items()}
 
 
 def default_consumers() -> dict[str, ConsumerSettings]:

@@ -1,16 +1,16 @@
-"""The services of the system and the names their instances go by (heartbeats, logs, schedules)."""
+"""The names the instances of the services go by (heartbeats, logs, schedules), from the service table."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
 
 from shared.messaging import subjects
+from shared.service_table import SERVICE_TABLE, SERVICES
 
-SERVICES: Final = ("scheduler", "producer", "consumer", "monitor", "cleanup")
+__all__ = ["SERVICES", "service_names"]
 
 
 def service_names(wrappers: Iterable[str]) -> list[str]:
     """Every service one system runs: each consumer under ``consumer.<wrapper>``."""
     consumers = [subjects.consumer_schedule(wrapper) for wrapper in wrappers]
-    return [name for service in SERVICES for name in (consumers if service == "consumer" else [service])]
+    return [name for row in SERVICE_TABLE for name in (consumers if row.per_consumer else [row.name])]

@@ -25,8 +25,43 @@ from shared.messaging import (
     subjects,
 )
 from shared.messaging.connection import Client
+from shared.service import service_names
+from shared.service_table import SERVICE_TABLE
 from shared.timing import set_within
 from syntx import exits
+from syntx.cli.output import usage
+from syntx.cli.parser import Invocation, Subparsers, runs
+from syntx.suggest import unknown
+
+DEFAULT_WAIT_S = 5.0
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "health", help="exit 0 if the service answers with a heartbeat (a container healthcheck)"
+    )
+    parser.add_argument("--service", required=True, help=_service_choices())
+    parser.add_argument(
+        "--wait", type=float, default=DEFAULT_WAIT_S, help="seconds to wait for the heartbeat"
+    )
+    parser.add_argument("--any-host", action="store_true", help="count an instance on any host")
+    runs(parser, run)
+
+
+def _service_choices() -> str:
+    """``scheduler, producer, monitor, cleanup or consumer.<name>``: the service table's names."""
+    alone = [row.name for row in SERVICE_TABLE if not row.per_consumer]
+    per_consumer = [f"{row.name}.<name>" for row in SERVICE_TABLE if row.per_consumer]
+    return f"{', '.join(alone)} or {', '.join(per_consumer)}"
+
+
+def run(call: Invocation) -> int:
+    args, settings = call.args, call.settings
+    known = service_names(settings.consumers)
+    if args.service not in known:
+        return usage(f"syntx health: {unknown('service', args.service, known)}")
+    wanted = heartbeat_filter(args.service, args.any_host)
+    return asyncio.run(health(settings, wanted, args.wait))
 
 
 @dataclass(frozen=True)
