@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     health_check.add_argument("--any-host", action="store_true", help="count an instance on any host")
     learning = sub.add_parser(
         "learning",
-        help="what the producer learned: per arm estimate, pulls, share and trend (reads its files)",
+        help="what the producer learned: per arm estimate, results, chance, share, trend (reads its files)",
     )
     shown = learning.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true")
