@@ -19,19 +19,15 @@ from dataclasses import dataclass, field
 
 from shared.config import LearningSettings
 from shared.learning.choice import Candidate, choose, cut_for
+from shared.learning.estimates import estimate
 from shared.learning.memory import Memory
 from shared.learning.observation import Arm, Observation, arm_name
-from shared.learning.posterior import Conditional, Design, Spreads, gibbs_step
-from shared.learning.state import ArmEstimate, BlockRow, CellRow, Estimates, LearnerState
-from shared.learning.stats import Cells, CellStats
+from shared.learning.posterior import BURN_IN_SWEEPS, Conditional, Design, Spreads, gibbs_step
+from shared.learning.state import BlockRow, Estimates, LearnerState, cells_of, rows_of
 
 RECHECK_JOBS = 1  # after a change, jobs owed to every arm with no result since
 RESTART_RESULTS = 3  # after a change, an arm is drawn with its full spread until it has this many since
 SWEEPS_PER_PLAN = 2  # Gibbs sweeps of the spreads before a batch (the chain continues between batches)
-BURN_IN_SWEEPS = 20  # when the chain starts (or its data were replaced)
-ESTIMATE_SWEEPS, DRAWS_PER_SWEEP = 40, 10  # behind the shown estimates and chances of being best
-ESTIMATE_SEED = 0  # the shown estimates are a function of the statistics alone
-FAVOURED = 3  # arms shown as favoured: the best estimates
 PRUNE_EVERY = 4  # forget ids beyond the horizon after a quarter of it passed (O(1) per job on average)
 
 
@@ -154,31 +150,8 @@ class Learner:
     # -- what it believes --------------------------------------------------------------------------
 
     def estimates(self) -> Estimates:
-        """Posterior mean, sd and chance of being best of every arm, and the effects: from a chain of
-        its own (seeded), so the figures are a function of the statistics alone."""
-        design, rng, spreads = self.design(), random.Random(ESTIMATE_SEED), Spreads()
-        for _ in range(BURN_IN_SWEEPS):
-            gibbs_step(design, spreads, rng)
-        sums = [[0.0, 0.0, 0.0] for _ in self.arms]  # mean, mean², variance
-        wins = [0] * len(self.arms)
-        effects = [0.0] * design.size
-        for _ in range(ESTIMATE_SWEEPS):
-            conditional = gibbs_step(design, spreads, rng)
-            for arm in range(len(self.arms)):
-                mean, variance = conditional.arm_moments(arm, design.usual)
-                sums[arm][0] += mean
-                sums[arm][1] += mean * mean
-                sums[arm][2] += variance
-            for _ in range(DRAWS_PER_SWEEP):
-                values = conditional.arm_values(conditional.draw_effects(rng), rng)
-                wins[max(range(len(values)), key=values.__getitem__)] += 1
-            effects = [e + m for e, m in zip(effects, conditional.mean, strict=True)]
-        return _estimates(self, design, sums, wins, [e / ESTIMATE_SWEEPS for e in effects])
-
-    def favoured(self, estimates: Estimates | None = None) -> list[Arm]:
-        shown = estimates or self.estimates()
-        names = {arm_name(arm): arm for arm in self.arms}
-        return [names[row.arm] for row in shown.arms if row.favoured]
+        """What it believes now (:func:`shared.learning.estimates.estimate`)."""
+        return estimate(self.design(), self.arms, self.memory.change())
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -187,10 +160,10 @@ class Learner:
             reference=self.memory.reference,
             observed=self.observed,
             blocks=[
-                BlockRow(block=block, cells=_rows(cells))
+                BlockRow(block=block, cells=rows_of(cells))
                 for block, cells in sorted(self.memory.blocks.items())
             ],
-            older=_rows(self.memory.older),
+            older=rows_of(self.memory.older),
             learned=dict(sorted(self.learned.items())),
             owed={arm_name(arm): left for arm, left in sorted(self.owed.items())},
             checked_change=self.checked_change,
@@ -200,8 +173,8 @@ class Learner:
     def restore(self, state: LearnerState) -> None:
         """Continue from ``state`` (arms no longer configured are dropped from what is owed)."""
         self.memory.reference = state.reference
-        self.memory.blocks = {row.block: _cells(row.cells) for row in state.blocks}
-        self.memory.older = _cells(state.older)
+        self.memory.blocks = {row.block: cells_of(row.cells) for row in state.blocks}
+        self.memory.older = cells_of(state.older)
         self.memory.restored()
         self.learned = dict(state.learned)
         names = {arm_name(arm): arm for arm in self.arms}
@@ -210,60 +183,3 @@ class Learner:
         self.observed = state.observed
         self.refused = Counter(state.refused)
         self._design, self._burnt_in = None, False
-
-
-def _rows(cells: Cells) -> list[CellRow]:
-    return [
-        CellRow(
-            category=c, style=s, language=lang, context=ctx, weight=v.weight, total=v.total, squares=v.squares
-        )
-        for (c, s, lang, ctx), v in sorted(cells.items())
-    ]
-
-
-def _cells(rows: list[CellRow]) -> Cells:
-    return {
-        (row.category, row.style, row.language, row.context): CellStats(row.weight, row.total, row.squares)
-        for row in rows
-    }
-
-
-def _estimates(
-    learner: Learner, design: Design, sums: list[list[float]], wins: list[int], effects: list[float]
-) -> Estimates:
-    rounds, draws = ESTIMATE_SWEEPS, ESTIMATE_SWEEPS * DRAWS_PER_SWEEP
-    rows = []
-    for arm, (total, squares, variance), won, data in zip(learner.arms, sums, wins, design.arms, strict=True):
-        mean = total / rounds
-        spread = max(variance / rounds + squares / rounds - mean * mean, 0.0)
-        rows.append((arm, mean, spread**0.5, won / draws, data.results))
-    rows.sort(key=lambda row: (-row[1], row[0]))
-    change = learner.memory.change()
-    return Estimates(
-        arms=[
-            ArmEstimate(
-                arm=arm_name(arm),
-                results=results,
-                mean=mean,
-                sd=sd,
-                chance_best=chance,
-                favoured=rank < FAVOURED,
-            )
-            for rank, (arm, mean, sd, chance, results) in enumerate(rows)
-        ],
-        effects=_centred(design, effects),
-        noise_sd=design.noise**0.5,
-        memory="short" if change else "long",
-        changed=[arm_name(arm) for arm in change.arms] if change else [],
-    )
-
-
-def _centred(design: Design, effects: list[float]) -> dict[str, dict[str, float]]:
-    """Each kind's effects against the mean of that kind (the model only knows differences)."""
-    centred: dict[str, dict[str, float]] = {}
-    for kind, positions in design.kinds.items():
-        middle = sum(effects[p] for p in positions) / len(positions) if positions else 0.0
-        centred[kind] = {
-            design.names[p][1]: effects[p] - middle for p in sorted(positions, key=lambda p: design.names[p])
-        }
-    return centred

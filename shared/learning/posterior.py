@@ -40,6 +40,7 @@ from shared.learning.priors import (
 from shared.learning.stats import Cells
 
 LEVEL = 0  # position of the level among the effects
+BURN_IN_SWEEPS = 20  # sweeps before a fresh chain's draws count (its spreads start at the prior's)
 
 
 @dataclass(frozen=True)

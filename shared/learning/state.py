@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.learning.stats import Cells, CellStats
 from shared.queue import FileQueue
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,22 @@ class Checkpoint(_Record):
     scan_from: str | None
     learner: LearnerState
     estimates: Estimates | None = None
+
+
+def rows_of(cells: Cells) -> list[CellRow]:
+    return [
+        CellRow(
+            category=c, style=s, language=lang, context=ctx, weight=v.weight, total=v.total, squares=v.squares
+        )
+        for (c, s, lang, ctx), v in sorted(cells.items())
+    ]
+
+
+def cells_of(rows: list[CellRow]) -> Cells:
+    return {
+        (row.category, row.style, row.language, row.context): CellStats(row.weight, row.total, row.squares)
+        for row in rows
+    }
 
 
 class CheckpointError(Exception):
