@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.procs import drain, wait_for_marker
 from benchmarks.ticks import free_ports
 from shared.config import DEFAULT_CONFIG, DEMO_CONFIG, load_settings
 from shared.learning import arm_name
@@ -91,8 +92,8 @@ async def run_demo(data_dir: Path, minutes: float) -> datetime:
     )
     assert process.stdout is not None
     try:
-        await asyncio.wait_for(_ready(process.stdout), START_TIMEOUT_S)
-        draining = asyncio.create_task(_drain(process.stdout))
+        await asyncio.wait_for(wait_for_marker(process.stdout, READY_MARKER), START_TIMEOUT_S)
+        draining = asyncio.create_task(drain(process.stdout))
         left = minutes * 60 - (datetime.now().astimezone() - started).total_seconds()
         await asyncio.sleep(max(left, 0.0))  # the measured window itself
         process.send_signal(signal.SIGINT)
@@ -103,20 +104,6 @@ async def run_demo(data_dir: Path, minutes: float) -> datetime:
             process.kill()
             await process.wait()
     return started
-
-
-async def _ready(stream: asyncio.StreamReader) -> None:
-    seen: list[bytes] = []
-    while line := await stream.readline():
-        seen.append(line)
-        if READY_MARKER in line:
-            return
-    raise RuntimeError("syntx up ended early:\n" + b"".join(seen[-15:]).decode(errors="replace"))
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 def minutes_of(

@@ -6,6 +6,7 @@ get SIGTERM from the kernel should the benchmark itself die (``PR_SET_PDEATHSIG`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -193,3 +194,19 @@ def cpu_seconds(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_for_marker(stream: asyncio.StreamReader, marker: bytes) -> None:
+    """Read a child's output until a line holds ``marker``; its last lines in the error if it ends first."""
+    seen: list[bytes] = []
+    while line := await stream.readline():
+        seen.append(line)
+        if marker in line:
+            return
+    raise RuntimeError("syntx up ended early:\n" + b"".join(seen[-15:]).decode(errors="replace"))
+
+
+async def drain(stream: asyncio.StreamReader) -> None:
+    """Read a child's output to its end, so the child never blocks on a full pipe."""
+    while await stream.readline():
+        pass
