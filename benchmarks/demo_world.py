@@ -1,23 +1,24 @@
 """The demo world driven for many producer generations, accelerated: does the producer visibly learn?
 
-    python -m benchmarks.demo_world                    # 100 generations of 20 jobs
-    python -m benchmarks.demo_world --generations 30 --keep data-demo
-    python -m benchmarks.demo_world --drift            # the world changes at generation 40: followed?
+    python -m benchmarks.demo_world                    # 120 generations of 8 jobs: 10 minutes live
+    python -m benchmarks.demo_world --generations 36 --keep data-demo
+    python -m benchmarks.demo_world --drift            # the world changes at generation 60: followed?
 
 Runs the real producer and both consumers (in this process) over a real nats-server, with
-config/syntx.yaml + config/demo.yaml (the offline responder's SIMULATED taste), no schedules and no
-responder delay: a generation is a producer tick, then every job it wrote is consumed and scored before
-the next tick (so the queue is always STARVING and each generation is a full batch). Prints a figure of
-the share of the true top three arms (as the world is at that generation) among the produced jobs, and
-the mean score, per generation; the data directory (evolution.jsonl, results, learner state) is kept
-with ``--keep``.
+config/syntx.yaml + config/demo.yaml (the offline responder's SIMULATED taste, the demo's batch), no
+schedules and no responder delay: a generation is a producer tick, then every job it wrote is consumed
+and scored before the next tick (so the queue is always STARVING and each generation is a full batch,
+as in the live demo, whose producer ticks every 5 s). Prints a figure of the share of the true top three
+arms (as the world is at that generation) among the produced jobs, and the mean score, per block of
+generations (12: a minute of the live demo); the data directory (evolution.jsonl, results, learner
+state) is kept with ``--keep``. ``python -m benchmarks.live_demo`` measures the real ``syntx up --demo``.
 
-With ``--drift`` the taste drifts as config/demo.yaml documents (``technologie`` -0.5 from generation 40,
-so the best arm becomes bildung/akademisch) and the run prints how fast the producer follows: the first
-generation in which the new best arm is the most chosen, the first after which it is the most chosen over
-every window of ``FOLLOW_WINDOW`` generations (the learning benchmark's recovery, 100 jobs), the mean
-score before, at and after the change, and the generations in which the learner chose from what it
-learned since a change (``memory: short`` in evolution.jsonl).
+With ``--drift`` the taste drifts as config/demo.yaml documents (``technologie`` -0.5 and ``bildung``
++0.35 from generation 60, so the best arms become bildung's) and the run prints how fast the producer
+follows: the first generation in which the new best arm is the most chosen, the first after which it
+is the most chosen over every window of ``FOLLOW_WINDOW`` generations (about the learning benchmark's
+recovery window), the mean score before, at and after the change, and the generations in which the
+learner chose from what it learned since a change (``memory: short`` in evolution.jsonl).
 """
 
 from __future__ import annotations
@@ -41,21 +42,21 @@ from nats.aio.msg import Msg
 from benchmarks.procs import Children, start_nats
 from services.consumer.service import run as run_consumer
 from services.producer.app import run as run_producer
-from services.producer.evolution import EVOLUTION_LOG, read_generations
-from services.producer.learning import arm_name
 from shared.config import DEFAULT_CONFIG, DEMO_CONFIG, OfflineTaste, Settings, load_settings
+from shared.learning import arm_name
+from shared.learning.evolution import EVOLUTION_LOG, read_generations
 from shared.llm import PromptContext
 from shared.llm.taste import Taste
 from shared.messaging import JobCreated, JobScored, ProducerGeneration, decode_event, subjects
 
-GENERATIONS = 100
-BATCH = 20
+GENERATIONS = 120
+BLOCK = 12  # generations per line of the figure: a minute of the live demo
 TOP = 3
 WAIT_S = 60.0
 CONSUMERS = ("syntex_system", "sigma")
 BAR_WIDTH = 40
-DRIFT = {"from_generation": 40, "category": {"technologie": -0.5}}  # as config/demo.yaml documents
-FOLLOW_WINDOW = 5  # generations (100 jobs)
+DRIFT = {"from_generation": 60, "category": {"technologie": -0.5, "bildung": 0.35}}  # as demo.yaml says
+FOLLOW_WINDOW = 12  # generations (96 jobs)
 log = logging.getLogger("benchmarks.demo_world")
 
 
@@ -73,7 +74,7 @@ def demo_settings(data_dir: Path, url: str, drift: dict[str, object] | None = No
         [DEFAULT_CONFIG, DEMO_CONFIG],
         data_dir=data_dir,
         nats={"url": url},
-        producer={"seed": 11, "batch": BATCH},
+        producer={"seed": 11},
         consumers={name: {"backend": backend, "concurrency": 8} for name in ("syntex_system", "sigma")},
         schedules={name: {"enabled": False} for name in ("producer", "monitor", "cleanup")}
         | {f"consumer.{name}": {"enabled": False} for name in CONSUMERS},
@@ -229,7 +230,7 @@ def drift_figures(
     def at(number: int | None) -> str:
         if number is None:
             return "never"
-        return f"{number} ({(number - change + 1) * BATCH} jobs from the change)"
+        return f"{number} ({(number - change + 1) * settings.producer.batch} jobs from the change)"
 
     last = numbers[-1]
     spans = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in _runs(short_memory)) or "none"
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.demo_world", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--generations", type=int, default=GENERATIONS)
-    parser.add_argument("--block", type=int, default=10, help="generations per line of the figure")
+    parser.add_argument("--block", type=int, default=BLOCK, help="generations per line of the figure")
     parser.add_argument("--keep", type=Path, default=None, help="copy the data directory here")
     parser.add_argument(
         "--drift", action="store_true", help="technologie -0.5 from generation 40 (config/demo.yaml)"

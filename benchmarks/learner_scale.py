@@ -33,9 +33,9 @@ from typing import Any
 from benchmarks.procs import Children, start_nats
 from services.producer.app import Producer
 from services.producer.generator import make_generator
-from services.producer.learning import Learner
-from services.producer.rebuild import cold_rebuild
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.learning import Learner
+from shared.learning.rebuild import cold_rebuild
 from shared.messaging import Tick
 from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, JobMeta
@@ -161,7 +161,7 @@ async def measure(data_dir: Path, total: int) -> dict[str, float]:
             cold_rebuild,
             learner,
             queue,
-            int(learner.horizon_jobs * 2),
+            int(learner.memory.horizon_jobs * 2),
             settings.queue.max_result_bytes,
         )
         figures["cold_rebuild_s"] = time.perf_counter() - started

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.procs import drain, wait_for_marker
 from shared.queue import RESULT_FOLDERS, FileQueue, JobResult
 
 log = logging.getLogger("benchmarks.local_llm")
@@ -65,19 +66,6 @@ def _environment(data_dir: Path) -> dict[str, str]:
     return env
 
 
-async def _wait_for(stream: asyncio.StreamReader, marker: bytes, seen: list[bytes]) -> None:
-    while line := await stream.readline():
-        seen.append(line)
-        if marker in line:
-            return
-    raise RuntimeError("syntx up ended early:\n" + b"".join(seen[-15:]).decode(errors="replace"))
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
-
-
 async def measure(local: bool, seconds: float, scratch: Path) -> RunFigures:
     """One ``syntx up --demo`` run of ``seconds`` after startup; the results finished in that window."""
     data_dir = scratch / ("local" if local else "offline")
@@ -91,11 +79,10 @@ async def measure(local: bool, seconds: float, scratch: Path) -> RunFigures:
         *args, env=_environment(data_dir), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     assert process.stdout is not None
-    seen: list[bytes] = []
     try:
-        await asyncio.wait_for(_wait_for(process.stdout, READY_MARKERS[local], seen), START_TIMEOUT_S)
+        await asyncio.wait_for(wait_for_marker(process.stdout, READY_MARKERS[local]), START_TIMEOUT_S)
         started = datetime.now().astimezone()
-        draining = asyncio.create_task(_drain(process.stdout))
+        draining = asyncio.create_task(drain(process.stdout))
         await asyncio.sleep(seconds)  # the measured window itself
         ended = datetime.now().astimezone()
         process.send_signal(signal.SIGINT)

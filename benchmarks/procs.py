@@ -6,6 +6,7 @@ get SIGTERM from the kernel should the benchmark itself die (``PR_SET_PDEATHSIG`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -247,3 +248,19 @@ def extracted(revision: str, into: Path) -> Path:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
+
+
+async def wait_for_marker(stream: asyncio.StreamReader, marker: bytes) -> None:
+    """Read a child's output until a line holds ``marker``; its last lines in the error if it ends first."""
+    seen: list[bytes] = []
+    while line := await stream.readline():
+        seen.append(line)
+        if marker in line:
+            return
+    raise RuntimeError("syntx up ended early:\n" + b"".join(seen[-15:]).decode(errors="replace"))
+
+
+async def drain(stream: asyncio.StreamReader) -> None:
+    """Read a child's output to its end, so the child never blocks on a full pipe."""
+    while await stream.readline():
+        pass

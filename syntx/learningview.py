@@ -1,10 +1,11 @@
 """``syntx learning``: what the producer's learner believes and how its choices move, read from its files.
 
-It reads the learner's checkpoint (``data/state/learner.json``, replaced atomically after every tick that
-learned something) and ``data/logs/evolution.jsonl``, so it works whether the producer runs or not and
-never waits on NATS. Per arm: pulls (the discounted number of results behind it), the estimated mean
-score with a 90 % interval, its share of the last N produced jobs and the trend of that share (against
-the N jobs before); the category, style, language and context effects; what changed at the last
+It reads what the producer saved — the learner's checkpoint (``data/state/learner.json``, replaced
+atomically after every tick that learned or produced something, holding the estimates of that moment)
+and ``data/logs/evolution.jsonl`` — so it works whether the producer runs or not, never waits on NATS
+and never samples anything itself. Per arm: the results behind its estimate, the estimated mean score
+with a 90 % interval, its chance of being the best arm, its share of the last N produced jobs and the
+trend of that share; the category, style, language and context effects; what changed at the last
 generation. ``--json`` prints the same as one document; ``--plot FILE`` draws the generations
 (:mod:`syntx.learningplot`).
 """
@@ -12,40 +13,33 @@ generation. ``--json`` prints the same as one document; ``--plot FILE`` draws th
 from __future__ import annotations
 
 import json
-import random
 import sys
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from services.producer.checkpoint import CheckpointError, read_checkpoint
-from services.producer.evolution import EVOLUTION_LOG, GenerationLine, read_generations
-from services.producer.learning import Learner, arm_name
 from shared.config import LearningSettings, Settings
-from syntx import exits
+from shared.learning.evolution import EVOLUTION_LOG, GenerationLine, Window, read_generations, take_window
+from shared.learning.state import CheckpointError, Estimates, read_checkpoint
+from syntx import exits, learningplot
+from syntx.viewerrors import NothingToShow, WrongRequest
 
 INTERVAL_Z = 1.645  # a 90 % interval of a normal posterior
 SCORE_RANGE = (0.0, 100.0)  # intervals are cut to the scores that exist
-ESTIMATE_SEED = 0
-EFFECT_KINDS = ("category", "style", "language", "context")
-
-
-class ViewError(Exception):
-    """Nothing to show, with the one line that says why and what to do."""
-
-
-class UsageError(Exception):
-    """A wrong request (an unknown picture format, an unwritable file, a missing extra)."""
+RESULTS_NOTE = (
+    "results: the scored jobs behind the estimate in the memory in use (older ones count less), "
+    "not the jobs made; chance best: how likely the arm is the best one"
+)
 
 
 @dataclass(frozen=True)
 class ArmRow:
     arm: str
-    pulls: float
+    results: int
     estimate: float
     low: float
     high: float
+    chance_best: float
     share: float | None  # of the last window's jobs; None when the log says nothing
     previous_share: float | None
     favoured: bool
@@ -58,29 +52,11 @@ class ArmRow:
 
 
 @dataclass(frozen=True)
-class Window:
-    """Whole generations, newest first, until they hold at least the wanted number of jobs."""
-
-    jobs: Counter[str]
-    first: int | None
-    last: int | None
-
-    @property
-    def total(self) -> int:
-        return self.jobs.total()
-
-    def share(self, arm: str) -> float | None:
-        return self.jobs[arm] / self.total if self.total else None
-
-
-@dataclass(frozen=True)
 class LearningView:
     learned: int
     refused: dict[str, int]
-    memory: str
-    drifting: list[str]
+    estimates: Estimates
     arms: list[ArmRow]
-    effects: dict[str, dict[str, float]]
     window: Window
     previous_window: Window
     last: GenerationLine | None
@@ -91,12 +67,16 @@ class LearningView:
             "generation": self.last.generation if self.last else 0,
             "learned": self.learned,
             "refused": self.refused,
-            "memory": self.memory,
-            "drifting": self.drifting,
+            "memory": self.estimates.memory,
+            "drifting": self.estimates.changed,
+            "noise_sd": round(self.estimates.noise_sd, 2),
             "window": _window_json(self.window),
             "previous_window": _window_json(self.previous_window),
             "arms": [asdict(row) | {"trend": _rounded(row.trend)} for row in self.arms],
-            "effects": self.effects,
+            "effects": {
+                kind: {name: round(value, 2) for name, value in values.items()}
+                for kind, values in self.estimates.effects.items()
+            },
             "last_generation": self.last.model_dump(mode="json") if self.last else None,
             "changed": _changed(self),
         }
@@ -110,16 +90,14 @@ def learning(settings: Settings, as_json: bool, plot: Path | None, last_jobs: in
         return exits.USAGE
     try:
         if plot is not None:
-            from syntx.learningplot import plot_generations  # the optional extra, only when asked
-
-            count = plot_generations(list(read_generations(log_path)), plot, log_path, last_jobs)
+            count = learningplot.plot_generations(list(read_generations(log_path)), plot, log_path, last_jobs)
             sys.stdout.write(f"wrote {plot} ({count} generations from {log_path})\n")
             return exits.OK
         view = read_view(settings, last_jobs)
-    except ViewError as exc:
+    except NothingToShow as exc:
         sys.stderr.write(f"{exc}\n")
         return exits.NOTHING_DONE
-    except UsageError as exc:
+    except WrongRequest as exc:
         sys.stderr.write(f"{exc}\n")
         return exits.USAGE
     if as_json:
@@ -130,33 +108,26 @@ def learning(settings: Settings, as_json: bool, plot: Path | None, last_jobs: in
 
 
 def read_view(settings: Settings, last_jobs: int) -> LearningView:
-    learner = read_learner(settings)
+    checkpoint_path = settings.data_dir / settings.producer.learning.state_file
+    fix = "the producer rebuilds it from the result files at its next start"
+    try:
+        checkpoint = read_checkpoint(checkpoint_path)
+    except FileNotFoundError:
+        raise NothingToShow(
+            f"no learner state at {checkpoint_path} yet: the producer writes it when it starts"
+        ) from None
+    except CheckpointError as exc:
+        raise NothingToShow(f"learner state {checkpoint_path} unusable ({exc}); {fix}") from None
+    if checkpoint.estimates is None:
+        raise NothingToShow(f"learner state {checkpoint_path} holds no estimates yet: the producer adds them")
     generations = list(read_generations(settings.logs_dir / EVOLUTION_LOG))
     window, rest = take_window(generations, last_jobs)
     previous, _ = take_window(rest, last_jobs)
-    estimates = learner.estimates()
-    favoured = set(learner.favoured())
-    drifting = learner.model.drifting()
-    rows = [
-        ArmRow(
-            arm=arm_name(arm),
-            pulls=round(estimate.weight, 2),
-            estimate=round(estimate.mean, 2),
-            low=round(max(estimate.mean - INTERVAL_Z * estimate.sd, SCORE_RANGE[0]), 2),
-            high=round(min(estimate.mean + INTERVAL_Z * estimate.sd, SCORE_RANGE[1]), 2),
-            share=_rounded(window.share(arm_name(arm))),
-            previous_share=_rounded(previous.share(arm_name(arm))),
-            favoured=arm in favoured,
-        )
-        for arm, estimate in sorted(estimates.items(), key=lambda item: (-item[1].mean, item[0]))
-    ]
     return LearningView(
-        learned=learner.observed,
-        refused=dict(learner.refused),
-        memory="short" if drifting else "long",
-        drifting=sorted(arm_name(arm) for arm in drifting),
-        arms=rows,
-        effects=centred_effects(learner),
+        learned=checkpoint.learner.observed,
+        refused=dict(checkpoint.learner.refused),
+        estimates=checkpoint.estimates,
+        arms=[_row(estimate, window, previous) for estimate in checkpoint.estimates.arms],
         window=window,
         previous_window=previous,
         last=generations[-1] if generations else None,
@@ -164,44 +135,19 @@ def read_view(settings: Settings, last_jobs: int) -> LearningView:
     )
 
 
-def read_learner(settings: Settings) -> Learner:
-    path = settings.data_dir / settings.producer.learning.state_file
-    arms = [(category, style) for category in settings.topics for style in settings.styles]
-    learner = Learner(settings.producer.learning, arms, random.Random(ESTIMATE_SEED))
-    fix = "the producer rebuilds it from the result files at its next start"
-    try:
-        learner.load_state(read_checkpoint(path).learner)
-    except FileNotFoundError:
-        raise ViewError(f"no learner state at {path} yet: the producer writes it when it starts") from None
-    except CheckpointError as exc:
-        raise ViewError(f"learner state {path} unusable ({exc}); {fix}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ViewError(f"learner state {path} unusable ({exc!r}); {fix}") from None
-    return learner
-
-
-def take_window(generations: list[GenerationLine], jobs: int) -> tuple[Window, list[GenerationLine]]:
-    """The newest whole generations holding at least ``jobs`` produced jobs, and the older ones."""
-    counted: Counter[str] = Counter()
-    position = len(generations)
-    while position > 0 and counted.total() < jobs:
-        position -= 1
-        counted.update(generations[position].jobs)
-    taken = generations[position:]
-    first = taken[0].generation if taken else None
-    last = taken[-1].generation if taken else None
-    return Window(counted, first, last), generations[:position]
-
-
-def centred_effects(learner: Learner) -> dict[str, dict[str, float]]:
-    """Each kind's effects against the mean of that kind (the model only knows differences)."""
-    effects = learner.context_effects()
-    centred: dict[str, dict[str, float]] = {}
-    for kind in EFFECT_KINDS:
-        values = effects.get(kind, {})
-        middle = sum(values.values()) / len(values) if values else 0.0
-        centred[kind] = {name: round(value - middle, 2) for name, value in sorted(values.items())}
-    return centred
+def _row(estimate: Any, window: Window, previous: Window) -> ArmRow:
+    spread = INTERVAL_Z * estimate.sd
+    return ArmRow(
+        arm=estimate.arm,
+        results=round(estimate.results),
+        estimate=round(estimate.mean, 2),
+        low=round(max(estimate.mean - spread, SCORE_RANGE[0]), 2),
+        high=round(min(estimate.mean + spread, SCORE_RANGE[1]), 2),
+        chance_best=round(estimate.chance_best, 4),
+        share=_rounded(window.share(estimate.arm)),
+        previous_share=_rounded(previous.share(estimate.arm)),
+        favoured=estimate.favoured,
+    )
 
 
 # -- text ------------------------------------------------------------------------------------------
@@ -215,18 +161,19 @@ def render(view: LearningView, settings: Settings, last_jobs: int) -> str:
         _window_line(view, last_jobs),
         "",
         _table(
-            ["", "arm", "pulls", "estimate", "90 % interval", "share", "trend"],
+            ["", "arm", "results", "estimate", "90 % interval", "chance best", "share", "trend"],
             [_arm_cells(row) for row in view.arms],
-            right={2, 3, 5, 6},
+            right={2, 3, 5, 6, 7},
         ),
-        "* favoured (the best estimates); pulls: results behind the arm in the memory in use",
+        "* favoured (the best estimates); " + RESULTS_NOTE,
         "",
-        "effects in score points, against the mean of their kind",
+        f"effects in score points, against the mean of their kind (one score's noise: sd "
+        f"{view.estimates.noise_sd:.1f})",
         _table(
             ["kind", "name", "effect"],
             [
                 [kind, name, f"{value:+.1f}"]
-                for kind, values in view.effects.items()
+                for kind, values in view.estimates.effects.items()
                 for name, value in values.items()
             ],
             right={2},
@@ -255,9 +202,10 @@ def _arm_cells(row: ArmRow) -> list[str]:
     return [
         "*" if row.favoured else "",
         row.arm,
-        f"{row.pulls:.1f}",
+        str(row.results),
         f"{row.estimate:.1f}",
         f"{row.low:.1f} - {row.high:.1f}",
+        _percent(row.chance_best),
         share,
         trend,
     ]
@@ -289,15 +237,12 @@ def _changes(view: LearningView, settings: Settings) -> list[str]:
 
 
 def _memory(view: LearningView, config: LearningSettings) -> str:
-    if view.memory == "short":
+    if view.estimates.memory == "short":
         return (
-            f"short memory: scores changed for {', '.join(view.drifting)}; choices use the results since "
-            f"(the other arms' older ones fade with a half-life of {config.change_half_life_jobs:g} jobs)"
+            f"short memory: scores changed for {', '.join(view.estimates.changed)}; choices use the results "
+            "since (the other arms' older results count as a few)"
         )
-    return (
-        f"long memory: the newest {config.window_jobs} jobs in full, older ones halving every "
-        f"{config.half_life_jobs:g} jobs"
-    )
+    return f"long memory: the newest {config.memory_jobs} jobs in full, older ones halving every as many"
 
 
 def _changed(view: LearningView) -> dict[str, Any]:

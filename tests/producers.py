@@ -10,8 +10,8 @@ from typing import Any, cast
 from nats.aio.client import Client
 
 from services.producer.app import run as run_producer
-from services.producer.model import Arm
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.learning import Arm
 from shared.messaging import Event, ProducerGeneration, subjects
 from shared.queue import Status
 from tests.harness import HEARTBEATS, EventLog, observer, running

@@ -367,7 +367,7 @@ async def test_untrusted_results_are_not_learned_but_quarantined_and_counted(
             counted.set()
 
     monitor.tracker.on_event = on_event  # type: ignore[method-assign]
-    caplog.set_level(logging.WARNING, logger="services.producer.learning")
+    caplog.set_level(logging.WARNING, logger="shared.learning.rebuild")
     watched = (HEARTBEATS, subjects.CLEANUP_REPORT, subjects.PRODUCER_GENERATION)
     stop = asyncio.Event()
     async with (

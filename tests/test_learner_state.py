@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from services.producer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from services.producer.learning import Learner
-from services.producer.rebuild import catch_up, cold_rebuild, newest_results, oldest_in_flight
 from shared.config import BackendSettings, LearningSettings, OfflineTaste, TasteDrift
+from shared.learning import Learner
+from shared.learning.rebuild import catch_up, cold_rebuild, newest_results, oldest_in_flight
+from shared.learning.state import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from shared.llm import PromptContext
 from shared.llm.offline import LABEL, OfflineBackend
 from shared.llm.taste import TASTE_LABEL, Taste
@@ -64,14 +70,20 @@ def test_the_checkpoint_round_trips_and_an_unusable_one_is_ignored(queue: FileQu
     model = learner()
     write_results(queue, range(5))
     cold_rebuild(model, queue, 1000, 1 << 20)
-    save_checkpoint(queue, path, Checkpoint(model.to_state(), 5, job_id(3)))
-    loaded = load_checkpoint(path)
-    assert loaded is not None and (loaded.next_sequence, loaded.scan_from) == (5, job_id(3))
-    assert loaded.learner == json.loads(json.dumps(model.to_state()))
+    checkpoint = Checkpoint(
+        next_sequence=5, scan_from=job_id(3), learner=model.to_state(), estimates=model.estimates()
+    )
+    save_checkpoint(queue, path, checkpoint)
+    assert load_checkpoint(path) == checkpoint
+    assert json.loads(path.read_text(encoding="utf-8"))["version"] == 2
     assert list(queue.folder(".tmp").iterdir()) == []  # written through the queue's staging, renamed
-    for broken in ("{not json", '{"version": 99}', '{"version": 1}', "[]"):
+    older = {"version": 1, "next_sequence": 5, "scan_from": None, "learner": {"version": 2}}
+    for broken in ("{not json", '{"version": 99}', json.dumps(older), "[]", "\xff\xfe"):
         path.write_text(broken, encoding="utf-8")
         assert load_checkpoint(path) is None
+    path.write_text(json.dumps(older), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="version"):
+        read_checkpoint(path)
 
 
 def test_the_oldest_unfinished_job(queue: FileQueue) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from services.producer.model import Arm
 from shared.config import Settings
+from shared.learning import Arm
 from shared.messaging import JobScored, encode, subjects
 from shared.queue import ERROR, INCOMING, PROCESSED, FileQueue, parse_job
 from tests.harness import EventLog
@@ -79,9 +79,8 @@ def produced_arms(queue: FileQueue) -> Counter[Arm]:
 def learner_state(settings: Settings) -> dict[str, Any]:
     document = json.loads((settings.data_dir / settings.producer.learning.state_file).read_text())
     state: dict[str, Any] = document["learner"]
-    return {
-        key: rounded(value) for key, value in state.items() if key not in ("credits", "checked_change")
-    }  # credits and rechecks follow production, not results
+    production = ("owed", "checked_change")  # these follow production, not results
+    return {key: rounded(value) for key, value in state.items() if key not in production}
 
 
 async def test_the_producer_learns_once_from_trusted_results_and_rebuilds_the_same_state(

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from services.monitor.app import Monitor
-from services.producer.checkpoint import Checkpoint, save_checkpoint
-from services.producer.evolution import (
+from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from shared.learning import Learner, Observation
+from shared.learning.evolution import (
     EVOLUTION_LOG,
     MAX_LINE_BYTES,
     TAIL_BYTES,
@@ -26,12 +27,11 @@ from services.producer.evolution import (
     last_generation,
     read_generations,
 )
-from services.producer.learning import Learner, Observation
-from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from shared.learning.state import Checkpoint, save_checkpoint
 from shared.messaging import Event, ProducerGeneration, ServiceHeartbeat, subjects
 from shared.messaging import bus as bus_module
 from shared.queue import INCOMING, PROCESSED, FileQueue, parse_job
-from syntx.learningplot import short_memory_spans, shown_arms
+from syntx.learningplot import rolling_means, short_memory_spans, shown_arms
 from syntx.main import main
 from tests.harness import HEARTBEATS, observer, scored
 from tests.natsserver import NatsServer
@@ -170,7 +170,10 @@ def write_learner(settings: Settings, scores: dict[str, list[int]], context: str
     path = settings.data_dir / settings.producer.learning.state_file
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
-    save_checkpoint(queue, path, Checkpoint(learner.to_state(), sequence, None))
+    checkpoint = Checkpoint(
+        next_sequence=sequence, scan_from=None, learner=learner.to_state(), estimates=learner.estimates()
+    )
+    save_checkpoint(queue, path, checkpoint)
 
 
 def planted(data_dir: Path) -> Settings:
@@ -205,15 +208,19 @@ def test_learning_shows_every_arm_with_estimate_share_and_trend(
     assert len(table) == len(settings.topics) * len(settings.styles)
     rows = {cells[0]: cells for cells in table}
     estimates = [float(cells[2]) for cells in table]
+    assert all(cells[1].isdigit() for cells in table)
     assert estimates == sorted(estimates, reverse=True) and table[-1][0] == WORST
     favoured = [row.split()[1] for row in text.splitlines() if row.startswith("*  ")]
     assert BEST in favoured and len(favoured) == 3
     best = rows[BEST]
     assert best[-3:] == ["75%", "+75.0", "pp"]  # 30 of the last 40 jobs, none of the 40 before
     assert rows[OTHER][-3:] == ["25%", "-25.0", "pp"] and rows[WORST][-3:] == ["0%", "-50.0", "pp"]
-    assert float(best[1]) == pytest.approx(20.0, abs=0.3)  # pulls: 20 results, barely discounted
+    assert best[1] == "20" and rows[OTHER][1] == "4"  # results remembered, whole numbers
     low, high = float(best[3]), float(best[5])
     assert low < float(best[2]) < high <= 100
+    chances = {cells[0]: float(cells[6].rstrip("%")) for cells in table}  # of being the best arm
+    assert max(chances, key=chances.__getitem__) == BEST and chances[WORST] == 0
+    assert "results: the scored jobs behind the estimate" in text and "not the jobs made" in text
     assert "share: of the last 40 jobs (generations 3-4); trend: against the 40 before (1-2)" in text
     assert "context   sigma|x|y|syntx-2" in text
     assert "generation 4 at " in text and "mean score 88.5 (generation 3: 45.5)" in text
@@ -232,6 +239,8 @@ def test_learning_json_for_machines(data_dir: Path, capsys: pytest.CaptureFixtur
     estimates = [row["estimate"] for row in document["arms"]]
     assert estimates == sorted(estimates, reverse=True)
     assert all(0 <= row["low"] <= row["estimate"] <= row["high"] <= 100 for row in document["arms"])
+    assert all(isinstance(row["results"], int) for row in document["arms"]) and arms[BEST]["results"] == 20
+    assert sum(row["chance_best"] for row in document["arms"]) == pytest.approx(1.0, abs=0.01)
     assert (arms[BEST]["share"], arms[BEST]["previous_share"], arms[BEST]["trend"]) == (0.75, 0.0, 0.75)
     assert (arms[OTHER]["share"], arms[OTHER]["previous_share"], arms[OTHER]["trend"]) == (0.25, 0.5, -0.25)
     assert arms[WORST]["share"] == 0.0 and arms[WORST]["previous_share"] == 0.5
@@ -260,7 +269,7 @@ def test_learning_without_state_says_so_in_one_line(
 
     state = data_dir / "state" / "learner.json"
     state.parent.mkdir(parents=True)
-    state.write_text('{"version": 1, "next_sequence": 0, "scan_from": null, "learner": {"version": 9}}')
+    state.write_text('{"version": 1, "next_sequence": 0, "scan_from": null, "learner": {"version": 2}}')
     assert syntx("learning") == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "unusable" in error[0] and "rebuilds it from the result files" in error[0]
@@ -309,7 +318,9 @@ def test_learning_plot_refuses_what_it_cannot_draw(
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if the extra were not installed
     assert syntx("learning", "--plot", str(tmp_path / "a.png")) == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert error == ["drawing needs the plot extra: pip install 'syntx[plot]' (matplotlib)"]
+    assert error == [
+        "drawing needs the plot extra: pip install -e '.[plot]' (matplotlib; or pip install 'syntx[plot]')"
+    ]
     assert not (tmp_path / "a.png").exists()
 
 
@@ -322,6 +333,33 @@ def test_the_plot_colours_the_arms_that_took_the_most_jobs() -> None:
     memories = ["long", "short", "short", "long", "short"]
     generations = [line(g, {BEST: 1}, memory=m) for g, m in enumerate(memories, start=1)]
     assert short_memory_spans(generations) == [(2, 3), (5, 5)]
+
+
+def test_the_plot_leaves_generations_without_jobs_empty() -> None:
+    from matplotlib.figure import Figure
+
+    from syntx.learningplot import _draw_shares
+
+    generations = [line(1, {BEST: 4, OTHER: 2}), line(2, {}), line(4, {BEST: 6})]  # 2 produced none, 3 absent
+    axes = Figure().subplots()
+    _draw_shares(axes, generations, 40)
+    bars = [bar for container in axes.containers for bar in container if bar.get_height() > 0]
+    assert sorted({round(bar.get_x() + bar.get_width() / 2) for bar in bars}) == [1, 4]
+    assert all(bar.get_width() == 1.0 for bar in bars)
+
+
+def test_the_rolling_mean_covers_the_newest_hundred_results_with_its_band() -> None:
+    generations = [
+        line(g, {BEST: 1}, learned=50, mean_score=50.0 + 10 * g, score_sd=10.0) for g in range(1, 5)
+    ]
+    generations.insert(2, line(3, {}))  # nothing learned: no point there
+    points = {point.generation: point for point in rolling_means(generations)}
+    assert set(points) == {1, 2, 3, 4}
+    assert points[1].mean == pytest.approx(60.0)  # 50 results: drawn, not yet 100
+    assert points[2].mean == pytest.approx(65.0)  # generations 1-2: 100 results
+    assert points[4].mean == pytest.approx(85.0)  # generations 3-4 (the empty one skipped)
+    spread = (49 * 100 * 2 + 50 * 25 * 2) / 99  # within and between the two generations
+    assert points[4].half_band == pytest.approx(1.96 * (spread / 100) ** 0.5)
 
 
 # -- the monitor --------------------------------------------------------------------------------------

@@ -1,11 +1,10 @@
-"""The producer: back pressure (TV11), the learner, and the service over a real nats-server."""
+"""The producer: back pressure (TV11), what it reads to learn, and the service over a real nats-server."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,10 @@ import pytest
 
 from services.monitor.health import Observations, judge
 from services.producer.app import EVOLUTION_LOG, last_generation
-from services.producer.learning import Learner, Observation
-from services.producer.model import Arm
-from services.producer.observations import NotLearned, read_observation
 from shared.backoff import Backoff
-from shared.config import (
-    BackPressureSettings,
-    HealthSettings,
-    LearningSettings,
-)
+from shared.config import BackPressureSettings, HealthSettings
+from shared.learning import Observation
+from shared.learning.results import NotLearned, read_observation
 from shared.messaging import JobCreated, ProducerGeneration, subjects
 from shared.queue import (
     ARCHIVE,
@@ -43,14 +37,9 @@ from tests.diskfaults import fill, tmpfs
 from tests.harness import scored
 from tests.natsserver import NatsServer
 from tests.producers import (
-    ARMS,
-    BEST,
-    POOR,
-    UNTRIED,
     producer_running,
     producer_settings,
     result_record,
-    rounded,
     tick,
 )
 
@@ -98,117 +87,9 @@ def test_configured_thresholds_move_the_states() -> None:
     assert states == ["STARVING", "LOW", "BALANCED", "BALANCED", "HIGH", "HIGH", "OVERFLOW", "OVERFLOW"]
 
 
-# -- the learner -----------------------------------------------------------------------------------
+# -- what the learner reads --------------------------------------------------------------------
 
 CONTEXT = "sigma|offline|offline-responder|syntx-2"
-
-
-def observation(number: int, arm: Arm, score: int, job_id: str | None = None) -> Observation:
-    return Observation(job_id or f"job-{number}", number, arm[0], arm[1], "de", CONTEXT, score)
-
-
-def trained_learner(seed: int, settings: LearningSettings | None = None) -> Learner:
-    learner = Learner(settings or LearningSettings(), list(ARMS), random.Random(seed))
-    number = 0
-    for arm, score in [(BEST, 98), *((arm, 60) for arm in POOR)]:
-        for _ in range(30):
-            number += 1
-            learner.observe(observation(number, arm, score))
-    return learner
-
-
-def test_observing_the_same_job_twice_counts_once() -> None:
-    learner = Learner(LearningSettings(), list(ARMS), random.Random(1))
-    assert learner.observe(observation(1, POOR[0], 95)) is True
-    before = learner.to_state()
-    assert learner.observe(observation(1, POOR[0], 95)) is False
-    assert learner.observe(observation(7, POOR[1], 10, job_id="job-1")) is False
-    assert learner.to_state() == before
-    assert learner.observed == 1 and learner.knows("job-1")
-
-
-def test_choose_favours_the_better_arm_and_still_explores() -> None:
-    settings = LearningSettings(exploration_floor=0.01)
-    learner = trained_learner(seed=11, settings=settings)
-    draws = [arm for _ in range(50) for arm in learner.plan(20)]
-    chosen = Counter(draws)
-    assert chosen[BEST] >= 850
-    assert all(chosen[arm] >= 0.01 * 1000 for arm in ARMS), chosen  # the floor, whatever the draws say
-    # deterministic with the seed
-    again = trained_learner(seed=11, settings=settings)
-    assert [arm for _ in range(50) for arm in again.plan(20)] == draws
-
-
-def test_an_untried_arm_starts_from_what_its_category_and_style_say() -> None:
-    """Category technologie and style kreativ score high, harmlos/casual low: the untried
-    technologie/casual and harmlos/kreativ sit between, above the poor arms and below the best."""
-    arms: list[Arm] = [BEST, POOR[0], ("technologie", "casual"), ("harmlos", "kreativ")]
-    learner = Learner(LearningSettings(), arms, random.Random(2))
-    for number in range(60):
-        arm = [BEST, POOR[0]][number % 2]
-        learner.observe(observation(number, arm, 95 if arm == BEST else 55))
-    estimates = learner.estimates()
-    middle = [estimates[("technologie", "casual")].mean, estimates[("harmlos", "kreativ")].mean]
-    assert all(estimates[POOR[0]].mean + 5 < value < estimates[BEST].mean - 5 for value in middle), estimates
-
-
-def test_favoured_ranks_by_posterior_mean() -> None:
-    learner = trained_learner(seed=3)
-    assert learner.favoured(top=2) == [BEST, UNTRIED]
-
-
-def test_learning_disabled_chooses_uniformly() -> None:
-    learner = trained_learner(seed=5, settings=LearningSettings(enabled=False))
-    chosen = Counter(learner.plan(1000))
-    assert all(180 < chosen[arm] < 320 for arm in ARMS), chosen
-
-
-def test_a_result_beyond_the_forgetting_horizon_is_not_learned() -> None:
-    settings = LearningSettings(window_jobs=20, block_jobs=10, half_life_jobs=10, horizon_half_lives=5)
-    learner = Learner(settings, list(ARMS), random.Random(4))
-    assert learner.observe(observation(100, BEST, 90))
-    assert learner.observe(observation(30, BEST, 90))  # the window and 5 half-lives back: still inside
-    assert not learner.observe(observation(29, BEST, 90))
-
-
-def test_the_order_results_arrive_in_does_not_change_the_state() -> None:
-    jobs = [observation(number, ARMS[number % 4], 50 + (number * 37) % 50) for number in range(200)]
-    forward = Learner(LearningSettings(), list(ARMS), random.Random(1))
-    backward = Learner(LearningSettings(), list(ARMS), random.Random(1))
-    for job in jobs:
-        forward.observe(job)
-    for job in reversed(jobs):
-        backward.observe(job)
-    assert rounded(forward.to_state()) == rounded(backward.to_state())
-
-
-def test_a_changed_world_switches_to_the_short_memory() -> None:
-    learners = [
-        Learner(LearningSettings(drift_z=drift_z), list(ARMS), random.Random(6)) for drift_z in (4.0, 1e9)
-    ]
-    for learner in learners:
-        for number in range(400):
-            learner.observe(observation(number, BEST, 90 + number % 5))
-        assert learner.model.drifting() == []
-        for number in range(400, 600):
-            learner.observe(observation(number, BEST, 50 + number % 5))
-    follows, remembers = learners
-    assert follows.model.drifting() == [BEST]
-    assert follows.estimates()[BEST].mean < 75 < remembers.estimates()[BEST].mean
-
-
-def test_the_state_round_trips() -> None:
-    learner = trained_learner(seed=8)
-    learner.plan(20)
-    copy = Learner(LearningSettings(), list(ARMS), random.Random(8))
-    copy.load_state(json.loads(json.dumps(learner.to_state())))
-    assert copy.to_state() == learner.to_state()
-    assert copy.estimates() == learner.estimates()
-
-
-def test_a_floor_over_a_whole_batch_is_a_configuration_error() -> None:
-    with pytest.raises(ValueError, match="exploration_floor"):
-        Learner(LearningSettings(exploration_floor=0.3), list(ARMS), random.Random(1))
 
 
 def test_observation_from_a_result(tmp_path: Path) -> None:

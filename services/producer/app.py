@@ -23,18 +23,17 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from services.producer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from services.producer.evolution import (
+from services.producer.generator import PromptGenerator, PromptRequest, ScoredPrompt, make_generator
+from shared.config import ConsumerSettings, Settings
+from shared.learning import Arm, Learner, arm_name
+from shared.learning.evolution import (
     EVOLUTION_LOG,
     Changed,
     GenerationLine,
     append_generation,
     last_generation,
 )
-from services.producer.generator import PromptGenerator, PromptRequest, ScoredPrompt, make_generator
-from services.producer.learning import Learner, arm_name
-from services.producer.model import Arm
-from services.producer.rebuild import (
+from shared.learning.rebuild import (
     LearnReport,
     catch_up,
     cold_rebuild,
@@ -42,7 +41,7 @@ from services.producer.rebuild import (
     learn_paths,
     oldest_in_flight,
 )
-from shared.config import ConsumerSettings, Settings
+from shared.learning.state import Checkpoint, Estimates, load_checkpoint, save_checkpoint
 from shared.messaging import (
     Bus,
     Event,
@@ -112,6 +111,7 @@ class Producer:
         if not self._arms:
             raise ValueError("producer needs at least one topic category and one style in the configuration")
         self._learner = Learner(self._learning, self._arms, rng)
+        self._estimates: Estimates | None = None  # what the learner believes, as last saved
         self._state_path = settings.data_dir / self._learning.state_file
         self._evolution_log = settings.logs_dir / EVOLUTION_LOG
         self._pending: set[str] = set()  # job ids scored since the last tick
@@ -135,21 +135,27 @@ class Producer:
         self._unfinished_since = await self._oldest_unfinished()  # before reading: covers what finishes now
         covered_from = self._unfinished_since
         if checkpoint is not None:
-            self._learner.load_state(checkpoint.learner)
+            self._learner.restore(checkpoint.learner)
             self._next_sequence = checkpoint.next_sequence
             covered_from = min(covered_from, checkpoint.scan_from or covered_from)
             report = await asyncio.to_thread(catch_up, self._learner, self._queue, covered_from, max_bytes)
         else:
             fresh = Learner(self._learning, self._arms, self._rng)
-            keep = int(self._learner.horizon_jobs * REBUILD_KEEP_HORIZONS)
+            keep = int(self._learner.memory.horizon_jobs * REBUILD_KEEP_HORIZONS)
             report = await asyncio.to_thread(cold_rebuild, fresh, self._queue, keep, max_bytes)
             self._learner = fresh
         highest = await asyncio.to_thread(highest_sequence_in_flight, self._queue, self._max_job_bytes)
         self._next_sequence = max(self._next_sequence, report.max_sequence + 1, highest + 1)
         self._to_archive.extend(report.learned)
-        await self._writing(lambda: self._save(covered_from), None)  # a full disk: the first tick saves it
-        self._favoured = [arm_name(arm) for arm in self._learner.favoured()]
+        await self._writing(
+            lambda: self._save(covered_from, learned=True), None
+        )  # a full disk: the next tick
+        self._favoured = self._favoured_names()
         return report
+
+    def _favoured_names(self) -> list[str]:
+        assert self._estimates is not None
+        return [row.arm for row in self._estimates.arms if row.favoured]
 
     async def _oldest_unfinished(self) -> str:
         """Every job whose result is not on disk yet has this id or a later one."""
@@ -214,11 +220,12 @@ class Producer:
         wanted = producer_batch(state, tick.batch or self._config.batch)
         arm_jobs = await self._produce(wanted, generation) if wanted else Counter[str]()
         produced = arm_jobs.total()
-        favoured = [arm_name(arm) for arm in self._learner.favoured()]
         skipped = None if wanted else f"queue {state} with {incoming} waiting"
         if report.learned or produced:
             # a result whose event is still on its way belongs to a job unfinished at the last tick or now
-            await self._writing(lambda: self._save(min(self._unfinished_since, unfinished_since)), None)
+            since = min(self._unfinished_since, unfinished_since)
+            await self._writing(lambda: self._save(since, learned=bool(report.learned)), None)
+        favoured = self._favoured_names()
         self._unfinished_since = unfinished_since
         await self._writing(
             lambda: asyncio.to_thread(self._log_generation, generation, report, arm_jobs, favoured), None
@@ -263,8 +270,16 @@ class Producer:
             log.warning("a file of the producer's cannot be written: %s", fault)
         return otherwise
 
-    async def _save(self, scan_from: str) -> None:
-        checkpoint = Checkpoint(self._learner.to_state(), self._next_sequence, scan_from)
+    async def _save(self, scan_from: str, learned: bool) -> None:
+        """The checkpoint, with what the learner believes (worked out again only after learning)."""
+        if learned or self._estimates is None:
+            self._estimates = await asyncio.to_thread(self._learner.estimates)
+        checkpoint = Checkpoint(
+            next_sequence=self._next_sequence,
+            scan_from=scan_from,
+            learner=self._learner.to_state(),
+            estimates=self._estimates,
+        )
         await asyncio.to_thread(save_checkpoint, self._queue, self._state_path, checkpoint)
 
     async def _produce(self, count: int, generation: int) -> Counter[str]:
@@ -336,7 +351,8 @@ class Producer:
     def _log_generation(
         self, generation: int, report: LearnReport, arm_jobs: Counter[str], favoured: list[str]
     ) -> None:
-        drifting = self._learner.model.drifting()
+        assert self._estimates is not None
+        drifting = self._estimates.changed
         before = self._favoured if self._favoured is not None else favoured
         line = GenerationLine(
             generation=generation,
@@ -344,13 +360,14 @@ class Producer:
             produced=arm_jobs.total(),
             learned=len(report.learned),
             mean_score=None if report.mean_score is None else round(report.mean_score, 2),
+            score_sd=None if report.score_sd is None else round(report.score_sd, 2),
             jobs=dict(sorted(arm_jobs.items())),
             favoured=favoured,
-            memory="short" if drifting else "long",
+            memory=self._estimates.memory,
             changed=Changed(
                 favoured_in=[arm for arm in favoured if arm not in before],
                 favoured_out=[arm for arm in before if arm not in favoured],
-                drifting=sorted(arm_name(arm) for arm in drifting),
+                drifting=sorted(drifting),
             ),
         )
         self._favoured = favoured
@@ -359,12 +376,16 @@ class Producer:
 
     async def stats(self, _request: ProducerStatsRequest) -> ProducerStats:
         """What the learner believes, after learning the results scored since the last tick."""
-        await self.learn_pending()
+        if (await self.learn_pending()).learned or self._estimates is None:
+            self._estimates = await asyncio.to_thread(self._learner.estimates)
         return ProducerStats(
             generation=last_generation(self._evolution_log),
             observed=self._learner.observed,
-            arms=self._learner.summary(),
-            favoured=[arm_name(arm) for arm in self._learner.favoured()],
+            arms={
+                row.arm: {"weight": round(row.results, 2), "mean": round(row.mean, 2), "sd": round(row.sd, 2)}
+                for row in sorted(self._estimates.arms, key=lambda row: row.arm)
+            },
+            favoured=self._favoured_names(),
         )
 
 

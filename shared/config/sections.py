@@ -268,55 +268,33 @@ class BackPressureSettings(_Section):
 
 
 class LearningSettings(_Section):
-    """The producer's learner: an additive model of the score (category + style + arm residual, with
-    language and context as nuisance effects), forgetting on evidence of a change, an exploration floor."""
+    """The producer's learner (shared/learning): what an operator may turn. The model's other numbers are
+    constants of the model, each commented where it is defined."""
 
-    enabled: bool = True
-    min_score: int = Field(90, ge=0, le=100, description="results at or above count as successes")
-    prior_mean: float = Field(75.0, ge=0, le=100, description="the score an unseen world is assumed to give")
-    prior_sd: float = Field(20.0, gt=0, description="uncertainty of that overall level")
-    effect_sd: float = Field(5.0, gt=0, description="prior spread of category and of style effects")
-    residual_sd: float = Field(4.0, gt=0, description="prior spread of an arm around category + style")
-    residual_df: float = Field(
-        3.0, gt=0, description="degrees of freedom of that spread's Student-t: small lets one arm stand out"
+    enabled: bool = Field(True, description="false: every arm equally often, nothing learned is used")
+    exploration: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="how far choices reach around the estimates: 1 as far as the uncertainty goes, "
+        "lower settles sooner on the best-looking arms (and risks a runner-up for longer)",
     )
-    spread_weight: float = Field(
-        4.0, gt=0, description="pseudo-effects behind effect_sd and residual_sd (the spreads are learned)"
+    memory_jobs: int = Field(
+        2000,
+        ge=100,
+        le=1_000_000,
+        description="the newest this many produced jobs count in full; older results halve every as many",
     )
-    language_sd: float = Field(5.0, gt=0, description="prior spread of language effects")
-    context_sd: float = Field(10.0, gt=0, description="prior spread of wrapper/backend/model/scorer effects")
-    score_sd: float = Field(12.0, gt=0, description="noise of one score, before any data")
-    score_sd_weight: float = Field(10.0, gt=0, description="pseudo-observations behind score_sd")
-    window_jobs: int = Field(
-        2000, ge=1, description="the newest jobs count at full weight; changes are looked for among them"
+    change_z: float = Field(
+        4.0,
+        ge=3,
+        le=20,
+        description="standard errors between an arm's later and earlier results that make a change",
     )
-    block_jobs: int = Field(100, ge=1, description="results are kept per block of this many produced jobs")
-    half_life_jobs: float = Field(
-        2000.0, gt=0, description="before the window, a result weighs half after this many more jobs"
-    )
-    change_half_life_jobs: float = Field(
-        300.0, gt=0, description="after a change, results before it fade this fast (changed arms: dropped)"
-    )
-    drift_z: float = Field(
-        5.0, gt=0, description="standard errors between an arm's results after and before a block = change"
-    )
-    drift_min_weight: float = Field(10.0, gt=0, description="results an arm needs on each side of a change")
-    change_recheck_jobs: int = Field(
-        1, ge=0, le=100, description="after a change, jobs owed to every arm with no result since"
-    )
-    horizon_half_lives: float = Field(
-        10.0,
-        ge=5,
-        description="results older than the window and this many half-lives are not learned (weight < 0.1 %)",
-    )
-    exploration_floor: float = Field(
-        0.0005, ge=0, le=0.5, description="every arm gets at least this share of every batch (carried over)"
-    )
-    burn_in_sweeps: int = Field(8, ge=1, le=1000, description="sampler sweeps before a batch is planned")
-    draw_sweeps: int = Field(2, ge=1, le=100, description="sampler sweeps between two draws of a batch")
-    estimate_sweeps: int = Field(200, ge=10, le=100_000, description="sampler sweeps behind shown estimates")
     state_file: Path = Field(Path("state/learner.json"), description="checkpoint, relative to data_dir")
-    archive_learned: bool = True
+    archive_learned: bool = Field(
+        True, description="move learned results from processed/ to archive/ (the model keeps them)"
+    )
 
 
 class ModelPrice(_Section):

@@ -13,7 +13,7 @@ LEARNING_WINDOW_JOBS = 200
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "learning",
-        help="what the producer learned: per arm estimate, pulls, share and trend (reads its files)",
+        help="what the producer learned: per arm estimate, results, chance, share, trend (reads its files)",
     )
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true")

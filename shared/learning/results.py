@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.producer.learning import Observation
+from shared.learning.observation import Observation
 from shared.queue import JobResult, ResultFileError
 
 SCORED = ("passed", "rejected")

@@ -1,18 +1,21 @@
 """``data/logs/evolution.jsonl``: one compact line per producer generation, and how to read it back.
 
 A line says when the generation ran, how many jobs it produced and for which arms (``jobs``: arm →
-count, so the shares are exact and add up over generations), how many new results it learned and their
-mean score, which arms it favours, which memory the learner uses, and what changed since the generation
-before (arms that entered or left the favoured ones, arms whose recent scores drift). Lines of older
-producers (a ``timestamp`` and per-arm summaries) still read: their ``jobs`` are unknown (empty).
-Reading is bounded: a line over ``MAX_LINE_BYTES`` or that is not a generation record is skipped.
+count, so the shares are exact and add up over generations), how many new results it learned, their
+mean score and its spread, which arms it favours, which memory the learner uses, and what changed since
+the generation before (arms that entered or left the favoured ones, arms whose recent scores drift).
+Lines of older producers (a ``timestamp`` and per-arm summaries) still read: their ``jobs`` are unknown
+(empty). Reading is bounded: a line over ``MAX_LINE_BYTES`` or that is not a generation record is
+skipped. :func:`take_window` gathers the newest whole generations holding a number of produced jobs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -45,6 +48,7 @@ class GenerationLine(BaseModel):
     produced: int = Field(0, ge=0)
     learned: int = Field(0, ge=0, validation_alias=AliasChoices("learned", "learned_new"))
     mean_score: float | None = Field(None, ge=0, le=100)
+    score_sd: float | None = Field(None, ge=0, le=100)  # of the results learned
     jobs: dict[str, int] = Field(default_factory=dict)
     favoured: list[str] = Field(default_factory=list)
     memory: Memory = "long"
@@ -109,3 +113,32 @@ def _generation_of(raw: bytes) -> int | None:
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class Window:
+    """Whole generations, newest first, until they hold at least the wanted number of produced jobs."""
+
+    jobs: Counter[str]
+    first: int | None
+    last: int | None
+
+    @property
+    def total(self) -> int:
+        return self.jobs.total()
+
+    def share(self, arm: str) -> float | None:
+        return self.jobs[arm] / self.total if self.total else None
+
+
+def take_window(generations: list[GenerationLine], jobs: int) -> tuple[Window, list[GenerationLine]]:
+    """The newest whole generations holding at least ``jobs`` produced jobs, and the older ones."""
+    counted: Counter[str] = Counter()
+    position = len(generations)
+    while position > 0 and counted.total() < jobs:
+        position -= 1
+        counted.update(generations[position].jobs)
+    taken = generations[position:]
+    first = taken[0].generation if taken else None
+    last = taken[-1].generation if taken else None
+    return Window(counted, first, last), generations[:position]

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.producer.learning import Learner, Observation
-from services.producer.observations import NotLearned, read_observation
+from shared.learning.learner import Learner
+from shared.learning.observation import Observation
+from shared.learning.results import NotLearned, read_observation
 from shared.queue import (
     ARCHIVE,
     ERROR,
@@ -46,10 +47,19 @@ class LearnReport:
     untrusted: int = 0
     max_sequence: int = -1
     score_sum: int = 0  # of the results learned
+    score_squares: int = 0
 
     @property
     def mean_score(self) -> float | None:
         return self.score_sum / len(self.learned) if self.learned else None
+
+    @property
+    def score_sd(self) -> float | None:
+        """The spread of the scores learned (None below two)."""
+        count = len(self.learned)
+        if count < 2:
+            return None
+        return float(max(self.score_squares - self.score_sum**2 / count, 0.0) ** 0.5 / (count - 1) ** 0.5)
 
 
 def learn_paths(learner: Learner, paths: list[Path], max_bytes: int) -> LearnReport:
@@ -70,6 +80,7 @@ def learn_paths(learner: Learner, paths: list[Path], max_bytes: int) -> LearnRep
             if outcome.prompt:
                 report.examples.append(outcome)
             report.score_sum += outcome.score
+            report.score_squares += outcome.score**2
     return report
 
 

@@ -24,9 +24,9 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from services.producer.cells import Arm, CellKey, Cells, CellStats
-from services.producer.change import Change, find_change
-from shared.config import LearningSettings
+from benchmarks.previous.cells import Arm, CellKey, Cells, CellStats
+from benchmarks.previous.change import Change, find_change
+from benchmarks.previous.settings import LearningSettings
 
 __all__ = ["Arm", "CellKey", "CellStats", "Cells", "Change", "Sampler", "ScoreModel"]
 

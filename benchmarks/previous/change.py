@@ -17,8 +17,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from services.producer.cells import Arm, Cells, CellStats
-from shared.config import LearningSettings
+from benchmarks.previous.cells import Arm, Cells, CellStats
+from benchmarks.previous.settings import LearningSettings
 
 Setting = tuple[str, str]  # (language, context)
 
