@@ -9,16 +9,30 @@ import sys
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TypeVar, cast
 
 import annotated_types
-import nats.errors
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.config import Settings
-from shared.messaging import ErrorReply, JobCreated, PausedSchedules, Tick, shown_url, subjects
-from shared.messaging import bus as bus_module
-from shared.messaging.connection import Unreachable
+from shared.messaging import (
+    Bus,
+    BusError,
+    ErrorReply,
+    JobCreated,
+    NoResponders,
+    PausedSchedules,
+    RequestTimeout,
+    SchedulesReply,
+    ScheduleView,
+    StatusReply,
+    Tick,
+    Unreachable,
+    connect,
+    describe,
+    shown_url,
+    subjects,
+)
 from shared.names import clipped, folder_name_max, shown
 from shared.queue import RESULT_SUFFIX, JobResult, ResultFileError, job_id_problem
 from shared.safe_yaml import YamlRefused, read_text
@@ -34,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")  # one subject token or several, no wildcard
 CONNECT_ATTEMPTS = 1  # one retry, then "cannot reach NATS" instead of waiting forever
+Reply = TypeVar("Reply", bound=BaseModel)
 
 
 def out(text: str = "") -> None:
@@ -66,10 +81,8 @@ def _check_ports(settings: Settings, cluster_size: int = 1) -> None:
     check_port(settings.monitor.host, settings.monitor.port, "monitor metrics", "SYNTX_MONITOR__PORT")
 
 
-def _connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
-    return bus_module.connect(
-        settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=True
-    )
+def _connect(settings: Settings) -> AbstractAsyncContextManager[Bus]:
+    return connect(settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=True)
 
 
 def _unreachable(settings: Settings, command: str, exc: BaseException | None = None) -> int:
@@ -119,25 +132,26 @@ async def trigger(settings: Settings, schedule: str, batch: int | None, force: b
     try:
         async with _connect(settings) as bus:
             await bus.publish(subjects.tick(schedule), tick)
-    except nats.errors.NoServersError as exc:
+    except Unreachable as exc:
         return _unreachable(settings, "trigger", exc)
-    except (TimeoutError, nats.errors.Error) as exc:
+    except (TimeoutError, BusError) as exc:
         return _fail(f"syntx trigger: the tick was not stored: {exc or type(exc).__name__}")
     out(f"tick sent: {subjects.tick(schedule)}" + (f" (batch {batch})" if batch else ""))
     return 0
 
 
 async def _ask(
-    settings: Settings, command: str, subject: str, who: str, body: bytes = b""
-) -> dict[str, Any] | int:
-    """The service's reply as JSON, or the exit code after one line on stderr saying why there is none."""
+    settings: Settings, command: str, subject: str, who: str, answer: type[Reply], body: bytes = b""
+) -> Reply | int:
+    """The service's reply as the model it sends, or the exit code after one line on stderr saying why
+    there is none."""
     said = f"syntx {command}: "
     try:
         async with _connect(settings) as bus:
             data = await bus.request(subject, body, wait_s=settings.nats.request_timeout_s)
-    except nats.errors.NoServersError as exc:
+    except Unreachable as exc:
         return _unreachable(settings, command, exc)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+    except (NoResponders, RequestTimeout):
         sys.stderr.write(f"{said}no answer from the {who} on {subject}: is `syntx up` running?\n")
         return exits.NOT_REACHABLE
     try:
@@ -150,42 +164,50 @@ async def _ask(
     try:
         refusal = ErrorReply.model_validate(reply)
     except ValidationError:
-        return reply  # not an error: the reply asked for
+        return _read(reply, answer, said + f"the {who} answered on {subject} with")  # not an error
     return _fail(f"{said}the {who} could not answer on {subject}: {shown(refusal.error)}")
+
+
+def _read(reply: dict[str, object], answer: type[Reply], said: str) -> Reply | int:
+    """``reply`` as ``answer``, or the exit code after one line saying it is not one."""
+    try:
+        return answer.model_validate(reply)
+    except ValidationError as exc:
+        sys.stderr.write(f"{said} a reply this version does not read ({describe(exc)})\n")
+        return exits.NOT_REACHABLE
 
 
 async def status(settings: Settings, as_json: bool, exact: bool = False, check: bool = False) -> int:
     """Exit 0 once the monitor answered; with ``check``, one line and the health as the exit status by
     the Nagios plugin convention (:data:`exits.CHECK`): 0 OK, 1 WARNING, 2 CRITICAL, 3 no answer."""
     body = json.dumps({"reconcile": exact}).encode()
-    reply = await _ask(settings, "status", subjects.STATUS, "monitor", body)
+    reply = await _ask(settings, "status", subjects.STATUS, "monitor", StatusReply, body)
     if isinstance(reply, int):
         return exits.CHECK_UNKNOWN if check else reply
     if check:
         return _check_line(reply)
     if as_json:
-        out(json.dumps(reply, indent=2, ensure_ascii=False))
+        _out_json(reply)
         return 0
     out(
-        f"queue state {reply['queue_state']}, health {reply['health']}, "
-        f"oldest waiting job {reply['oldest_incoming_age_s']:.0f}s"
+        f"queue state {reply.queue_state}, health {reply.health}, "
+        f"oldest waiting job {reply.oldest_incoming_age_s:.0f}s"
     )
-    for reason in reply.get("health_reasons", []):
-        out(f"  {reason['severity']:<8} {reason['text']}")
+    for reason in reply.health_reasons:
+        out(f"  {reason.severity:<8} {reason.text}")
     out()
-    out(_table(["folder", "files"], [[folder, str(count)] for folder, count in reply["counts"].items()]))
+    out(_table(["folder", "files"], [[folder, str(count)] for folder, count in reply.counts.items()]))
     out()
-    services = [[name, str(count)] for name, count in sorted(reply["services"].items())]
+    services = [[name, str(count)] for name, count in sorted(reply.services.items())]
     out(_table(["service", "live"], services or [["(none seen yet)", "0"]]))
     scored = [
-        [w, str(c.get("passed", 0)), str(c.get("rejected", 0))] for w, c in sorted(reply["scored"].items())
+        [w, str(c.get("passed", 0)), str(c.get("rejected", 0))] for w, c in sorted(reply.scored.items())
     ]
     if scored:
         out()
         out(_table(["wrapper", "passed", "rejected"], scored))
     runs = [
-        [name, _short_time(run["at"], settings), run["summary"]]
-        for name, run in sorted(reply["last_runs"].items())
+        [name, _short_time(run.at, settings), run.summary] for name, run in sorted(reply.last_runs.items())
     ]
     if runs:
         out()
@@ -193,47 +215,50 @@ async def status(settings: Settings, as_json: bool, exact: bool = False, check: 
     return 0
 
 
-def _check_line(reply: dict[str, Any]) -> int:
+def _out_json(reply: BaseModel) -> None:
+    """A reply as the service sent it, indented."""
+    out(json.dumps(reply.model_dump(mode="json"), indent=2, ensure_ascii=False))
+
+
+def _check_line(reply: StatusReply) -> int:
     """``syntx OK - …`` / ``syntx CRITICAL - reason: text; …`` with the queue's counts as performance data."""
-    health = str(reply.get("health", "UNKNOWN"))
-    reasons = "; ".join(f"{r['code']}: {r['text']}" for r in reply.get("health_reasons", []))
-    said = (
-        reasons or f"queue {reply['queue_state']}, oldest waiting job {reply['oldest_incoming_age_s']:.0f}s"
-    )
-    counts = " ".join(f"{folder}={count}" for folder, count in reply["counts"].items())
+    health = reply.health
+    reasons = "; ".join(f"{r.code}: {r.text}" for r in reply.health_reasons)
+    said = reasons or f"queue {reply.queue_state}, oldest waiting job {reply.oldest_incoming_age_s:.0f}s"
+    counts = " ".join(f"{folder}={count}" for folder, count in reply.counts.items())
     out(f"syntx {health} - {said} | {counts}")
     return exits.CHECK.get(health, exits.CHECK_UNKNOWN)
 
 
 async def schedules(settings: Settings, as_json: bool) -> int:
-    reply = await _ask(settings, "schedules", subjects.SCHEDULES, "scheduler")
+    reply = await _ask(settings, "schedules", subjects.SCHEDULES, "scheduler", SchedulesReply)
     if isinstance(reply, int):
         return reply
     if as_json:
-        out(json.dumps(reply, indent=2, ensure_ascii=False))
+        _out_json(reply)
         return 0
     rows = [
         [
-            s["name"],
-            s["cron"],
-            "paused" if s.get("paused") else "yes" if s["enabled"] else "disabled",
-            _short_time(s["last_fired"], settings) if s.get("last_fired") else "-",
+            s.name,
+            s.cron,
+            "paused" if s.paused else "yes" if s.enabled else "disabled",
+            _short_time(s.last_fired, settings) if s.last_fired else "-",
             _upcoming(s, settings),
         ]
-        for s in reply["schedules"]
+        for s in reply.schedules
     ]
-    out(f"time zone {reply['timezone']}")
+    out(f"time zone {reply.timezone}")
     out(_table(["schedule", "cron", "enabled", "last fired", "next"], rows))
     return 0
 
 
-def _upcoming(schedule: dict[str, Any], settings: Settings) -> str:
+def _upcoming(schedule: ScheduleView, settings: Settings) -> str:
     """The next fire times; for a paused schedule, since when it is paused and how to resume it."""
-    if schedule.get("paused"):
-        since = schedule.get("paused_since")
+    if schedule.paused:
+        since = schedule.paused_since
         when = f" since {_short_time(since, settings)}" if since else ""
-        return f"none: paused{when} (`syntx schedules resume {schedule['name']}`)"
-    return ", ".join(_short_time(t, settings) for t in schedule["next"]) or "-"
+        return f"none: paused{when} (`syntx schedules resume {schedule.name}`)"
+    return ", ".join(_short_time(t, settings) for t in schedule.next) or "-"
 
 
 async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
@@ -254,7 +279,7 @@ async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
             else:
                 out(f"schedule {name} was not paused; nothing to resume")
             return exits.OK
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
+    except (OSError, TimeoutError, BusError) as exc:
         return _unreachable(settings, "schedules", exc)
 
 
@@ -294,7 +319,7 @@ async def _announce(settings: Settings, created: list[JobCreated]) -> None:
             for event in created:
                 await bus.emit(subjects.JOB_CREATED, event)
             await bus.flush()
-    except (OSError, TimeoutError, nats.errors.Error):
+    except (OSError, TimeoutError, BusError):
         url = shown_url(settings.nats.effective_url)
         sys.stderr.write(
             f"syntx retry: NATS at {url} cannot be reached: the {len(created)} re-queued job(s) are in "
@@ -347,9 +372,9 @@ def _fail(message: str, code: int = exits.NOTHING_DONE) -> int:
     return code
 
 
-def _short_time(value: str, settings: Settings) -> str:
+def _short_time(value: datetime, settings: Settings) -> str:
     """A timestamp in the configured time zone, with its offset."""
-    return datetime.fromisoformat(value).astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S %z")
+    return value.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

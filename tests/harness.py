@@ -14,8 +14,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import BaseModel
 
-from shared.config import Settings
-from shared.messaging import Event, JobScored, decode_event, subjects
+from shared.config import NatsSettings, Settings
+from shared.messaging import Event, JobScored, connect_options, decode_event, subjects
 
 ServiceRun = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -51,6 +51,17 @@ class EventLog:
 
 def count(kind: type[Any], n: int) -> Callable[[list[Event]], bool]:
     return lambda events: sum(isinstance(event, kind) for event in events) >= n
+
+
+@asynccontextmanager
+async def behind_the_bus(settings: NatsSettings, name: str = "test") -> AsyncIterator[Client]:
+    """A plain nats-py client that connects and reconnects as a service's bus does, for what a test does
+    to NATS behind the bus's back (a raw body published, a stream looked at or deleted)."""
+    nc = await nats.connect(**connect_options(settings, name))
+    try:
+        yield nc
+    finally:
+        await nc.drain()
 
 
 @asynccontextmanager
