@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from shared.config import NatsSettings, Settings
 from shared.messaging import Event, JobScored, connect_options, decode_event, subjects
+from shared.messaging.connection import Client as MendedClient
 
 ServiceRun = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -55,9 +56,11 @@ def count(kind: type[Any], n: int) -> Callable[[list[Event]], bool]:
 
 @asynccontextmanager
 async def behind_the_bus(settings: NatsSettings, name: str = "test") -> AsyncIterator[Client]:
-    """A plain nats-py client that connects and reconnects as a service's bus does, for what a test does
-    to NATS behind the bus's back (a raw body published, a stream looked at or deleted)."""
-    nc = await nats.connect(**connect_options(settings, name))
+    """A nats-py client that connects and reconnects as a service's bus does (the same options, the same
+    mended client), for what a test does to NATS behind the bus's back (a raw body published, a stream
+    looked at or deleted)."""
+    nc = MendedClient()
+    await nc.connect(**connect_options(settings, name))
     try:
         yield nc
     finally:

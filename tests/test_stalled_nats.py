@@ -101,7 +101,8 @@ async def test_a_stalled_server_is_a_lost_connection_and_the_bus_reconnects_when
             await until(lambda: bus.link.down_for_s() is not None, within_s=10)
             assert not bus.connected
             await until(lambda: bus.link.problem != "", within_s=10)  # a reconnect failed, and says why
-        await until(lambda: bus.connected, within_s=15)
+        await until(lambda: bus.connected and echoing.is_connected, within_s=15)
+        await echoing.flush()  # its subscription is back on the server
         assert bus.link.down_for_s() is None
         assert await bus.request("stall.echo", b"again", wait_s=5) == b"again"
 
