@@ -36,8 +36,7 @@ from services.producer.generator import make_generator
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.learning import Learner
 from shared.learning.rebuild import cold_rebuild
-from shared.messaging import Tick
-from shared.messaging import bus as bus_module
+from shared.messaging import Tick, connect
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, FileQueue, JobMeta
 
 RESULTS = 1_000_000
@@ -172,7 +171,7 @@ async def measure(data_dir: Path, total: int) -> dict[str, float]:
                 f"waiting {index}", JobMeta(category=arms[0][0], style=arms[0][1], sequence=total + index)
             )
         generator = make_generator(settings.producer.generator, settings.producer.templates, random.Random(1))
-        async with bus_module.connect(settings.nats, name="producer-bench", stop=asyncio.Event()) as bus:
+        async with connect(settings.nats, name="producer-bench", stop=asyncio.Event()) as bus:
             producer = Producer(settings, bus, generator, random.Random(1))
             started = time.perf_counter()
             await producer.start()  # no checkpoint yet: the producer's own cold rebuild, then the checkpoint

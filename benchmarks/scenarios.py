@@ -20,6 +20,7 @@ from benchmarks.workload import (
     wrapper_template,
     write_jobs_bulk,
 )
+from shared.queue import INCOMING
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ async def _rounds(
     rates: list[float] = []
     async with consumer(bench, queue, port=port, concurrency=concurrency, watch=False) as running:
         for number in range(rounds):
-            write_jobs_bulk(queue.root, queued - len(queue.incoming_ids()), start=number * queued)
+            write_jobs_bulk(queue.root, queued - len(list(queue.job_ids(INCOMING))), start=number * queued)
             cpu_before = running.cpu_seconds()
             await tick(bench, measured)
             await wait_results(running, measured, timeout_s=60 + measured / 20)

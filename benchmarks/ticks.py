@@ -23,13 +23,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nats
 from nats.aio.msg import Msg
 
 from benchmarks.report import load_average
 from services.scheduler.app import run as run_scheduler
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import Tick, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import Tick, connect, connect_options, subjects
 from syntx.embedded_nats import EmbeddedNats
 from syntx.nats_cluster import plan_cluster
 
@@ -132,8 +132,9 @@ async def measure(root: Path, size: int, seconds: float, schedules: int) -> Row:
         for index in range(2)
     ]
     try:
-        async with bus_module.connect(service.nats, name="bench-service") as bus:
-            await bus.client.subscribe(subjects.TICK_ALL, cb=seen.on_core)
+        core = await nats.connect(**connect_options(service.nats, "bench-core"))  # sees the headers
+        async with connect(service.nats, name="bench-service") as bus:
+            await core.subscribe(subjects.TICK_ALL, cb=seen.on_core)
             subscriptions = [await bus.subscribe_ticks(name, "allow") for name in names]
             readers = [asyncio.create_task(sub.run(seen.on_tick, done)) for sub in subscriptions]
             for replica in replicas:
@@ -146,6 +147,7 @@ async def measure(root: Path, size: int, seconds: float, schedules: int) -> Row:
             await bus.flush()
             done.set()
             await asyncio.gather(*readers)
+        await core.drain()
     finally:
         for replica in replicas:
             if replica.is_alive():

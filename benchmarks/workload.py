@@ -51,7 +51,7 @@ _SECTIONS = (
 
 def syntex_format() -> FormatSpec:
     catalog = load_catalog([PROJECT_ROOT / "wrappers"])
-    return catalog.format_of(WRAPPER)
+    return catalog.formats[catalog.wrappers[WRAPPER].format]
 
 
 def wrapper_template() -> str:

@@ -1,9 +1,15 @@
 """Waiting on an event for at most a while — the one timer every service loop uses — or on the first of
-several."""
+several; and the one clock every recorded time is read from."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+
+
+def utc_now() -> datetime:
+    """Now, as an aware UTC time: every time the system records or sends."""
+    return datetime.now(UTC)
 
 
 async def set_within(event: asyncio.Event, seconds: float) -> bool:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats.errors
+from nats.aio.client import Client
 
 from shared.config import CONFIG_ENV, DEFAULT_CONFIG
-from shared.messaging import Event, ProducerGeneration, Tick, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import Bus, Event, ProducerGeneration, Tick, subjects
 from shared.queue import (
     ARCHIVE,
     ERROR,
@@ -276,8 +276,9 @@ class Ticker:
     """Producer ticks, stored in JetStream like ``syntx trigger producer``; a tick that cannot be stored
     while the nats-server is down is skipped (the next one follows)."""
 
-    def __init__(self, bus: bus_module.Bus) -> None:
+    def __init__(self, bus: Bus, nc: Client) -> None:
         self._bus = bus
+        self.nc = nc  # the test's own connection, beside the bus (tests.harness.behind_the_bus)
         self.sent = 0
         self.unstored = 0
         self.generations: list[ProducerGeneration] = []
@@ -303,7 +304,7 @@ class Ticker:
         so a tick whose acknowledgement was lost with a killed nats-server comes again (after the
         consumer's ack wait) — a producer run the final turn must not be followed by. Re-checked every
         half second; JetStream has no event for it."""
-        js = self._bus.client.jetstream()
+        js = self.nc.jetstream()
         durable = subjects.durable_name("producer")
         async with asyncio.timeout(within_s):
             while True:

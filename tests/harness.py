@@ -14,8 +14,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import BaseModel
 
-from shared.config import Settings
-from shared.messaging import Event, JobScored, decode_event, subjects
+from shared.config import NatsSettings, Settings
+from shared.messaging import Event, JobScored, connect_options, decode_event, subjects
+from shared.messaging.connection import Client as MendedClient
 
 ServiceRun = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -51,6 +52,19 @@ class EventLog:
 
 def count(kind: type[Any], n: int) -> Callable[[list[Event]], bool]:
     return lambda events: sum(isinstance(event, kind) for event in events) >= n
+
+
+@asynccontextmanager
+async def behind_the_bus(settings: NatsSettings, name: str = "test") -> AsyncIterator[Client]:
+    """A nats-py client that connects and reconnects as a service's bus does (the same options, the same
+    mended client), for what a test does to NATS behind the bus's back (a raw body published, a stream
+    looked at or deleted)."""
+    nc = MendedClient()
+    await nc.connect(**connect_options(settings, name))
+    try:
+        yield nc
+    finally:
+        await nc.drain()
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from services.monitor.app import Monitor
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import bus as bus_module
+from shared.messaging import connect
 from tests.harness import HEARTBEATS, observer
 from tests.natsserver import NatsServer
 
@@ -35,7 +35,7 @@ async def monitor_serving(settings: Settings) -> AsyncIterator[tuple[Monitor, Cl
     stop = asyncio.Event()
     async with (
         observer(settings.nats.url, HEARTBEATS) as (nc, events),
-        bus_module.connect(settings.nats, name="monitor") as bus,
+        connect(settings.nats, name="monitor") as bus,
     ):
         task = asyncio.create_task(monitor.serve(bus, stop))
         await events.wait_for(lambda seen: any(getattr(e, "service", "") == "monitor" for e in seen))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.queue import JobResult, Status
+from shared.queue import FileQueue, JobResult, Status
 from shared.scoring import ScoreResult
 
 SCORED_STATUSES = ("passed", "rejected")
@@ -28,4 +28,13 @@ def result_record(job_id: str, status: Status, score: int | None = None, **field
         {"job_id": job_id, "status": status, "reason": f"{status} in a test", "score": scored, **fields}
     )
     data: dict[str, Any] = json.loads(record.encoded())
+    return data
+
+
+def attempts_written(queue: FileQueue, job_id: str) -> list[dict[str, Any]]:
+    """The attempt history of ``job_id`` as the JSON the queue wrote (none yet: empty)."""
+    path = queue.attempts_path(job_id)
+    if not path.exists():
+        return []
+    data: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
     return data

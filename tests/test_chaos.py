@@ -28,8 +28,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import NatsSettings
-from shared.messaging import bus as bus_module
-from shared.messaging import subjects
+from shared.messaging import connect, subjects
 from shared.queue import ARCHIVE, ERROR, PROCESSED, QUARANTINE, TMP, FileQueue
 from shared.watch import watching
 from tests.chaos import (
@@ -50,6 +49,7 @@ from tests.chaos import (
     turn,
 )
 from tests.consumers import add_jobs
+from tests.harness import behind_the_bus
 
 pytestmark = pytest.mark.chaos
 
@@ -174,8 +174,11 @@ async def test_chaos_a_thousand_jobs_through_syntx_up_lose_nothing_and_duplicate
     nats_settings = NatsSettings(url=f"nats://127.0.0.1:{env['SYNTX_NATS__EMBEDDED_PORT']}")
     async with watching([queue.root], arrivals.on_change, recursive=True), syntx_up(env) as up:
         await up.wait_for("connected and ready", len(SERVICES), within_s=60)
-        async with bus_module.connect(nats_settings, name="chaos test") as bus:
-            run = Run(SEED, up, Chaos(up, random.Random(SEED)), Ticker(bus))
+        async with (
+            connect(nats_settings, name="chaos test") as bus,
+            behind_the_bus(nats_settings, "chaos test") as nc,
+        ):
+            run = Run(SEED, up, Chaos(up, random.Random(SEED)), Ticker(bus, nc))
             await bus.subscribe_events(subjects.PRODUCER_GENERATION, run.ticker.on_generation)
             await _chaos_phase(run, arrivals)
             run.timings["chaos"] = time.monotonic() - started

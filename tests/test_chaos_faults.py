@@ -52,8 +52,7 @@ from typing import Any
 import pytest
 
 from shared.config import NatsSettings
-from shared.messaging import bus as bus_module
-from shared.messaging import encode, message_problem, subjects
+from shared.messaging import Bus, connect, encode, message_problem, subjects
 from shared.messaging.bodies import BODY_MAX_BYTES
 from shared.messaging.messages import EVENT_TYPES, REQUEST_TYPES
 from shared.queue import (
@@ -90,7 +89,7 @@ from tests.chaos import (
 )
 from tests.consumers import add_jobs
 from tests.diskfaults import fill, immutable, immutable_problem, tmpfs_if_permitted
-from tests.harness import flood
+from tests.harness import behind_the_bus, flood
 from tests.messages import valid_messages
 from tests.stopped import paused
 
@@ -154,7 +153,7 @@ class Run:
     queue: FileQueue
     arrivals: Arrivals
     ticker: Ticker
-    bus: bus_module.Bus
+    bus: Bus
     rng: random.Random
     disk: Path | None  # the tmpfs; None: none could be mounted (see skipped)
     withdrawn_dir: Path
@@ -282,8 +281,8 @@ async def hostile_publisher(run: Run, fault: Fault) -> None:
                 if subject in REQUEST_TYPES:
                     run.requests.append(await _answered_with_an_error(run.bus, subject, body))
                 else:
-                    await run.bus.client.publish(subject, body)
-    await run.bus.flush()
+                    await run.ticker.nc.publish(subject, body)
+    await run.ticker.nc.flush()
     fault.ended = time.monotonic()
     sent = sum(map(len, bodies.values())) * HOSTILE_ROUNDS
     fault.note = f"{sent} malformed bodies on {len(bodies)} subjects, {len(run.hostile_stems)} hostile names"
@@ -342,7 +341,7 @@ def _spliced(body: dict[str, Any], key: str, literal: str) -> bytes:
     return json.dumps({**body, key: placeholder}).replace(json.dumps(placeholder), literal).encode()
 
 
-async def _answered_with_an_error(bus: bus_module.Bus, subject: str, body: bytes) -> bool:
+async def _answered_with_an_error(bus: Bus, subject: str, body: bytes) -> bool:
     try:
         reply = json.loads(await bus.request(subject, body, wait_s=5))
     except (TimeoutError, ValueError):
@@ -492,9 +491,12 @@ async def test_chaos_full_disk_unwritable_results_stalled_nats_flood_and_hostile
             syntx_up(env) as up,
         ):
             await up.wait_for("connected and ready", len(SERVICES), within_s=60)
-            async with bus_module.connect(nats_settings, name="chaos test") as bus:
+            async with (
+                connect(nats_settings, name="chaos test") as bus,
+                behind_the_bus(nats_settings, "chaos test") as nc,
+            ):
                 disk = None if disk_problem else tmp_path / "disk"
-                run = Run(SEED, up, queue, arrivals, Ticker(bus), bus, rng, disk, data_dir / WITHDRAWN)
+                run = Run(SEED, up, queue, arrivals, Ticker(bus, nc), bus, rng, disk, data_dir / WITHDRAWN)
                 run.skipped = _skipped(tmp_path, disk_problem)
                 await bus.subscribe_events(subjects.PRODUCER_GENERATION, run.ticker.on_generation)
                 try:

@@ -23,6 +23,7 @@ from shared.queue import (
     parse_claim,
     recover_expired,
 )
+from tests.records import attempts_written
 
 LEASE_S = 60.0
 META = JobMeta(topic="Katzen", category="harmlos", style="casual")
@@ -73,7 +74,7 @@ def test_a_claim_names_its_holder_starts_a_lease_and_moves_the_sidecar(queue: Fi
     assert claims.expired(LEASE_S) == []
 
     assert claims.release(claim) is True and claims.release(claim) is False
-    assert queue.incoming_ids() == [job_id] and queue.sidecar_path(INCOMING, job_id).exists()
+    assert sorted(queue.job_ids(INCOMING)) == [job_id] and queue.sidecar_path(INCOMING, job_id).exists()
 
 
 def test_renewal_keeps_a_claim_alive_and_reports_a_lost_one(queue: FileQueue) -> None:
@@ -110,8 +111,8 @@ def test_recovery_returns_an_expired_claim_with_the_attempt_counted(queue: FileQ
 
     recovered = recover_expired(alive, LEASE_S, max_attempts=3, now=later())
     assert [(r.job_id, r.outcome, r.attempt) for r in recovered] == [(job_id, "released", 1)]
-    assert queue.incoming_ids() == [job_id] and queue.count(PROCESSING) == 0
-    [attempt] = queue.read_attempts(job_id)
+    assert sorted(queue.job_ids(INCOMING)) == [job_id] and queue.count(PROCESSING) == 0
+    [attempt] = attempts_written(queue, job_id)
     assert attempt["outcome"] == "lease_expired" and dead.token in attempt["owner"]
 
 
@@ -171,8 +172,8 @@ def test_two_recoverers_racing_count_the_attempt_once(queue: FileQueue) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert sum(results) == len(ids)
-    assert sorted(queue.incoming_ids()) == sorted(ids)
-    assert all(len(queue.read_attempts(job_id)) == 1 for job_id in ids)
+    assert sorted(queue.job_ids(INCOMING)) == sorted(ids)
+    assert all(len(attempts_written(queue, job_id)) == 1 for job_id in ids)
 
 
 def test_results_are_created_exclusively(queue: FileQueue) -> None:

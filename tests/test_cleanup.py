@@ -21,8 +21,7 @@ from services.cleanup.tidy import DAY_S, Tidier
 from services.monitor.app import Monitor
 from services.producer.app import run as run_producer
 from shared.config import DEFAULT_CONFIG, CleanupSettings, load_settings
-from shared.messaging import CleanupReport, Event, ProducerGeneration, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import CleanupReport, Event, ProducerGeneration, connect, subjects
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -372,7 +371,7 @@ async def test_untrusted_results_are_not_learned_but_quarantined_and_counted(
     stop = asyncio.Event()
     async with (
         observer(nats_server.url, *watched) as (nc, events),
-        bus_module.connect(settings.nats, name="monitor") as bus,
+        connect(settings.nats, name="monitor") as bus,
         running(settings, {"producer": run_producer, "cleanup": run_cleanup}, events),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
     ):

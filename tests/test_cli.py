@@ -18,8 +18,7 @@ import pytest
 from services.monitor.app import run as run_monitor
 from services.scheduler.app import run as run_scheduler
 from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import JobCreated, Tick, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import JobCreated, Tick, connect, subjects
 from shared.queue import ARCHIVE, ERROR, INCOMING, FileQueue, Job, parse_job
 from shared.service import CONFIG_EXIT_CODE
 from syntx.holders import data_dir_claimed
@@ -67,7 +66,7 @@ async def test_trigger_publishes_a_tick_with_the_batch(
         received.append(tick)
         stop.set()
 
-    async with bus_module.connect(with_nats.nats, name="test") as bus:
+    async with connect(with_nats.nats, name="test") as bus:
         ticks = await bus.subscribe_ticks("consumer.sigma")
         assert await asyncio.to_thread(syntx, "trigger", "consumer.sigma", "--batch", "3") == 0
         async with asyncio.timeout(15):
@@ -147,7 +146,7 @@ def _waiting(queue: FileQueue) -> dict[str, Job]:
     """Waiting jobs by the id they retry."""
     jobs = (
         parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 4096)
-        for job_id in queue.incoming_ids()
+        for job_id in sorted(queue.job_ids(INCOMING))
     )
     return {str(job.meta.model_extra["retry_of"]): job for job in jobs if job.meta.model_extra}
 
@@ -265,7 +264,7 @@ def test_retry_takes_job_ids_never_paths(
     assert (
         err == f"syntx retry: {job_id!r} is not a job id ({problem}); use the name of error/<job_id>.json\n"
     )
-    assert victim.exists() and not list(queue.folder(ARCHIVE).iterdir()) and not queue.incoming_ids()
+    assert victim.exists() and not list(queue.folder(ARCHIVE).iterdir()) and not list(queue.job_ids(INCOMING))
 
 
 def test_retry_leaves_an_untrusted_result_alone_and_says_why(
@@ -447,7 +446,7 @@ async def test_force_publishes_a_tick_for_a_schedule_configured_elsewhere(
         received.append(tick)
         stop.set()
 
-    async with bus_module.connect(with_nats.nats, name="test") as bus:
+    async with connect(with_nats.nats, name="test") as bus:
         ticks = await bus.subscribe_ticks("elsewhere")
         assert await asyncio.to_thread(syntx, "trigger", "elsewhere", "--force") == 0
         async with asyncio.timeout(15):

@@ -29,8 +29,7 @@ from nats.aio.msg import Msg
 from services.consumer.service import run as run_consumer
 from services.scheduler.app import run as run_scheduler
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
-from shared.messaging import Tick, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import Bus, Tick, subjects
 from shared.queue import ERROR, INCOMING, PROCESSED, PROCESSING, RESULT_SUFFIX, FileQueue, JobMeta
 from tests.harness import observer
 from tests.natsserver import NatsCluster, start_cluster
@@ -149,15 +148,15 @@ async def test_a_cluster_survives_a_killed_node(
     }
 
     counted = TickCount()
-    original_ack = bus_module.Bus.ack_tick
+    original_ack = Bus.ack_tick
 
-    async def counting_ack(self: bus_module.Bus, msg: Msg, schedule: str) -> Tick | None:
+    async def counting_ack(self: Bus, msg: Msg, schedule: str) -> Tick | None:
         tick = await original_ack(self, msg, schedule)
         if tick is not None:
             counted.on_consumer(tick, msg.metadata.num_delivered or 1)
         return tick
 
-    monkeypatch.setattr(bus_module.Bus, "ack_tick", counting_ack)
+    monkeypatch.setattr(Bus, "ack_tick", counting_ack)
 
     stop = asyncio.Event()
     async with observer(three, subjects.SERVICE_HEARTBEAT) as (nc, _events):

@@ -43,6 +43,7 @@ from tests.consumers import (
 from tests.harness import HEARTBEATS, count, free_port, observer
 from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
+from tests.records import attempts_written
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -115,7 +116,7 @@ async def test_backend_down_releases_the_job_and_keeps_its_attempts(
             assert failure.final_status is None
             assert job_ids(queue, INCOMING) == {job_id} and not job_ids(queue, PROCESSING)
             assert queue.result_path(job_id) is None
-            history = queue.read_attempts(job_id)
+            history = attempts_written(queue, job_id)
             assert [(a["number"], a["outcome"]) for a in history] == [
                 (n, "backend_error") for n in range(1, tick + 1)
             ]
@@ -225,7 +226,7 @@ async def test_one_tick_gives_each_job_at_most_one_attempt(
     assert len(server.requests) == 3
     assert [(e.job_id, e.attempt) for e in events.of(JobFailed)] == [(first, 1), (second, 1)]
     assert job_ids(queue, INCOMING) == {first, second}
-    assert [len(queue.read_attempts(job_id)) for job_id in (first, second)] == [1, 1]
+    assert [len(attempts_written(queue, job_id)) for job_id in (first, second)] == [1, 1]
     assert result(queue, last)["attempts"][0]["outcome"] == "answered"
 
 

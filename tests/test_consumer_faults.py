@@ -223,7 +223,8 @@ def _chaos(rng: random.Random) -> Reply | None:
 async def test_a_misbehaving_backend_never_loses_or_duplicates_a_job(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    headers = load_catalog([PROJECT_ROOT / "wrappers"]).format_of(WRAPPER).header_lines()
+    catalog = load_catalog([PROJECT_ROOT / "wrappers"])
+    headers = catalog.formats[catalog.wrappers[WRAPPER].format].header_lines()
     rng = random.Random(5)
     kinds: Counter[str] = Counter()
 

@@ -28,7 +28,7 @@ from packaging.version import Version
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from services.monitor.metrics import MonitorMetrics, exported_metric_names
+from services.monitor.metrics import MonitorMetrics
 from services.monitor.reasons import REASON_RULES, SEVERITY_VALUE
 from shared.config import DEFAULT_CONFIG, MonitorSettings, Settings, load_settings
 from tests.compose import COMPOSE_FILE, ROOT, VARIABLE, environment, interpolate, load_yaml
@@ -173,11 +173,12 @@ def alert_rules() -> list[dict[str, Any]]:
 def scrapeable_metric_names() -> set[str]:
     """What Prometheus can query from the monitor: the sample names of every family, labelled or not.
 
-    ``exported_metric_names`` lists samples that exist now plus family names; a labelled counter with no
+    The registry lists samples that exist now and family names; a labelled counter with no
     children yet has no ``_total`` sample, and a family name like ``syntx_jobs_scored`` is never a series.
     """
     registry = MonitorMetrics(CollectorRegistry()).registry
-    names = set(exported_metric_names(registry))
+    names = {sample.name for family in registry.collect() for sample in family.samples}
+    names |= {family.name for family in registry.collect()}
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created")}
     for family in registry.collect():
         if family.type in suffixes:

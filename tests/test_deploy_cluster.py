@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from shared.config import DEFAULT_CONFIG, load_settings
-from shared.messaging import bus as bus_module
+from shared.messaging import connect_options
 from syntx.main import build_parser
 
 CLUSTER = Path(__file__).resolve().parent.parent / "deploy" / "cluster"
@@ -69,7 +69,7 @@ def test_the_roles_environment_is_valid_configuration(monkeypatch: Any, tmp_path
     assert settings.nats.effective_servers == [f"nats://{address}:4222" for address in NODES.values()]
     assert settings.nats.stream_replicas == 3
     assert settings.consumers["sigma"].watch_polling is True
-    options = bus_module.connect_options(settings.nats, "consumer.sigma")
+    options = connect_options(settings.nats, "consumer.sigma")
     assert options["servers"] == settings.nats.effective_servers
     assert options["user_credentials"] == "/run/syntx-creds/consumer.creds"
 

@@ -99,7 +99,7 @@ async def test_the_loop_turns_end_to_end(tmp_path: Path, nats_server: NatsServer
         await events.wait_for(_kind(ProducerGeneration))
         generation = events.of(ProducerGeneration)[0]
         assert (generation.produced, generation.queue_state) == (PRODUCED, "STARVING")
-        job_ids = set(queue.incoming_ids())
+        job_ids = set(queue.job_ids(INCOMING))
         assert len(job_ids) == PRODUCED
 
         # Both consumers take their batch on bare ticks; every job ends in exactly one result.

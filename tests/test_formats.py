@@ -39,7 +39,7 @@ def test_builtin_catalog_has_the_three_original_formats_and_wrappers() -> None:
     for name, wrapper in catalog.wrappers.items():
         assert wrapper.format == name
         assert wrapper.language == "de"
-        assert catalog.format_of(name).name == name
+        assert catalog.formats[catalog.wrappers[name].format].name == name
 
 
 def test_field_keys_and_v1_weights_match_the_original() -> None:
@@ -93,7 +93,7 @@ def test_every_wrapper_asks_for_exactly_its_format_headers() -> None:
     for name, wrapper in catalog.wrappers.items():
         rendered = wrapper.render("Wie verändert Homeoffice die Zusammenarbeit?")
         lines = rendered.splitlines()
-        for header in catalog.format_of(name).header_lines():
+        for header in catalog.formats[catalog.wrappers[name].format].header_lines():
             assert header in lines, (name, header)
         assert rendered.rstrip().endswith("Wie verändert Homeoffice die Zusammenarbeit?")
         assert "{prompt}" not in rendered
@@ -131,7 +131,7 @@ def test_a_user_directory_adds_a_format_and_a_wrapper_without_code_change(tmp_pa
     write(tmp_path / "dialektik.txt", USER_WRAPPER)
     catalog = load_catalog([BUILTIN_WRAPPER_DIR, tmp_path])
     assert {"syntex_system", "sigma", "human", "dialektik"} <= set(catalog.formats)
-    fmt = catalog.format_of("dialektik")
+    fmt = catalog.formats[catalog.wrappers["dialektik"].format]
     assert fmt.header_lines() == ["### These:", "### Gegenthese:", "### Synthese:"]
     assert catalog.wrappers["dialektik"].render("Arbeit") == "Denke dialektisch über Arbeit nach."
     answer = (

@@ -7,9 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
 
-from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
 from services.monitor.app import Monitor
@@ -20,14 +18,15 @@ from shared.config import DEFAULT_CONFIG, HealthSettings, ScheduleSettings, load
 from shared.cron import parse_schedule
 from shared.messaging import (
     BackendState,
+    Delivery,
     JobFailed,
     PausedSchedules,
     QueueState,
     ServiceHeartbeat,
+    connect,
     encode,
     subjects,
 )
-from shared.messaging import bus as bus_module
 from shared.queue import JobMeta
 from tests.harness import scored
 from tests.monitors import monitor_serving, monitor_settings
@@ -195,7 +194,7 @@ async def test_a_paused_schedule_is_not_missed_and_a_resumed_one_counts_from_its
     )
     async with (
         monitor_serving(settings) as (_monitor, nc),
-        bus_module.connect(settings.nats, name="operator") as bus,
+        connect(settings.nats, name="operator") as bus,
     ):
         pauses = PausedSchedules(await bus.key_value(settings.scheduler.state_bucket))
 
@@ -329,7 +328,7 @@ async def test_the_monitor_says_stalled_when_a_consumer_tick_found_jobs_and_noth
     monitor.queue.ensure()
     monitor.queue.add_job("p", JobMeta())
     monitor.counter.reconcile()
-    tick = Msg(_client=cast(Any, None), subject=subjects.tick("consumer.sigma"), data=b"")
+    tick = Delivery(subject=subjects.tick("consumer.sigma"), data=b"")
     await monitor.on_any_tick(tick)
     clock.now += 599
     assert "stalled" not in {reason.code for reason in monitor.refresh().health_reasons}

@@ -53,6 +53,7 @@ from tests.consumers import (
 from tests.harness import HEARTBEATS, count, free_port, observer, running
 from tests.llm_server import Reply, ScriptedServer
 from tests.natsserver import NatsServer
+from tests.records import attempts_written
 
 pytestmark = pytest.mark.timeout(60)
 MB = 1024 * 1024
@@ -375,7 +376,7 @@ async def test_an_error_page_over_the_limit_still_means_the_backend_is_down(
     )
     assert len(failure.reason) < 400
     assert job_ids(queue, INCOMING) == {job_id} and queue.result_path(job_id) is None
-    [attempt] = queue.read_attempts(job_id)
+    [attempt] = attempts_written(queue, job_id)
     assert attempt["retryable"] is True
 
 
@@ -416,7 +417,7 @@ async def test_a_backend_that_refuses_connections_pauses_claiming_and_counts_not
     assert all(event.will_retry and event.final_status is None for event in events.of(JobFailed))
     assert not backend_states.of(BackendState)[0].available
     assert job_ids(queue, INCOMING) == {job_id} and queue.result_path(job_id) is None
-    assert [a["retryable"] for a in queue.read_attempts(job_id)] == [True, True, True]
+    assert [a["retryable"] for a in attempts_written(queue, job_id)] == [True, True, True]
 
 
 @pytest.mark.parametrize(

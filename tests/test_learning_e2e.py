@@ -69,7 +69,7 @@ async def learned_all(nc: Client, events: EventLog, count: int) -> dict[str, Any
 
 def produced_arms(queue: FileQueue) -> Counter[Arm]:
     arms: Counter[Arm] = Counter()
-    for job_id in queue.incoming_ids():
+    for job_id in sorted(queue.job_ids(INCOMING)):
         meta = parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 1 << 18).meta
         assert meta.category and meta.style and meta.sequence is not None
         arms[(meta.category, meta.style)] += 1

@@ -28,8 +28,13 @@ from shared.learning.evolution import (
     read_generations,
 )
 from shared.learning.state import Checkpoint, save_checkpoint
-from shared.messaging import Event, ProducerGeneration, ServiceHeartbeat, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import (
+    Event,
+    ProducerGeneration,
+    ServiceHeartbeat,
+    connect,
+    subjects,
+)
 from shared.queue import INCOMING, PROCESSED, FileQueue, parse_job
 from syntx.learningplot import rolling_means, short_memory_spans, shown_arms
 from syntx.main import main
@@ -112,7 +117,7 @@ async def test_the_producer_logs_jobs_per_arm_the_mean_score_and_what_changed(
     async with producer_running(settings) as (nc, events):
         first = await tick(nc, events)
         scores = []
-        for index, job_id in enumerate(sorted(queue.incoming_ids())[:8]):
+        for index, job_id in enumerate(sorted(queue.job_ids(INCOMING))[:8]):
             meta = parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 256 * 1024).meta
             assert meta.category and meta.style and meta.sequence is not None
             score = 60 + 5 * index
@@ -405,7 +410,7 @@ async def test_the_monitor_exports_arm_shares_and_mean_score_with_bounded_arms(
     ]
     async with (
         observer(nats_server.url, HEARTBEATS) as (_nc, events),
-        bus_module.connect(settings.nats, name="monitor") as bus,
+        connect(settings.nats, name="monitor") as bus,
     ):
         task = asyncio.create_task(monitor.serve(bus, stop))
         await events.wait_for(

@@ -28,11 +28,11 @@ from shared.messaging import (
     PausedSchedules,
     StatusRequest,
     Tick,
+    connect,
     encode,
     message_problem,
     subjects,
 )
-from shared.messaging import bus as bus_module
 from shared.messaging.bodies import BODY_MAX_BYTES, NUMBER_MAX_CHARS
 from shared.messaging.messages import EVENT_TYPES, REQUEST_TYPES, TEXT_MAX_CHARS
 from shared.names import JobId
@@ -264,7 +264,7 @@ async def test_a_responder_that_fails_answers_with_an_error_that_syntx_status_pr
     async def broken(_request: StatusRequest) -> BaseModel:
         raise OSError(28, "No space left on device")
 
-    async with bus_module.connect(with_nats.nats, name="broken-monitor") as bus:
+    async with connect(with_nats.nats, name="broken-monitor") as bus:
         await bus.serve(StatusRequest, broken, queue="monitor")
         await bus.flush()
         assert await asyncio.to_thread(syntx, "status") == 1
@@ -282,7 +282,7 @@ async def test_a_pause_written_by_hand_as_hostile_json_pauses_and_the_watch_goes
     written by hand, and the next pause is followed as ever."""
     settings = monitor_settings(tmp_path, nats_server, free_port())
     stop = asyncio.Event()
-    async with bus_module.connect(settings.nats, name="scheduler") as bus:
+    async with connect(settings.nats, name="scheduler") as bus:
         bucket = await bus.key_value(settings.scheduler.state_bucket)
         pauses = PausedSchedules(bucket)
         watching = asyncio.create_task(pauses.watch(stop, settings.nats.resubscribe))

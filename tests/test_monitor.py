@@ -31,10 +31,10 @@ from shared.messaging import (
     JobScored,
     ServiceHeartbeat,
     StatusRequest,
+    connect,
     encode,
     subjects,
 )
-from shared.messaging import bus as bus_module
 from shared.queue import (
     ARCHIVE,
     ERROR,
@@ -115,7 +115,7 @@ async def test_counts_follow_file_notifications(queue: FileQueue) -> None:
         await asyncio.wait_for(reached.wait(), timeout=10)
 
         reached = waiter.expect(counts(incoming=1, processing=2, error=1, archive=1, quarantine=1))
-        queue.move_result(queue.folder(PROCESSED) / f"{ids[0]}.json", ARCHIVE)
+        (queue.folder(PROCESSED) / f"{ids[0]}.json").rename(queue.folder(ARCHIVE) / f"{ids[0]}.json")
         (queue.folder(QUARANTINE) / "bad.md").write_text("?", encoding="utf-8")
         (queue.folder(QUARANTINE) / "bad.md.why.txt").write_text("note", encoding="utf-8")
         assert queue.counts() == waiter.expected
@@ -247,7 +247,7 @@ async def test_malformed_events_are_dropped_and_the_monitor_keeps_serving(
     stop = asyncio.Event()
     async with (
         observer(nats_server.url, HEARTBEATS) as (nc, events),
-        bus_module.connect(settings.nats, name="monitor") as bus,
+        connect(settings.nats, name="monitor") as bus,
     ):
         task = asyncio.create_task(monitor.serve(bus, stop))
         await events.wait_for(ready(task))
@@ -573,7 +573,7 @@ async def test_healthz_and_status_check_answer_by_health(
     seen = {}
     async with monitor_serving(settings):
         for jobs, state in ((0, "OK"), (30, "WARNING"), (60, "CRITICAL")):  # STARVING, HIGH, OVERFLOW
-            for index in range(jobs - len(queue.incoming_ids())):
+            for index in range(jobs - len(sorted(queue.job_ids(INCOMING)))):
                 queue.add_job(f"p{jobs}-{index}", JobMeta())
             code, body = await _healthz_until(url, state)
             checked = await asyncio.to_thread(syntx, "status", "--check")

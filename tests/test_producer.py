@@ -183,7 +183,7 @@ async def test_a_tick_on_an_empty_queue_writes_a_full_batch(tmp_path: Path, nats
     assert len(generation.favoured) == 3
     assert len(events.of(ProducerGeneration)) == 1
 
-    job_ids = queue.incoming_ids()
+    job_ids = sorted(queue.job_ids(INCOMING))
     assert len(job_ids) == 20
     announced = [event for event in created if isinstance(event, JobCreated)]
     assert sorted(event.job_id for event in announced) == job_ids
@@ -217,7 +217,7 @@ async def test_a_high_queue_skips_production(tmp_path: Path, nats_server: NatsSe
     assert (generation.produced, generation.requested, generation.queue_state) == (0, 0, "HIGH")
     assert generation.incoming == 30
     assert generation.skipped_reason == "queue HIGH with 30 waiting"
-    assert set(queue.incoming_ids()) == waiting
+    assert set(queue.job_ids(INCOMING)) == waiting
     assert events.of(JobCreated) == []
 
 
@@ -276,7 +276,7 @@ async def test_generation_numbers_continue_across_a_restart(tmp_path: Path, nats
 
     generations_on_disk = Counter(
         parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 256 * 1024).meta.generation
-        for job_id in queue.incoming_ids()
+        for job_id in sorted(queue.job_ids(INCOMING))
     )
     assert generations_on_disk == {1: 20, 2: 10}
     lines = (settings.logs_dir / EVOLUTION_LOG).read_text(encoding="utf-8").splitlines()
@@ -339,14 +339,14 @@ async def test_a_full_disk_pauses_the_producer_without_a_traceback_and_it_resume
         async with producer_running(settings) as (nc, events):
             filler = fill(data_dir)
             await tick(nc, events, 1)
-            assert queue.incoming_ids() == [] and os.listdir(queue.folder(TMP)) == []
+            assert sorted(queue.job_ids(INCOMING)) == [] and os.listdir(queue.folder(TMP)) == []
             filler.unlink()
             await until(
                 lambda: any(m.startswith("the queue can be written again") for m in caplog.messages),
                 "the producer's gate opens",
             )
             generation = await tick(nc, events, 2)
-        assert generation.produced > 0 and len(queue.incoming_ids()) == generation.produced
+        assert generation.produced > 0 and len(sorted(queue.job_ids(INCOMING))) == generation.produced
     said = [m for m in caplog.messages if m.startswith("the queue cannot be written")]
     assert len(said) == 1 and "No space left on device (ENOSPC)" in said[0]
     assert not [r for r in caplog.records if r.exc_info], "no tracebacks"

@@ -27,6 +27,7 @@ from shared.queue import (
     new_job_id,
     parse_job,
 )
+from tests.records import attempts_written
 
 MAX_BYTES = 4096
 META = JobMeta(topic="Klimawandel", category="gesellschaft", style="kreativ", language="de", generation=3)
@@ -79,7 +80,7 @@ def test_add_job_writes_through_tmp_and_renames(queue: FileQueue, monkeypatch: p
     job = parse_job(job_id, target.read_bytes(), MAX_BYTES)
     assert job.prompt == "Wie verändert Homeoffice Teams?"
     assert job.meta.topic == "Klimawandel" and job.meta.generation == 3
-    assert queue.incoming_ids() == [job_id]
+    assert sorted(queue.job_ids(INCOMING)) == [job_id]
 
 
 def test_incoming_ids_are_fifo(queue: FileQueue) -> None:
@@ -87,7 +88,7 @@ def test_incoming_ids_are_fifo(queue: FileQueue) -> None:
     ids = [new_job_id(base + timedelta(seconds=offset)) for offset in (30, 10, 20)]
     for job_id in ids:
         queue.add_job("p", JobMeta(), job_id=job_id)
-    assert queue.incoming_ids() == sorted(ids)
+    assert sorted(queue.job_ids(INCOMING)) == sorted(ids)
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ def test_results_are_immutable(queue: FileQueue) -> None:
 
 def test_a_result_in_the_archive_also_blocks_a_second_write(queue: FileQueue) -> None:
     queue.write_result(PROCESSED, "job-2", {"status": "passed"})
-    queue.move_result(queue.folder(PROCESSED) / "job-2.json", ARCHIVE)
+    (queue.folder(PROCESSED) / "job-2.json").rename(queue.folder(ARCHIVE) / "job-2.json")
     assert queue.result_path("job-2") == queue.folder(ARCHIVE) / "job-2.json"
     assert queue.write_result(PROCESSED, "job-2", {"status": "passed"}) is False
 
@@ -187,7 +188,7 @@ def test_counts_per_folder_follow_the_counting_rules(queue: FileQueue) -> None:
         TMP: 1,
     }
     assert queue.names(INCOMING) == {"a.txt", "b.txt"}
-    assert queue.incoming_ids() == ["a", "b"]
+    assert sorted(queue.job_ids(INCOMING)) == ["a", "b"]
 
 
 @pytest.mark.parametrize(
@@ -217,24 +218,17 @@ def test_counting_a_missing_folder_is_zero(tmp_path: Path) -> None:
 
 
 def test_attempts_round_trip(queue: FileQueue) -> None:
-    assert queue.read_attempts("job-3") == []
+    assert attempts_written(queue, "job-3") == []
     attempts = [
         {"number": 1, "outcome": "backend_error", "error": "timeout", "at": datetime(2025, 1, 1, tzinfo=UTC)},
         {"number": 2, "outcome": "released", "error": None},
     ]
     queue.write_attempts("job-3", attempts)
     assert queue.attempts_path("job-3").parent == queue.folder(ATTEMPTS)
-    assert queue.read_attempts("job-3") == [
+    assert attempts_written(queue, "job-3") == [
         {**attempts[0], "at": "2025-01-01 00:00:00+00:00"},
         attempts[1],
     ]
-
-
-@pytest.mark.parametrize("content", [b"{not json", b'{"a": 1}', b"\xff\xfe", b'[1, {"number": 1}]'])
-def test_unreadable_attempts_read_as_empty_or_filtered(queue: FileQueue, content: bytes) -> None:
-    queue.attempts_path("job-4").write_bytes(content)
-    expected = [{"number": 1}] if content.startswith(b"[") else []
-    assert queue.read_attempts("job-4") == expected
 
 
 # -- the job file ----------------------------------------------------------------------------------

@@ -28,8 +28,7 @@ from services.consumer.app import Consumer
 from services.producer.app import Producer
 from services.producer.generator import make_generator
 from shared.config import DEFAULT_CONFIG, load_settings
-from shared.messaging import Tick
-from shared.messaging import bus as bus_module
+from shared.messaging import Tick, connect
 from shared.queue import (
     ARCHIVE,
     ERROR,
@@ -242,7 +241,7 @@ async def test_each_errno_on_a_call_of_the_producer_in_turn(
     queue.ensure()
     layer = FaultLayer(settings.queue_dir)
     stop = asyncio.Event()
-    async with bus_module.connect(settings.nats, name="producer") as bus:
+    async with connect(settings.nats, name="producer") as bus:
         rng = random.Random(3)
         producer = Producer(
             settings, bus, make_generator(settings.producer.generator, settings.producer.templates, rng), rng
@@ -276,7 +275,7 @@ async def one_producer_fault(
     await producer.on_tick(Tick(schedule="producer"))
     await producer.on_tick(Tick(schedule="producer"))  # a result a fault kept back is archived now
     assert not staging(queue), f"{label}: a staging file stayed"
-    for job_id in queue.incoming_ids():
+    for job_id in sorted(queue.job_ids(INCOMING)):
         parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 1 << 20)  # whole, never half
     archived = {path.name for path in queue.result_files(ARCHIVE)}
     waiting = {path.name for path in queue.result_files(PROCESSED)}

@@ -34,8 +34,7 @@ from services.scheduler.timetable import (
 )
 from shared.config import DEFAULT_CONFIG, ScheduleSettings, Settings, load_settings
 from shared.cron import parse_schedule
-from shared.messaging import ServiceHeartbeat, Tick, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import ServiceHeartbeat, Tick, connect, subjects
 from syntx.cli import schedules
 from tests.diskfaults import fill, tmpfs
 from tests.harness import HEARTBEATS, EventLog, observer
@@ -207,7 +206,7 @@ async def _tick_reader(nc: Client, schedule: str) -> Any:
 
 
 async def _ensure_streams(settings: Settings) -> None:
-    async with bus_module.connect(settings.nats, name="test"):
+    async with connect(settings.nats, name="test"):
         pass
 
 

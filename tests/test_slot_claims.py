@@ -22,8 +22,8 @@ from nats.js.kv import KeyValue
 
 from services.scheduler.claims import Look, SlotClaim, SlotClaims, slot_key
 from shared.config import DEFAULT_CONFIG, load_settings
-from shared.messaging import Tick, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import Tick, connect, subjects
+from tests.harness import behind_the_bus
 from tests.natsserver import NatsServer
 from tests.up import process_environment, started
 
@@ -37,7 +37,7 @@ AT_ONCE = 0.0
 @pytest.fixture
 async def bucket(nats_server: NatsServer) -> AsyncIterator[KeyValue]:
     settings = load_settings([DEFAULT_CONFIG], nats={"url": nats_server.url})
-    async with bus_module.connect(settings.nats, name="test") as bus:
+    async with connect(settings.nats, name="test") as bus:
         yield await bus.key_value(BUCKET, ttl_s=600)
 
 
@@ -116,9 +116,9 @@ async def test_a_replica_killed_between_claiming_and_firing_loses_no_slot(
     command = [sys.executable, "-m", "services.scheduler"]
     ticks: list[Tick] = []
     arrived = asyncio.Event()
-    async with bus_module.connect(settings.nats, name="test") as bus:
+    async with connect(settings.nats, name="test") as bus, behind_the_bus(settings.nats) as nc:
         bucket = await bus.key_value(settings.scheduler.claims_bucket, settings.scheduler.claim_ttl_s)
-        js = bus.client.jetstream()
+        js = nc.jetstream()
 
         async def on_tick(msg: Msg) -> None:
             ticks.append(Tick.model_validate_json(msg.data))

@@ -23,12 +23,11 @@ from services.monitor.app import run as run_monitor
 from services.producer.app import run as run_producer
 from services.scheduler.app import run as run_scheduler
 from shared.config import DEFAULT_CONFIG, NatsSettings, Settings, load_settings
-from shared.messaging import ProducerGeneration, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import ProducerGeneration, connect, subjects
 from shared.messaging.connection import Client
 from syntx import exits
 from tests.cli import syntx
-from tests.harness import HEARTBEATS, EventLog, ServiceRun, free_port, observer, running
+from tests.harness import HEARTBEATS, EventLog, ServiceRun, behind_the_bus, free_port, observer, running
 from tests.natsserver import NatsServer
 
 PAUSE_S = 30.0  # the fault as it was found: a nats-server stopped for 30 s
@@ -92,17 +91,18 @@ async def test_a_stalled_server_is_a_lost_connection_and_the_bus_reconnects_when
     settings = NatsSettings(
         url=nats_server.url, ping_interval_s=0.5, max_outstanding_pings=2, connect_timeout_s=1
     )
-    async with bus_module.connect(settings, name="stall test") as bus:
+    async with connect(settings, name="stall test") as bus, behind_the_bus(settings, "echo") as echoing:
 
         async def echo(msg: Any) -> None:
             await msg.respond(msg.data)
 
-        await bus.client.subscribe("stall.echo", cb=echo)
+        await echoing.subscribe("stall.echo", cb=echo)
         with nats_server.paused():
             await until(lambda: bus.link.down_for_s() is not None, within_s=10)
-            assert not bus.client.is_connected
+            assert not bus.connected
             await until(lambda: bus.link.problem != "", within_s=10)  # a reconnect failed, and says why
-        await until(lambda: bus.client.is_connected, within_s=15)
+        await until(lambda: bus.connected and echoing.is_connected, within_s=15)
+        await echoing.flush()  # its subscription is back on the server
         assert bus.link.down_for_s() is None
         assert await bus.request("stall.echo", b"again", wait_s=5) == b"again"
 

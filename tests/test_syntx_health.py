@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import Settings, load_settings
-from shared.messaging import bus as bus_module
+from shared.messaging import connect
 from shared.service import presence
 from tests.cli import syntx
 from tests.harness import free_port
@@ -33,7 +33,7 @@ def locked_nats(tmp_path: Path) -> Iterator[NatsServer]:
 async def announced(settings: Settings, service: str) -> AsyncIterator[None]:
     """A service's presence, as every service runs it: a heartbeat now, on a period and on each ping."""
     async with (
-        bus_module.connect(settings.nats, name=service) as bus,
+        connect(settings.nats, name=service) as bus,
         presence(bus, service, settings.heartbeat_s),
     ):
         yield

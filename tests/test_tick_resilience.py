@@ -18,9 +18,16 @@ from services.producer.app import run as run_producer
 from services.scheduler.app import run as run_scheduler
 from shared.backoff import Backoff
 from shared.config import DEFAULT_CONFIG, load_settings
-from shared.messaging import Event, PausedSchedules, ProducerGeneration, ServiceHeartbeat, Tick, subjects
-from shared.messaging import bus as bus_module
-from tests.harness import HEARTBEATS, observer, running
+from shared.messaging import (
+    Event,
+    PausedSchedules,
+    ProducerGeneration,
+    ServiceHeartbeat,
+    Tick,
+    connect,
+    subjects,
+)
+from tests.harness import HEARTBEATS, behind_the_bus, observer, running
 from tests.natsserver import NatsServer, start_cluster
 
 
@@ -85,12 +92,12 @@ async def test_a_service_that_cannot_subscribe_at_start_subscribes_once_jetstrea
         arrived.set()
 
     stop = asyncio.Event()
-    async with bus_module.connect(settings.nats, name="service") as bus:
-        js = bus.client.jetstream()
+    async with connect(settings.nats, name="service") as bus, behind_the_bus(settings.nats) as nc:
+        js = nc.jetstream()
         await js.delete_stream(subjects.TICK_STREAM)  # JetStream cannot give this service its consumer now
         subscription = await bus.subscribe_ticks("producer")
         reading = asyncio.create_task(subscription.run(on_tick, stop))
-        async with bus_module.connect(settings.nats, name="another"):
+        async with connect(settings.nats, name="another"):
             pass  # a service connecting sets the streams up again
         tick = Tick(schedule="producer", slot=None, source="test")
         async with asyncio.timeout(20):
@@ -113,7 +120,7 @@ async def test_the_watch_of_paused_schedules_is_set_up_again_until_jetstream_ans
     bucket_name = settings.scheduler.state_bucket
     retry = Backoff(base_s=0.05, max_s=0.05)
     stop = asyncio.Event()
-    async with bus_module.connect(settings.nats, name="service") as bus:
+    async with connect(settings.nats, name="service") as bus, behind_the_bus(settings.nats) as nc:
         pauses = PausedSchedules(await bus.key_value(bucket_name))
         applied = asyncio.Event()
         apply = pauses._apply
@@ -123,7 +130,7 @@ async def test_the_watch_of_paused_schedules_is_set_up_again_until_jetstream_ans
             applied.set()
 
         pauses._apply = applying  # type: ignore[method-assign]
-        await bus.client.jetstream().delete_key_value(bucket_name)  # the watch cannot be set up now
+        await nc.jetstream().delete_key_value(bucket_name)  # the watch cannot be set up now
         watching = asyncio.create_task(pauses.watch(stop, retry))
         with pytest.raises(TimeoutError):  # not failing, not watching: trying again
             await asyncio.wait_for(asyncio.shield(pauses.watching.wait()), timeout=0.5)

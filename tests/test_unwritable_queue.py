@@ -176,5 +176,5 @@ async def test_stop_on_a_full_disk_hands_the_jobs_back_without_waiting_its_grace
             running.stop.set()
             async with asyncio.timeout(grace / 3):  # not the full grace: nothing can be filed anyway
                 await running.task
-        assert set(queue.incoming_ids()) == set(jobs), "handed back, no attempt counted"
+        assert set(queue.job_ids(INCOMING)) == set(jobs), "handed back, no attempt counted"
         assert not list(queue.job_ids(PROCESSING)) and part_files(queue) == []

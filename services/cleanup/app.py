@@ -10,9 +10,8 @@ from collections import Counter
 
 from services.cleanup.tidy import Report, Tidier
 from shared.config import Settings
-from shared.messaging import Bus, CleanupReport, Tick, subjects
-from shared.messaging import bus as bus_module
-from shared.queue import Claims, FileQueue, QueueFault, new_token, recover_expired, refused_event
+from shared.messaging import Bus, CleanupReport, Tick, connect, refused_event, subjects
+from shared.queue import Claims, FileQueue, QueueFault, new_token, recover_expired
 from shared.queue.recovery import Recovered
 from shared.service import presence, reported
 
@@ -82,7 +81,7 @@ class Cleanup:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    async with bus_module.connect(settings.nats, name="cleanup", stop=stop) as bus:
+    async with connect(settings.nats, name="cleanup", stop=stop) as bus:
         cleanup = Cleanup(settings, bus)
         ticks = await bus.subscribe_ticks("cleanup", settings.overlap("cleanup"))
         async with presence(bus, "cleanup", settings.heartbeat_s):

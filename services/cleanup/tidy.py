@@ -13,7 +13,6 @@ from datetime import time as dt_time
 from pathlib import Path
 
 from shared.config import CleanupSettings
-from shared.messaging import QuarantineReason
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -29,6 +28,7 @@ from shared.queue import (
     FileQueue,
     JobResult,
     Quarantined,
+    QuarantineReason,
     QueueFault,
     ResultFileError,
     ResultProblem,

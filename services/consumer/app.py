@@ -18,9 +18,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from services.consumer.processing import HIDDEN_DETAIL, ConsumerContext, JobProcessor, Outcome
-from shared.messaging import BackendState, Event, JobCreated, JobFailed, Tick, subjects
+from shared.messaging import EVENT_TEXT_CHARS, BackendState, Event, JobCreated, JobFailed, Tick, subjects
 from shared.queue import (
-    EVENT_TEXT_CHARS,
     INCOMING,
     PROCESSING,
     ClaimFile,

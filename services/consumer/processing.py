@@ -24,9 +24,17 @@ from typing import Literal, TypeVar
 from services.consumer.failpoints import Failpoints
 from shared.config import ConsumerSettings, QueueSettings
 from shared.llm import BackendError, Completion, LLMBackend, PromptContext
-from shared.messaging import Bus, FileRefused, JobFailed, JobScored, subjects, utc_now
-from shared.queue import (
+from shared.messaging import (
     EVENT_TEXT_CHARS,
+    Bus,
+    FileRefused,
+    JobFailed,
+    JobScored,
+    refused_event,
+    subjects,
+    utc_now,
+)
+from shared.queue import (
     Attempt,
     ClaimFile,
     Claims,
@@ -44,7 +52,6 @@ from shared.queue import (
     job_meta,
     load_history,
     quarantine,
-    refused_event,
     scored_status,
     shown,
 )

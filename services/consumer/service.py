@@ -12,11 +12,10 @@ from services.consumer.failpoints import Failpoints
 from services.consumer.processing import ConsumerContext
 from shared.config import ConfigError, Settings
 from shared.llm import make_backend
-from shared.messaging import bus as bus_module
-from shared.messaging import subjects
+from shared.messaging import connect, subjects
 from shared.queue import Claims, FileQueue, QueueGate, new_token
 from shared.scoring import Catalog, Wrapper, configured_catalog
-from shared.service import instance_name, presence
+from shared.service import instance_name, presence, queue_state_sender
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +54,9 @@ async def run(
     async with AsyncExitStack() as stack:
         backend = make_backend(config.backend, concurrency=config.concurrency)
         stack.push_async_callback(backend.aclose)
-        bus = await stack.enter_async_context(
-            bus_module.connect(settings.nats, name=service_name(name), stop=stop)
-        )
+        bus = await stack.enter_async_context(connect(settings.nats, name=service_name(name), stop=stop))
         gate = QueueGate(
-            queue,
-            service_name(name),
-            owner,
-            settings.queue.fault_probe,
-            lambda state: bus.emit(subjects.QUEUE_STATE, state),
+            queue, settings.queue.fault_probe, queue_state_sender(bus, service_name(name), owner)
         )
         context = ConsumerContext(
             name=name,

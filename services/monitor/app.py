@@ -10,7 +10,6 @@ import os
 import time
 from datetime import datetime
 
-from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
 from services.monitor import exposition
@@ -21,21 +20,23 @@ from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.progress import Progress
 from services.monitor.recounts import SharedRecount
-from services.monitor.status import StatusReply, Tracker
+from services.monitor.status import Tracker
 from shared.config import Settings
 from shared.cron import Schedule, parse_schedule
 from shared.messaging import (
     Bus,
+    Delivery,
     MalformedMessage,
     PausedSchedules,
+    StatusReply,
     StatusRequest,
     Tick,
+    connect,
     decode_tick,
     message_problem,
     subjects,
     utc_now,
 )
-from shared.messaging import bus as bus_module
 from shared.queue import ARCHIVE, ERROR, INCOMING, PROCESSED, PROCESSING, FileQueue, is_job_name, queue_state
 from shared.service import ServiceTasks, presence, service_names
 from shared.service.statefile import StateFile
@@ -168,7 +169,7 @@ class Monitor:
         if self._bus is None:
             return None
         down_s = self._bus.link.down_for_s()
-        if down_s is None and not self._bus.client.is_connected:
+        if down_s is None and not self._bus.connected:
             return 0.0
         return down_s
 
@@ -220,7 +221,7 @@ class Monitor:
             f"| Error: {counts[ERROR]} | Archive: {counts[ARCHIVE]}"
         )
 
-    async def on_any_tick(self, msg: Msg) -> None:
+    async def on_any_tick(self, msg: Delivery) -> None:
         try:
             tick = decode_tick(msg.data, subjects.schedule_of(msg.subject))
         except MalformedMessage:
@@ -229,7 +230,7 @@ class Monitor:
         if tick.schedule in self._consumer_schedules and self.counter.count(INCOMING):
             self.progress.asked()
 
-    async def on_any_message(self, msg: Msg) -> None:
+    async def on_any_message(self, msg: Delivery) -> None:
         """Every message under ``syntx.>``: a malformed one is counted by its (bounded) subject."""
         reason = message_problem(msg.subject, msg.data)
         if reason is not None:
@@ -272,9 +273,9 @@ class Monitor:
                 ):
                     await bus.subscribe_events(subject, self.tracker.on_event)
                 await bus.watch_stream(subjects.TICK_ALL, self.on_any_tick)
-                await bus.client.subscribe(subjects.ALL, cb=self.on_any_message)
+                await bus.subscribe(subjects.ALL, self.on_any_message)
                 await bus.serve(StatusRequest, self.status, queue="monitor")
-                await bus.client.publish(subjects.SERVICE_PING, b"")  # services up before us: say so
+                await bus.ask_for_heartbeats()  # services up before us: say so
                 ticks = await bus.subscribe_ticks("monitor", self._settings.overlap("monitor"))
                 self._pauses = PausedSchedules(await bus.key_value(self._settings.scheduler.state_bucket))
                 async with presence(bus, "monitor", self._settings.heartbeat_s), ServiceTasks() as tasks:
@@ -298,5 +299,5 @@ async def _first_set(events: tuple[asyncio.Event, ...], seconds: float) -> None:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    async with bus_module.connect(settings.nats, name="monitor", stop=stop) as bus:
+    async with connect(settings.nats, name="monitor", stop=stop) as bus:
         await Monitor(settings).serve(bus, stop)

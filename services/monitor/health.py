@@ -16,9 +16,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from services.monitor.reasons import REASONS, Severity
+from services.monitor.reasons import REASONS
 from shared.config import HealthSettings
 from shared.cron import Schedule
+from shared.messaging import Reason, Severity
 
 __all__ = ["REASONS", "HealthReport", "Observations", "OutcomeWindow", "Reason", "Severity", "judge"]
 
@@ -26,13 +27,6 @@ State = Literal["OK", "WARNING", "CRITICAL"]
 STATES: tuple[State, ...] = ("OK", "WARNING", "CRITICAL")
 SLOT_CACHE_SIZE = 1024  # (schedule, last tick) pairs whose next slots are remembered
 BUCKET_S = 60.0
-
-
-class Reason(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    code: str
-    severity: Severity
-    text: str
 
 
 class HealthReport(BaseModel):

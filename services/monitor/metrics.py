@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from services.monitor.health import REASONS as HEALTH_REASONS
 from services.monitor.health import STATES as HEALTH_STATES
 from services.monitor.labels import Labels
-from services.monitor.reasons import SEVERITY_VALUE, Severity
-from shared.messaging import GENERATOR_OUTCOMES, JOB_SOURCES, QUARANTINE_REASONS, OverlapOutcome
+from services.monitor.reasons import SEVERITY_VALUE
+from shared.messaging import GENERATOR_OUTCOMES, JOB_SOURCES, QUARANTINE_REASONS, OverlapOutcome, Severity
 from shared.queue import COUNTED_FOLDERS, RESULT_PROBLEMS
 
 QUEUE_STATES = ("STARVING", "LOW", "BALANCED", "HIGH", "OVERFLOW")
@@ -254,10 +254,3 @@ class MonitorMetrics:
     def set_state(self, current: str) -> None:
         for state in QUEUE_STATES:
             self.queue_state.labels(state=state).set(1 if state == current else 0)
-
-
-def exported_metric_names(registry: CollectorRegistry) -> set[str]:
-    """Every sample name the registry exports (``_total``, ``_bucket`` … included)."""
-    return {sample.name for family in registry.collect() for sample in family.samples} | {
-        family.name for family in registry.collect()
-    }

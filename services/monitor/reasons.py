@@ -11,9 +11,9 @@ verdict to last a little before a person is paged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Severity = Literal["WARNING", "CRITICAL"]
+from shared.messaging import Severity
+
 SEVERITY_VALUE: dict[Severity, int] = {"WARNING": 1, "CRITICAL": 2}  # syntx_health_reason's value
 
 

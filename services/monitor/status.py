@@ -8,9 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from services.monitor.health import OutcomeWindow, Reason
+from services.monitor.health import OutcomeWindow
 from services.monitor.labels import Labels
 from services.monitor.metrics import MonitorMetrics
 from shared.config import MonitorSettings
@@ -24,6 +22,7 @@ from shared.messaging import (
     JobCreated,
     JobFailed,
     JobScored,
+    LastRun,
     ProducerGeneration,
     QueueState,
     ServiceHeartbeat,
@@ -35,25 +34,6 @@ from shared.messaging import (
 from shared.queue import RESULT_PROBLEMS
 
 log = logging.getLogger(__name__)
-
-
-class LastRun(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    at: datetime
-    summary: str
-
-
-class StatusReply(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    at: datetime = Field(default_factory=utc_now)
-    counts: dict[str, int]
-    queue_state: str
-    health: str
-    health_reasons: list[Reason] = Field(default_factory=list)
-    oldest_incoming_age_s: float
-    services: dict[str, int]
-    last_runs: dict[str, LastRun]
-    scored: dict[str, dict[str, int]]
 
 
 class Tracker:

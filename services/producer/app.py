@@ -50,9 +50,9 @@ from shared.messaging import (
     ProducerGeneration,
     ProducerStatsRequest,
     Tick,
+    connect,
     subjects,
 )
-from shared.messaging import bus as bus_module
 from shared.queue import (
     ARCHIVE,
     INCOMING,
@@ -68,7 +68,7 @@ from shared.queue import (
     queue_state,
 )
 from shared.queue.faults import on_own
-from shared.service import ServiceTasks, instance_name, presence
+from shared.service import ServiceTasks, instance_name, presence, queue_state_sender
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,10 +93,8 @@ class Producer:
         self._queue = FileQueue(settings.queue_dir)
         self.gate = QueueGate(
             self._queue,
-            "producer",
-            instance_name("producer"),
             settings.queue.fault_probe,
-            lambda state: bus.emit(subjects.QUEUE_STATE, state),
+            queue_state_sender(bus, "producer", instance_name("producer")),
             WRITTEN_FOLDERS,
             waiting="new jobs wait",
         )
@@ -401,7 +399,7 @@ def archive_result(queue: FileQueue, job_id: str) -> bool:
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     rng = random.Random(settings.producer.seed)
     FileQueue(settings.queue_dir).ensure()
-    async with bus_module.connect(settings.nats, name="producer", stop=stop) as bus:
+    async with connect(settings.nats, name="producer", stop=stop) as bus:
         generator = make_generator(
             settings.producer.generator,
             settings.producer.templates,

@@ -16,14 +16,11 @@ import secrets
 import socket
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
-
 from services.scheduler.claims import SlotClaims
 from services.scheduler.firing import Firing
 from services.scheduler.timetable import Entry, SlotLog, build_entries, count_missed, missed_slot
 from shared.config import Settings
-from shared.messaging import PausedSchedules, SchedulesRequest
-from shared.messaging import bus as bus_module
+from shared.messaging import Bus, PausedSchedules, SchedulesReply, SchedulesRequest, ScheduleView, connect
 from shared.service import ServiceTasks, presence
 
 log = logging.getLogger(__name__)
@@ -31,28 +28,8 @@ log = logging.getLogger(__name__)
 UPCOMING = 3
 
 
-class ScheduleView(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    name: str
-    cron: str
-    enabled: bool
-    paused: bool = False
-    paused_since: datetime | None = None
-    missed: str
-    next: list[datetime]
-    last_fired: datetime | None
-
-
-class SchedulesReply(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    timezone: str
-    schedules: list[ScheduleView]
-
-
 class Scheduler:
-    def __init__(
-        self, settings: Settings, bus: bus_module.Bus, claims: SlotClaims, pauses: PausedSchedules
-    ) -> None:
+    def __init__(self, settings: Settings, bus: Bus, claims: SlotClaims, pauses: PausedSchedules) -> None:
         self._settings = settings
         self._bus = bus
         self._claims = claims
@@ -118,7 +95,7 @@ def replica_name() -> str:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    async with bus_module.connect(settings.nats, name="scheduler", stop=stop) as bus:
+    async with connect(settings.nats, name="scheduler", stop=stop) as bus:
         config = settings.scheduler
         claims = SlotClaims(await bus.key_value(config.claims_bucket, config.claim_ttl_s), replica_name())
         pauses = PausedSchedules(await bus.key_value(config.state_bucket))

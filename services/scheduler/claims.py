@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import nats.errors
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.messaging import Bucket, BusError, KeyExists, KeyMissing
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class Watch:
 
 
 class SlotClaims:
-    def __init__(self, bucket: KeyValue, replica: str) -> None:
+    def __init__(self, bucket: Bucket, replica: str) -> None:
         self._bucket = bucket
         self._replica = replica
         self._mine: dict[str, int] = {}  # claimed here, tick not stored yet: key -> claim revision
@@ -73,13 +72,13 @@ class SlotClaims:
         try:
             self._mine[key] = await self._bucket.create(key, self._value(SlotClaim(replica=self._replica)))
             return True
-        except KeyWrongLastSequenceError:
+        except KeyExists:
             return await self._claimed_before(key)
-        except KeyNotFoundError:
+        except KeyMissing:
             # The create was refused (the key exists) and nats-py's look at the key went to a copy of the
             # bucket that had not seen it yet: ask again, the copies agree within moments.
             return None
-        except (TimeoutError, nats.errors.Error) as exc:
+        except (TimeoutError, BusError) as exc:
             log.warning("claim of %s not possible yet: %s", key, exc)
             return None
 
@@ -87,7 +86,7 @@ class SlotClaims:
         """The key exists: ours (an earlier create was stored though its answer was lost) or another's."""
         try:
             entry = await self._bucket.get(key)
-        except (TimeoutError, nats.errors.Error) as exc:
+        except (TimeoutError, BusError) as exc:
             log.warning("claim of %s cannot be read yet: %s", key, exc)
             return None
         claim = _decode(entry.value)
@@ -106,7 +105,7 @@ class SlotClaims:
         try:
             fired = SlotClaim(replica=self._replica, fired=True)
             await self._bucket.update(key, self._value(fired), revision)
-        except (TimeoutError, nats.errors.Error) as exc:
+        except (TimeoutError, BusError) as exc:
             # Another replica may take the slot over and publish it again; the stream keeps one copy.
             log.warning("claim of %s not marked fired: %s", key, exc)
 
@@ -120,9 +119,9 @@ class SlotClaims:
             return Look.FIRED
         try:
             entry = await self._bucket.get(key)
-        except KeyNotFoundError:
+        except KeyMissing:
             return self._forget(key, Look.FIRED)  # expired: long past any catch-up
-        except (TimeoutError, nats.errors.Error) as exc:
+        except (TimeoutError, BusError) as exc:
             log.warning("claim of %s cannot be read yet: %s", key, exc)
             return None
         claim = _decode(entry.value)
@@ -141,9 +140,9 @@ class SlotClaims:
         taken = SlotClaim(replica=self._replica, taken_over_from=holder)
         try:
             new_revision = await self._bucket.update(key, self._value(taken), revision)
-        except KeyWrongLastSequenceError:
+        except KeyExists:
             return Look.WAITING  # fired or taken over meanwhile: the next look tells
-        except (TimeoutError, nats.errors.Error) as exc:
+        except (TimeoutError, BusError) as exc:
             log.warning("claim of %s cannot be taken over yet: %s", key, exc)
             return None
         log.warning("slot %s claimed by %s was not fired: this replica fires it", key, holder)

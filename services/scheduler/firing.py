@@ -13,13 +13,10 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import nats.errors
-
 from services.scheduler.claims import Look, SlotClaims
 from services.scheduler.timetable import Entry, SlotLog
 from shared.config import Settings
-from shared.messaging import PausedSchedules, Tick, subjects
-from shared.messaging import bus as bus_module
+from shared.messaging import Bus, BusError, PausedSchedules, Tick, subjects
 from shared.service import ServiceTasks
 from shared.timing import set_within
 
@@ -50,7 +47,7 @@ class Firing:
         self,
         settings: Settings,
         entry: Entry,
-        bus: bus_module.Bus,
+        bus: Bus,
         claims: SlotClaims,
         pauses: PausedSchedules,
         slots: SlotLog,
@@ -197,7 +194,7 @@ class Firing:
         tick = Tick(schedule=name, slot=slot, source="scheduler", missed=missed)
         try:
             await self._bus.publish(subjects.tick(name), tick, msg_id=f"{name}@{slot.isoformat()}")
-        except (TimeoutError, nats.errors.Error) as exc:
+        except (TimeoutError, BusError) as exc:
             # Tried again soon; if this replica dies first, another one takes the claim over.
             log.error("tick %s for slot %s could not be stored yet: %s", name, slot.isoformat(), exc)
             return Fired.NOT_YET

@@ -1,4 +1,8 @@
-"""A thin typed layer over nats-py: streams, events, ticks, request/reply; drains on exit.
+"""A thin typed layer over nats-py: connect, publish, emit, request, serve, subscribe; drains on exit.
+
+Nothing outside :mod:`shared.messaging` sees nats-py's client: a plain subscription hands over a
+:class:`Delivery` (subject and body), and the ticks of a schedule are a
+:class:`~shared.messaging.ticks.TickSubscription`.
 
 Every body is decoded by :mod:`shared.messaging.decoding`. Malformed messages are logged, counted in
 :attr:`Bus.malformed` and dropped — a malformed request is answered with an :class:`ErrorReply`, as is one
@@ -12,8 +16,9 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,11 +36,10 @@ from shared.messaging import subjects
 from shared.messaging.bodies import MalformedMessage
 from shared.messaging.connection import Client, Link, Unreachable
 from shared.messaging.decoding import decode_event, decode_request, decode_tick
-from shared.messaging.inflight import InFlight
+from shared.messaging.inflight import InFlight, guarded
 from shared.messaging.malformed import MalformedLog
 from shared.messaging.messages import (
     REQUEST_TYPES,
-    ErrorReply,
     Event,
     OverlapOutcome,
     Request,
@@ -43,7 +47,8 @@ from shared.messaging.messages import (
     TickOverlapped,
     encode,
 )
-from shared.messaging.overlap import OverlapGate
+from shared.messaging.replies import ErrorReply
+from shared.messaging.ticks import TickSubscription
 from shared.names import clipped
 from shared.timing import set_within
 
@@ -56,14 +61,22 @@ T = TypeVar("T")
 STREAM_EXISTS_OTHERWISE = 10058
 NO_PEERS_YET = 10005
 EventHandler = Callable[[Event], Awaitable[None]]
-TickHandler = Callable[[Tick], Awaitable[None]]
 Responder = Callable[[R], Awaitable[BaseModel]]
 REQUEST_SUBJECT: dict[type[Request], str] = {model: subject for subject, model in REQUEST_TYPES.items()}
 
-FETCH_BATCH = 16
-BACKLOG_FETCH_WAIT_S = 0.1  # ticks counted as waiting may have been taken meanwhile: don't wait long
 MALFORMED_SUBJECTS_MAX = 100  # made-up subjects beyond this are counted together
 OTHER_SUBJECT = "other"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message as a plain subscription receives it: its subject and its body, not decoded yet."""
+
+    subject: str
+    data: bytes
+
+
+DeliveryHandler = Callable[[Delivery], Awaitable[None]]
 
 
 class Bus:
@@ -83,8 +96,9 @@ class Bus:
         self._malformed_log = MalformedLog(log, settings.malformed_log_interval_s)
 
     @property
-    def client(self) -> Client:
-        return self._nc
+    def connected(self) -> bool:
+        """Whether the client holds a connection now (it may know before its callback says so)."""
+        return bool(self._nc.is_connected)
 
     async def ensure_streams(self) -> None:
         await self._ensure_stream(
@@ -188,17 +202,28 @@ class Bus:
             except MalformedMessage as exc:
                 self._count_malformed(msg.subject, exc.reason)
                 return
-            await _guarded(handler(event), f"handler for {msg.subject}")
+            await guarded(handler(event), f"handler for {msg.subject}")
 
         return await self._nc.subscribe(subject, cb=on_message)
 
-    async def watch_stream(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> None:
+    async def subscribe(self, subject: str, handler: DeliveryHandler) -> None:
+        """Every message on ``subject`` (wildcards allowed) as it comes, undecoded: the handler judges it."""
+        await self._nc.subscribe(subject, cb=_delivering(handler))
+
+    async def ask_for_heartbeats(self) -> None:
+        """Ping every service: each answers with a heartbeat (:func:`shared.service.presence`)."""
+        await self._nc.publish(subjects.SERVICE_PING, b"")
+
+    async def watch_stream(self, subject: str, handler: DeliveryHandler) -> None:
         """Messages as the stream stored them, from now on: de-duplicated (a tick that several scheduler
         replicas published for one slot arrives once), unlike a plain subscription."""
 
         async def watch() -> None:
             await self._js.subscribe(
-                subject, cb=callback, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.NEW
+                subject,
+                cb=_delivering(handler),
+                ordered_consumer=True,
+                deliver_policy=js_api.DeliverPolicy.NEW,
             )
 
         await self.once_jetstream_answers(watch, f"the watch of {subject}")
@@ -221,6 +246,8 @@ class Bus:
         return await self._nc.subscribe(subject, queue=queue, cb=cb)
 
     async def request(self, subject: str, payload: bytes, wait_s: float) -> bytes:
+        """The reply's body; raises :data:`~shared.messaging.errors.NoResponders` when nobody serves
+        ``subject``, :data:`~shared.messaging.errors.RequestTimeout` when no answer came in time."""
         reply = await self._nc.request(subject, payload, timeout=wait_s)
         data: bytes = reply.data
         return data
@@ -287,107 +314,13 @@ class Bus:
         await self._requests.close()
 
 
-class TickSubscription:
-    """A schedule's durable pull consumer. A backlog of pending ticks is coalesced into one run; a tick
-    that arrives while a run is still running follows the schedule's overlap policy."""
+def _delivering(handler: DeliveryHandler) -> Callable[[Msg], Awaitable[None]]:
+    """A nats-py callback that hands ``handler`` each message as a :class:`Delivery`."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        schedule: str,
-        settings: NatsSettings,
-        overlap: Overlap,
-    ) -> None:
-        self._bus = bus
-        self._schedule = schedule
-        self._pull: JetStreamContext.PullSubscription | None = None
-        self._settings = settings
-        self._overlap = overlap
-        self._failures = 0  # failed fetches and resubscriptions in a row
-        self._subscribed = False  # until a subscription succeeds; False again from a failed fetch
+    async def on_message(msg: Msg) -> None:
+        await handler(Delivery(msg.subject, msg.data))
 
-    async def run(self, handler: TickHandler, stop: asyncio.Event) -> None:
-        async def guarded(tick: Tick) -> None:
-            await _guarded(handler(tick), f"tick handler for {self._schedule}")
-
-        gate = OverlapGate(self._schedule, self._overlap, guarded, self._bus.report_overlap)
-        try:
-            await self._fetch_until(gate, stop)
-        finally:
-            # Unfetched status replies would keep a later drain() waiting until its timeout.
-            await self._unsubscribe()
-            await gate.wait()
-
-    async def _fetch_until(self, gate: OverlapGate, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            if not self._subscribed:  # the last resubscription failed: try again before fetching
-                if await self._pause_after_failure(stop):
-                    return
-                await self._resubscribe()
-                continue
-            try:
-                messages = await self._fetch()
-            except TimeoutError:  # nats-py raises both its own and asyncio's; both mean "no tick"
-                self._failures = 0
-                continue
-            except nats.errors.Error as exc:  # the consumer vanished, JetStream restarted, …
-                log.warning("ticks of %s: %s; subscribing again", self._schedule, exc)
-                self._subscribed = False
-                continue
-            self._failures = 0
-            ticks = [tick for msg in messages if (tick := await self._bus.ack_tick(msg, self._schedule))]
-            if ticks:
-                gate.offer(_coalesce(ticks))
-
-    async def _pause_after_failure(self, stop: asyncio.Event) -> bool:
-        """Wait the resubscribe backoff for the failures in a row; True if a stop came meanwhile."""
-        self._failures += 1
-        return await set_within(stop, self._settings.resubscribe.delay(self._failures))
-
-    async def _fetch(self) -> list[Msg]:
-        """The next tick as soon as it is stored, plus the ones already waiting behind it.
-
-        One at a time first: nats-py's fetch of a batch waits for the whole batch until its timeout once
-        a first message came through a waiting request, which would delay a lone tick by up to that.
-        """
-        assert self._pull is not None  # fetched only while subscribed
-        messages: list[Msg] = await self._pull.fetch(1, timeout=self._settings.tick_fetch_wait_s)
-        waiting = messages[-1].metadata.num_pending
-        if waiting:  # a backlog: these are there already, so a no-wait fetch returns them at once
-            with contextlib.suppress(TimeoutError):
-                more = await self._pull.fetch(min(waiting, FETCH_BATCH), timeout=BACKLOG_FETCH_WAIT_S)
-                messages.extend(more)
-        return messages
-
-    async def _unsubscribe(self) -> None:
-        if self._pull is not None:
-            with contextlib.suppress(nats.errors.Error):  # already gone after a failed resubscription
-                await self._pull.unsubscribe()
-
-    async def subscribe(self) -> bool:
-        """Create (or bind to) the durable tick consumer; False, said in the log, while JetStream cannot
-        answer (:meth:`run` tries again with the resubscribe backoff)."""
-        await self._unsubscribe()
-        try:
-            self._pull = await self._bus.tick_consumer(self._schedule)
-        except (TimeoutError, nats.errors.Error) as exc:
-            log.warning("ticks of %s: cannot subscribe yet: %s; trying again", self._schedule, exc)
-            return False
-        self._subscribed = True
-        return True
-
-    async def _resubscribe(self) -> None:
-        if await self.subscribe():
-            log.info("ticks of %s: subscribed", self._schedule)
-
-
-def _coalesce(ticks: Sequence[Tick]) -> Tick:
-    """Several pending ticks of one schedule run once; an explicit batch override is kept."""
-    latest = ticks[-1]
-    batch = next((tick.batch for tick in reversed(ticks) if tick.batch is not None), None)
-    if len(ticks) > 1:
-        log.info("coalesced %d pending ticks for %s into one run", len(ticks), latest.schedule)
-    return latest.model_copy(update={"batch": batch})
+    return on_message
 
 
 async def _replied(subject: str, reply: Awaitable[BaseModel]) -> BaseModel:
@@ -410,15 +343,6 @@ async def _answer(msg: Msg, reply: BaseModel) -> None:
         await msg.respond(encode(reply))
     except nats.errors.Error as exc:  # the connection is going: the caller times out, as it would
         log.warning("could not answer on %s: %s", msg.subject, exc)
-
-
-async def _guarded(work: Awaitable[None], what: str) -> None:
-    try:
-        await work
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("%s failed", what)
 
 
 def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Requests handled side by side: a slow one (a recount) never holds up the quick ones behind it.
+"""Requests handled side by side: a slow one (a recount) never holds up the quick ones behind it; and the
+guard every handler runs in, so that a failing one is logged and never stops delivery.
 
 nats-py hands a subscription's messages to its callback one after another; a responder that waits
 would make every later request on that subject wait too. Here each request is its own task, at most
@@ -53,3 +54,13 @@ class InFlight:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def guarded(work: Awaitable[None], what: str) -> None:
+    """Run a handler's ``work``; a failure is logged with its traceback, never raised."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s failed", what)

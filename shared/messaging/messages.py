@@ -10,7 +10,7 @@ Which model a subject carries is said once, in :data:`EVENT_TYPES` and :data:`RE
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal, get_args
 from uuid import uuid4
 
@@ -18,6 +18,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 from shared.messaging import subjects
 from shared.names import JobId, clipped
+from shared.queue import GateReport, Quarantined, QuarantineReason
+from shared.timing import utc_now
 
 # The longest name we give anything: a service instance is a service name, a host name (at most 253
 # characters) and a process id.
@@ -25,6 +27,7 @@ NAME_MAX_CHARS: Final = 512
 # Free text (a reason, a detail, a topic from a job's header) is cut to this, its length said, never
 # refused: a long reason must not stop the event that carries it.
 TEXT_MAX_CHARS: Final = 1024
+EVENT_TEXT_CHARS: Final = TEXT_MAX_CHARS  # a name or detail from outside is cut to this before it is sent
 _CUT_NOTE_CHARS: Final = 32  # room for "… (N characters)" after the cut
 # The largest integer every JSON reader keeps exactly (2^53).
 COUNT_MAX: Final = 2**53
@@ -55,10 +58,6 @@ Score = Annotated[int, Field(ge=0, le=100)]
 Attempt = Annotated[int, Field(ge=1, le=COUNT_MAX)]
 Tally = Annotated[dict[Text, Count], Field(max_length=ITEMS_MAX)]  # a number per name (an arm, a folder)
 TextList = Annotated[list[Text], BeforeValidator(_clip_items), Field(max_length=ITEMS_MAX)]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Message(BaseModel):
@@ -127,10 +126,6 @@ class JobFailed(Message):
     cause: Literal["backend", "malformed", "lease_expired"] = "backend"
 
 
-QuarantineReason = Literal["not_regular_file", "bad_name", "bad_attempts", "hidden", "stray", "bad_result"]
-QUARANTINE_REASONS: Final[tuple[str, ...]] = get_args(QuarantineReason)
-
-
 class FileRefused(Message):
     """A file of the queue was not read as what it claims to be: moved to ``quarantine/`` (with a
     ``.why.txt`` note, ``quarantined_as`` its name there), or — a dot-file in ``incoming/`` — left alone
@@ -142,6 +137,17 @@ class FileRefused(Message):
     name: Text = Field(description="the file's name, non-printable characters escaped")
     detail: Text
     quarantined_as: Text | None = None
+
+
+def refused_event(service: str, moved: Quarantined) -> FileRefused:
+    """The event that tells the monitor about a quarantined file."""
+    return FileRefused(
+        service=service,
+        reason=moved.reason,
+        name=moved.shown[:EVENT_TEXT_CHARS],
+        detail=moved.detail[:EVENT_TEXT_CHARS],
+        quarantined_as=moved.target,
+    )
 
 
 class BackendState(Message):
@@ -167,6 +173,20 @@ class QueueState(Message):
     operation: Text | None = Field(None, description="what was tried")
     error: Text | None = Field(None, description="No space left on device (ENOSPC)")
     since: datetime = Field(description="when the queue could no longer be written")
+
+    @classmethod
+    def of(cls, service: str, instance: str, report: GateReport) -> QueueState:
+        """The event for what a service's queue gate reported."""
+        fault = report.fault
+        return cls(
+            service=service,
+            instance=instance,
+            writable=report.writable,
+            folder=None if fault is None else fault.folder,
+            operation=None if fault is None else fault.operation,
+            error=None if fault is None else f"{fault.reason} ({fault.errno_name})",
+            since=report.since,
+        )
 
 
 class ProducerGeneration(Message):
@@ -290,7 +310,7 @@ EVENT_TYPES: Final[dict[str, type[Message]]] = {  # what each event subject carr
 
 
 class Request(BaseModel):
-    """The body of a request (empty means ``{}``); answered with a reply or an :class:`ErrorReply`."""
+    """The body of a request (empty means ``{}``); answered with a reply (:mod:`shared.messaging.replies`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -318,15 +338,6 @@ REQUEST_TYPES: Final[dict[str, type[Request]]] = {  # what each request subject 
     subjects.SCHEDULES: SchedulesRequest,
     subjects.PRODUCER_STATS: ProducerStatsRequest,
 }
-
-
-class ErrorReply(BaseModel):
-    """The answer to a request that was not understood or could not be answered: why, in one line."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["error"] = "error"
-    subject: Name
-    error: Text
 
 
 def encode(message: BaseModel) -> bytes:

@@ -37,12 +37,13 @@ from shared.queue.folders import (
     is_job_name,
     job_created_day,
 )
-from shared.queue.gate import QueueGate
+from shared.queue.gate import GateReport, QueueGate
 from shared.queue.intake import (
-    EVENT_TEXT_CHARS,
+    QUARANTINE_REASONS,
     Intake,
     Moved,
     Quarantined,
+    QuarantineReason,
     Stray,
     UnreadableFile,
     claimed_job_id,
@@ -50,7 +51,6 @@ from shared.queue.intake import (
     quarantine_name,
     quarantine_strays,
     read_bounded,
-    refused_event,
     scan_jobs,
 )
 from shared.queue.jobfile import (
@@ -96,6 +96,7 @@ __all__ = [
     "InvalidJobId",
     "Moved",
     "QueueFault",
+    "GateReport",
     "QueueGate",
     "Taken",
     "claimed_job_id",
@@ -103,8 +104,8 @@ __all__ = [
     "quarantine_name",
     "RESULT_FOLDERS",
     "job_id_problem",
-    "EVENT_TEXT_CHARS",
-    "refused_event",
+    "QUARANTINE_REASONS",
+    "QuarantineReason",
     "History",
     "Intake",
     "Quarantined",

@@ -4,9 +4,10 @@ A :class:`~shared.queue.faults.QueueFault` (a full disk, an unwritable folder, a
 the gate: one warning says why, what writes the queue waits (claims stop, answers already paid for are
 kept in memory), and :meth:`QueueGate.keep` probes the folders with the ``queue.fault_probe`` backoff
 until every one can be written again (:meth:`FileQueue.probe`); then one line says so, the staging files
-a failed write could not remove go, and everything waiting resumes. Both changes are reported (a
-:class:`~shared.messaging.QueueState` event; repeated while the fault lasts, so a monitor started later
-learns of it) and become the monitor's ``queue_unwritable`` health reason.
+a failed write could not remove go, and everything waiting resumes. Both changes are reported to the
+gate's ``report`` as a :class:`GateReport` (repeated while the fault lasts, so a monitor started later
+learns of it); the service sends each as an event, which becomes the monitor's ``queue_unwritable``
+health reason.
 """
 
 from __future__ import annotations
@@ -15,24 +16,33 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from shared.backoff import Backoff
-from shared.messaging import QueueState, utc_now
 from shared.queue.faults import QueueFault
 from shared.queue.store import WRITTEN_FOLDERS, FileQueue
-from shared.timing import first_set, set_within
+from shared.timing import first_set, set_within, utc_now
 
 log = logging.getLogger(__name__)
 
-Reporter = Callable[[QueueState], Awaitable[None]]
+
+@dataclass(frozen=True)
+class GateReport:
+    """Whether the queue can be written; if not, ``fault`` says why; ``since``: when it could no longer."""
+
+    writable: bool
+    fault: QueueFault | None
+    since: datetime
+
+
+Reporter = Callable[[GateReport], Awaitable[None]]
 
 
 class QueueGate:
     def __init__(
         self,
         queue: FileQueue,
-        service: str,
-        instance: str,
         probe: Backoff,
         report: Reporter,
         folders: Iterable[str] = WRITTEN_FOLDERS,
@@ -40,8 +50,6 @@ class QueueGate:
     ) -> None:
         """``waiting``: what the service holds back meanwhile, for the log line."""
         self._queue = queue
-        self._service = service
-        self._instance = instance
         self._backoff = probe
         self._report = report
         self._folders = tuple(folders)
@@ -102,16 +110,7 @@ class QueueGate:
         self._open.set()
 
     async def _send(self, *, writable: bool) -> None:
-        fault = self.fault
-        state = QueueState(
-            service=self._service,
-            instance=self._instance,
-            writable=writable,
-            folder=None if writable or fault is None else fault.folder,
-            operation=None if writable or fault is None else fault.operation,
-            error=None if writable or fault is None else f"{fault.reason} ({fault.errno_name})",
-            since=self._closed_at,
-        )
+        state = GateReport(writable=writable, fault=None if writable else self.fault, since=self._closed_at)
         try:
             await self._report(state)
         except Exception as exc:  # the bus may be failing too: the files are the truth, health follows

@@ -22,9 +22,8 @@ import stat
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, get_args
 
-from shared.messaging import FileRefused, QuarantineReason
 from shared.names import clipped, fitted, folder_name_max, id_max_bytes, job_id_problem, name_problem, shown
 from shared.queue.faults import FileFault, on_folder, renamed
 from shared.queue.folders import CLAIM_NAME, JOB_SUFFIX, QUARANTINE, QUARANTINE_NOTE_SUFFIX, is_job_name
@@ -33,9 +32,12 @@ from shared.queue.store import FileQueue
 log = logging.getLogger(__name__)
 
 _NAME_SAFE: Final = " !#$&'()+,-.;=@[]^_`{}~"
-EVENT_TEXT_CHARS: Final = 1024  # FileRefused limits its texts to this
 # Room left in a quarantine name for the ".<n>" that keeps it apart from an earlier file of that name.
 NUMBER_ROOM_BYTES: Final = 8
+
+
+QuarantineReason = Literal["not_regular_file", "bad_name", "bad_attempts", "hidden", "stray", "bad_result"]
+QUARANTINE_REASONS: Final[tuple[str, ...]] = get_args(QuarantineReason)
 
 
 class UnreadableFile(ValueError):
@@ -59,17 +61,6 @@ class Quarantined:
     target: str
     reason: QuarantineReason
     detail: str
-
-
-def refused_event(service: str, moved: Quarantined) -> FileRefused:
-    """The event that tells the monitor about a quarantined file."""
-    return FileRefused(
-        service=service,
-        reason=moved.reason,
-        name=moved.shown[:EVENT_TEXT_CHARS],
-        detail=moved.detail[:EVENT_TEXT_CHARS],
-        quarantined_as=moved.target,
-    )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """Taking over expired claims: the job goes back to ``incoming/`` with the attempt counted, or — after
 ``max_attempts`` — to ``error/`` as ``failed`` with its whole attempt history.
 
-Every consumer runs this now and then, and cleanup on its tick. Two of them racing for the same claim
-is safe: the take-over is a rename, so exactly one wins and only the winner counts the attempt.
+This is the one recovery; it has two callers, and both must stay. Every consumer runs it every third of
+``queue.lease_s``, so a job whose consumer died waits minutes, not until cleanup's (daily) tick. Cleanup
+runs it on its tick because consumers may be gone: a claim of a consumer that was removed from the
+configuration, or of the last one running, would otherwise stay in ``processing/`` for good. Two of them
+racing for the same claim is safe: the take-over is a rename, so exactly one wins and only the winner
+counts the attempt.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal, get_args
 
-from shared.messaging import utc_now
 from shared.queue.claims import ClaimFile, Claims, Taken
 from shared.queue.faults import FileFault, QueueFault
 from shared.queue.folders import ERROR
 from shared.queue.intake import Quarantined
 from shared.queue.jobfile import JobFileError
 from shared.queue.results import Attempt, JobResult, counted_failures, job_meta, load_history
+from shared.timing import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from shared.messaging import utc_now
 from shared.queue.faults import FileFault, on_file
 from shared.queue.folders import ERROR, PROCESSED, RESULT_SUFFIX, ResultFolder
 from shared.queue.intake import Quarantined, UnreadableFile, quarantine, read_bounded
 from shared.queue.jobfile import Job, JobMeta
 from shared.queue.store import FileQueue
 from shared.scoring import SCORER_NAMES, ParsedResponse, ScoreResult
+from shared.timing import utc_now
 
 Status = Literal["passed", "rejected", "failed", "malformed"]
 SCORED: Final = ("passed", "rejected")

@@ -346,10 +346,6 @@ class FileQueue:
             yield archive_day_name(day)
             day += timedelta(days=1)
 
-    def incoming_ids(self) -> list[str]:
-        """Waiting jobs, oldest first (job ids sort by creation time)."""
-        return sorted(name[: -len(JOB_SUFFIX)] for name in self._names(INCOMING) if is_job_name(name))
-
     def job_ids(self, folder: str) -> Iterator[str]:
         """Job ids of the job files in ``folder`` (in ``processing/``: of the claims in flight)."""
         for name in self._names(folder):
@@ -443,20 +439,7 @@ class FileQueue:
 
     # -- moving results ------------------------------------------------------------------------
 
-    def move_result(self, path: Path, folder: str) -> Path:
-        target = self.folder(folder) / path.name
-        if not renamed("move a result", path, target):
-            raise FileNotFoundError(errno.ENOENT, "no such result", str(path))
-        return target
-
     # -- attempt history -------------------------------------------------------------------------
-
-    def read_attempts(self, job_id: str) -> list[dict[str, Any]]:
-        try:
-            data = json.loads(self.attempts_path(job_id).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-            return []
-        return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
 
     def write_attempts(self, job_id: str, attempts: list[dict[str, Any]]) -> None:
         """Replace the job's attempt history; :class:`QueueFault` when it cannot be written."""

@@ -129,10 +129,6 @@ class Catalog(BaseModel):
     formats: dict[str, FormatSpec]
     wrappers: dict[str, Wrapper]
 
-    def format_of(self, wrapper_name: str) -> FormatSpec:
-        """The format a wrapper asks for (``KeyError`` for an unknown wrapper)."""
-        return self.formats[self.wrappers[wrapper_name].format]
-
 
 def _describe(exc: ValidationError) -> str:
     parts = []

@@ -69,15 +69,6 @@ class ParsedResponse(BaseModel):
     def missing(self) -> list[str]:
         return [key for key, value in self.fields.items() if not value]
 
-    @property
-    def order_ok(self) -> bool:
-        """True when the first occurrences of the found headers follow the format's order."""
-        firsts: list[str] = []
-        for hit in self.found_headers:
-            if hit.key not in firsts:
-                firsts.append(hit.key)
-        return firsts == [key for key in self.fields if key in firsts]
-
 
 def _label_pattern(label: str) -> str:
     parts: list[str] = []

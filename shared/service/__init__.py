@@ -11,6 +11,7 @@ from shared.service.runner import (
     CONFIG_EXIT_CODE,
     instance_name,
     presence,
+    queue_state_sender,
     service_main,
 )
 from shared.service.tasks import FAIL_ENV, PlantedFailure, ServiceTasks, reported
@@ -23,6 +24,7 @@ __all__ = [
     "ServiceTasks",
     "instance_name",
     "presence",
+    "queue_state_sender",
     "reported",
     "service_main",
     "service_names",

@@ -12,10 +12,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from nats.aio.msg import Msg
-
 from shared.config import ConfigError, Settings, load_settings
-from shared.messaging import Bus, ServiceHeartbeat, StoppedWhileConnecting, subjects, utc_now
+from shared.messaging import (
+    Bus,
+    Delivery,
+    QueueState,
+    ServiceHeartbeat,
+    StoppedWhileConnecting,
+    subjects,
+    utc_now,
+)
+from shared.queue import GateReport
 from shared.service.logs import setup_logging
 from shared.service.tasks import ServiceTasks
 from shared.timing import set_within
@@ -76,10 +83,10 @@ async def presence(bus: Bus, service: str, heartbeat_s: float) -> AsyncIterator[
     instance = instance_name(service)
     asked = asyncio.Event()
 
-    async def on_ping(_msg: Msg) -> None:
+    async def on_ping(_ping: Delivery) -> None:
         asked.set()
 
-    await bus.client.subscribe(subjects.SERVICE_PING, cb=on_ping)
+    await bus.subscribe(subjects.SERVICE_PING, on_ping)
     await _beat(bus, service, instance, started, stopping=False)
     log.info("%s connected and ready (%s)", service, instance)
     async with ServiceTasks() as tasks:
@@ -106,6 +113,15 @@ async def _beat_forever(
 async def _beat(bus: Bus, service: str, instance: str, started: datetime, *, stopping: bool) -> None:
     beat = ServiceHeartbeat(service=service, instance=instance, started_at=started, stopping=stopping)
     try:  # not flushed: the client sends it at once, and a flush waits with asyncio.wait_for (see set_within)
-        await bus.client.publish(subjects.SERVICE_HEARTBEAT, beat.model_dump_json().encode())
+        await bus.emit(subjects.SERVICE_HEARTBEAT, beat)
     except Exception as exc:
         log.debug("heartbeat not sent: %s", exc)
+
+
+def queue_state_sender(bus: Bus, service: str, instance: str) -> Callable[[GateReport], Awaitable[None]]:
+    """What the queue gate of ``instance`` reports, sent as a ``queue.state`` event."""
+
+    async def send(report: GateReport) -> None:
+        await bus.emit(subjects.QUEUE_STATE, QueueState.of(service, instance, report))
+
+    return send

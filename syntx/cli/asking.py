@@ -5,26 +5,31 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TypeVar
 
-import nats.errors
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.config import Settings
-from shared.messaging import ErrorReply, shown_url
-from shared.messaging import bus as bus_module
-from shared.messaging.connection import Unreachable
+from shared.messaging import (
+    Bus,
+    ErrorReply,
+    NoResponders,
+    RequestTimeout,
+    Unreachable,
+    describe,
+    shown_url,
+)
+from shared.messaging import connect as connect_bus
 from shared.names import shown
 from syntx import exits
 from syntx.cli.output import fail
 
 CONNECT_ATTEMPTS = 1  # one retry, then "cannot reach NATS" instead of waiting forever
+Reply = TypeVar("Reply", bound=BaseModel)
 
 
-def connect(settings: Settings) -> AbstractAsyncContextManager[bus_module.Bus]:
-    return bus_module.connect(
-        settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=True
-    )
+def connect(settings: Settings) -> AbstractAsyncContextManager[Bus]:
+    return connect_bus(settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=True)
 
 
 def unreachable(settings: Settings, command: str, exc: BaseException | None = None) -> int:
@@ -40,16 +45,17 @@ def unreachable(settings: Settings, command: str, exc: BaseException | None = No
 
 
 async def ask(
-    settings: Settings, command: str, subject: str, who: str, body: bytes = b""
-) -> dict[str, Any] | int:
-    """The service's reply as JSON, or the exit code after one line on stderr saying why there is none."""
+    settings: Settings, command: str, subject: str, who: str, answer: type[Reply], body: bytes = b""
+) -> Reply | int:
+    """The service's reply as the model it sends, or the exit code after one line on stderr saying why
+    there is none."""
     said = f"syntx {command}: "
     try:
         async with connect(settings) as bus:
             data = await bus.request(subject, body, wait_s=settings.nats.request_timeout_s)
-    except nats.errors.NoServersError as exc:
+    except Unreachable as exc:
         return unreachable(settings, command, exc)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+    except (NoResponders, RequestTimeout):
         sys.stderr.write(f"{said}no answer from the {who} on {subject}: is `syntx up` running?\n")
         return exits.NOT_REACHABLE
     try:
@@ -62,5 +68,14 @@ async def ask(
     try:
         refusal = ErrorReply.model_validate(reply)
     except ValidationError:
-        return reply  # not an error: the reply asked for
+        return _read(reply, answer, said + f"the {who} answered on {subject} with")  # not an error
     return fail(f"{said}the {who} could not answer on {subject}: {shown(refusal.error)}")
+
+
+def _read(reply: dict[str, object], answer: type[Reply], said: str) -> Reply | int:
+    """``reply`` as ``answer``, or the exit code after one line saying it is not one."""
+    try:
+        return answer.model_validate(reply)
+    except ValidationError as exc:
+        sys.stderr.write(f"{said} a reply this version does not read ({describe(exc)})\n")
+        return exits.NOT_REACHABLE

@@ -12,22 +12,10 @@ import socket
 import sys
 from dataclasses import dataclass
 
-import nats.errors
-from nats.aio.msg import Msg
-
 from shared.config import Settings
-from shared.messaging import (
-    MalformedMessage,
-    ServiceHeartbeat,
-    connect_options,
-    decode_event,
-    shown_url,
-    subjects,
-)
-from shared.messaging.connection import Client
+from shared.messaging import BusError, ServiceHeartbeat, heartbeat_heard, shown_url
 from shared.service import service_names
 from shared.service_table import SERVICE_TABLE
-from shared.timing import set_within
 from syntx import exits
 from syntx.cli.output import usage
 from syntx.cli.parser import Invocation, Subparsers, runs
@@ -85,43 +73,15 @@ def heartbeat_filter(service: str, any_host: bool) -> HeartbeatFilter:
 async def health(settings: Settings, wanted: HeartbeatFilter, wait_s: float) -> int:
     """0 when ``wanted`` answers within ``wait_s``; otherwise one line on stderr and a non-zero code."""
     url = shown_url(settings.nats.effective_url)
-    options = connect_options(settings.nats, "syntx-health")
-    # One retry (0 would mean "forever" to the client), then a verdict.
-    options.update(allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet, connect_timeout=wait_s)
-    client = Client()
     try:
-        await client.connect(**options)
-        heard = await _heartbeat_heard(client, wanted, wait_s)
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        heard = await heartbeat_heard(settings.nats, "syntx-health", wanted.matches, wait_s)
+    except (OSError, TimeoutError, BusError) as exc:
         return _report(f"cannot reach NATS at {url} ({exc or type(exc).__name__})", exits.NOT_REACHABLE)
-    finally:
-        await client.close()  # also after a refused connect: the client may hold the socket
     if not heard:
         return _report(
             f"no heartbeat from {wanted.describe()} within {wait_s:g} s via {url}", exits.NOTHING_DONE
         )
     return exits.OK
-
-
-async def _heartbeat_heard(client: Client, wanted: HeartbeatFilter, wait_s: float) -> bool:
-    heard = asyncio.Event()
-
-    async def on_beat(msg: Msg) -> None:
-        try:
-            beat = decode_event(msg.data, subjects.SERVICE_HEARTBEAT)
-        except MalformedMessage:
-            return  # not a heartbeat this version understands; others may still answer
-        if isinstance(beat, ServiceHeartbeat) and wanted.matches(beat):
-            heard.set()
-
-    await client.subscribe(subjects.SERVICE_HEARTBEAT, cb=on_beat)
-    await client.publish(subjects.SERVICE_PING, b"")
-    await client.flush(timeout=max(1, round(wait_s)))
-    return await set_within(heard, wait_s)
-
-
-async def _quiet(_exc: Exception) -> None:
-    """Connection errors end in one line from ``health``; the client's own reports would repeat it."""
 
 
 def _report(line: str, code: int) -> int:

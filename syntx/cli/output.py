@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime
+
+from pydantic import BaseModel
 
 from shared.config import Settings
 from syntx import exits
@@ -23,9 +26,14 @@ def fail(message: str, code: int = exits.NOTHING_DONE) -> int:
     return code
 
 
-def short_time(value: str, settings: Settings) -> str:
+def short_time(value: datetime, settings: Settings) -> str:
     """A timestamp in the configured time zone, with its offset."""
-    return datetime.fromisoformat(value).astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S %z")
+    return value.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def out_json(reply: BaseModel) -> None:
+    """A reply as the service sent it, indented."""
+    out(json.dumps(reply.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

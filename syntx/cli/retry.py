@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import nats.errors
-
 from shared.config import Settings
-from shared.messaging import JobCreated, shown_url, subjects
+from shared.messaging import BusError, JobCreated, shown_url, subjects
 from shared.names import clipped, folder_name_max
 from shared.queue import job_id_problem
 from syntx.cli.asking import connect
@@ -64,7 +62,7 @@ async def _announce(settings: Settings, created: list[JobCreated]) -> None:
             for event in created:
                 await bus.emit(subjects.JOB_CREATED, event)
             await bus.flush()
-    except (OSError, TimeoutError, nats.errors.Error):
+    except (OSError, TimeoutError, BusError):
         url = shown_url(settings.nats.effective_url)
         sys.stderr.write(
             f"syntx retry: NATS at {url} cannot be reached: the {len(created)} re-queued job(s) are in "

@@ -4,18 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from datetime import datetime
-from typing import Any
-
-import nats.errors
 
 from shared.config import Settings
-from shared.messaging import PausedSchedules, subjects
+from shared.messaging import BusError, PausedSchedules, SchedulesReply, ScheduleView, subjects
 from syntx import exits
 from syntx.cli.asking import ask, connect, unreachable
-from syntx.cli.output import out, short_time, table, usage
+from syntx.cli.output import out, out_json, short_time, table, usage
 from syntx.cli.parser import Invocation, Subparsers, runs
 from syntx.suggest import unknown
 
@@ -48,34 +44,34 @@ async def _schedules(settings: Settings, action: str | None, name: str | None, a
 
 
 async def schedules(settings: Settings, as_json: bool) -> int:
-    reply = await ask(settings, "schedules", subjects.SCHEDULES, "scheduler")
+    reply = await ask(settings, "schedules", subjects.SCHEDULES, "scheduler", SchedulesReply)
     if isinstance(reply, int):
         return reply
     if as_json:
-        out(json.dumps(reply, indent=2, ensure_ascii=False))
+        out_json(reply)
         return 0
     rows = [
         [
-            s["name"],
-            s["cron"],
-            "paused" if s.get("paused") else "yes" if s["enabled"] else "disabled",
-            short_time(s["last_fired"], settings) if s.get("last_fired") else "-",
+            s.name,
+            s.cron,
+            "paused" if s.paused else "yes" if s.enabled else "disabled",
+            short_time(s.last_fired, settings) if s.last_fired else "-",
             _upcoming(s, settings),
         ]
-        for s in reply["schedules"]
+        for s in reply.schedules
     ]
-    out(f"time zone {reply['timezone']}")
+    out(f"time zone {reply.timezone}")
     out(table(["schedule", "cron", "enabled", "last fired", "next"], rows))
     return 0
 
 
-def _upcoming(schedule: dict[str, Any], settings: Settings) -> str:
+def _upcoming(schedule: ScheduleView, settings: Settings) -> str:
     """The next fire times; for a paused schedule, since when it is paused and how to resume it."""
-    if schedule.get("paused"):
-        since = schedule.get("paused_since")
+    if schedule.paused:
+        since = schedule.paused_since
         when = f" since {short_time(since, settings)}" if since else ""
-        return f"none: paused{when} (`syntx schedules resume {schedule['name']}`)"
-    return ", ".join(short_time(t, settings) for t in schedule["next"]) or "-"
+        return f"none: paused{when} (`syntx schedules resume {schedule.name}`)"
+    return ", ".join(short_time(t, settings) for t in schedule.next) or "-"
 
 
 async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
@@ -96,5 +92,5 @@ async def pause_schedule(settings: Settings, name: str, pause: bool) -> int:
             else:
                 out(f"schedule {name} was not paused; nothing to resume")
             return exits.OK
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
+    except (OSError, TimeoutError, BusError) as exc:
         return unreachable(settings, "schedules", exc)

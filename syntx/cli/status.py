@@ -8,13 +8,12 @@ import contextlib
 import json
 import sys
 from datetime import datetime
-from typing import Any
 
 from shared.config import Settings
-from shared.messaging import subjects
+from shared.messaging import StatusReply, subjects
 from syntx import exits
 from syntx.cli.asking import ask
-from syntx.cli.output import out, short_time, table, usage
+from syntx.cli.output import out, out_json, short_time, table, usage
 from syntx.cli.parser import Invocation, Subparsers, runs
 
 WATCH_EVERY_S = 2.0
@@ -56,34 +55,33 @@ async def status(settings: Settings, as_json: bool, exact: bool = False, check: 
     """Exit 0 once the monitor answered; with ``check``, one line and the health as the exit status by
     the Nagios plugin convention (:data:`exits.CHECK`): 0 OK, 1 WARNING, 2 CRITICAL, 3 no answer."""
     body = json.dumps({"reconcile": exact}).encode()
-    reply = await ask(settings, "status", subjects.STATUS, "monitor", body)
+    reply = await ask(settings, "status", subjects.STATUS, "monitor", StatusReply, body)
     if isinstance(reply, int):
         return exits.CHECK_UNKNOWN if check else reply
     if check:
         return _check_line(reply)
     if as_json:
-        out(json.dumps(reply, indent=2, ensure_ascii=False))
+        out_json(reply)
         return 0
     out(
-        f"queue state {reply['queue_state']}, health {reply['health']}, "
-        f"oldest waiting job {reply['oldest_incoming_age_s']:.0f}s"
+        f"queue state {reply.queue_state}, health {reply.health}, "
+        f"oldest waiting job {reply.oldest_incoming_age_s:.0f}s"
     )
-    for reason in reply.get("health_reasons", []):
-        out(f"  {reason['severity']:<8} {reason['text']}")
+    for reason in reply.health_reasons:
+        out(f"  {reason.severity:<8} {reason.text}")
     out()
-    out(table(["folder", "files"], [[folder, str(count)] for folder, count in reply["counts"].items()]))
+    out(table(["folder", "files"], [[folder, str(count)] for folder, count in reply.counts.items()]))
     out()
-    services = [[name, str(count)] for name, count in sorted(reply["services"].items())]
+    services = [[name, str(count)] for name, count in sorted(reply.services.items())]
     out(table(["service", "live"], services or [["(none seen yet)", "0"]]))
     scored = [
-        [w, str(c.get("passed", 0)), str(c.get("rejected", 0))] for w, c in sorted(reply["scored"].items())
+        [w, str(c.get("passed", 0)), str(c.get("rejected", 0))] for w, c in sorted(reply.scored.items())
     ]
     if scored:
         out()
         out(table(["wrapper", "passed", "rejected"], scored))
     runs_shown = [
-        [name, short_time(last["at"], settings), last["summary"]]
-        for name, last in sorted(reply["last_runs"].items())
+        [name, short_time(last.at, settings), last.summary] for name, last in sorted(reply.last_runs.items())
     ]
     if runs_shown:
         out()
@@ -91,14 +89,12 @@ async def status(settings: Settings, as_json: bool, exact: bool = False, check: 
     return 0
 
 
-def _check_line(reply: dict[str, Any]) -> int:
+def _check_line(reply: StatusReply) -> int:
     """``syntx OK - …`` / ``syntx CRITICAL - reason: text; …`` with the queue's counts as performance data."""
-    health = str(reply.get("health", "UNKNOWN"))
-    reasons = "; ".join(f"{r['code']}: {r['text']}" for r in reply.get("health_reasons", []))
-    said = (
-        reasons or f"queue {reply['queue_state']}, oldest waiting job {reply['oldest_incoming_age_s']:.0f}s"
-    )
-    counts = " ".join(f"{folder}={count}" for folder, count in reply["counts"].items())
+    health = reply.health
+    reasons = "; ".join(f"{r.code}: {r.text}" for r in reply.health_reasons)
+    said = reasons or f"queue {reply.queue_state}, oldest waiting job {reply.oldest_incoming_age_s:.0f}s"
+    counts = " ".join(f"{folder}={count}" for folder, count in reply.counts.items())
     out(f"syntx {health} - {said} | {counts}")
     return exits.CHECK.get(health, exits.CHECK_UNKNOWN)
 

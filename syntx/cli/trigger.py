@@ -7,11 +7,10 @@ import re
 from typing import cast
 
 import annotated_types
-import nats.errors
 from pydantic import ValidationError
 
 from shared.config import Settings
-from shared.messaging import Tick, subjects
+from shared.messaging import BusError, Tick, Unreachable, subjects
 from syntx.cli.asking import connect, unreachable
 from syntx.cli.output import fail, out, usage
 from syntx.cli.parser import Invocation, Subparsers, runs
@@ -71,9 +70,9 @@ async def trigger(settings: Settings, schedule: str, batch: int | None, force: b
     try:
         async with connect(settings) as bus:
             await bus.publish(subjects.tick(schedule), tick)
-    except nats.errors.NoServersError as exc:
+    except Unreachable as exc:
         return unreachable(settings, "trigger", exc)
-    except (TimeoutError, nats.errors.Error) as exc:
+    except (TimeoutError, BusError) as exc:
         return fail(f"syntx trigger: the tick was not stored: {exc or type(exc).__name__}")
     out(f"tick sent: {subjects.tick(schedule)}" + (f" (batch {batch})" if batch else ""))
     return 0
