@@ -1,16 +1,19 @@
+"""Every level's fixtures: no operator environment or proxy leaks in, a queue, the operator's environment,
+loopback LLM servers. A real nats-server per test comes from :mod:`tests.support.running` (the service,
+system and deploy levels); the unit level runs none."""
+
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from shared.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from shared.config import CONFIG_ENV, DEFAULT_CONFIG
 from shared.queue import FileQueue
-from tests.consumers import good_answer
-from tests.harness import free_port
-from tests.llm_server import HeldServer, Reply, ScriptedServer
-from tests.natsserver import NatsServer, start_nats
+from tests.support.consumers import good_answer
+from tests.support.harness import free_port
+from tests.support.llm_server import HeldServer, Reply, ScriptedServer
 
 
 @pytest.fixture(autouse=True)
@@ -39,25 +42,6 @@ def queue(tmp_path: Path) -> FileQueue:
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = start_nats(tmp_path / "jetstream")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def settings(tmp_path: Path, nats_server: NatsServer) -> Settings:
-    return load_settings(
-        [DEFAULT_CONFIG],
-        data_dir=tmp_path / "data",
-        nats={"url": nats_server.url},
-        monitor={"host": "127.0.0.1", "port": 0},
-    )
-
-
-@pytest.fixture
 def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The operator's environment: the shipped config, a data directory and free ports of this test (a
     `syntx up` running on this machine's default ports must not change what a test sees)."""
@@ -66,13 +50,6 @@ def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SYNTX_NATS__EMBEDDED_PORT", str(free_port()))
     monkeypatch.setenv("SYNTX_MONITOR__PORT", str(free_port()))
     return tmp_path / "data"
-
-
-@pytest.fixture
-def with_nats(environment: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The operator's environment pointed at this test's nats-server, and the settings it loads."""
-    monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
-    return load_settings()
 
 
 @pytest.fixture
@@ -87,14 +64,14 @@ async def held_backend() -> AsyncIterator[HeldServer]:
 
 @pytest.fixture
 async def server() -> AsyncIterator[ScriptedServer]:
-    """A scriptable LLM backend on loopback (see tests/llm_server.py)."""
+    """A scriptable LLM backend on loopback (see tests/support/llm_server.py)."""
     scripted = ScriptedServer()
     await scripted.start()
     yield scripted
     await scripted.close()
 
 
-FIGURES = "chaos"  # the name the chaos tests (tests/chaos.py) record their tables under
+FIGURES = "chaos"  # the name the chaos tests (tests/support/chaos.py) record their tables under
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -3,7 +3,7 @@
 
 One alert per reason and severity the monitor may give it (:mod:`services.monitor.reasons`), on the
 monitor's own verdict ``syntx_health_reason``; and one for a monitor Prometheus cannot scrape, the one
-fault the monitor cannot report itself. tests/test_alerts.py checks the file is this output.
+fault the monitor cannot report itself. tests/deploy/test_alerts.py checks the file is this output.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
   :mod:`~shared.messaging.replies`, :mod:`~shared.messaging.decoding`): every subject, every event and
   request, the replies the services send and the commands read, and how a body becomes one.
 
-No module outside this package imports nats-py (``tests/test_layers.py``).
+No module outside this package imports nats-py (``tests/unit/test_layers.py``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ pops that cancelled future and calls ``set_result`` on it: ``InvalidStateError``
 it as any exception, logs "nats: encountered error" and *ends*: the client reads nothing more, yet its
 status stays CONNECTED. No message, no reply, no PONG arrives until the client's own pings go unanswered
 ``max_outstanding_pings`` times (2 × 2 min by default) and it reconnects — 4 to 6 minutes in which every
-service is deaf and says it is connected. ``tests/test_stalled_nats.py`` shows it with nats-py's own
-client; that test fails once nats-py mends it, and :class:`Client` can go.
+service is deaf and says it is connected. ``tests/service/messaging/test_stalled_nats.py`` shows it with
+nats-py's own client; that test fails once nats-py mends it, and :class:`Client` can go.
 
 **Here** a PONG still answers the oldest PING (a server answers them in order), but one whose waiter gave
 up is dropped instead of completed. And a reconnect try whose handshake timed out (a stopped server's

@@ -1,0 +1,88 @@
+"""The producer in tests: its arms, the results of the jobs it made, and the service running over NATS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from nats.aio.client import Client
+
+from services.producer.app import run as run_producer
+from shared.config import DEFAULT_CONFIG, Settings, load_settings
+from shared.learning import Arm
+from shared.messaging import Event, ProducerGeneration, subjects
+from shared.queue import Status
+from tests.support.harness import HEARTBEATS, EventLog, observer, running
+from tests.support.natsserver import NatsServer
+from tests.support.records import result_record as valid_result
+
+BEST: Arm = ("technologie", "kreativ")
+POOR: list[Arm] = [("harmlos", "casual"), ("bildung", "technisch")]
+UNTRIED: Arm = ("kritisch", "akademisch")
+ARMS: list[Arm] = [BEST, *POOR, UNTRIED]
+
+
+def result_record(
+    job_id: str, status: str, score: int | None, category: str, style: str, sequence: int = 0
+) -> dict[str, Any]:
+    """A valid result (as a consumer writes it) of a job the producer made."""
+    return valid_result(
+        job_id,
+        cast(Status, status),
+        score,
+        wrapper="sigma",
+        backend="offline",
+        model="offline-responder",
+        scorer="syntx-2",
+        meta={
+            "category": category,
+            "style": style,
+            "topic": "Katzen",
+            "language": "de",
+            "sequence": sequence,
+        },
+        prompt="Erkläre: Katzen",
+    )
+
+
+def rounded(value: Any) -> Any:
+    """``value`` with every float in it rounded to 6 places, for comparing learner states."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, list):
+        return [rounded(item) for item in value]
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    return value
+
+
+def producer_settings(tmp_path: Path, nats_server: NatsServer, seed: int) -> Settings:
+    """The shipped config on ``nats_server``, the producer's choices drawn from ``seed``."""
+    return load_settings(
+        [DEFAULT_CONFIG], data_dir=tmp_path / "data", nats={"url": nats_server.url}, producer={"seed": seed}
+    )
+
+
+@asynccontextmanager
+async def producer_running(settings: Settings) -> AsyncIterator[tuple[Client, EventLog]]:
+    assert settings.nats.url
+    watched = (HEARTBEATS, subjects.JOB_CREATED, subjects.PRODUCER_GENERATION)
+    async with (
+        observer(settings.nats.url, *watched) as (nc, events),
+        running(settings, {"producer": run_producer}, events),
+    ):
+        yield nc, events
+
+
+def generations(count: int) -> Any:
+    return lambda events: sum(isinstance(event, ProducerGeneration) for event in events) >= count
+
+
+async def tick(nc: Client, events: EventLog, count: int = 1) -> ProducerGeneration:
+    """Tick the producer; return its ``count``-th generation once announced."""
+    await nc.publish(subjects.tick("producer"), b"")
+    found: list[Event] = await events.wait_for(generations(count))
+    latest: ProducerGeneration = [event for event in found if isinstance(event, ProducerGeneration)][-1]
+    return latest
