@@ -35,7 +35,7 @@ from benchmarks.procs import Children, start_nats, start_stub
 from benchmarks.report import load_average, machine
 from benchmarks.workload import WRAPPER, write_jobs_bulk
 from services.consumer.failpoints import Failpoints
-from services.consumer.processing import EVENT_META, Answer, ConsumerContext, JobProcessor, prompt_context
+from services.consumer.processing import Answer, ConsumerContext, JobProcessor, prompt_context, scored_event
 from shared.config import BackendSettings, ConsumerSettings, LoggingSettings, NatsSettings, QueueSettings
 from shared.config.settings import PROJECT_ROOT
 from shared.llm import Completion, make_backend
@@ -166,6 +166,7 @@ async def one_job(setup: Setup, job_id: str, phases: Phases) -> None:
     with timed("attempt history"):
         history = load_history(queue, job_id).attempts
     with timed("result record"):
+        answer = Answer(completion, parsed, score)
         status, reason = scored_status(score.total, ctx.settings.threshold)
         attempt = processor._attempt(len(history) + 1, started, "answered", completion.duration_s)
         result = processor._result(
@@ -175,28 +176,14 @@ async def one_job(setup: Setup, job_id: str, phases: Phases) -> None:
             job=job,
             attempts=[*history, attempt],
             clock=clock,
-            answer=Answer(completion, parsed, score),
+            answer=answer,
         )
         record = result.encoded()
     with timed("write result"):
         assert queue.write_result(result.folder, job_id, record, fsync=ctx.queue_settings.fsync)
     with timed("drop claim"):
         setup.claims.forget(claim)
-    event = JobScored(
-        job_id=job_id,
-        wrapper=ctx.name,
-        backend=ctx.backend.name,
-        model=completion.model,
-        score=score.total,
-        threshold=ctx.settings.threshold,
-        status="passed" if status == "passed" else "rejected",
-        format=parsed.format,
-        llm_seconds=completion.duration_s,
-        total_seconds=result.total_seconds,
-        attempt=attempt.number,
-        scorer=score.scorer,
-        **job.meta.model_dump(include=EVENT_META),
-    )
+    event = scored_event(ctx, job, answer, result, attempt.number)
     await phases.timed_async("publish event", lambda: setup.bus.emit(subjects.JOB_SCORED, event))
     with timed("log line"):
         job_log.info("job %s %s: score %d (%s)", job_id, status, score.total, reason)
