@@ -8,9 +8,9 @@ this sets up what it expects around it — ``/opt/syntx-config/configs`` replace
 wrapper service's URL pointed at the stub, the working directory the one holding ``queue/`` — and runs
 ``QueueConsumer("syntex_system").process_batch(20)`` as its cron line does, on ``N`` jobs in its layout
 (``<stem>.txt`` prompt + ``<stem>.json`` metadata) given ``ROUND`` at a time: it lists and sorts
-``incoming/`` for every job, so a deep queue slows it down (34 jobs/s with 3,000 queued against ~100
-with 100 on a busy 2-core machine); it is timed at the shallow depth its producer kept (20 jobs every
-2 h), only while it processes — which flatters it. Its parser, scorer (V1, its default), progress
+``incoming/`` for every job, so a deep queue slows it down (given 3,000 at once it did 34 jobs/s on a
+busy 2-core machine); it is timed at the shallow depth its producer kept (20 jobs every 2 h), only
+while it processes — which flatters it. Its parser, scorer (V1, its default), progress
 tracker and JSONL logs all do their work; its printing goes to ``/dev/null``. Prints one line of JSON:
 jobs, seconds, CPU seconds.
 """
