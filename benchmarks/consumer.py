@@ -5,7 +5,10 @@ one for the slow-backend row), then the consumer as its own process per scenario
 (``python -m services.consumer --wrapper syntex_system``, configured by ``SYNTX_*`` and a temp YAML),
 and an emulation of the original consumer in-process. Everything it starts it stops, temp dirs included.
 Options: ``--quick`` (smoke run, ~1 min), ``--only NAME[,NAME]`` (latency, throughput, flatness, slow,
-baseline; rss comes with throughput and slow), ``--profile FILE`` (extra c16 run under py-spy).
+fast, baseline, original; rss comes with throughput and slow), ``--profile FILE`` (extra c16 run under
+py-spy), ``--before REV`` (the consumer of git revision REV runs the throughput rows too, each just
+before ours), ``--original DIR`` (the original system's own consumer code from a checkout of its
+repository, on the same stub: see ``benchmarks.original``).
 """
 
 from __future__ import annotations
@@ -23,27 +26,35 @@ from types import FrameType
 import nats
 
 from benchmarks import scenarios
-from benchmarks.procs import Children, load_check, start_nats, start_stub
+from benchmarks.procs import Children, extracted, load_check, start_nats, start_stub
 from benchmarks.report import load_average, machine, render
 from benchmarks.scenarios import QUICK, Measured, Sizes
 from benchmarks.session import Bench
 
 log = logging.getLogger("benchmarks.consumer")
 
-SCENARIOS = ("latency", "throughput", "flatness", "slow", "baseline")
+SCENARIOS = ("latency", "throughput", "flatness", "slow", "fast", "baseline", "original")
 
 
 async def run_all(
-    workdir: Path, children: Children, only: set[str], sizes: Sizes, profile: Path | None
+    workdir: Path, children: Children, only: set[str], sizes: Sizes, args: argparse.Namespace
 ) -> tuple[Measured, float]:
     nats_url = start_nats(children, workdir)
     _stub, port = start_stub(children, workdir, 0.0)
     capacity = load_check(port)
     log.info("nats %s, instant stub on port %d serving %.0f req/s", nats_url, port, capacity)
     nc = await nats.connect(nats_url)
-    bench = Bench(workdir, children, nats_url, nc, port, profile=profile)
+    before = None
+    if args.before:
+        (workdir / "before").mkdir()
+        before = extracted(args.before, workdir / "before")
+    bench = Bench(workdir, children, nats_url, nc, port, profile=args.profile, before=before)
+    bench.original = args.original
     out = Measured()
     try:
+        if "original" in only and args.original is not None:
+            log.info("the original's own consumer code, %d jobs", sizes.throughput_jobs)
+            await scenarios.original(bench, sizes, out)
         if "baseline" in only:
             log.info("baseline (original consumer emulation), %d jobs", sizes.throughput_jobs)
             await scenarios.baseline(bench, sizes, out)
@@ -59,7 +70,10 @@ async def run_all(
         if "slow" in only:
             log.info("slow backend, %d jobs, concurrency 16", sizes.slow_jobs)
             await scenarios.slow_backend(bench, sizes, out, with_baseline="baseline" in only)
-        if profile is not None:
+        if "fast" in only:
+            log.info("fast backend, %d jobs, concurrency %d", sizes.fast_jobs, scenarios.FAST_CONCURRENCY)
+            await scenarios.fast_backend(bench, sizes, out)
+        if args.profile is not None:
             await scenarios.profile(bench, sizes, out)
     finally:
         bench.stop.set()
@@ -79,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", type=Path, default=None, help="where the temp dir goes (default: system tmp)"
     )
     parser.add_argument("--profile", type=Path, default=None, help="also profile a c16 run with py-spy")
+    parser.add_argument("--before", default=None, help="a git revision whose consumer runs beside ours")
+    parser.add_argument(
+        "--original", type=Path, default=None, help="a checkout of the original system's repository"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if (
@@ -104,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="syntx-bench-", dir=args.dir))
     children = Children()
     try:
-        out, capacity = asyncio.run(run_all(workdir, children, only, sizes, args.profile))
+        out, capacity = asyncio.run(run_all(workdir, children, only, sizes, args))
     except KeyboardInterrupt:
         log.warning("interrupted; stopping everything")
         return 130

@@ -136,6 +136,7 @@ class ConsumerSpec:
     watch: bool
     batch: int = 20
     queue: dict[str, Any] = field(default_factory=dict)  # queue settings (e.g. max_attempts)
+    tree: Path = PROJECT_ROOT  # whose code runs: this tree, or another revision extracted (--before)
 
 
 CONSUMER = "syntex_system"
@@ -174,9 +175,10 @@ def start_consumer(children: Children, spec: ConsumerSpec) -> subprocess.Popen[b
         SYNTX_CONFIG=str(write_config(spec)),
         SYNTX_DATA_DIR=str(spec.data_dir),
         SYNTX_NATS__URL=spec.nats_url,
+        PYTHONPATH=str(spec.tree),
     )
     args = [sys.executable, "-m", "services.consumer", "--wrapper", CONSUMER]
-    return children.spawn(args, spec.data_dir / "consumer.out", env=env)
+    return children.spawn(args, spec.data_dir / "consumer.out", env=env, cwd=spec.tree)
 
 
 def peak_rss_mb(pid: int) -> float | None:

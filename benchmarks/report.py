@@ -8,7 +8,15 @@ import platform
 from pathlib import Path
 
 from benchmarks.baseline import BaselineRun
-from benchmarks.scenarios import FLAT_CONCURRENCY, PACING_S, SLOW_DELAY_S, Measured, Sizes
+from benchmarks.scenarios import (
+    FAST_CONCURRENCY,
+    FAST_DELAY_S,
+    FLAT_CONCURRENCY,
+    PACING_S,
+    SLOW_DELAY_S,
+    Measured,
+    Sizes,
+)
 
 Row = tuple[str, str, str, str]
 IDEAL_SLOW = 16 / SLOW_DELAY_S
@@ -83,10 +91,7 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
         )
         label = f"pickup latency, watch (n={len(ms)}, {PACING_S * 1000:.0f} ms apart)"
         table.append((label, figure, "p99 <= 10 ms", "- (cron)"))
-    for concurrency, rate in sorted(out.throughput.items()):
-        label = f"throughput, instant, c={concurrency} ({sizes.throughput_jobs} jobs)"
-        figure = _rate(rate) + _cpu(out, f"throughput-c{concurrency}")
-        table.append((label, figure, ">= 750 jobs/s", _ratio(rate, out.baseline)))
+    table += _throughput_rows(out, sizes)
     if out.small_queue is not None:
         label = f"flat: 100 queued, c={FLAT_CONCURRENCY} (median of {sizes.small_rounds})"
         figure = _rate(out.small_queue) + _cpu(out, "queued-100")
@@ -100,8 +105,20 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
         figure = f"{out.slow:.1f} jobs/s = {out.slow / IDEAL_SLOW:.1%} of {IDEAL_SLOW:.0f}"
         label = f"slow backend {SLOW_DELAY_S * 1000:.0f} ms, c=16 ({sizes.slow_jobs} jobs)"
         table.append((label, figure, ">= 90 %", _ratio(out.slow, out.baseline_slow)))
+    if out.fast is not None:
+        ideal = FAST_CONCURRENCY / FAST_DELAY_S
+        instant = out.throughput.get(FAST_CONCURRENCY)
+        of_instant = f"; {out.fast / instant:.1%} of the instant c={FAST_CONCURRENCY} rate" if instant else ""
+        figure = f"{out.fast:,.1f} jobs/s = {out.fast / ideal:.1%} of {ideal:,.0f}{of_instant}"
+        figure += _cpu(out, f"fast-c{FAST_CONCURRENCY}")
+        label = f"fast backend {FAST_DELAY_S * 1000:.0f} ms, c={FAST_CONCURRENCY} ({sizes.fast_jobs} jobs)"
+        table.append((label, figure, ">= 90 %", "-"))
     if out.rss_mb:
-        which = max(out.rss_mb, key=lambda key: out.rss_mb[key] if "16" in key else -1.0)
+        which = (
+            "throughput-c16"
+            if "throughput-c16" in out.rss_mb
+            else max(out.rss_mb, key=out.rss_mb.__getitem__)
+        )
         label = f"peak RSS (VmHWM), c=16 ({which})"
         table.append((label, f"{out.rss_mb[which]:.1f} MB", "<= 80 MB", "-"))
     for label, run in (
@@ -113,6 +130,33 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
             table.append(
                 (f"{label}, n={run.jobs}", f"{run.jobs_per_s:,.1f} jobs/s", "(orig. ~480 / 4.9)", "1.00x")
             )
+    return table
+
+
+def _throughput_rows(out: Measured, sizes: Sizes) -> list[Row]:
+    """Ours per concurrency (against the original's own code when it ran, else its emulation), the
+    other revision's beside it (``--before``), and whether more concurrency ever gives less."""
+    table: list[Row] = []
+    original = out.original
+    for concurrency, rate in sorted(out.throughput.items()):
+        label = f"throughput, instant, c={concurrency} ({sizes.throughput_jobs} jobs)"
+        figure = _rate(rate) + _cpu(out, f"throughput-c{concurrency}")
+        if original is not None and original.jobs_per_s > 0:
+            against = f"{rate / original.jobs_per_s:.2f}x original's code"
+        else:
+            against = _ratio(rate, out.baseline)
+        table.append((label, figure, ">= 750 jobs/s", against))
+        before = out.before_throughput.get(concurrency)
+        if before is not None:
+            figure = _rate(before) + _cpu(out, f"before-c{concurrency}")
+            table.append((f"  before (--before), c={concurrency}", figure, "", f"ours {rate / before:.2f}x"))
+    if 1 in out.throughput and FAST_CONCURRENCY in out.throughput:
+        ratio = out.throughput[FAST_CONCURRENCY] / out.throughput[1]
+        table.append((f"c={FAST_CONCURRENCY} over c=1, instant", f"{ratio:.2f}x", ">= 1.00x", "-"))
+    if original is not None:
+        figure = f"{original.jobs_per_s:,.1f} jobs/s ({original.cpu_ms_per_job:.1f} ms CPU/job)"
+        label = f"original's own QueueConsumer.process_batch, n={original.jobs}"
+        table.append((label, figure, "", "1.00x"))
     return table
 
 

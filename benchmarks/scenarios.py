@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.baseline import BaselineRun, run_baseline
+from benchmarks.original import OriginalRun, run_original
 from benchmarks.procs import start_stub
 from benchmarks.session import Bench, clear_results, consumer, fresh_queue, py_spy, tick, wait_results
 from benchmarks.workload import (
@@ -20,13 +21,18 @@ from benchmarks.workload import (
     wrapper_template,
     write_jobs_bulk,
 )
+from shared.config import PROJECT_ROOT
 from shared.queue import INCOMING
 
 log = logging.getLogger(__name__)
 
 SLOW_DELAY_S = 0.2
+FAST_DELAY_S = 0.05  # a fast backend (a local server, cached answers) at high concurrency
+FAST_CONCURRENCY = 64
 FLAT_CONCURRENCY = 4
 PACING_S = 0.02
+CONCURRENCIES = (1, 4, 16, 64)
+BEFORE_CONCURRENCIES = (1, 16, 64)  # the other revision's consumer (--before), beside ours
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Sizes:
     big_queue: int = 100_000
     big_measured: int = 3000
     slow_jobs: int = 800
+    fast_jobs: int = 3000
     baseline_big_jobs: int = 200
     baseline_slow_jobs: int = 20
 
@@ -48,6 +55,7 @@ QUICK = Sizes(
     big_queue=10_000,
     big_measured=500,
     slow_jobs=160,
+    fast_jobs=640,
     baseline_big_jobs=40,
     baseline_slow_jobs=5,
 )
@@ -60,6 +68,9 @@ class Measured:
     small_queue: float | None = None
     big_queue: float | None = None
     slow: float | None = None
+    fast: float | None = None
+    before_throughput: dict[int, float] = field(default_factory=dict)
+    original: OriginalRun | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)
     cpu_ms_per_job: dict[str, float] = field(default_factory=dict)
     baseline: BaselineRun | None = None
@@ -104,11 +115,12 @@ async def _rounds(
     measured: int,
     rounds: int,
     out: Measured,
+    tree: Path = PROJECT_ROOT,
 ) -> list[float]:
     """Queue ``queued`` jobs, tick for ``measured``, jobs/s from first claim to last result; per round."""
     queue = fresh_queue(bench, label)
     rates: list[float] = []
-    async with consumer(bench, queue, port=port, concurrency=concurrency, watch=False) as running:
+    async with consumer(bench, queue, port=port, concurrency=concurrency, watch=False, tree=tree) as running:
         for number in range(rounds):
             write_jobs_bulk(queue.root, queued - len(list(queue.job_ids(INCOMING))), start=number * queued)
             cpu_before = running.cpu_seconds()
@@ -127,20 +139,33 @@ async def _rounds(
 
 
 async def throughput(bench: Bench, sizes: Sizes, out: Measured) -> None:
-    for concurrency in (1, 4, 16):
-        label = f"throughput-c{concurrency}"
-        n = sizes.throughput_jobs
-        rates = await _rounds(
-            bench,
-            label,
-            port=bench.instant_port,
-            concurrency=concurrency,
-            queued=n,
-            measured=n,
-            rounds=1,
-            out=out,
+    """Ours at every concurrency; with ``--before``, the other revision's consumer at each of
+    BEFORE_CONCURRENCIES just before ours (so both see the same load)."""
+    for concurrency in CONCURRENCIES:
+        if bench.before is not None and concurrency in BEFORE_CONCURRENCIES:
+            rate = await _throughput(bench, sizes, out, concurrency, f"before-c{concurrency}", bench.before)
+            out.before_throughput[concurrency] = rate
+        out.throughput[concurrency] = await _throughput(
+            bench, sizes, out, concurrency, f"throughput-c{concurrency}", PROJECT_ROOT
         )
-        out.throughput[concurrency] = rates[0]
+
+
+async def _throughput(
+    bench: Bench, sizes: Sizes, out: Measured, concurrency: int, label: str, tree: Path
+) -> float:
+    n = sizes.throughput_jobs
+    rates = await _rounds(
+        bench,
+        label,
+        port=bench.instant_port,
+        concurrency=concurrency,
+        queued=n,
+        measured=n,
+        rounds=1,
+        out=out,
+        tree=tree,
+    )
+    return rates[0]
 
 
 async def profile(bench: Bench, sizes: Sizes, out: Measured) -> None:
@@ -206,6 +231,30 @@ async def slow_backend(bench: Bench, sizes: Sizes, out: Measured, *, with_baseli
         queue = fresh_queue(bench, "baseline-slow")
         write_jobs_bulk(queue.root, sizes.baseline_slow_jobs)
         out.baseline_slow = await _baseline(bench, queue.root, bench.slow_port, sizes.baseline_slow_jobs)
+
+
+async def fast_backend(bench: Bench, sizes: Sizes, out: Measured) -> None:
+    """A 50 ms backend at concurrency 64: how close to the ideal 64 / 0.05 s the consumer comes."""
+    _process, port = start_stub(bench.children, bench.workdir, FAST_DELAY_S)
+    rates = await _rounds(
+        bench,
+        f"fast-c{FAST_CONCURRENCY}",
+        port=port,
+        concurrency=FAST_CONCURRENCY,
+        queued=sizes.fast_jobs,
+        measured=sizes.fast_jobs,
+        rounds=1,
+        out=out,
+    )
+    out.fast = rates[0]
+
+
+async def original(bench: Bench, sizes: Sizes, out: Measured) -> None:
+    """The original system's own ``QueueConsumer.process_batch`` (``benchmarks.original``) on the instant
+    stub, in its own process, as many jobs as the throughput rows."""
+    assert bench.original is not None
+    out.original = await run_original(bench, sizes.throughput_jobs)
+    log.info("original's own code: %d jobs at %.0f jobs/s", out.original.jobs, out.original.jobs_per_s)
 
 
 async def baseline(bench: Bench, sizes: Sizes, out: Measured) -> None:

@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 
 from benchmarks.procs import CONSUMER, Children, ConsumerSpec, cpu_seconds, peak_rss_mb, start_consumer
 from benchmarks.workload import result_count
+from shared.config import PROJECT_ROOT
 from shared.messaging import subjects
 from shared.queue import ERROR, PROCESSED, FileQueue
 
@@ -43,6 +44,8 @@ class Bench:
     stop: threading.Event = field(default_factory=threading.Event)
     slow_port: int | None = None
     profile: Path | None = None
+    before: Path | None = None  # another revision's tree (``--before``): its consumer runs beside ours
+    original: Path | None = None  # a checkout of the original system (``--original``)
 
     def url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"
@@ -83,11 +86,13 @@ async def consumer(
     concurrency: int,
     watch: bool,
     queue_settings: dict[str, Any] | None = None,
+    tree: Path = PROJECT_ROOT,
 ) -> AsyncIterator[Running]:
-    """A consumer process on ``queue``'s data dir, ready (it said hello on NATS) when this yields."""
+    """A consumer process on ``queue``'s data dir, ready (it said hello on NATS) when this yields;
+    ``tree``: whose code it runs."""
     data_dir = queue.root.parent
     spec = ConsumerSpec(
-        data_dir, bench.nats_url, bench.url(port), concurrency, watch, queue=queue_settings or {}
+        data_dir, bench.nats_url, bench.url(port), concurrency, watch, queue=queue_settings or {}, tree=tree
     )
     ready = asyncio.Event()
 

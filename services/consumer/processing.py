@@ -91,6 +91,27 @@ def prompt_context(job: Job) -> PromptContext:
     )
 
 
+def scored_event(
+    ctx: ConsumerContext, job: Job, answer: Answer, result: JobResult, attempt: int
+) -> JobScored:
+    """The ``syntx.job.scored`` event of an answered job whose result was filed."""
+    return JobScored(
+        job_id=job.job_id,
+        wrapper=ctx.name,
+        backend=ctx.backend.name,
+        model=answer.completion.model,
+        score=answer.score.total,
+        threshold=ctx.settings.threshold,
+        status="passed" if result.status == "passed" else "rejected",
+        format=answer.parsed.format,
+        llm_seconds=answer.completion.duration_s,
+        total_seconds=result.total_seconds,
+        attempt=attempt,
+        scorer=answer.score.scorer,
+        **job.meta.model_dump(include=EVENT_META),
+    )
+
+
 @dataclass(frozen=True)
 class ConsumerContext:
     name: str
@@ -258,24 +279,7 @@ class JobProcessor:
         )
         if not await self._file(claim, result):
             return "lost"
-        await ctx.bus.emit(
-            subjects.JOB_SCORED,
-            JobScored(
-                job_id=job.job_id,
-                wrapper=ctx.name,
-                backend=ctx.backend.name,
-                model=completion.model,
-                score=score.total,
-                threshold=ctx.settings.threshold,
-                status="passed" if status == "passed" else "rejected",
-                format=parsed.format,
-                llm_seconds=completion.duration_s,
-                total_seconds=result.total_seconds,
-                attempt=attempt.number,
-                scorer=score.scorer,
-                **job.meta.model_dump(include=EVENT_META),
-            ),
-        )
+        await ctx.bus.emit(subjects.JOB_SCORED, scored_event(ctx, job, answer, result, attempt.number))
         log.info("job %s %s: score %d (%s)", job.job_id, status, score.total, reason)
         return "answered"
 

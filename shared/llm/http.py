@@ -1,4 +1,5 @@
-"""Shared HTTP machinery: one ``httpx.AsyncClient`` per backend, JSON POST with retries and a deadline."""
+"""Shared HTTP machinery: one ``httpx.AsyncClient`` per backend (over aiohttp's pool, see
+:mod:`shared.llm.transport`), JSON POST with retries and a deadline."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from shared.config import RetrySettings, TimeoutSettings
 from shared.llm.base import BackendError
 from shared.llm.replies import Failure, JsonReply, judge
 from shared.llm.retry import next_delay
+from shared.llm.transport import transport
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,8 @@ class JsonHttp:
         max_response_bytes: int,
     ) -> None:
         parsed = httpx.URL(url)
-        self.url = str(parsed.copy_with(username=None, password=None))
+        self._target = parsed.copy_with(username=None, password=None)  # parsed once, not per request
+        self.url = str(self._target)
         self._backend = backend
         self._retries = retries
         self._total_s = timeouts.total_s
@@ -87,7 +90,7 @@ class JsonHttp:
                 write=timeouts.connect_s,
                 pool=timeouts.total_s,
             ),
-            limits=limits,
+            transport=transport(limits),
         )
 
     def __repr__(self) -> str:
@@ -171,7 +174,7 @@ class JsonHttp:
     async def _exchange(self, payload: Mapping[str, Any]) -> JsonReply | Failure:
         where = self.url
         try:
-            async with self._client.stream("POST", self.url, json=payload) as response:
+            async with self._client.stream("POST", self._target, json=payload) as response:
                 body = await self._read_body(response)
         except httpx.TimeoutException as exc:
             kind = _timeout_kind(exc)

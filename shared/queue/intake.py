@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 _NAME_SAFE: Final = " !#$&'()+,-.;=@[]^_`{}~"
 # Room left in a quarantine name for the ".<n>" that keeps it apart from an earlier file of that name.
 NUMBER_ROOM_BYTES: Final = 8
+READ_CHUNK: Final = 64 * 1024  # what a bounded read asks for past the size the file said it had
 
 
 QuarantineReason = Literal["not_regular_file", "bad_name", "bad_attempts", "hidden", "stray", "bad_result"]
@@ -158,14 +159,25 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
             raise UnreadableFile(f"{info.st_size} bytes, over the limit of {max_bytes}")
         if info.st_nlink > 1:  # the queue writes every file under one name; another name may be anything
             raise UnreadableFile(f"a hard link to a file with {info.st_nlink} names")
-    except BaseException:
+        data = _read_at_most(fd, max_bytes + 1, info.st_size)
+    finally:
         os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise UnreadableFile(f"more than {max_bytes} bytes (it grew while being read)")
     return data
+
+
+def _read_at_most(fd: int, limit: int, expected: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd`` with plain reads (no file object, no second ``fstat``), each
+    asking for at least the ``expected`` size + 1: a file as long as it said comes in one read plus the
+    one that finds its end."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = os.read(fd, min(limit - len(data), max(expected + 1 - len(data), READ_CHUNK)))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 def quarantine(queue: FileQueue, path: Path, reason: QuarantineReason, detail: str) -> Quarantined | None:

@@ -61,6 +61,8 @@ WRITTEN_FOLDERS: Final = (INCOMING, PROCESSING, PROCESSED, ERROR, ATTEMPTS, QUAR
 PROBE_PREFIX: Final = ".probe."  # a dot-file: never a job, a result or a count
 PROBE_MOVED: Final = ".moved"  # what the probe renames its file to within a folder
 PROBE_DATA: Final = b"probe\n"  # a byte or more: an empty file needs no space, so would not show a full disk
+# What a lookup's stat fails with when there is simply no such file (the errors Path.exists ignores).
+_ABSENT: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
 
 class InvalidJobId(ValueError):
@@ -82,9 +84,14 @@ class FileQueue:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._leftovers: set[Path] = set()  # staging files a failed write could not remove
+        self._folders: dict[str, Path] = {}
+        self._name_max: int | None = None  # NAME_MAX of the root's filesystem, asked once it exists
 
     def folder(self, name: str) -> Path:
-        return self.root / name
+        path = self._folders.get(name)
+        if path is None:
+            path = self._folders[name] = self.root / name
+        return path
 
     def ensure(self) -> None:
         for name in ALL_FOLDERS:
@@ -284,7 +291,7 @@ class FileQueue:
     def file_name(self, job_id: str, suffix: str) -> str:
         """``<job_id><suffix>``, if ``job_id`` keeps the name rule for this queue's filesystem; otherwise
         :class:`InvalidJobId` — every path the queue builds from an id comes through here."""
-        problem = job_id_problem(job_id, folder_name_max(self.root))
+        problem = job_id_problem(job_id, self._folder_name_max())
         if problem is not None:
             raise InvalidJobId(job_id, problem)
         return f"{job_id}{suffix}"
@@ -303,14 +310,21 @@ class FileQueue:
         """Where the result of ``job_id`` is (or would be) in ``processed/`` or ``error/``."""
         return self.folder(folder) / self.file_name(job_id, RESULT_SUFFIX)
 
+    def _folder_name_max(self) -> int:
+        """``NAME_MAX`` for names in this queue (one system call, then remembered once the root exists)."""
+        if self._name_max is None:
+            try:
+                self._name_max = os.pathconf(self.root, "PC_NAME_MAX")
+            except (OSError, ValueError):  # no root yet: ask its nearest parent, and again next time
+                return folder_name_max(self.root)
+        return self._name_max
+
     def result_path(self, job_id: str) -> Path | None:
         """Where the result of ``job_id`` is: ``processed/``, ``error/`` or the archive; None if nowhere."""
+        name = self.file_name(job_id, RESULT_SUFFIX)
         for folder in RESULT_FOLDERS:
-            if folder == ARCHIVE:
-                continue
-            path = self.result_in(folder, job_id)
-            if _exists(path):
-                return path
+            if folder != ARCHIVE and _holds(self.folder(folder), name):
+                return self.folder(folder) / name
         return self.archived_path(job_id)
 
     def archived_path(self, job_id: str, today: date | None = None) -> Path | None:
@@ -323,13 +337,12 @@ class FileQueue:
         of earlier versions is found too.
         """
         name = self.file_name(job_id, RESULT_SUFFIX)
-        flat = self.folder(ARCHIVE) / name
-        if _exists(flat):
-            return flat
+        archive = self.folder(ARCHIVE)
+        if _holds(archive, name):
+            return archive / name
         for day in self._archive_days_for(job_id, today or datetime.now(UTC).date()):
-            path = self.folder(ARCHIVE) / day / name
-            if _exists(path):
-                return path
+            if _holds(archive, os.path.join(day, name)):
+                return archive / day / name
         return None
 
     def _archive_days_for(self, job_id: str, today: date) -> Iterator[str]:
@@ -447,10 +460,20 @@ class FileQueue:
         self.write_atomic(self.attempts_path(job_id), data)
 
 
-def _exists(path: Path) -> bool:
-    """Whether ``path`` exists; a folder that cannot be looked into is the queue's fault."""
-    with on_folder("look for a result", path.parent):
-        return path.exists()
+def _holds(folder: Path, name: str) -> bool:
+    """Whether ``folder``/``name`` exists (one ``stat``, no path objects: this runs several times per
+    job); a folder that cannot be looked into is the queue's fault."""
+    path = os.path.join(folder, name)
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno in _ABSENT:
+            return False
+        with on_folder("look for a result", Path(path).parent):
+            raise
+    except ValueError:  # a NUL in the name: nothing by that name can exist
+        return False
+    return True
 
 
 def _file_names(folder: Path) -> Iterator[str]:

@@ -46,6 +46,11 @@ _EXTRA_STOPWORDS = _wordset(
     "into than then them when where while also"
 )
 STOPWORDS = frozenset().union(*FUNCTION_WORDS.values(), _EXTRA_STOPWORDS)
+# Function word -> the languages it belongs to: one lookup per word of an answer instead of one per language.
+_LANGUAGES_OF: dict[str, tuple[str, ...]] = {
+    word: tuple(name for name, vocabulary in FUNCTION_WORDS.items() if word in vocabulary)
+    for word in frozenset().union(*FUNCTION_WORDS.values())
+}
 
 
 class Relevance(BaseModel):
@@ -70,9 +75,10 @@ def words(text: str) -> tuple[str, ...]:
 def content_stems(text: str) -> dict[str, str]:
     """Stem -> first word seen with that stem, for every content word of ``text``."""
     stems: dict[str, str] = {}
-    for word in words(text):
+    for word in dict.fromkeys(words(text)):  # each word once, in the order first seen
         if len(word) >= MIN_CONTENT_WORD and word not in STOPWORDS:
-            stems.setdefault(word.translate(_FOLD)[:STEM_CHARS], word)
+            folded = word if word.isascii() else word.translate(_FOLD)  # translate is slow, ASCII is common
+            stems.setdefault(folded[:STEM_CHARS], word)
     return stems
 
 
@@ -136,9 +142,7 @@ def language_share(text: str, language: str) -> tuple[float, int] | None:
     """Share of function words that belong to ``language``; ``None`` when it cannot be judged."""
     if language not in FUNCTION_WORDS:
         return None
-    counts = Counter(
-        name for word in words(text) for name, vocabulary in FUNCTION_WORDS.items() if word in vocabulary
-    )
+    counts = Counter(name for word in words(text) for name in _LANGUAGES_OF.get(word, ()))
     hits = sum(counts.values())
     if hits < MIN_LANGUAGE_HITS:
         return None

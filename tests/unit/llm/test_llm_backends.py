@@ -271,6 +271,17 @@ async def test_broken_replies_are_retried(
     assert (completion.text, completion.attempts, len(server.requests)) == ("heil", 2, 2)
 
 
+async def test_a_pooled_connection_dropped_without_a_reply_is_sent_again_once_on_a_new_one(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    server.script(case.ok("eins"), Reply(action="reset"), case.ok("zwei"))
+    backend = build(case.kind, server.url + case.suffix)
+    assert (await backend.complete("Frage 1")).text == "eins"
+    completion = await backend.complete("Frage 2")
+    assert (completion.text, completion.attempts) == ("zwei", 1)
+    assert (len(server.requests), server.connections) == (3, 2)
+
+
 async def test_concurrency_bounds_connections(server: ScriptedServer, build: Build, case: Case) -> None:
     server.default = Reply(json=case.ok("x").json, delay_s=0.05)
     backend = build(case.kind, server.url + case.suffix, concurrency=2)

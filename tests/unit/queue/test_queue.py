@@ -7,6 +7,7 @@ import os
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -375,13 +376,13 @@ def test_an_archive_lookup_probes_only_the_days_since_the_job_was_created(
     job_id = new_job_id(created)
     (queue.folder(ARCHIVE) / "2026-11-29" / f"{job_id}.json").write_text("{}", encoding="utf-8")
     probed: list[str] = []
-    real_exists = Path.exists
+    real_stat = os.stat
 
-    def counting_exists(path: Path, **kwargs: bool) -> bool:
-        probed.append(path.parent.name)
-        return real_exists(path, **kwargs)
+    def counting_stat(path: str, **kwargs: Any) -> os.stat_result:
+        probed.append(Path(path).parent.name)
+        return real_stat(path, **kwargs)
 
-    monkeypatch.setattr(Path, "exists", counting_exists)
+    monkeypatch.setattr(os, "stat", counting_stat)
     assert queue.archived_path(job_id, today) == queue.folder(ARCHIVE) / "2026-11-29" / f"{job_id}.json"
     assert probed == ["archive", "2026-11-27", "2026-11-28", "2026-11-29"]
 
