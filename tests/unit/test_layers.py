@@ -1,6 +1,9 @@
 """The import graph of the production packages, read from the source: who may import whom.
 
-- nats-py is imported only inside :mod:`shared.messaging` (the bus hands out no raw client);
+- nats-py is imported only inside :mod:`shared.messaging` (the bus hands out no raw client), anywhere in a
+  module, lazily or not;
+- the layers point one way: ``shared`` imports nothing from ``services`` or ``syntx``, ``services`` nothing
+  from ``syntx`` (anywhere in a module);
 - :mod:`shared.queue` imports nothing from :mod:`shared.messaging` (it reports with its own records);
 - no import cycle among the modules of ``shared``, ``services`` and ``syntx`` at load time (an import
   inside a function runs when it is called, after every module has loaded, and is not counted).
@@ -29,11 +32,12 @@ def modules() -> dict[str, Path]:
     }
 
 
-def imported(path: Path) -> Iterator[str]:
-    """Every module ``path`` imports: ``from a import b`` imports ``a.b`` when that is a module of ours
-    (a submodule, not the package's face), else ``a``."""
+def imported(path: Path, *, lazily: bool = False) -> Iterator[str]:
+    """Every module ``path`` imports when it loads (with ``lazily``, in its functions too): ``from a import
+    b`` imports ``a.b`` when that is a module of ours (a submodule, not the package's face), else ``a``."""
     known = set(modules())
-    for node in loaded(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree) if lazily else loaded(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -59,8 +63,21 @@ def test_no_module_outside_messaging_imports_nats() -> None:
         f"{name} imports {target}"
         for name, path in modules().items()
         if not within(name, "shared.messaging")
-        for target in imported(path)
+        for target in imported(path, lazily=True)
         if within(target, "nats")
+    ]
+    assert found == []
+
+
+HIGHER = {"shared": ("services", "syntx"), "services": ("syntx",), "syntx": ()}  # what a layer may not import
+
+
+def test_no_layer_imports_one_above_it() -> None:
+    found = [
+        f"{name} imports {target}"
+        for name, path in modules().items()
+        for target in imported(path, lazily=True)
+        if any(within(target, higher) for higher in HIGHER[name.split(".")[0]])
     ]
     assert found == []
 
