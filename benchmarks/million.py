@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks import busy_day
 from services.cleanup.tidy import Tidier
 from services.monitor.app import Monitor
 from services.monitor.counter import QueueCounter
@@ -288,6 +289,15 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--renames", type=int, default=10_000)
     parser.add_argument("--scrapes", type=int, default=2000)
+    parser.add_argument(
+        "--layout",
+        choices=("days", "day"),
+        default="days",
+        help="days: the archive in 30 day folders; day: two thirds in one (benchmarks.busy_day)",
+    )
+    parser.add_argument("--reconcile-s", type=float, default=0.5, help="--layout day: the recount period")
+    parser.add_argument("--before", help="--layout day: a git revision whose monitor runs first")
+    parser.add_argument("--dir", help="--layout day: where the files are made (e.g. /dev/shm)")
     parser.add_argument("--child", choices=("counts", "names"), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -296,6 +306,12 @@ def main() -> None:
         sys.stdout.write(json.dumps(figures) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.layout == "day":
+        options = busy_day.Options(
+            args.files, args.renames, args.scrapes, args.reconcile_s, args.before, args.dir
+        )
+        busy_day.run(options)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         queue = FileQueue(Path(scratch) / "queue")
         started = time.perf_counter()
