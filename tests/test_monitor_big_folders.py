@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from services.monitor.counter import ENTRIES_PER_TURN, QueueCounter
+from services.monitor.turns import LoopTurns
 from shared.inotify import folders_below
 from shared.queue import ARCHIVE, PROCESSED, FileQueue
 from shared.watch import Change, watching
@@ -32,6 +34,46 @@ def big_day(queue: FileQueue) -> Path:
     day.mkdir()
     fill(day, BIG)
     return day
+
+
+async def test_a_thread_taking_its_turn_waits_until_the_loop_ran_what_was_ready() -> None:
+    loop = asyncio.get_running_loop()
+    turn = LoopTurns(loop)
+    ran: list[str] = []
+
+    def worker() -> list[str]:
+        loop.call_soon_threadsafe(ran.append, "a scrape that arrived")
+        turn()
+        return list(ran)
+
+    assert await asyncio.to_thread(worker) == ["a scrape that arrived"]
+
+
+def test_a_turn_on_a_closed_loop_does_not_wait() -> None:
+    loop = asyncio.new_event_loop()
+    loop.close()
+    LoopTurns(loop)()  # returns: nobody is left to wait for
+
+
+def test_a_recount_hands_over_a_turn_every_so_many_entries(queue: FileQueue, big_day: Path) -> None:
+    fill(queue.folder(PROCESSED), 2 * ENTRIES_PER_TURN + 1)
+    turns: list[None] = []
+    found = QueueCounter(queue).recount(lambda: turns.append(None))
+    assert found.counts[PROCESSED] == 2 * ENTRIES_PER_TURN + 1
+    assert found.counts[f"{ARCHIVE}/{big_day.name}"] == BIG
+    assert len(turns) == 2 + BIG // ENTRIES_PER_TURN
+
+
+async def test_a_recount_in_a_thread_keeps_no_names_of_a_big_folder(queue: FileQueue, big_day: Path) -> None:
+    counter = QueueCounter(queue)
+    tracemalloc.start()
+    try:
+        await counter.reconcile_in_thread()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert counter.count(ARCHIVE) == BIG
+    assert peak < HELD_AT_MOST
 
 
 async def test_a_recursive_watch_lists_no_big_folder_and_watches_every_folder_below(
