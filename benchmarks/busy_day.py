@@ -4,9 +4,7 @@
 [--before REV] [--dir DIR]`` lays the queue out as a busy day leaves it (a third in ``processed/``, two
 thirds in today's ``archive/<day>/``, as hard links of a few files), starts a nats-server, then the monitor
 as its own process (``python -m services.monitor``, the shipped configuration) and measures it from
-outside, as Prometheus would:
-
-Each monitor runs twice, each time as a new process:
+outside, as Prometheus would. Each monitor runs twice, each time as a new process:
 
 - with the shipped configuration (its next recount 30 s away): exact after start, from starting the
   process to the first ``/metrics`` whose counts are all exact; ``--scrapes`` requests of ``/metrics``
@@ -261,9 +259,9 @@ def run(options: Options) -> None:
 
 def report(results: dict[str, Figures]) -> None:
     labels = list(results)
-    log.info("%-24s %s %8s", "monitor", " ".join(f"{label:>14.14s}" for label in labels), "target")
+    log.info("%-32s %s %8s", "monitor", " ".join(f"{label:>14.14s}" for label in labels), "target")
     for name in Figures.__dataclass_fields__:
         figures = " ".join(f"{getattr(results[label], name):14.3f}" for label in labels)
         target = f"<= {TARGETS[name]:g}" if name in TARGETS else ""
-        log.info("%-24s %s %8s", name, figures, target)
+        log.info("%-32s %s %8s", name, figures, target)
     log.info("load average after the run: %s", loads())
