@@ -57,8 +57,10 @@ log = logging.getLogger(__name__)
 # Oldest waiting names kept (~100 KB): consumers claim the oldest first, so the kept ones run out after
 # this many claims and the folder is looked at again — rarely, even while a flood drains.
 OLDEST_KEPT = 1000
-# Entries a recount reads before the event loop gets a turn: about a millisecond of counting (1–2 µs an
-# entry), so a scrape arriving meanwhile waits that long at most; a turn costs some 20 µs.
+# Entries a recount reads before the event loop gets a turn: under a millisecond of counting (0.6 µs an
+# entry on tmpfs here), so a scrape arriving meanwhile waits that long at most; a turn costs about 15 µs
+# when the loop has nothing else to do. A quarter of this shortened the wait's tail a little but made a
+# recount of 666,000 entries 1.6× longer on the loaded machine (BENCHMARKS.md).
 ENTRIES_PER_TURN = 1000
 DAY_PLACE_PREFIX = f"{ARCHIVE}/"
 FINISHED_INTO = (PROCESSED, ERROR)  # a result landing here is a job finished (archive/ is a move)
