@@ -19,6 +19,7 @@ import asyncio
 import heapq
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks import busy_day
 from services.cleanup.tidy import Tidier
 from services.monitor.app import Monitor
 from services.monitor.counter import QueueCounter
@@ -133,6 +135,7 @@ class NameSetCounter:
         self._queue = queue
         self._names: dict[str, set[str]] = {folder: set() for folder in COUNTED_FOLDERS}
         self.unsettled: set[str] = set()
+        self.last_result_at = -math.inf  # the monitor's progress asks; no result lands in this benchmark
 
     def reconcile(self) -> int:
         for folder in COUNTED_FOLDERS:
@@ -154,6 +157,9 @@ class NameSetCounter:
 
     def counts(self) -> dict[str, int]:
         return {folder: len(names) for folder, names in self._names.items()}
+
+    def count(self, folder: str) -> int:
+        return len(self._names[folder])
 
     def oldest_incoming_age_s(self) -> float:
         for name in heapq.nsmallest(8, self._names[INCOMING]):
@@ -288,6 +294,15 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--renames", type=int, default=10_000)
     parser.add_argument("--scrapes", type=int, default=2000)
+    parser.add_argument(
+        "--layout",
+        choices=("days", "day"),
+        default="days",
+        help="days: the archive in 30 day folders; day: two thirds in one (benchmarks.busy_day)",
+    )
+    parser.add_argument("--reconcile-s", type=float, default=0.5, help="--layout day: the recount period")
+    parser.add_argument("--before", help="--layout day: a git revision whose monitor runs first")
+    parser.add_argument("--dir", help="--layout day: where the files are made (e.g. /dev/shm)")
     parser.add_argument("--child", choices=("counts", "names"), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -296,6 +311,12 @@ def main() -> None:
         sys.stdout.write(json.dumps(figures) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.layout == "day":
+        options = busy_day.Options(
+            args.files, args.renames, args.scrapes, args.reconcile_s, args.before, args.dir
+        )
+        busy_day.run(options)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         queue = FileQueue(Path(scratch) / "queue")
         started = time.perf_counter()

@@ -34,10 +34,16 @@ COMINGS_AND_GOINGS: list[type[FileSystemEvent]] = [FileCreatedEvent, FileDeleted
 
 
 def _observer(
-    loop: asyncio.AbstractEventLoop, sink: ChangeSink, *, polling: bool, arrivals_only: bool, pair_moves: bool
+    loop: asyncio.AbstractEventLoop,
+    handler: _Forwarder,
+    *,
+    polling: bool,
+    arrivals_only: bool,
+    pair_moves: bool,
 ) -> BaseObserver:
     """Polling works everywhere; on Linux, inotify that reports lost events as ``OVERFLOW``; elsewhere the
-    platform's own observer (no overflow report; ``arrivals_only`` narrows inotify only)."""
+    platform's own observer (no overflow report; ``arrivals_only`` narrows inotify only). Unpaired moves
+    reach ``handler`` from inotify's reading thread directly."""
     if polling:
         return PollingObserver()
     if sys.platform != "linux":
@@ -45,14 +51,14 @@ def _observer(
     from shared.inotify import AlarmedEmitter  # imports watchdog's inotify, which loads only on Linux
 
     def overflowed() -> None:
-        loop.call_soon_threadsafe(sink, OVERFLOW)
+        loop.call_soon_threadsafe(handler.sink, OVERFLOW)
 
     return BaseObserver(
         AlarmedEmitter,
         timeout=DEFAULT_OBSERVER_TIMEOUT,
         on_overflow=overflowed,
         arrivals_only=arrivals_only,
-        pair_moves=pair_moves,
+        unpaired=None if pair_moves else handler.send,
     )
 
 
@@ -64,13 +70,13 @@ class _Forwarder(FileSystemEventHandler):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sink: ChangeSink) -> None:
         self._loop = loop
-        self._sink = sink
+        self.sink = sink
         self._lock = threading.Lock()
         self._pending: list[Change] = []
         self._lost = False  # changes were dropped since the last delivery
         self._woken = False  # a delivery is scheduled on the loop
 
-    def _send(self, kind: str, path: str | bytes) -> None:
+    def send(self, kind: str, path: str | bytes) -> None:
         folder, name = os.path.split(os.fsdecode(path))  # not pathlib: this runs per file of a burst
         change = (kind, os.path.basename(folder), name)
         with self._lock:
@@ -89,26 +95,26 @@ class _Forwarder(FileSystemEventHandler):
             lost, self._lost = self._lost, False
             self._woken = False
         if lost:
-            self._sink(OVERFLOW)
+            self.sink(OVERFLOW)
         for change in batch:
-            self._sink(change)
+            self.sink(change)
 
     def on_created(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
-            self._send("added", event.src_path)
+            self.send("added", event.src_path)
 
     def on_deleted(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
-            self._send("removed", event.src_path)
+            self.send("removed", event.src_path)
 
     def on_closed(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
-            self._send("written", event.src_path)
+            self.send("written", event.src_path)
 
     def on_moved(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
-            self._send("removed", event.src_path)
-            self._send("added", event.dest_path)
+            self.send("removed", event.src_path)
+            self.send("added", event.dest_path)
 
 
 @asynccontextmanager
@@ -128,13 +134,14 @@ async def watching(
     separately watched folders report a move out only after watchdog's pairing timeout.
     ``arrivals_only``: report only files that appear (no removals, no writes) — and without that delay.
     ``pair_moves=False``: report each half of a move as it comes (inotify), without pairing — the same
-    changes, but a burst of renames costs time in proportion to its size (see ``shared.inotify``).
+    changes, but a burst of renames costs time in proportion to its size, and on Linux they come straight
+    from the thread reading inotify, at half the CPU a change (see ``shared.inotify``).
     ``comings_and_goings``: report files added and removed, never "written" — the kernel is asked for
     nothing else, so a burst of new files costs a third of the events.
     """
     loop = asyncio.get_running_loop()
-    observer = _observer(loop, sink, polling=polling, arrivals_only=arrivals_only, pair_moves=pair_moves)
     handler = _Forwarder(loop, sink)
+    observer = _observer(loop, handler, polling=polling, arrivals_only=arrivals_only, pair_moves=pair_moves)
     only = COMINGS_AND_GOINGS if comings_and_goings else None
     for folder in folders:
         observer.schedule(handler, str(folder), recursive=recursive, event_filter=only)

@@ -7,7 +7,10 @@ jobs waiting in ``incoming/`` only the oldest few names are kept, for the oldest
 reaches the counter as a removal from one folder and an addition to the other, so the counts stay exact
 through moves.
 
-A recount counts directory entries (``os.scandir``, no ``stat``, no set) and may run in a thread. Its
+A recount counts directory entries as they are read (``os.scandir``, no ``stat``, no list of names:
+its memory is the same for ten entries and a million) and may run in a thread, which hands the event
+loop a turn every :data:`ENTRIES_PER_TURN` entries (:mod:`services.monitor.turns`), so a scrape waits
+for a millisecond of counting at most, however big the folder. Its
 number for a folder replaces the kept one only if no notification for that folder arrived while it
 counted: otherwise it cannot tell whether it saw those files, and the folder waits for the next recount
 (notifications keep the count meanwhile) — unless the kept number is known to be wrong (never counted
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.monitor.oldest import OldestNames
+from services.monitor.turns import LoopTurns, no_turns
 from shared.queue import (
     ARCHIVE,
     COUNTED_FOLDERS,
@@ -53,6 +57,11 @@ log = logging.getLogger(__name__)
 # Oldest waiting names kept (~100 KB): consumers claim the oldest first, so the kept ones run out after
 # this many claims and the folder is looked at again — rarely, even while a flood drains.
 OLDEST_KEPT = 1000
+# Entries a recount reads before the event loop gets a turn: under a millisecond of counting (0.6 µs an
+# entry on tmpfs here), so a scrape arriving meanwhile waits that long at most; a turn costs about 15 µs
+# when the loop has nothing else to do. A quarter of this shortened the wait's tail a little but made a
+# recount of 666,000 entries 1.6× longer on the loaded machine (BENCHMARKS.md).
+ENTRIES_PER_TURN = 1000
 DAY_PLACE_PREFIX = f"{ARCHIVE}/"
 FINISHED_INTO = (PROCESSED, ERROR)  # a result landing here is a job finished (archive/ is a move)
 
@@ -152,21 +161,24 @@ class QueueCounter:
         return self.settle(self.recount(), dict(self._changes))
 
     async def reconcile_in_thread(self) -> int:
-        """Recount in a worker thread, keeping the event loop free; settle on the loop."""
+        """Recount in a worker thread that gives the event loop a turn every :data:`ENTRIES_PER_TURN`
+        entries; settle on the loop."""
         marks = dict(self._changes)
         self.recount_wanted.clear()
-        found = await asyncio.to_thread(self.recount)
+        found = await asyncio.to_thread(self.recount, LoopTurns(asyncio.get_running_loop()))
         return self.settle(found, marks)
 
-    def recount(self) -> Recount:
-        """Count the files of every place on disk (safe in a thread: reads only the disk)."""
+    def recount(self, turn: Callable[[], None] = no_turns) -> Recount:
+        """Count the files of every place on disk (safe in a thread: reads only the disk), calling
+        ``turn`` every :data:`ENTRIES_PER_TURN` entries."""
         found = Recount()
         root = self._queue.root
         for folder in COUNTED_FOLDERS:
             waiting = found.oldest.add if folder == INCOMING else None
-            found.counts[folder] = _count_files(root / folder, folder, waiting)
+            found.counts[folder] = _count_files(root / folder, folder, waiting, turn)
         for _, day in self._queue.archive_days():
-            found.counts[f"{DAY_PLACE_PREFIX}{day}"] = _count_files(root / ARCHIVE / day, ARCHIVE, None)
+            place = f"{DAY_PLACE_PREFIX}{day}"
+            found.counts[place] = _count_files(root / ARCHIVE / day, ARCHIVE, None, turn)
         return found
 
     def settle(self, found: Recount, marks: dict[str, int]) -> int:
@@ -207,13 +219,17 @@ def _place(parent: str) -> str | None:
     return parent if parent in COUNTED_FOLDERS else None
 
 
-def _count_files(path: Path, folder: str, names: Callable[[str], None] | None) -> int:
+def _count_files(
+    path: Path, folder: str, names: Callable[[str], None] | None, turn: Callable[[], None]
+) -> int:
     """Files in ``path`` that count in ``folder`` (entry types come with the listing: no stat); each
-    one's name goes to ``names``."""
+    one's name goes to ``names``; ``turn`` is called every :data:`ENTRIES_PER_TURN` entries."""
     count = 0
     try:
         with os.scandir(path) as entries:
-            for entry in entries:
+            for read, entry in enumerate(entries, 1):
+                if not read % ENTRIES_PER_TURN:
+                    turn()
                 if entry.is_file(follow_symlinks=False) and counts_as(folder, entry.name):
                     count += 1
                     if names is not None:

@@ -55,3 +55,31 @@ async def test_comings_and_goings_report_no_writes(tmp_path: Path) -> None:
         job.unlink()
         await asyncio.wait_for(gone.wait(), timeout=10)
     assert got == [("added", tmp_path.name, "a.txt"), ("removed", tmp_path.name, "a.txt")]
+
+
+async def test_unpaired_changes_are_each_half_of_a_move_in_order_and_no_folder_of_its_own(
+    tmp_path: Path,
+) -> None:
+    got: list[Change] = []
+    gone = asyncio.Event()
+
+    def sink(change: Change) -> None:
+        got.append(change)
+        if change == ("removed", "b", "x.txt"):
+            gone.set()
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    async with watching([tmp_path], sink, recursive=True, pair_moves=False):
+        (tmp_path / "c").mkdir()
+        (tmp_path / "a" / "x.txt").write_bytes(b"prompt")
+        (tmp_path / "a" / "x.txt").rename(tmp_path / "b" / "x.txt")
+        (tmp_path / "b" / "x.txt").unlink()
+        await asyncio.wait_for(gone.wait(), timeout=10)
+    assert got == [
+        ("added", "a", "x.txt"),
+        ("written", "a", "x.txt"),
+        ("removed", "a", "x.txt"),
+        ("added", "b", "x.txt"),
+        ("removed", "b", "x.txt"),
+    ]
