@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from services.producer.generator import PromptGenerator, PromptRequest, ScoredPrompt, make_generator
 from shared.config import ConsumerSettings, Settings
 from shared.learning import Arm, Learner, arm_name
@@ -48,6 +46,7 @@ from shared.messaging import (
     JobCreated,
     JobScored,
     ProducerGeneration,
+    ProducerStatsReply,
     ProducerStatsRequest,
     Tick,
     connect,
@@ -77,14 +76,6 @@ __all__ = ["EVOLUTION_LOG", "Producer", "last_generation", "run"]
 GENERATOR_SPEND_FILE = "state/generator_spend.json"  # under data_dir: the LLM generator's spend today
 REBUILD_KEEP_HORIZONS = 2  # a cold rebuild reads the newest results of this many forgetting horizons
 WRITTEN_FOLDERS = (INCOMING, ARCHIVE)  # what the producer writes in the queue: its gate probes these
-
-
-class ProducerStats(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    generation: int
-    observed: int
-    arms: dict[str, dict[str, float]]
-    favoured: list[str]
 
 
 class Producer:
@@ -372,18 +363,15 @@ class Producer:
         with on_own("append a generation", self._evolution_log):
             append_generation(self._evolution_log, line)
 
-    async def stats(self, _request: ProducerStatsRequest) -> ProducerStats:
+    async def stats(self, _request: ProducerStatsRequest) -> ProducerStatsReply:
         """What the learner believes, after learning the results scored since the last tick."""
         if (await self.learn_pending()).learned or self._estimates is None:
             self._estimates = await asyncio.to_thread(self._learner.estimates)
-        return ProducerStats(
+        return ProducerStatsReply(
             generation=last_generation(self._evolution_log),
             observed=self._learner.observed,
-            arms={
-                row.arm: {"weight": round(row.results, 2), "mean": round(row.mean, 2), "sd": round(row.sd, 2)}
-                for row in sorted(self._estimates.arms, key=lambda row: row.arm)
-            },
-            favoured=self._favoured_names(),
+            refused=dict(sorted(self._learner.refused.items())),
+            estimates=self._estimates,
         )
 
 

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from services.producer.app import run as run_producer
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.learning import Arm
-from shared.messaging import Event, ProducerGeneration, subjects
+from shared.messaging import Event, ProducerGeneration, ProducerStatsReply, subjects
 from shared.queue import Status
 from tests.support.harness import HEARTBEATS, EventLog, observer, running
 from tests.support.natsserver import NatsServer
@@ -86,3 +86,22 @@ async def tick(nc: Client, events: EventLog, count: int = 1) -> ProducerGenerati
     found: list[Event] = await events.wait_for(generations(count))
     latest: ProducerGeneration = [event for event in found if isinstance(event, ProducerGeneration)][-1]
     return latest
+
+
+async def stats(nc: Client, wait_s: float = 5) -> ProducerStatsReply:
+    """The producer's answer on ``syntx.producer.stats``, read as the model it sends."""
+    reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=wait_s)
+    return ProducerStatsReply.model_validate_json(reply.data)
+
+
+def arm_figures(reply: ProducerStatsReply) -> dict[str, dict[str, float]]:
+    """Per arm: the weight of the results behind its estimate, its mean and sd, to two places."""
+    return {
+        row.arm: {"weight": round(row.results, 2), "mean": round(row.mean, 2), "sd": round(row.sd, 2)}
+        for row in sorted(reply.estimates.arms, key=lambda row: row.arm)
+    }
+
+
+def favoured(reply: ProducerStatsReply) -> list[str]:
+    """The favoured arms, best estimate first."""
+    return [row.arm for row in reply.estimates.arms if row.favoured]

@@ -37,9 +37,12 @@ from tests.support.diskfaults import fill, tmpfs
 from tests.support.harness import scored
 from tests.support.natsserver import NatsServer
 from tests.support.producers import (
+    arm_figures,
+    favoured,
     producer_running,
     producer_settings,
     result_record,
+    stats,
     tick,
 )
 
@@ -241,15 +244,14 @@ async def test_results_on_disk_are_learned_at_start_and_archived_on_the_next_tic
     caplog.set_level(logging.INFO, logger="services.producer.app")
     async with producer_running(settings) as (nc, events):
         assert any(m.startswith("learned from 3 results on disk") for m in caplog.messages)
-        reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)
-        stats = json.loads(reply.data)
-        assert stats["observed"] == 3
-        assert stats["generation"] == 0
-        arms = stats["arms"]
+        reply = await stats(nc)
+        assert reply.observed == 3
+        assert reply.generation == 0
+        arms = arm_figures(reply)
         assert len(arms) == len(settings.topics) * len(settings.styles)
         assert arms["harmlos/casual"]["weight"] == 2.0 and arms["bildung/technisch"]["weight"] == 1.0
         assert arms["harmlos/casual"]["mean"] > arms["bildung/technisch"]["mean"]
-        assert stats["favoured"][0] == "harmlos/casual"
+        assert favoured(reply)[0] == "harmlos/casual"
         assert {path.name for path in queue.result_files(PROCESSED)} == {"p1.json", "p2.json", "broken.json"}
 
         generation = await tick(nc, events)
@@ -269,8 +271,7 @@ async def test_generation_numbers_continue_across_a_restart(tmp_path: Path, nats
     assert (first.generation, first.produced) == (1, 20)
 
     async with producer_running(settings) as (nc, events):
-        reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)
-        assert json.loads(reply.data)["generation"] == 1
+        assert (await stats(nc)).generation == 1
         second = await tick(nc, events)
     assert (second.generation, second.queue_state, second.produced) == (2, "BALANCED", 10)
 
@@ -314,9 +315,9 @@ async def test_a_scored_event_naming_a_path_outside_the_queue_is_never_read(
         await nc.publish(subjects.JOB_SCORED, json.dumps(body).encode())
         await nc.flush()
         generation = await tick(nc, events)
-        stats = json.loads((await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)).data)
+        reply = await stats(nc)
     assert victim.resolve().is_relative_to(tmp_path) and not victim.resolve().is_relative_to(queue.root)
-    assert generation.learned_from == 0 and stats["observed"] == 0
+    assert generation.learned_from == 0 and reply.observed == 0
     assert victim.exists(), "not archived either"
 
 
