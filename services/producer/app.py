@@ -104,6 +104,7 @@ class Producer:
         self._state_path = settings.data_dir / self._learning.state_file
         self._evolution_log = settings.logs_dir / EVOLUTION_LOG
         self._pending: set[str] = set()  # job ids scored since the last tick
+        self._since_tick = LearnReport()  # learned since the last tick (a stats request learns too)
         self._to_archive: list[str] = []
         self._next_sequence = 0
         self._unfinished_since = ""  # the oldest unfinished job id at the last tick
@@ -162,7 +163,8 @@ class Producer:
             self._pending.add(event.job_id)
 
     async def learn_pending(self) -> LearnReport:
-        """Read the results named by the events since the last tick (off the loop) and learn them."""
+        """Read the results named by the events since the last tick (off the loop) and learn them; what
+        this call learned, counted for the next generation's line too."""
         pending, self._pending = sorted(self._pending), set()
         if not pending:
             return LearnReport()
@@ -173,6 +175,7 @@ class Producer:
             self.gate.close(fault)
             return LearnReport()
         report = learn_paths(self._learner, paths, self._settings.queue.max_result_bytes)
+        self._since_tick.add(report)
         self._to_archive.extend(report.learned)
         self._remember(report)
         return report
@@ -195,7 +198,8 @@ class Producer:
     async def _tick(self, tick: Tick) -> None:
         generation = last_generation(self._evolution_log) + 1
         unfinished_since = await self._oldest_unfinished()
-        report = await self.learn_pending()
+        await self.learn_pending()
+        report, self._since_tick = self._since_tick, LearnReport()
         if not self.gate.is_open:
             log.info(
                 "generation %d: learned %d; nothing written while the queue cannot be",

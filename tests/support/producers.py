@@ -94,6 +94,16 @@ async def stats(nc: Client, wait_s: float = 5) -> ProducerStatsReply:
     return ProducerStatsReply.model_validate_json(reply.data)
 
 
+async def stats_once_learned(nc: Client, count: int) -> ProducerStatsReply:
+    """Stats once the producer holds ``count`` scored jobs (their events may still be on their way)."""
+    for _ in range(200):
+        current = await stats(nc, wait_s=10)
+        if current.observed >= count:
+            return current
+        await nc.flush()
+    raise AssertionError(f"producer learned {current.observed} of {count}")
+
+
 def arm_figures(reply: ProducerStatsReply) -> dict[str, dict[str, float]]:
     """Per arm: the weight of the results behind its estimate, its mean and sd, to two places."""
     return {

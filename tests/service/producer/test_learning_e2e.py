@@ -14,9 +14,8 @@ from nats.aio.client import Client
 
 from shared.config import Settings
 from shared.learning import Arm
-from shared.messaging import JobScored, ProducerStatsReply, encode, subjects
+from shared.messaging import JobScored, encode, subjects
 from shared.queue import ERROR, INCOMING, PROCESSED, FileQueue, parse_job
-from tests.support.harness import EventLog
 from tests.support.harness import scored as scored_event
 from tests.support.natsserver import NatsServer
 from tests.support.producers import (
@@ -27,6 +26,7 @@ from tests.support.producers import (
     result_record,
     rounded,
     stats,
+    stats_once_learned,
     tick,
 )
 
@@ -59,17 +59,6 @@ async def publish(nc: Client, events: list[JobScored]) -> None:
     await nc.flush()
 
 
-async def learned_all(nc: Client, events: EventLog, count: int) -> ProducerStatsReply:
-    """Stats once the producer holds ``count`` scored jobs (events may still be on their way)."""
-    del events
-    for _ in range(200):
-        current = await stats(nc, wait_s=10)
-        if current.observed >= count:
-            return current
-        await nc.flush()
-    raise AssertionError(f"producer learned {current.observed} of {count}")
-
-
 def produced_arms(queue: FileQueue) -> Counter[Arm]:
     arms: Counter[Arm] = Counter()
     for job_id in sorted(queue.job_ids(INCOMING)):
@@ -97,7 +86,7 @@ async def test_the_producer_learns_once_from_trusted_results_and_rebuilds_the_sa
         assert json.loads(state_file.read_text())["learner"]["observed"] == 0  # checkpointed at start
         scored = planted_results(queue, settings)
         await publish(nc, scored)
-        learned = await learned_all(nc, events, len(scored))
+        learned = await stats_once_learned(nc, len(scored))
         assert learned.observed == len(scored)
         assert favoured(learned)[0] == "/".join(PLANTED)
 

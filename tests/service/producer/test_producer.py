@@ -16,6 +16,7 @@ from services.producer.app import EVOLUTION_LOG, last_generation
 from shared.backoff import Backoff
 from shared.config import BackPressureSettings, HealthSettings
 from shared.learning import Observation
+from shared.learning.evolution import read_generations
 from shared.learning.results import NotLearned, read_observation
 from shared.messaging import JobCreated, ProducerGeneration, subjects
 from shared.queue import (
@@ -43,6 +44,7 @@ from tests.support.producers import (
     producer_settings,
     result_record,
     stats,
+    stats_once_learned,
     tick,
 )
 
@@ -282,6 +284,34 @@ async def test_generation_numbers_continue_across_a_restart(tmp_path: Path, nats
     assert generations_on_disk == {1: 20, 2: 10}
     lines = (settings.logs_dir / EVOLUTION_LOG).read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["generation"] for line in lines] == [1, 2]
+
+
+async def test_results_learned_for_a_stats_request_still_count_in_the_next_generation(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Asking what the producer believes (``syntx learning``) learns the results scored since its last
+    tick; the next generation still counts them as its own, in its line and its event."""
+    settings = producer_settings(tmp_path, nats_server, seed=3)
+    queue = FileQueue(settings.queue_dir)
+    scores = [70, 80, 90]
+    async with producer_running(settings) as (nc, events):
+        await tick(nc, events)
+        for score, job_id in zip(scores, sorted(queue.job_ids(INCOMING)), strict=False):
+            meta = parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 256 * 1024).meta
+            assert meta.category and meta.style and meta.sequence is not None
+            record = result_record(job_id, "passed", score, meta.category, meta.style, meta.sequence)
+            assert queue.write_result(PROCESSED, job_id, record)
+            queue.job_path(INCOMING, job_id).unlink()
+            event = scored(job_id, score=score, threshold=50)
+            await nc.publish(subjects.JOB_SCORED, event.model_dump_json().encode())
+        await nc.flush()
+        asked = await stats_once_learned(nc, len(scores))
+        second = await tick(nc, events, count=2)
+
+    assert asked.observed == len(scores) and second.learned_from == len(scores)
+    logged = list(read_generations(settings.logs_dir / EVOLUTION_LOG))
+    assert (logged[1].learned, logged[1].mean_score) == (len(scores), 80.0)
+    assert second.mean_score == 80.0 and second.archived == len(scores)
 
 
 async def test_generation_continues_from_an_existing_evolution_log(
