@@ -266,7 +266,7 @@ class Producer:
     async def _save(self, scan_from: str, learned: bool) -> None:
         """The checkpoint, with what the learner believes (worked out again only after learning)."""
         if learned or self._estimates is None:
-            self._estimates = await asyncio.to_thread(self._learner.estimates)
+            self._estimates = await asyncio.to_thread(self._learner.estimator())
         checkpoint = Checkpoint(
             next_sequence=self._next_sequence,
             scan_from=scan_from,
@@ -370,7 +370,7 @@ class Producer:
     async def stats(self, _request: ProducerStatsRequest) -> ProducerStatsReply:
         """What the learner believes, after learning the results scored since the last tick."""
         if (await self.learn_pending()).learned or self._estimates is None:
-            self._estimates = await asyncio.to_thread(self._learner.estimates)
+            self._estimates = await asyncio.to_thread(self._learner.estimator())
         return ProducerStatsReply(
             generation=last_generation(self._evolution_log),
             observed=self._learner.observed,
