@@ -43,6 +43,7 @@ from tests.support.producers import (
     producer_running,
     producer_settings,
     result_record,
+    score_jobs,
     stats,
     stats_once_learned,
     tick,
@@ -296,15 +297,7 @@ async def test_results_learned_for_a_stats_request_still_count_in_the_next_gener
     scores = [70, 80, 90]
     async with producer_running(settings) as (nc, events):
         await tick(nc, events)
-        for score, job_id in zip(scores, sorted(queue.job_ids(INCOMING)), strict=False):
-            meta = parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 256 * 1024).meta
-            assert meta.category and meta.style and meta.sequence is not None
-            record = result_record(job_id, "passed", score, meta.category, meta.style, meta.sequence)
-            assert queue.write_result(PROCESSED, job_id, record)
-            queue.job_path(INCOMING, job_id).unlink()
-            event = scored(job_id, score=score, threshold=50)
-            await nc.publish(subjects.JOB_SCORED, event.model_dump_json().encode())
-        await nc.flush()
+        await score_jobs(nc, queue, scores)
         asked = await stats_once_learned(nc, len(scores))
         second = await tick(nc, events, count=2)
 
