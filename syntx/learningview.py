@@ -1,9 +1,10 @@
-"""``syntx learning``: what the producer's learner believes and how its choices move, read from its files.
+"""``syntx learning``: what the producer's learner believes and how its choices move.
 
-It reads what the producer saved — the learner's checkpoint (``data/state/learner.json``, replaced
-atomically after every tick that learned or produced something, holding the estimates of that moment)
-and ``data/logs/evolution.jsonl`` — so it works whether the producer runs or not, never waits on NATS
-and never samples anything itself. Per arm: the results behind its estimate, the estimated mean score
+What it believes comes live from the running producer when it answers (``syntx.producer.stats``: the
+results scored since its last tick learned first), else from its checkpoint (``data/state/learner.json``,
+replaced atomically after every tick that learned or produced something, holding the estimates of that
+moment); the first line says which. How its choices moved comes from ``data/logs/evolution.jsonl``. The
+command never samples anything itself. Per arm: the results behind its estimate, the estimated mean score
 with a 90 % interval, its chance of being the best arm, its share of the last N produced jobs and the
 trend of that share; the category, style, language and context effects; what changed at the last
 generation. ``--json`` prints the same as one document; ``--plot FILE`` draws the generations
@@ -14,13 +15,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from shared.config import LearningSettings, Settings
 from shared.learning.evolution import EVOLUTION_LOG, GenerationLine, Window, read_generations, take_window
-from shared.learning.state import CheckpointError, Estimates, read_checkpoint
+from shared.learning.state import Checkpoint, CheckpointError, Estimates, read_checkpoint
+from shared.messaging import ProducerStatsReply
 from syntx import exits, learningplot
 from syntx.viewerrors import NothingToShow, WrongRequest
 
@@ -52,10 +56,23 @@ class ArmRow:
 
 
 @dataclass(frozen=True)
-class LearningView:
+class Belief:
+    """What the learner believes: live from the running producer (``saved`` None), or as its checkpoint
+    saved it at ``saved`` because the producer's answer is missing (``unanswered`` says why)."""
+
     learned: int
     refused: dict[str, int]
     estimates: Estimates
+    saved: datetime | None = None
+    unanswered: str = ""
+
+
+AskProducer = Callable[[], ProducerStatsReply | str]  # the producer's answer, or why there is none
+
+
+@dataclass(frozen=True)
+class LearningView:
+    belief: Belief
     arms: list[ArmRow]
     window: Window
     previous_window: Window
@@ -63,27 +80,33 @@ class LearningView:
     before_last: GenerationLine | None
 
     def to_json(self) -> dict[str, Any]:
+        belief = self.belief
         return {
+            "source": "checkpoint" if belief.saved else "producer",
+            "checkpoint_saved": belief.saved.isoformat() if belief.saved else None,
             "generation": self.last.generation if self.last else 0,
-            "learned": self.learned,
-            "refused": self.refused,
-            "memory": self.estimates.memory,
-            "drifting": self.estimates.changed,
-            "noise_sd": round(self.estimates.noise_sd, 2),
+            "learned": belief.learned,
+            "refused": belief.refused,
+            "memory": belief.estimates.memory,
+            "drifting": belief.estimates.changed,
+            "noise_sd": round(belief.estimates.noise_sd, 2),
             "window": _window_json(self.window),
             "previous_window": _window_json(self.previous_window),
             "arms": [asdict(row) | {"trend": _rounded(row.trend)} for row in self.arms],
             "effects": {
                 kind: {name: round(value, 2) for name, value in values.items()}
-                for kind, values in self.estimates.effects.items()
+                for kind, values in belief.estimates.effects.items()
             },
             "last_generation": self.last.model_dump(mode="json") if self.last else None,
             "changed": _changed(self),
         }
 
 
-def learning(settings: Settings, as_json: bool, plot: Path | None, last_jobs: int) -> int:
-    """The command: the table, the JSON document or the picture; the exit code."""
+def learning(
+    settings: Settings, as_json: bool, plot: Path | None, last_jobs: int, ask_producer: AskProducer
+) -> int:
+    """The command: the table, the JSON document or the picture; the exit code. The producer is asked
+    only for the table and the document."""
     log_path = settings.logs_dir / EVOLUTION_LOG
     if last_jobs < 1:
         sys.stderr.write(f"--last {last_jobs}: the share window needs at least 1 job\n")
@@ -93,7 +116,7 @@ def learning(settings: Settings, as_json: bool, plot: Path | None, last_jobs: in
             count = learningplot.plot_generations(list(read_generations(log_path)), plot, log_path, last_jobs)
             sys.stdout.write(f"wrote {plot} ({count} generations from {log_path})\n")
             return exits.OK
-        view = read_view(settings, last_jobs)
+        view = read_view(settings, last_jobs, believed(settings, ask_producer()))
     except NothingToShow as exc:
         sys.stderr.write(f"{exc}\n")
         return exits.NOTHING_DONE
@@ -107,27 +130,38 @@ def learning(settings: Settings, as_json: bool, plot: Path | None, last_jobs: in
     return exits.OK
 
 
-def read_view(settings: Settings, last_jobs: int) -> LearningView:
-    checkpoint_path = settings.data_dir / settings.producer.learning.state_file
+def believed(settings: Settings, answer: ProducerStatsReply | str) -> Belief:
+    """The producer's ``answer``, or its checkpoint when ``answer`` says why there is none."""
+    if isinstance(answer, ProducerStatsReply):
+        return Belief(answer.observed, dict(answer.refused), answer.estimates)
+    path = settings.data_dir / settings.producer.learning.state_file
+    saved, checkpoint = _saved(path, settings)
+    if checkpoint.estimates is None:
+        raise NothingToShow(f"learner state {path} holds no estimates yet: the producer adds them")
+    learner = checkpoint.learner
+    return Belief(learner.observed, dict(learner.refused), checkpoint.estimates, saved, answer)
+
+
+def _saved(path: Path, settings: Settings) -> tuple[datetime, Checkpoint]:
+    """When the checkpoint at ``path`` was saved, and the checkpoint; :class:`NothingToShow` without one."""
     fix = "the producer rebuilds it from the result files at its next start"
     try:
-        checkpoint = read_checkpoint(checkpoint_path)
+        checkpoint = read_checkpoint(path)
+        return datetime.fromtimestamp(path.stat().st_mtime, settings.zone), checkpoint
     except FileNotFoundError:
-        raise NothingToShow(
-            f"no learner state at {checkpoint_path} yet: the producer writes it when it starts"
-        ) from None
-    except CheckpointError as exc:
-        raise NothingToShow(f"learner state {checkpoint_path} unusable ({exc}); {fix}") from None
-    if checkpoint.estimates is None:
-        raise NothingToShow(f"learner state {checkpoint_path} holds no estimates yet: the producer adds them")
+        missing = f"no learner state at {path} yet: the producer writes it when it starts"
+        raise NothingToShow(missing) from None
+    except (CheckpointError, OSError) as exc:  # OSError: the file it just read cannot be looked at
+        raise NothingToShow(f"learner state {path} unusable ({exc}); {fix}") from None
+
+
+def read_view(settings: Settings, last_jobs: int, belief: Belief) -> LearningView:
     generations = list(read_generations(settings.logs_dir / EVOLUTION_LOG))
     window, rest = take_window(generations, last_jobs)
     previous, _ = take_window(rest, last_jobs)
     return LearningView(
-        learned=checkpoint.learner.observed,
-        refused=dict(checkpoint.learner.refused),
-        estimates=checkpoint.estimates,
-        arms=[_row(estimate, window, previous) for estimate in checkpoint.estimates.arms],
+        belief=belief,
+        arms=[_row(estimate, window, previous) for estimate in belief.estimates.arms],
         window=window,
         previous_window=previous,
         last=generations[-1] if generations else None,
@@ -154,9 +188,10 @@ def _row(estimate: Any, window: Window, previous: Window) -> ArmRow:
 
 
 def render(view: LearningView, settings: Settings, last_jobs: int) -> str:
-    refused = sum(view.refused.values())
+    refused = sum(view.belief.refused.values())
     lines = [
-        f"learner: {view.learned} scored jobs learned, {refused} results refused; "
+        _source(view.belief, settings),
+        f"learner: {view.belief.learned} scored jobs learned, {refused} results refused; "
         f"{_memory(view, settings.producer.learning)}",
         _window_line(view, last_jobs),
         "",
@@ -168,12 +203,12 @@ def render(view: LearningView, settings: Settings, last_jobs: int) -> str:
         "* favoured (the best estimates); " + RESULTS_NOTE,
         "",
         f"effects in score points, against the mean of their kind (one score's noise: sd "
-        f"{view.estimates.noise_sd:.1f})",
+        f"{view.belief.estimates.noise_sd:.1f})",
         _table(
             ["kind", "name", "effect"],
             [
                 [kind, name, f"{value:+.1f}"]
-                for kind, values in view.estimates.effects.items()
+                for kind, values in view.belief.estimates.effects.items()
                 for name, value in values.items()
             ],
             right={2},
@@ -182,6 +217,12 @@ def render(view: LearningView, settings: Settings, last_jobs: int) -> str:
         *_changes(view, settings),
     ]
     return "\n".join(lines)
+
+
+def _source(belief: Belief, settings: Settings) -> str:
+    if belief.saved is None:
+        return "live from the running producer"
+    return f"from the checkpoint saved at {_time(belief.saved, settings)} ({belief.unanswered})"
 
 
 def _window_line(view: LearningView, last_jobs: int) -> str:
@@ -215,7 +256,7 @@ def _changes(view: LearningView, settings: Settings) -> list[str]:
     last = view.last
     if last is None:
         return ["no generation in the evolution log yet"]
-    at = last.time.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S %z")
+    at = _time(last.time, settings)
     scored = "" if last.mean_score is None else f", mean score {last.mean_score:.1f}"
     if view.before_last is not None and view.before_last.mean_score is not None:
         scored += f" (generation {view.before_last.generation}: {view.before_last.mean_score:.1f})"
@@ -237,9 +278,10 @@ def _changes(view: LearningView, settings: Settings) -> list[str]:
 
 
 def _memory(view: LearningView, config: LearningSettings) -> str:
-    if view.estimates.memory == "short":
+    estimates = view.belief.estimates
+    if estimates.memory == "short":
         return (
-            f"short memory: scores changed for {', '.join(view.estimates.changed)}; choices use the results "
+            f"short memory: scores changed for {', '.join(estimates.changed)}; choices use the results "
             "since (the other arms' older results count as a few)"
         )
     return f"long memory: the newest {config.memory_jobs} jobs in full, older ones halving every as many"
@@ -257,6 +299,10 @@ def _changed(view: LearningView) -> dict[str, Any]:
         "drifting": changed.drifting if changed else [],
         "memory_switched": switched,
     }
+
+
+def _time(value: datetime, settings: Settings) -> str:
+    return value.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
 def _percent(share: float) -> str:

@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from services.producer.generator import PromptGenerator, PromptRequest, ScoredPrompt, make_generator
 from shared.config import ConsumerSettings, Settings
 from shared.learning import Arm, Learner, arm_name
@@ -48,6 +46,7 @@ from shared.messaging import (
     JobCreated,
     JobScored,
     ProducerGeneration,
+    ProducerStatsReply,
     ProducerStatsRequest,
     Tick,
     connect,
@@ -79,14 +78,6 @@ REBUILD_KEEP_HORIZONS = 2  # a cold rebuild reads the newest results of this man
 WRITTEN_FOLDERS = (INCOMING, ARCHIVE)  # what the producer writes in the queue: its gate probes these
 
 
-class ProducerStats(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    generation: int
-    observed: int
-    arms: dict[str, dict[str, float]]
-    favoured: list[str]
-
-
 class Producer:
     def __init__(self, settings: Settings, bus: Bus, generator: PromptGenerator, rng: random.Random) -> None:
         self._settings = settings
@@ -113,6 +104,7 @@ class Producer:
         self._state_path = settings.data_dir / self._learning.state_file
         self._evolution_log = settings.logs_dir / EVOLUTION_LOG
         self._pending: set[str] = set()  # job ids scored since the last tick
+        self._since_tick = LearnReport()  # learned since the last tick (a stats request learns too)
         self._to_archive: list[str] = []
         self._next_sequence = 0
         self._unfinished_since = ""  # the oldest unfinished job id at the last tick
@@ -171,7 +163,8 @@ class Producer:
             self._pending.add(event.job_id)
 
     async def learn_pending(self) -> LearnReport:
-        """Read the results named by the events since the last tick (off the loop) and learn them."""
+        """Read the results named by the events since the last tick (off the loop) and learn them; what
+        this call learned, counted for the next generation's line too."""
         pending, self._pending = sorted(self._pending), set()
         if not pending:
             return LearnReport()
@@ -182,6 +175,7 @@ class Producer:
             self.gate.close(fault)
             return LearnReport()
         report = learn_paths(self._learner, paths, self._settings.queue.max_result_bytes)
+        self._since_tick.add(report)
         self._to_archive.extend(report.learned)
         self._remember(report)
         return report
@@ -204,7 +198,8 @@ class Producer:
     async def _tick(self, tick: Tick) -> None:
         generation = last_generation(self._evolution_log) + 1
         unfinished_since = await self._oldest_unfinished()
-        report = await self.learn_pending()
+        await self.learn_pending()
+        report, self._since_tick = self._since_tick, LearnReport()
         if not self.gate.is_open:
             log.info(
                 "generation %d: learned %d; nothing written while the queue cannot be",
@@ -271,7 +266,7 @@ class Producer:
     async def _save(self, scan_from: str, learned: bool) -> None:
         """The checkpoint, with what the learner believes (worked out again only after learning)."""
         if learned or self._estimates is None:
-            self._estimates = await asyncio.to_thread(self._learner.estimates)
+            self._estimates = await asyncio.to_thread(self._learner.estimator())
         checkpoint = Checkpoint(
             next_sequence=self._next_sequence,
             scan_from=scan_from,
@@ -372,18 +367,15 @@ class Producer:
         with on_own("append a generation", self._evolution_log):
             append_generation(self._evolution_log, line)
 
-    async def stats(self, _request: ProducerStatsRequest) -> ProducerStats:
+    async def stats(self, _request: ProducerStatsRequest) -> ProducerStatsReply:
         """What the learner believes, after learning the results scored since the last tick."""
         if (await self.learn_pending()).learned or self._estimates is None:
-            self._estimates = await asyncio.to_thread(self._learner.estimates)
-        return ProducerStats(
+            self._estimates = await asyncio.to_thread(self._learner.estimator())
+        return ProducerStatsReply(
             generation=last_generation(self._evolution_log),
             observed=self._learner.observed,
-            arms={
-                row.arm: {"weight": round(row.results, 2), "mean": round(row.mean, 2), "sd": round(row.sd, 2)}
-                for row in sorted(self._estimates.arms, key=lambda row: row.arm)
-            },
-            favoured=self._favoured_names(),
+            refused=dict(sorted(self._learner.refused.items())),
+            estimates=self._estimates,
         )
 
 

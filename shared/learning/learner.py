@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from shared.config import LearningSettings
 from shared.learning.choice import Candidate, choose, cut_for
@@ -151,7 +153,12 @@ class Learner:
 
     def estimates(self) -> Estimates:
         """What it believes now (:func:`shared.learning.estimates.estimate`)."""
-        return estimate(self.design(), self.arms, self.memory.change())
+        return self.estimator()()
+
+    def estimator(self) -> Callable[[], Estimates]:
+        """:meth:`estimates` to work out later, e.g. in a thread: the statistics are taken now, so what
+        the learner learns meanwhile neither changes them nor is read while it changes."""
+        return partial(estimate, self.design(), list(self.arms), self.memory.change())
 
     # -- state -------------------------------------------------------------------------------------
 

@@ -49,6 +49,16 @@ class LearnReport:
     score_sum: int = 0  # of the results learned
     score_squares: int = 0
 
+    def add(self, other: LearnReport) -> None:
+        """Count ``other``'s reading and learning in this report too."""
+        self.read += other.read
+        self.learned.extend(other.learned)
+        self.examples.extend(other.examples)
+        self.untrusted += other.untrusted
+        self.max_sequence = max(self.max_sequence, other.max_sequence)
+        self.score_sum += other.score_sum
+        self.score_squares += other.score_squares
+
     @property
     def mean_score(self) -> float | None:
         return self.score_sum / len(self.learned) if self.learned else None

@@ -64,6 +64,7 @@ from shared.messaging.probe import heartbeat_heard
 from shared.messaging.replies import (
     ErrorReply,
     LastRun,
+    ProducerStatsReply,
     Reason,
     SchedulesReply,
     ScheduleView,
@@ -103,6 +104,7 @@ __all__ = [
     "OverlapOutcome",
     "PausedSchedules",
     "ProducerGeneration",
+    "ProducerStatsReply",
     "ProducerStatsRequest",
     "QuarantineReason",
     "QueueState",

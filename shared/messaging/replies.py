@@ -1,7 +1,8 @@
 """The replies to requests: what a service sends and a command reads, as one model on both sides.
 
 ``syntx.status`` is answered by the monitor with a :class:`StatusReply`, ``syntx.schedules`` by the
-scheduler with a :class:`SchedulesReply`; a request that was not understood or could not be answered
+scheduler with a :class:`SchedulesReply`, ``syntx.producer.stats`` by the producer with a
+:class:`ProducerStatsReply`; a request that was not understood or could not be answered
 gets an :class:`ErrorReply` instead (:meth:`shared.messaging.Bus.serve`).
 """
 
@@ -12,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.learning.state import Estimates
 from shared.messaging.messages import Name, Text
 from shared.timing import utc_now
 
@@ -71,3 +73,15 @@ class SchedulesReply(BaseModel):
     model_config = ConfigDict(frozen=True)
     timezone: str
     schedules: list[ScheduleView]
+
+
+class ProducerStatsReply(BaseModel):
+    """What the producer's learner believes now, after learning the results scored since its last tick:
+    the same :class:`~shared.learning.state.Estimates` its checkpoint stores at a tick (``syntx learning``
+    shows either)."""
+
+    model_config = ConfigDict(frozen=True)
+    generation: int = Field(ge=0)  # the last generation in the evolution log
+    observed: int = Field(ge=0)  # scored jobs learned
+    refused: dict[str, int]  # why results were not learned -> how many
+    estimates: Estimates

@@ -22,7 +22,6 @@ from shared.messaging import (
 from shared.messaging import connect as connect_bus
 from shared.names import shown
 from syntx import exits
-from syntx.cli.output import fail
 
 CONNECT_ATTEMPTS = 1  # one retry, then "cannot reach NATS" instead of waiting forever
 Reply = TypeVar("Reply", bound=BaseModel)
@@ -32,16 +31,29 @@ def connect(settings: Settings) -> AbstractAsyncContextManager[Bus]:
     return connect_bus(settings.nats, name="syntx-cli", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=True)
 
 
+class Unanswered(Exception):
+    """No reply to use, and why in one line. ``code``: the exit code it means; ``answered``: whether the
+    service answered at all (with a refusal, or a reply this version does not read)."""
+
+    def __init__(self, why: str, code: int = exits.NOT_REACHABLE, *, answered: bool = False) -> None:
+        super().__init__(why)
+        self.code = code
+        self.answered = answered
+
+
 def unreachable(settings: Settings, command: str, exc: BaseException | None = None) -> int:
+    sys.stderr.write(f"syntx {command}: {_unreachable_why(settings, exc)}\n")
+    return exits.NOT_REACHABLE
+
+
+def _unreachable_why(settings: Settings, exc: BaseException | None) -> str:
     url = shown_url(settings.nats.effective_url)
     if isinstance(exc, Unreachable) and exc.silent:
-        sys.stderr.write(
-            f"syntx {command}: NATS at {url} accepts connections but does not answer (a stopped or "
-            "overloaded nats-server?); the services reconnect by themselves once it answers\n"
+        return (
+            f"NATS at {url} accepts connections but does not answer (a stopped or overloaded "
+            "nats-server?); the services reconnect by themselves once it answers"
         )
-    else:
-        sys.stderr.write(f"syntx {command}: cannot reach NATS at {url}: is `syntx up` running?\n")
-    return exits.NOT_REACHABLE
+    return f"cannot reach NATS at {url}: is `syntx up` running?"
 
 
 async def ask(
@@ -49,33 +61,43 @@ async def ask(
 ) -> Reply | int:
     """The service's reply as the model it sends, or the exit code after one line on stderr saying why
     there is none."""
-    said = f"syntx {command}: "
+    try:
+        return await reply_of(settings, subject, who, answer, body)
+    except Unanswered as exc:
+        sys.stderr.write(f"syntx {command}: {exc}\n")
+        return exc.code
+
+
+async def reply_of(
+    settings: Settings, subject: str, who: str, answer: type[Reply], body: bytes = b""
+) -> Reply:
+    """The service's reply as the model it sends; :class:`Unanswered` when there is none to use."""
     try:
         async with connect(settings) as bus:
             data = await bus.request(subject, body, wait_s=settings.nats.request_timeout_s)
     except Unreachable as exc:
-        return unreachable(settings, command, exc)
+        raise Unanswered(_unreachable_why(settings, exc)) from None
     except (NoResponders, RequestTimeout):
-        sys.stderr.write(f"{said}no answer from the {who} on {subject}: is `syntx up` running?\n")
-        return exits.NOT_REACHABLE
+        raise Unanswered(f"no answer from the {who} on {subject}: is `syntx up` running?") from None
+    said = f"the {who} answered on {subject} with"
     try:
         reply = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         reply = None
     if not isinstance(reply, dict):
-        sys.stderr.write(f"{said}the {who} answered on {subject} with something that is not JSON\n")
-        return exits.NOT_REACHABLE
+        raise Unanswered(f"{said} something that is not JSON", answered=True)
     try:
         refusal = ErrorReply.model_validate(reply)
     except ValidationError:
-        return _read(reply, answer, said + f"the {who} answered on {subject} with")  # not an error
-    return fail(f"{said}the {who} could not answer on {subject}: {shown(refusal.error)}")
+        return _read(reply, answer, said)  # not an error
+    why = f"the {who} could not answer on {subject}: {shown(refusal.error)}"
+    raise Unanswered(why, exits.NOTHING_DONE, answered=True)
 
 
-def _read(reply: dict[str, object], answer: type[Reply], said: str) -> Reply | int:
-    """``reply`` as ``answer``, or the exit code after one line saying it is not one."""
+def _read(reply: dict[str, object], answer: type[Reply], said: str) -> Reply:
+    """``reply`` as ``answer``; :class:`Unanswered` when it is not one."""
     try:
         return answer.model_validate(reply)
     except ValidationError as exc:
-        sys.stderr.write(f"{said} a reply this version does not read ({describe(exc)})\n")
-        return exits.NOT_REACHABLE
+        why = f"{said} a reply this version does not read ({describe(exc)})"
+        raise Unanswered(why, answered=True) from None

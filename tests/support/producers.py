@@ -12,9 +12,9 @@ from nats.aio.client import Client
 from services.producer.app import run as run_producer
 from shared.config import DEFAULT_CONFIG, Settings, load_settings
 from shared.learning import Arm
-from shared.messaging import Event, ProducerGeneration, subjects
-from shared.queue import Status
-from tests.support.harness import HEARTBEATS, EventLog, observer, running
+from shared.messaging import Event, ProducerGeneration, ProducerStatsReply, subjects
+from shared.queue import INCOMING, PROCESSED, FileQueue, Status, parse_job
+from tests.support.harness import HEARTBEATS, EventLog, observer, running, scored
 from tests.support.natsserver import NatsServer
 from tests.support.records import result_record as valid_result
 
@@ -86,3 +86,46 @@ async def tick(nc: Client, events: EventLog, count: int = 1) -> ProducerGenerati
     found: list[Event] = await events.wait_for(generations(count))
     latest: ProducerGeneration = [event for event in found if isinstance(event, ProducerGeneration)][-1]
     return latest
+
+
+async def score_jobs(nc: Client, queue: FileQueue, scores: list[int]) -> None:
+    """The first waiting jobs scored as a consumer would, one per score: a passed result in
+    ``processed/``, the job gone from ``incoming/``, its event published."""
+    for score, job_id in zip(scores, sorted(queue.job_ids(INCOMING)), strict=False):
+        meta = parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 256 * 1024).meta
+        assert meta.category and meta.style and meta.sequence is not None
+        record = result_record(job_id, "passed", score, meta.category, meta.style, meta.sequence)
+        assert queue.write_result(PROCESSED, job_id, record)
+        queue.job_path(INCOMING, job_id).unlink()
+        event = scored(job_id, score=score, threshold=50)
+        await nc.publish(subjects.JOB_SCORED, event.model_dump_json().encode())
+    await nc.flush()
+
+
+async def stats(nc: Client, wait_s: float = 5) -> ProducerStatsReply:
+    """The producer's answer on ``syntx.producer.stats``, read as the model it sends."""
+    reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=wait_s)
+    return ProducerStatsReply.model_validate_json(reply.data)
+
+
+async def stats_once_learned(nc: Client, count: int) -> ProducerStatsReply:
+    """Stats once the producer holds ``count`` scored jobs (their events may still be on their way)."""
+    for _ in range(200):
+        current = await stats(nc, wait_s=10)
+        if current.observed >= count:
+            return current
+        await nc.flush()
+    raise AssertionError(f"producer learned {current.observed} of {count}")
+
+
+def arm_figures(reply: ProducerStatsReply) -> dict[str, dict[str, float]]:
+    """Per arm: the weight of the results behind its estimate, its mean and sd, to two places."""
+    return {
+        row.arm: {"weight": round(row.results, 2), "mean": round(row.mean, 2), "sd": round(row.sd, 2)}
+        for row in sorted(reply.estimates.arms, key=lambda row: row.arm)
+    }
+
+
+def favoured(reply: ProducerStatsReply) -> list[str]:
+    """The favoured arms, best estimate first."""
+    return [row.arm for row in reply.estimates.arms if row.favoured]

@@ -30,6 +30,7 @@ from shared.watch import Change, watching
 from syntx.cli.status import status as syntx_status
 from tests.support.harness import HEARTBEATS, ServiceRun, free_port, observer, running
 from tests.support.natsserver import NatsServer
+from tests.support.producers import arm_figures, stats
 
 PRODUCED = 20  # STARVING queue: a full producer batch
 CONSUMER_BATCH = 12  # the first consumer tick takes 12, the second the remaining 8
@@ -159,14 +160,9 @@ async def _check_producer_learned(nc: Any, results: dict[str, dict[str, Any]]) -
     for record in results.values():
         scores[f"{record['meta']['category']}/{record['meta']['style']}"].append(record["score"]["total"])
 
-    async def stats() -> dict[str, Any]:
-        reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)
-        data: dict[str, Any] = json.loads(reply.data)
-        return data
-
-    reply = await stats()
-    assert reply["observed"] == len(results)
-    arms = reply["arms"]
+    reply = await stats(nc)
+    assert reply.observed == len(results)
+    arms = arm_figures(reply)
     assert set(scores) <= set(arms)  # every configured arm has an estimate; these have data
     for arm, estimate in arms.items():  # weights: results discounted by at most 20 jobs of 2000
         assert estimate["weight"] == pytest.approx(len(scores.get(arm, [])), rel=0.02, abs=0.02)

@@ -21,7 +21,14 @@ from services.cleanup.tidy import DAY_S, Tidier
 from services.monitor.app import Monitor
 from services.producer.app import run as run_producer
 from shared.config import DEFAULT_CONFIG, CleanupSettings, load_settings
-from shared.messaging import CleanupReport, Event, ProducerGeneration, connect, subjects
+from shared.messaging import (
+    CleanupReport,
+    Event,
+    ProducerGeneration,
+    ProducerStatsReply,
+    connect,
+    subjects,
+)
 from shared.queue import (
     ARCHIVE,
     ATTEMPTS,
@@ -39,6 +46,7 @@ from shared.queue import (
 from tests.support.harness import HEARTBEATS, EventLog, free_port, observer, running
 from tests.support.monitors import monitor_settings
 from tests.support.natsserver import NatsServer
+from tests.support.producers import arm_figures, stats
 from tests.support.records import result_record
 
 NOW = 1_800_000_000.0  # a fixed "now"; file ages are set relative to it
@@ -383,16 +391,16 @@ async def test_untrusted_results_are_not_learned_but_quarantined_and_counted(
             await nc.publish(subjects.tick("cleanup"), b"")
             await asyncio.wait_for(counted.wait(), timeout=20)
             text = (await client.get("/metrics")).text
-            stats = json.loads((await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)).data)
+            stats_after = await stats(nc)
         finally:
             stop.set()
             await asyncio.wait_for(serving, timeout=30)
 
     # The producer learned only the trusted result, at its start and on its tick, and kept running.
-    assert stats_before["observed"] == 1 and stats_before["arms"]["harmlos/casual"]["weight"] == 1.0
+    assert stats_before.observed == 1 and arm_figures(stats_before)["harmlos/casual"]["weight"] == 1.0
     assert (generation.learned_from, generation.archived) == (1, 1)
-    assert stats["observed"] == 1
-    assert stats["arms"]["harmlos/casual"] == stats_before["arms"]["harmlos/casual"]
+    assert stats_after.observed == 1
+    assert arm_figures(stats_after)["harmlos/casual"] == arm_figures(stats_before)["harmlos/casual"]
     refused = [message for message in caplog.messages if message.startswith("not learning from")]
     assert len(refused) == len(notes)
     assert any("huge.json: score outside 0..100: score.total = 1000000000" in m for m in refused)
@@ -409,12 +417,12 @@ async def test_untrusted_results_are_not_learned_but_quarantined_and_counted(
         assert (queue.folder(QUARANTINE) / f"{name}.why.txt").read_text(encoding="utf-8") == note
 
 
-async def learn_and_tick(nc: Client, events: EventLog) -> tuple[dict[str, Any], ProducerGeneration]:
-    stats: dict[str, Any] = json.loads((await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)).data)
+async def learn_and_tick(nc: Client, events: EventLog) -> tuple[ProducerStatsReply, ProducerGeneration]:
+    learned = await stats(nc)
     await nc.publish(subjects.tick("producer"), b"")
     await events.wait_for(lambda found: any(isinstance(event, ProducerGeneration) for event in found))
     [generation] = events.of(ProducerGeneration)
-    return stats, generation
+    return learned, generation
 
 
 def untrusted_metric(text: str, reason: str) -> float:

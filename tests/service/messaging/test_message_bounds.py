@@ -41,7 +41,7 @@ from tests.support.harness import HEARTBEATS, free_port, observer, running
 from tests.support.messages import valid_messages
 from tests.support.monitors import monitor_serving, monitor_settings
 from tests.support.natsserver import NatsServer
-from tests.support.producers import producer_running, producer_settings, tick
+from tests.support.producers import producer_running, producer_settings, stats, tick
 
 LONG_JOB_ID = "x" * 70_000
 DEEP = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
@@ -209,9 +209,9 @@ async def test_a_70000_character_job_id_is_refused_at_decode_and_the_producer_ke
         for job_id in (LONG_JOB_ID, "../../../outside/victim"):
             await nc.publish(subjects.JOB_SCORED, with_field(subjects.JOB_SCORED, "job_id", job_id))
         await nc.flush()
-        stats = json.loads((await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)).data)
+        reply = await stats(nc)
         generation = await tick(nc, events)
-    assert stats["observed"] == 0
+    assert reply.observed == 0
     assert (generation.generation, generation.produced) == (1, 20)
     dropped = [m for m in caplog.messages if m.startswith("dropping malformed message on 'syntx.job.scored'")]
     assert dropped and "job_id: Value error, not a job id: 70000 bytes long" in dropped[0]

@@ -16,10 +16,19 @@ from shared.config import Settings
 from shared.learning import Arm
 from shared.messaging import JobScored, encode, subjects
 from shared.queue import ERROR, INCOMING, PROCESSED, FileQueue, parse_job
-from tests.support.harness import EventLog
 from tests.support.harness import scored as scored_event
 from tests.support.natsserver import NatsServer
-from tests.support.producers import producer_running, producer_settings, result_record, rounded, tick
+from tests.support.producers import (
+    arm_figures,
+    favoured,
+    producer_running,
+    producer_settings,
+    result_record,
+    rounded,
+    stats,
+    stats_once_learned,
+    tick,
+)
 
 PLANTED: Arm = ("technologie", "akademisch")
 PER_ARM = 8
@@ -50,23 +59,6 @@ async def publish(nc: Client, events: list[JobScored]) -> None:
     await nc.flush()
 
 
-async def stats(nc: Client) -> dict[str, Any]:
-    reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=10)
-    data: dict[str, Any] = json.loads(reply.data)
-    return data
-
-
-async def learned_all(nc: Client, events: EventLog, count: int) -> dict[str, Any]:
-    """Stats once the producer holds ``count`` scored jobs (events may still be on their way)."""
-    del events
-    for _ in range(200):
-        current = await stats(nc)
-        if current["observed"] >= count:
-            return current
-        await nc.flush()
-    raise AssertionError(f"producer learned {current['observed']} of {count}")
-
-
 def produced_arms(queue: FileQueue) -> Counter[Arm]:
     arms: Counter[Arm] = Counter()
     for job_id in sorted(queue.job_ids(INCOMING)):
@@ -94,25 +86,26 @@ async def test_the_producer_learns_once_from_trusted_results_and_rebuilds_the_sa
         assert json.loads(state_file.read_text())["learner"]["observed"] == 0  # checkpointed at start
         scored = planted_results(queue, settings)
         await publish(nc, scored)
-        learned = await learned_all(nc, events, len(scored))
-        assert learned["observed"] == len(scored)
-        assert learned["favoured"][0] == "/".join(PLANTED)
+        learned = await stats_once_learned(nc, len(scored))
+        assert learned.observed == len(scored)
+        assert favoured(learned)[0] == "/".join(PLANTED)
 
         generation = await tick(nc, events)
         assert generation.produced == 20
         arms = produced_arms(queue)
         assert arms[PLANTED] >= 14, arms  # uniform choice would give 20/28 of a job
 
-        before = await stats(nc)
+        before = await stats(nc, wait_s=10)
         await publish(nc, scored)  # a replay
-        after = await stats(nc)
+        after = await stats(nc, wait_s=10)
         assert after == before
 
         poisoned = result_record(POISON, "passed", 99, *PLANTED, sequence=len(scored))
         queue.write_result(PROCESSED, POISON, {**poisoned, "score": {**poisoned["score"], "total": 150}})
         poison_event = scored_event(POISON, score=99, arm=PLANTED, language="de")
         await publish(nc, [poison_event])  # the event looks fine; the file is not
-        assert await stats(nc) == before
+        poisoned_reply = await stats(nc, wait_s=10)
+        assert (poisoned_reply.observed, poisoned_reply.estimates) == (before.observed, before.estimates)
         await tick(nc, events, count=2)
         checkpointed = learner_state(settings)
         assert checkpointed["observed"] == len(scored)
@@ -122,4 +115,4 @@ async def test_the_producer_learns_once_from_trusted_results_and_rebuilds_the_sa
     state_file.unlink()
     async with producer_running(settings) as (nc, events):
         assert learner_state(settings) == checkpointed  # rebuilt from processed/, error/ and archive/
-        assert (await stats(nc))["arms"] == before["arms"]
+        assert arm_figures(await stats(nc, wait_s=10)) == arm_figures(before)

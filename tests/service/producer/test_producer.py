@@ -16,6 +16,7 @@ from services.producer.app import EVOLUTION_LOG, last_generation
 from shared.backoff import Backoff
 from shared.config import BackPressureSettings, HealthSettings
 from shared.learning import Observation
+from shared.learning.evolution import read_generations
 from shared.learning.results import NotLearned, read_observation
 from shared.messaging import JobCreated, ProducerGeneration, subjects
 from shared.queue import (
@@ -37,9 +38,14 @@ from tests.support.diskfaults import fill, tmpfs
 from tests.support.harness import scored
 from tests.support.natsserver import NatsServer
 from tests.support.producers import (
+    arm_figures,
+    favoured,
     producer_running,
     producer_settings,
     result_record,
+    score_jobs,
+    stats,
+    stats_once_learned,
     tick,
 )
 
@@ -241,15 +247,14 @@ async def test_results_on_disk_are_learned_at_start_and_archived_on_the_next_tic
     caplog.set_level(logging.INFO, logger="services.producer.app")
     async with producer_running(settings) as (nc, events):
         assert any(m.startswith("learned from 3 results on disk") for m in caplog.messages)
-        reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)
-        stats = json.loads(reply.data)
-        assert stats["observed"] == 3
-        assert stats["generation"] == 0
-        arms = stats["arms"]
+        reply = await stats(nc)
+        assert reply.observed == 3
+        assert reply.generation == 0
+        arms = arm_figures(reply)
         assert len(arms) == len(settings.topics) * len(settings.styles)
         assert arms["harmlos/casual"]["weight"] == 2.0 and arms["bildung/technisch"]["weight"] == 1.0
         assert arms["harmlos/casual"]["mean"] > arms["bildung/technisch"]["mean"]
-        assert stats["favoured"][0] == "harmlos/casual"
+        assert favoured(reply)[0] == "harmlos/casual"
         assert {path.name for path in queue.result_files(PROCESSED)} == {"p1.json", "p2.json", "broken.json"}
 
         generation = await tick(nc, events)
@@ -269,8 +274,7 @@ async def test_generation_numbers_continue_across_a_restart(tmp_path: Path, nats
     assert (first.generation, first.produced) == (1, 20)
 
     async with producer_running(settings) as (nc, events):
-        reply = await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)
-        assert json.loads(reply.data)["generation"] == 1
+        assert (await stats(nc)).generation == 1
         second = await tick(nc, events)
     assert (second.generation, second.queue_state, second.produced) == (2, "BALANCED", 10)
 
@@ -281,6 +285,26 @@ async def test_generation_numbers_continue_across_a_restart(tmp_path: Path, nats
     assert generations_on_disk == {1: 20, 2: 10}
     lines = (settings.logs_dir / EVOLUTION_LOG).read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["generation"] for line in lines] == [1, 2]
+
+
+async def test_results_learned_for_a_stats_request_still_count_in_the_next_generation(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Asking what the producer believes (``syntx learning``) learns the results scored since its last
+    tick; the next generation still counts them as its own, in its line and its event."""
+    settings = producer_settings(tmp_path, nats_server, seed=3)
+    queue = FileQueue(settings.queue_dir)
+    scores = [70, 80, 90]
+    async with producer_running(settings) as (nc, events):
+        await tick(nc, events)
+        await score_jobs(nc, queue, scores)
+        asked = await stats_once_learned(nc, len(scores))
+        second = await tick(nc, events, count=2)
+
+    assert asked.observed == len(scores) and second.learned_from == len(scores)
+    logged = list(read_generations(settings.logs_dir / EVOLUTION_LOG))
+    assert (logged[1].learned, logged[1].mean_score) == (len(scores), 80.0)
+    assert second.mean_score == 80.0 and second.archived == len(scores)
 
 
 async def test_generation_continues_from_an_existing_evolution_log(
@@ -314,9 +338,9 @@ async def test_a_scored_event_naming_a_path_outside_the_queue_is_never_read(
         await nc.publish(subjects.JOB_SCORED, json.dumps(body).encode())
         await nc.flush()
         generation = await tick(nc, events)
-        stats = json.loads((await nc.request(subjects.PRODUCER_STATS, b"", timeout=5)).data)
+        reply = await stats(nc)
     assert victim.resolve().is_relative_to(tmp_path) and not victim.resolve().is_relative_to(queue.root)
-    assert generation.learned_from == 0 and stats["observed"] == 0
+    assert generation.learned_from == 0 and reply.observed == 0
     assert victim.exists(), "not archived either"
 
 

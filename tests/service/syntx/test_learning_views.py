@@ -27,20 +27,28 @@ from shared.learning.evolution import (
     last_generation,
     read_generations,
 )
-from shared.learning.state import Checkpoint, save_checkpoint
+from shared.learning.state import Checkpoint, read_checkpoint, save_checkpoint
 from shared.messaging import (
     Event,
     ProducerGeneration,
+    ProducerStatsReply,
+    ProducerStatsRequest,
     ServiceHeartbeat,
     connect,
     subjects,
 )
-from shared.queue import INCOMING, PROCESSED, FileQueue, parse_job
+from shared.queue import FileQueue
 from syntx.learningplot import rolling_means, short_memory_spans, shown_arms
 from syntx.main import main
-from tests.support.harness import HEARTBEATS, observer, scored
+from tests.support.harness import HEARTBEATS, free_port, observer
 from tests.support.natsserver import NatsServer
-from tests.support.producers import producer_running, producer_settings, result_record, tick
+from tests.support.producers import (
+    producer_running,
+    producer_settings,
+    score_jobs,
+    stats_once_learned,
+    tick,
+)
 
 BEST = "technologie/akademisch"
 WORST = "kritisch/casual"
@@ -116,18 +124,8 @@ async def test_the_producer_logs_jobs_per_arm_the_mean_score_and_what_changed(
     queue = FileQueue(settings.queue_dir)
     async with producer_running(settings) as (nc, events):
         first = await tick(nc, events)
-        scores = []
-        for index, job_id in enumerate(sorted(queue.job_ids(INCOMING))[:8]):
-            meta = parse_job(job_id, queue.job_path(INCOMING, job_id).read_bytes(), 256 * 1024).meta
-            assert meta.category and meta.style and meta.sequence is not None
-            score = 60 + 5 * index
-            scores.append(score)
-            record = result_record(job_id, "passed", score, meta.category, meta.style, meta.sequence)
-            assert queue.write_result(PROCESSED, job_id, record)
-            queue.job_path(INCOMING, job_id).unlink()
-            event = scored(job_id, score=score, threshold=50)
-            await nc.publish(subjects.JOB_SCORED, event.model_dump_json().encode())
-        await nc.flush()
+        scores = [60 + 5 * index for index in range(8)]
+        await score_jobs(nc, queue, scores)
         second = await tick(nc, events, count=2)
 
     logged = list(read_generations(settings.logs_dir / EVOLUTION_LOG))
@@ -147,9 +145,11 @@ async def test_the_producer_logs_jobs_per_arm_the_mean_score_and_what_changed(
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nats_server: NatsServer) -> Path:
+    """The command's data directory, on a nats-server where no producer answers unless a test runs one."""
     monkeypatch.setenv(CONFIG_ENV, str(DEFAULT_CONFIG))
     monkeypatch.setenv("SYNTX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SYNTX_NATS__URL", nats_server.url)
     return tmp_path / "data"
 
 
@@ -172,13 +172,16 @@ def write_learner(settings: Settings, scores: dict[str, list[int]], context: str
                 )
             )
             sequence += 1
-    path = settings.data_dir / settings.producer.learning.state_file
     queue = FileQueue(settings.queue_dir)
     queue.ensure()
     checkpoint = Checkpoint(
         next_sequence=sequence, scan_from=None, learner=learner.to_state(), estimates=learner.estimates()
     )
-    save_checkpoint(queue, path, checkpoint)
+    save_checkpoint(queue, checkpoint_path(settings), checkpoint)
+
+
+def checkpoint_path(settings: Settings) -> Path:
+    return settings.data_dir / settings.producer.learning.state_file
 
 
 def planted(data_dir: Path) -> Settings:
@@ -209,6 +212,10 @@ def test_learning_shows_every_arm_with_estimate_share_and_trend(
     settings = planted(data_dir)
     assert syntx("learning", "--last", "40") == 0
     text = capsys.readouterr().out
+    saved = datetime.fromtimestamp(checkpoint_path(settings).stat().st_mtime, settings.zone)
+    assert text.splitlines()[0] == (
+        f"from the checkpoint saved at {saved:%Y-%m-%d %H:%M:%S %z} (the producer did not answer)"
+    )
     table = [row.removeprefix("*").split() for row in text.splitlines() if " - " in row and "/" in row]
     assert len(table) == len(settings.topics) * len(settings.styles)
     rows = {cells[0]: cells for cells in table}
@@ -239,6 +246,7 @@ def test_learning_json_for_machines(data_dir: Path, capsys: pytest.CaptureFixtur
     planted(data_dir)
     assert syntx("learning", "--json", "--last", "40") == 0
     document = json.loads(capsys.readouterr().out)
+    assert document["source"] == "checkpoint" and document["checkpoint_saved"]
     arms = {row["arm"]: row for row in document["arms"]}
     assert document["arms"][-1]["arm"] == WORST
     estimates = [row["estimate"] for row in document["arms"]]
@@ -281,6 +289,77 @@ def test_learning_without_state_says_so_in_one_line(
     state.write_text("{not json")
     assert syntx("learning", "--json") == 1
     assert "unusable" in capsys.readouterr().err
+
+
+async def test_learning_shows_what_the_running_producer_learned_since_its_last_tick(
+    data_dir: Path, tmp_path: Path, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = producer_settings(tmp_path, nats_server, seed=3)
+    assert settings.data_dir == data_dir
+    queue = FileQueue(settings.queue_dir)
+    async with producer_running(settings) as (nc, events):
+        await tick(nc, events)
+        await score_jobs(nc, queue, [97] * 5)
+        believed = await stats_once_learned(nc, 5)
+        assert await asyncio.to_thread(syntx, "learning") == 0
+        text = capsys.readouterr().out
+        assert await asyncio.to_thread(syntx, "learning", "--json") == 0
+        document = json.loads(capsys.readouterr().out)
+    saved = read_checkpoint(checkpoint_path(settings))
+    assert saved.learner.observed == 0  # the last tick learned nothing: what is shown came live
+
+    assert text.splitlines()[:2] == [
+        "live from the running producer",
+        "learner: 5 scored jobs learned, 0 results refused; long memory: the newest 2000 jobs in full, "
+        "older ones halving every as many",
+    ]
+    assert (document["source"], document["checkpoint_saved"], document["learned"]) == ("producer", None, 5)
+    assert [(row["arm"], row["estimate"]) for row in document["arms"]] == [
+        (row.arm, round(row.mean, 2)) for row in believed.estimates.arms
+    ]
+    assert saved.estimates is not None and sum(row.results for row in saved.estimates.arms) == 0
+    assert sum(row["results"] for row in document["arms"]) == 5
+
+    assert await asyncio.to_thread(syntx, "learning") == 0  # the producer has stopped
+    fallback = capsys.readouterr()
+    saved_at = datetime.fromtimestamp(checkpoint_path(settings).stat().st_mtime, settings.zone)
+    assert fallback.out.splitlines()[:2] == [
+        f"from the checkpoint saved at {saved_at:%Y-%m-%d %H:%M:%S %z} (the producer did not answer)",
+        "learner: 0 scored jobs learned, 0 results refused; long memory: the newest 2000 jobs in full, "
+        "older ones halving every as many",
+    ]
+    assert fallback.err == ""
+
+
+async def test_learning_falls_back_to_the_checkpoint_when_the_producer_cannot_answer(
+    data_dir: Path, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    planted(data_dir)
+    async with connect(load_settings().nats, name="failing producer") as bus:
+        await bus.serve(ProducerStatsRequest, failing, queue="producer")
+        assert await asyncio.to_thread(syntx, "learning") == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines()[0].endswith(" (the producer's answer could not be used)")
+    assert "learner: 44 scored jobs learned" in said.out
+    assert said.err == (
+        "syntx learning: the producer could not answer on syntx.producer.stats: the service could not "
+        "answer: the disk is gone\n"
+    )
+
+
+async def failing(_request: ProducerStatsRequest) -> ProducerStatsReply:
+    raise OSError("the disk is gone")
+
+
+def test_learning_falls_back_to_the_checkpoint_when_nats_is_down(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    planted(data_dir)
+    monkeypatch.setenv("SYNTX_NATS__URL", f"nats://127.0.0.1:{free_port()}")
+    assert syntx("learning") == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines()[0].endswith(" (the producer did not answer)")
+    assert said.err == ""
 
 
 def png_size(path: Path) -> tuple[int, int]:

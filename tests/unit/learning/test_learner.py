@@ -131,6 +131,15 @@ def test_estimates_are_a_function_of_the_statistics_alone() -> None:
     assert first.estimates() == second.estimates()
 
 
+def test_estimates_worked_out_later_are_of_the_statistics_when_asked() -> None:
+    learner = trained_learner(seed=1)
+    now = learner.estimates()
+    later = learner.estimator()
+    for number in range(1000, 1040):  # learned while a thread would work the estimates out
+        learner.observe(observation(number, POOR[0], 100))
+    assert later() == now != learner.estimates()
+
+
 def test_learning_disabled_chooses_uniformly() -> None:
     learner = trained_learner(seed=5, settings=LearningSettings(enabled=False))
     chosen = Counter(learner.plan(1000))
