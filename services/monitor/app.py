@@ -190,7 +190,7 @@ class Monitor:
         """``/metrics`` and ``/healthz``, bounded as ``monitor.*`` says (:mod:`services.monitor.http`)."""
         routes: dict[str, Route] = {"/metrics": self.metrics_reply, "/healthz": self.health_reply}
         limits = self._settings.monitor
-        return HttpEndpoint(routes, limits.request_timeout_s, limits.max_connections, self.counter.answering)
+        return HttpEndpoint(routes, limits.request_timeout_s, limits.max_connections)
 
     async def status(self, request: StatusRequest) -> StatusReply:
         """``syntx.status``; a body ``{"reconcile": true}`` recounts the folders before answering (the

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.monitor.oldest import OldestNames
-from services.monitor.turns import Answering, LoopTurns, no_turns
+from services.monitor.turns import LoopTurns, no_turns
 from shared.queue import (
     ARCHIVE,
     COUNTED_FOLDERS,
@@ -84,7 +84,6 @@ class QueueCounter:
         self.last_result_at = -math.inf  # when a result last landed in processed/ or error/ (clock)
         self._changes: dict[str, int] = {}  # place -> notifications seen (to tell a quiet recount)
         self._new_days: dict[str, set[str]] = {}  # day folders that appeared while watched -> names
-        self.answering = Answering()  # the scrapes a recount's thread lets finish at its turns
         self.drift_corrections = 0
         self.unsettled: set[str] = set()  # places whose last recount raced with a notification
         self._lost: set[str] = set(COUNTED_FOLDERS)  # places whose kept number is known wrong
@@ -166,7 +165,7 @@ class QueueCounter:
         entries; settle on the loop."""
         marks = dict(self._changes)
         self.recount_wanted.clear()
-        found = await asyncio.to_thread(self.recount, LoopTurns(asyncio.get_running_loop(), self.answering))
+        found = await asyncio.to_thread(self.recount, LoopTurns(asyncio.get_running_loop()))
         return self.settle(found, marks)
 
     def recount(self, turn: Callable[[], None] = no_turns) -> Recount:

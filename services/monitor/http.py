@@ -28,8 +28,6 @@ from http import HTTPStatus
 
 import h11
 
-from services.monitor.turns import Answering
-
 log = logging.getLogger(__name__)
 
 # h11's bound on a request's head (request line + headers) before it is complete: 16 KiB, as h11 ships
@@ -91,16 +89,8 @@ class _Clients:
 
 
 class HttpEndpoint:
-    def __init__(
-        self,
-        routes: dict[str, Route],
-        timeout_s: float,
-        max_connections: int,
-        answering: Answering | None = None,
-    ) -> None:
-        """``answering``: told while a request is answered, so a recount's thread holds back meanwhile."""
+    def __init__(self, routes: dict[str, Route], timeout_s: float, max_connections: int) -> None:
         self._routes = routes
-        self._answering = answering or Answering()
         self._timeout_s = timeout_s
         self._clients = _Clients(max_connections)
         self._server: asyncio.Server | None = None
@@ -144,8 +134,7 @@ class HttpEndpoint:
             return  # the client went away before it asked
         self._clients.answering(writer)
         head_only = request.method == "HEAD"
-        with self._answering.one():
-            await _send(connection, writer, self._reply(request), head_only)
+        await _send(connection, writer, self._reply(request), head_only)
 
     def _reply(self, request: Request) -> Reply:
         route = self._routes.get(request.path)

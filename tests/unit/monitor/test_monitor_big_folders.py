@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from services.monitor import turns
 from services.monitor.counter import ENTRIES_PER_TURN, QueueCounter
-from services.monitor.turns import Answering, LoopTurns
+from services.monitor.turns import LoopTurns
 from shared.inotify import folders_below
 from shared.queue import ARCHIVE, PROCESSED, FileQueue
 from shared.watch import Change, watching
@@ -49,32 +47,6 @@ async def test_a_thread_taking_its_turn_waits_until_the_loop_ran_what_was_ready(
         return list(ran)
 
     assert await asyncio.to_thread(worker) == ["a scrape that arrived"]
-
-
-async def test_a_thread_at_its_turn_waits_while_an_answer_is_being_given(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(turns, "ANSWER_WAIT_S", 5.0)  # bounded in production; here it must not run out
-    loop = asyncio.get_running_loop()
-    answering = Answering()
-    turn = LoopTurns(loop, answering)
-    seen: list[str] = []
-    answer_started = threading.Event()
-
-    async def answer() -> None:
-        with answering.one():
-            answer_started.set()
-            await asyncio.sleep(0.05)  # an answer spans passes of the loop; the turn comes meanwhile
-            seen.append("answered")
-
-    def worker() -> list[str]:
-        answer_started.wait(5)
-        turn()
-        return list(seen)
-
-    counting = asyncio.create_task(asyncio.to_thread(worker))
-    await answer()
-    assert await counting == ["answered"]
 
 
 def test_a_turn_on_a_closed_loop_does_not_wait() -> None:
