@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import socket
@@ -164,6 +165,20 @@ async def test_openai_sends_bearer_key_when_set(
     assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
     assert completion.truncated
     assert KEY not in repr(backend) and KEY_ENV in repr(backend)
+
+
+async def test_url_credentials_go_as_basic_auth_with_the_default_headers(
+    server: ScriptedServer, build: Build
+) -> None:
+    server.script(Reply(json={"response": "Antwort", "metadata": {}}))
+    backend = build("syntx", f"http://us%C3%A9r:p%40ss@127.0.0.1:{server.port}")
+    await backend.complete("Frage")
+    (request,) = server.requests
+    assert request.headers["authorization"] == "Basic " + base64.b64encode("usér:p@ss".encode()).decode()
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["accept-encoding"] == "identity"  # the size cap is on the bytes that arrive
+    assert request.headers["content-length"] == str(len(request.body))
+    assert "usér" not in repr(backend) and "p@ss" not in repr(backend)
 
 
 async def test_ollama_request_shape(server: ScriptedServer, build: Build) -> None:
