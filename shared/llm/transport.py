@@ -1,4 +1,4 @@
-"""The HTTP transport under every backend's ``httpx.AsyncClient``: aiohttp's connection pool.
+"""The HTTP transport under every backend (httpx's transport interface): aiohttp's connection pool.
 
 httpx's own pool (httpcore) walks every pooled connection on each request and each finished response
 (an expiry check with a system call per connection), so its CPU per request grows with the concurrency:
