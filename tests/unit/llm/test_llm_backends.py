@@ -324,6 +324,26 @@ async def test_a_connection_the_server_closed_is_not_reused(
     assert server.connections == 3
 
 
+async def test_a_request_lost_on_a_reused_connection_goes_once_more_on_a_new_one(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    ok = Reply(json=case.ok("ja").json)
+    server.script(ok, Reply(action="reset"), ok)  # the second request meets a connection going away
+    backend = build(case.kind, server.url + case.suffix)
+    assert (await backend.complete("Frage 1")).attempts == 1
+    assert (await backend.complete("Frage 2")).attempts == 1  # sent again at once: not a counted attempt
+    assert len(server.requests) == 3 and server.connections == 2
+
+
+async def test_a_request_lost_on_a_new_connection_is_a_failed_attempt(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    server.script(Reply(action="reset"), Reply(json=case.ok("ja").json))
+    backend = build(case.kind, server.url + case.suffix)
+    assert (await backend.complete("Frage")).attempts == 2  # the retry policy, not the resend
+    assert len(server.requests) == 2
+
+
 async def test_key_never_leaks(
     server: ScriptedServer, build: Build, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
