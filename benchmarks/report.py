@@ -74,7 +74,7 @@ def _ratio(ours: float | None, base: BaselineRun | None) -> str:
 
 def _cpu(out: Measured, label: str) -> str:
     cpu = out.cpu_ms_per_job.get(label)
-    return "" if cpu is None else f" ({cpu:.1f} ms CPU/job)"
+    return "" if cpu is None else f" ({cpu:.2f} ms CPU/job)"
 
 
 def _rate(value: float | None) -> str:
@@ -154,7 +154,7 @@ def _throughput_rows(out: Measured, sizes: Sizes) -> list[Row]:
         ratio = out.throughput[FAST_CONCURRENCY] / out.throughput[1]
         table.append((f"c={FAST_CONCURRENCY} over c=1, instant", f"{ratio:.2f}x", ">= 1.00x", "-"))
     if original is not None:
-        figure = f"{original.jobs_per_s:,.1f} jobs/s ({original.cpu_ms_per_job:.1f} ms CPU/job)"
+        figure = f"{original.jobs_per_s:,.1f} jobs/s ({original.cpu_ms_per_job:.2f} ms CPU/job)"
         label = f"original's own QueueConsumer.process_batch, n={original.jobs}"
         table.append((label, figure, "", "1.00x"))
     return table

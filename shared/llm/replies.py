@@ -42,24 +42,32 @@ class Failure:
 def judge(response: httpx.Response, where: str, body: bytes) -> JsonReply | Failure:
     """Judge a reply whose ``body`` was read (bounded) by the caller."""
     status = response.status_code
-    text = body.decode(response.encoding or "utf-8", errors="replace")
     if status == 429 or status >= 500:
         wait_s = retry_after_s(response.headers.get("retry-after"))
-        return Failure(f"HTTP {status} from {where}", True, status, _server_said(text), wait_s)
+        return Failure(
+            f"HTTP {status} from {where}", True, status, _server_said(_text(response, body)), wait_s
+        )
     if not 200 <= status < 300:
-        return Failure(f"HTTP {status} from {where}", False, status, _server_said(text))
+        return Failure(f"HTTP {status} from {where}", False, status, _server_said(_text(response, body)))
     if not body.strip():
         return Failure("invalid reply: empty body", False, status)
     try:
         data = json.loads(body)
     except ValueError:
         kind = response.headers.get("content-type", "no content type").split(";")[0].strip()
-        return Failure(f"invalid reply: body is not JSON ({kind})", False, status, _starts_with(text))
+        what = f"invalid reply: body is not JSON ({kind})"
+        return Failure(what, False, status, _starts_with(_text(response, body)))
     except RecursionError:
         return Failure("invalid reply: JSON nested too deeply", False, status)
     if not isinstance(data, dict):
         return Failure(f"invalid reply: expected a JSON object, got {json_type(data)}", False, status)
     return JsonReply(data, 1, status)
+
+
+def _text(response: httpx.Response, body: bytes) -> str:
+    """The body as text, to be quoted; decoded only when a failure quotes it (its charset is looked up
+    in the headers, which an answer does not need)."""
+    return body.decode(response.encoding or "utf-8", errors="replace")
 
 
 def json_type(value: object) -> str:

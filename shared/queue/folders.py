@@ -38,7 +38,7 @@ CLAIM_NAME: Final = re.compile(r"^(?P<job>.+)\.claim-(?P<token>[0-9a-f]{8})\.txt
 ARCHIVE_DAY_FORMAT: Final = "%Y-%m-%d"
 ARCHIVE_DAY_NAME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A job id starts with its creation time in UTC (see ``new_job_id``): ``20251206T140000123456Z-…``.
-JOB_ID_DAY: Final = re.compile(r"^(?P<day>\d{8})T\d{6}")
+JOB_ID_DAY: Final = re.compile(r"^(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})T\d{6}")
 # Clocks of the host that made a job and of the host that archived it may differ by up to this much.
 ARCHIVE_CLOCK_SLACK: Final = timedelta(days=1)
 
@@ -80,8 +80,8 @@ def job_created_day(job_id: str) -> date | None:
     match = JOB_ID_DAY.match(job_id)
     if match is None:
         return None
-    try:
-        return datetime.strptime(match["day"], "%Y%m%d").replace(tzinfo=UTC).date()
+    try:  # the numbers themselves: strptime costs ~10 µs, and this runs twice per job
+        return date(int(match["year"]), int(match["month"]), int(match["day"]))
     except ValueError:
         return None
 

@@ -63,6 +63,9 @@ PROBE_MOVED: Final = ".moved"  # what the probe renames its file to within a fol
 PROBE_DATA: Final = b"probe\n"  # a byte or more: an empty file needs no space, so would not show a full disk
 # What a lookup's stat fails with when there is simply no such file (the errors Path.exists ignores).
 _ABSENT: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+# Ids judged good for this queue and remembered: a job's id is judged once, not for each of the ~15
+# paths a job needs; more than the jobs in flight at the highest concurrency, so a job stays in it.
+VALID_IDS_KEPT: Final = 4096
 
 
 class InvalidJobId(ValueError):
@@ -86,6 +89,7 @@ class FileQueue:
         self._leftovers: set[Path] = set()  # staging files a failed write could not remove
         self._folders: dict[str, Path] = {}
         self._name_max: int | None = None  # NAME_MAX of the root's filesystem, asked once it exists
+        self._valid_ids: set[str] = set()  # ids that kept the name rule under that NAME_MAX
 
     def folder(self, name: str) -> Path:
         path = self._folders.get(name)
@@ -291,10 +295,20 @@ class FileQueue:
     def file_name(self, job_id: str, suffix: str) -> str:
         """``<job_id><suffix>``, if ``job_id`` keeps the name rule for this queue's filesystem; otherwise
         :class:`InvalidJobId` — every path the queue builds from an id comes through here."""
+        if job_id not in self._valid_ids:
+            self._judge(job_id)
+        return f"{job_id}{suffix}"
+
+    def _judge(self, job_id: str) -> None:
+        """:class:`InvalidJobId` unless ``job_id`` keeps the name rule; a good one is remembered once this
+        queue's ``NAME_MAX`` is known (the queue's root exists)."""
         problem = job_id_problem(job_id, self._folder_name_max())
         if problem is not None:
             raise InvalidJobId(job_id, problem)
-        return f"{job_id}{suffix}"
+        if self._name_max is not None:
+            if len(self._valid_ids) >= VALID_IDS_KEPT:
+                self._valid_ids.clear()
+            self._valid_ids.add(job_id)
 
     def job_path(self, folder: str, job_id: str) -> Path:
         return self.folder(folder) / self.file_name(job_id, JOB_SUFFIX)

@@ -24,6 +24,7 @@ from shared.service.logfile import LogFile
 LINE_FORMAT = "%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s"
 COMMAND_FORMAT = "%(asctime)s syntx: %(message)s"  # the `syntx` command's own lines
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LINE = "_formatted_line"  # a record's attribute: (id of the formatter, the line it made)
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -35,6 +36,17 @@ class ZonedOneLineFormatter(logging.Formatter):
         super().__init__(line_format)
         self._zone = zone
         self._max_chars = max_chars
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line, made once per record: every handler (stdout, the log file and its rollover check)
+        asks for it, and all share this formatter. Kept on the record, as ``Formatter`` keeps a
+        traceback's text there."""
+        made = record.__dict__.get(_LINE)
+        if made is not None and made[0] == id(self):
+            return str(made[1])
+        line = super().format(record)
+        setattr(record, _LINE, (id(self), line))
+        return line
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return datetime.fromtimestamp(record.created, self._zone).isoformat(timespec="milliseconds")

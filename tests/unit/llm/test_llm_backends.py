@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import socket
@@ -166,6 +167,20 @@ async def test_openai_sends_bearer_key_when_set(
     assert KEY not in repr(backend) and KEY_ENV in repr(backend)
 
 
+async def test_url_credentials_go_as_basic_auth_with_the_default_headers(
+    server: ScriptedServer, build: Build
+) -> None:
+    server.script(Reply(json={"response": "Antwort", "metadata": {}}))
+    backend = build("syntx", f"http://us%C3%A9r:p%40ss@127.0.0.1:{server.port}")
+    await backend.complete("Frage")
+    (request,) = server.requests
+    assert request.headers["authorization"] == "Basic " + base64.b64encode("usér:p@ss".encode()).decode()
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["accept-encoding"] == "identity"  # the size cap is on the bytes that arrive
+    assert request.headers["content-length"] == str(len(request.body))
+    assert "usér" not in repr(backend) and "p@ss" not in repr(backend)
+
+
 async def test_ollama_request_shape(server: ScriptedServer, build: Build) -> None:
     server.script(Reply(json={"message": {"role": "assistant", "content": "Ja"}, "done_reason": "length"}))
     completion = await build("ollama", server.url).complete("Frage")
@@ -307,6 +322,26 @@ async def test_a_connection_the_server_closed_is_not_reused(
     for number in range(3):
         assert (await backend.complete(f"Frage {number}")).attempts == 1
     assert server.connections == 3
+
+
+async def test_a_request_lost_on_a_reused_connection_goes_once_more_on_a_new_one(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    ok = Reply(json=case.ok("ja").json)
+    server.script(ok, Reply(action="reset"), ok)  # the second request meets a connection going away
+    backend = build(case.kind, server.url + case.suffix)
+    assert (await backend.complete("Frage 1")).attempts == 1
+    assert (await backend.complete("Frage 2")).attempts == 1  # sent again at once: not a counted attempt
+    assert len(server.requests) == 3 and server.connections == 2
+
+
+async def test_a_request_lost_on_a_new_connection_is_a_failed_attempt(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    server.script(Reply(action="reset"), Reply(json=case.ok("ja").json))
+    backend = build(case.kind, server.url + case.suffix)
+    assert (await backend.complete("Frage")).attempts == 2  # the retry policy, not the resend
+    assert len(server.requests) == 2
 
 
 async def test_key_never_leaks(

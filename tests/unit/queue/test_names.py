@@ -22,7 +22,15 @@ from shared.names import (
     job_id_problem,
     name_problem,
 )
-from shared.queue import QUARANTINE_NOTE_SUFFIX, quarantine_name
+from shared.queue import (
+    INCOMING,
+    PROCESSED,
+    QUARANTINE_NOTE_SUFFIX,
+    FileQueue,
+    InvalidJobId,
+    quarantine_name,
+    store,
+)
 
 
 class Carrier(BaseModel):
@@ -97,3 +105,28 @@ def test_a_quarantine_name_always_fits_with_its_note_and_the_note_s_staging_name
     assert len(longest_note_staging.encode()) <= name_max
     assert name_problem(target) is None and "/" not in target and not target.startswith(".")
     assert quarantine_name(name, name_max) == target
+
+
+def test_a_queue_judges_a_good_id_once_a_bad_one_every_time_and_remembers_a_bounded_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = FileQueue(tmp_path / "queue")
+    queue.ensure()
+    judged: list[str] = []
+
+    def judging(job_id: str, name_max: int) -> str | None:
+        judged.append(job_id)
+        return job_id_problem(job_id, name_max)
+
+    monkeypatch.setattr(store, "job_id_problem", judging)
+    for _ in range(3):
+        assert queue.result_path("good") is None
+        with pytest.raises(InvalidJobId, match="starts with a dot"):
+            queue.result_in(PROCESSED, "../bad")
+    assert judged == ["good", "../bad", "../bad", "../bad"]
+
+    for number in range(store.VALID_IDS_KEPT):
+        queue.job_path(INCOMING, f"other-{number}")
+    judged.clear()
+    queue.job_path(INCOMING, "good")
+    assert judged == ["good"]  # forgotten: the memory holds at most VALID_IDS_KEPT ids

@@ -392,6 +392,13 @@ def test_an_archive_lookup_probes_only_the_days_since_the_job_was_created(
     assert probed == ["archive", "2026-11-27", "2026-11-28", "2026-11-29", "2026-11-30", "2026-12-01"]
 
 
+def test_an_id_whose_time_is_no_calendar_day_is_looked_for_in_every_day_folder(queue: FileQueue) -> None:
+    impossible = "20261331T120000000000Z-000001"  # month 13: made by hand, not by the producer
+    (queue.folder(ARCHIVE) / "2020-01-01").mkdir()
+    (queue.folder(ARCHIVE) / "2020-01-01" / f"{impossible}.json").write_text("{}", encoding="utf-8")
+    assert queue.result_path(impossible) == queue.folder(ARCHIVE) / "2020-01-01" / f"{impossible}.json"
+
+
 def test_a_whole_day_folder_is_removed_at_once(queue: FileQueue) -> None:
     for job_id in ("x", "y"):
         queue.write_result(ERROR, job_id, {"status": "failed"})

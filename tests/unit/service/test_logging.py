@@ -11,7 +11,7 @@ import pytest
 
 from shared.config import LoggingSettings
 from shared.service.logfile import LogFile
-from shared.service.logs import setup_logging, use_zone_for_command
+from shared.service.logs import ZonedOneLineFormatter, setup_logging, use_zone_for_command
 from tests.support.diskfaults import fill, tmpfs
 
 
@@ -104,3 +104,27 @@ def test_a_long_message_and_a_long_traceback_line_are_cut_with_their_full_length
     assert lines[1] == "Traceback (most recent call last):"
     assert lines[-1] == f"OSError: [Errno 36] File name too long: '{'x' * 159}… (70042 characters)"
     assert max(len(line) for line in lines) < 200 + 100
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_record_is_formatted_once_for_stdout_the_log_file_and_its_rollover_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup_logging("consumer.sigma", LoggingSettings(), tmp_path, ZoneInfo("UTC"))
+    made: list[str] = []
+    original = ZonedOneLineFormatter.formatMessage
+
+    def counted(self: ZonedOneLineFormatter, record: logging.LogRecord) -> str:
+        made.append(record.getMessage())
+        return original(self, record)
+
+    monkeypatch.setattr(ZonedOneLineFormatter, "formatMessage", counted)
+    logging.getLogger("services.consumer").info("job %s passed", "a")
+    logging.getLogger("services.consumer").info("job %s passed", "b")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+    assert made == ["job a passed", "job b passed"]
+    in_file = (tmp_path / "consumer.sigma.log").read_text(encoding="utf-8").splitlines()
+    on_stdout = capsys.readouterr().out.splitlines()
+    assert in_file == on_stdout and [line.split(": ", 1)[1] for line in in_file] == made
