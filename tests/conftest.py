@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import CONFIG_ENV, DEFAULT_CONFIG
+from shared.llm.transport import PROXY_VARIABLES
 from shared.queue import FileQueue
 from tests.support.consumers import good_answer
 from tests.support.harness import free_port
@@ -29,7 +30,7 @@ def _no_syntx_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests talk to servers on loopback; no proxy of the machine's may sit in between."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

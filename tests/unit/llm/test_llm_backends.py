@@ -422,3 +422,16 @@ def test_offline_answers_good_and_weak() -> None:
 def test_offline_answer_without_headers_is_still_labelled() -> None:
     text = offline_answer("Erzähle etwas über Bienensterben.")
     assert text.startswith(LABEL + "\n") and "Bienensterben" in text
+
+
+async def test_the_proxy_of_the_environment_carries_the_request(
+    server: ScriptedServer, build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY/HTTPS_PROXY/NO_PROXY are honoured as by any HTTP client: an API behind an operator's
+    proxy is reached through it (here the loopback server plays the proxy)."""
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    server.script(Reply(json={"choices": [{"message": {"content": "Hallo"}, "finish_reason": "stop"}]}))
+    completion = await build("openai", "http://llm.example.invalid/v1").complete("Frage")
+    (request,) = server.requests
+    assert request.path == "http://llm.example.invalid/v1/chat/completions"  # a proxy is asked by full URL
+    assert completion.text == "Hallo"
