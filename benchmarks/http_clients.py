@@ -7,9 +7,11 @@ from ``c`` tasks at once for ``--seconds``. Per row: requests per second, the sh
 (50 ms backend: ``c / 0.05``), and this process's CPU per request (the stub runs elsewhere).
 
 Candidates: httpx's default transport (httpcore's pool), httpx over aiohttp (``httpx-aiohttp``'s
-transport, what the project uses), aiohttp directly, and httpcore's pool tuned (keep-alive expiry
+transport, a dev dependency for this row), aiohttp directly, httpcore's pool tuned (keep-alive expiry
 off, so the pool skips its per-connection expiry work — still a walk over every connection per
-request). Everything it starts it stops. ``--seconds`` per row (default 2.5; 32 rows).
+request), and what the backends use: ``shared.llm.http.JsonHttp`` (aiohttp's pool asked directly, with
+its retries, deadline, bounded read and error mapping). Everything it starts it stops. ``--seconds``
+per row (default 2.5; 40 rows).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from benchmarks.procs import Children, start_stub
 from benchmarks.report import load_average, machine
 from benchmarks.workload import PROMPT, wrapper_template
 from shared.config import BackendSettings
+from shared.llm.http import JsonHttp
 
 log = logging.getLogger("benchmarks.http_clients")
 
@@ -121,7 +124,31 @@ async def aiohttp_direct(url: str, c: int) -> AsyncIterator[Post]:
         yield post
 
 
+@asynccontextmanager
+async def backends_pool(url: str, c: int) -> AsyncIterator[Post]:
+    settings = BackendSettings()
+    http = JsonHttp(
+        url,
+        backend="syntx",
+        timeouts=settings.timeouts,
+        retries=settings.retries,
+        concurrency=c,
+        max_response_bytes=LIMIT,
+    )
+    payload = _payload()
+
+    async def post() -> int:
+        reply = await http.post(payload)
+        return len(reply.data["response"])
+
+    try:
+        yield post
+    finally:
+        await http.aclose()
+
+
 CANDIDATES: dict[str, Client] = {
+    "JsonHttp (shared/llm)": backends_pool,
     "httpx default": httpx_default,
     "httpx + aiohttp transport": httpx_aiohttp,
     "aiohttp directly": aiohttp_direct,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from shared.llm.base import BackendError
 from shared.llm.retry import retry_after_s
@@ -39,24 +39,34 @@ class Failure:
     stalled: bool = False
 
 
-def judge(response: httpx.Response, where: str, body: bytes) -> JsonReply | Failure:
-    """Judge a reply whose ``body`` was read (bounded) by the caller."""
-    status = response.status_code
+@dataclass(frozen=True)
+class HttpReply:
+    """What a server sent back: its status, its headers (looked up whatever their case) and its body as
+    far as it was read (bounded by the reader)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def judge(reply: HttpReply, where: str) -> JsonReply | Failure:
+    """Retry, fail, or the JSON object the reply holds."""
+    status, body = reply.status, reply.body
     if status == 429 or status >= 500:
-        wait_s = retry_after_s(response.headers.get("retry-after"))
-        return Failure(
-            f"HTTP {status} from {where}", True, status, _server_said(_text(response, body)), wait_s
-        )
+        wait_s = retry_after_s(reply.headers.get("retry-after"))
+        return Failure(f"HTTP {status} from {where}", True, status, _server_said(_text(reply)), wait_s)
     if not 200 <= status < 300:
-        return Failure(f"HTTP {status} from {where}", False, status, _server_said(_text(response, body)))
+        return Failure(f"HTTP {status} from {where}", False, status, _server_said(_text(reply)))
+    if encoding := _compressed(reply):
+        return Failure(f"invalid reply: body compressed ({encoding}), identity was asked", False, status)
     if not body.strip():
         return Failure("invalid reply: empty body", False, status)
     try:
         data = json.loads(body)
     except ValueError:
-        kind = response.headers.get("content-type", "no content type").split(";")[0].strip()
+        kind = reply.headers.get("content-type", "no content type").split(";")[0].strip()
         what = f"invalid reply: body is not JSON ({kind})"
-        return Failure(what, False, status, _starts_with(_text(response, body)))
+        return Failure(what, False, status, _starts_with(_text(reply)))
     except RecursionError:
         return Failure("invalid reply: JSON nested too deeply", False, status)
     if not isinstance(data, dict):
@@ -64,10 +74,28 @@ def judge(response: httpx.Response, where: str, body: bytes) -> JsonReply | Fail
     return JsonReply(data, 1, status)
 
 
-def _text(response: httpx.Response, body: bytes) -> str:
-    """The body as text, to be quoted; decoded only when a failure quotes it (its charset is looked up
-    in the headers, which an answer does not need)."""
-    return body.decode(response.encoding or "utf-8", errors="replace")
+def _compressed(reply: HttpReply) -> str | None:
+    """The content coding of a body sent compressed (requests ask for ``identity``: a limit on the bytes
+    that arrive then bounds the reply), or None."""
+    coding = reply.headers.get("content-encoding", "").strip().lower()
+    return coding if coding not in ("", "identity") else None
+
+
+def _text(reply: HttpReply) -> str:
+    """The body as text, to be quoted; decoded only when a failure quotes it, by the charset its
+    content type names (UTF-8 when it names none, or one Python does not know)."""
+    return reply.body.decode(_charset(reply.headers.get("content-type", "")), errors="replace")
+
+
+def _charset(content_type: str) -> str:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            try:
+                return codecs.lookup(value.strip().strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 def json_type(value: object) -> str:

@@ -1,17 +1,20 @@
-"""The HTTP transport under every backend (httpx's transport interface): aiohttp's connection pool.
+"""The connection pool under every HTTP backend: aiohttp's, asked directly.
 
 httpx's own pool (httpcore) walks every pooled connection on each request and each finished response
 (an expiry check with a system call per connection), so its CPU per request grows with the concurrency:
-0.6 ms at 1, 6.7 ms at 64 and 17 ms at 256 connections, where aiohttp's pool stays at 0.3 ms
-(``python -m benchmarks.http_clients``; BENCHMARKS.md). ``httpx-aiohttp`` puts that pool under httpx's
-API; this module only corrects which httpx error an aiohttp error becomes — the library's own mapping
-takes the first match in a table, so a refused connection arrives as a *connect timeout* and a server
-that hangs up as one too — so that reasons and retry decisions read as they did with httpcore — and
-sends a request once more on a new connection when the pooled one it went out on turns out to have
-been closed by the server (httpcore looked before reusing a connection; aiohttp finds out on writing).
-That resend is the browsers' rule: only on a reused connection, only when not a byte of a reply came
-back, only once — a server that drops a request it did receive sees it twice, as it would under the
-retry policy, but the job counts one attempt.
+0.6 ms at 1, 6.7 ms at 64 and 17 ms at 256 connections, where aiohttp's pool stays flat. A request goes
+to aiohttp as it is — not as an ``httpx.Request`` that an adapter (``httpx-aiohttp``) converts and whose
+reply it wraps in an ``httpx.Response``: those objects cost ~0.25 ms of CPU per request, more than
+aiohttp's own work (``python -m benchmarks.http_clients``; BENCHMARKS.md).
+
+What httpx's client gave the backends is kept here: an aiohttp error becomes the httpx error that says
+what happened (so reasons and retry decisions read as before — a refused connection is a connect error,
+not a *connect timeout*); a proxy named by the environment carries the requests; and a request goes once
+more on a new connection when the pooled one it went out on turns out to have been closed by the server
+(httpcore looked before reusing a connection; aiohttp finds out on writing). That resend is the browsers'
+rule: only on a reused connection, only when not a byte of a reply came back, only once — a server that
+drops a request it did receive sees it twice, as it would under the retry policy, but the job counts one
+attempt.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import contextlib
 import os
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -28,13 +31,16 @@ import aiohttp
 import httpx
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
-from httpx_aiohttp import AiohttpTransport
+
+from shared.config import TimeoutSettings
 
 # Most specific first: the first class an error is an instance of decides.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # sock_connect, or no pooled connection in time
     (aiohttp.SocketTimeoutError, httpx.ReadTimeout),  # sock_read: no byte for read_s
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
     (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, unreachable, name not resolved
     (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # hung up before or within the reply
     (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),  # body cut short or malformed framing
@@ -44,50 +50,71 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
 )
 
-
 # What a pooled connection the server closed while it sat idle fails with, before any reply arrived.
 _STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 # The variables by which an environment names a proxy (urllib's and curl's spellings, as aiohttp reads them).
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+# An idle pooled connection is closed after this long: httpx's default, which the backends always had.
+KEEPALIVE_S = 5.0
 # Set (in the request's own task) when aiohttp hands the request a connection that served one before.
 _reused: ContextVar[bool] = ContextVar("reused", default=False)
 
 
-def transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
-    """A transport with ``limits.max_connections`` pooled keep-alive connections."""
-    return _Transport(limits=limits)
+class Pool:
+    """Up to ``connections`` kept-alive connections to the backend's server; :meth:`post` sends one
+    request on one of them. Made on the event loop it serves (the session is opened at the first post)."""
 
-
-class _Transport(AiohttpTransport):
-    def __init__(self, *, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
-        self.client = self._session
-
-    def _session(self) -> aiohttp.ClientSession:
-        connector = _Connector(
-            limit=self.limits.max_connections or 0,
-            keepalive_timeout=self.limits.keepalive_expiry,
-            ssl=self.ssl_context,
+    def __init__(self, *, connections: int, timeouts: TimeoutSettings) -> None:
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(
+            sock_connect=timeouts.connect_s, sock_read=timeouts.read_s, connect=timeouts.total_s
         )
-        return aiohttp.ClientSession(connector=connector, trust_env=_proxy_configured())
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        with _mapped(request):
-            response = await self._send(request)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Body(response.stream, request)
-        return response
+    @contextlib.asynccontextmanager
+    async def post(
+        self, url: str, headers: Mapping[str, str], body: bytes
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``body`` to ``url``; the reply whose status and headers arrived, its body to be read in
+        the block. Raises the httpx error that says what went wrong, during the request or the reading."""
+        with _mapped():
+            response = await self._send(url, headers, body)
+            try:
+                yield response
+            finally:
+                response.release()
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _send(self, url: str, headers: Mapping[str, str], body: bytes) -> aiohttp.ClientResponse:
         _reused.set(False)
         try:
-            return await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
-            if not (_reused.get() and isinstance(cause, _STALE)):
+            return await self._request(url, headers, body)
+        except _STALE:
+            if not _reused.get():
                 raise
         _reused.set(False)  # the stale connection is gone from the pool: this one is new or still open
-        return await super().handle_async_request(request)
+        return await self._request(url, headers, body)
+
+    async def _request(self, url: str, headers: Mapping[str, str], body: bytes) -> aiohttp.ClientResponse:
+        return await self._opened().post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=self._timeout,
+            allow_redirects=False,
+            auto_decompress=False,  # asked for identity; the size limit is on what arrives
+        )
+
+    def _opened(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = _Connector(
+                limit=self._connections, keepalive_timeout=KEEPALIVE_S, ssl=httpx.create_ssl_context()
+            )
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=_proxy_configured())
+        return self._session
 
 
 def _proxy_configured() -> bool:
@@ -119,29 +146,11 @@ class _Connector(aiohttp.TCPConnector):
         return connection
 
 
-class _Body(httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request) -> None:
-        self._stream = stream
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped(self._request):
-            async for chunk in self._stream:
-                yield chunk
-
-    async def aclose(self) -> None:
-        with _mapped(self._request):
-            await self._stream.aclose()
-
-
 @contextlib.contextmanager
-def _mapped(request: httpx.Request) -> Iterator[None]:
-    """aiohttp's errors (raw, or as the library mapped them) as the httpx error that says what happened."""
+def _mapped() -> Iterator[None]:
+    """An aiohttp error as the httpx error that says what happened."""
     try:
         yield
-    except (httpx.TransportError, aiohttp.ClientError) as exc:
-        cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
-        if not isinstance(cause, aiohttp.ClientError):
-            raise
-        kind = next((kind for known, kind in _ERRORS if isinstance(cause, known)), httpx.TransportError)
-        raise kind(str(cause) or type(cause).__name__, request=request) from cause
+    except aiohttp.ClientError as exc:
+        kind = next((kind for known, kind in _ERRORS if isinstance(exc, known)), httpx.TransportError)
+        raise kind(str(exc) or type(exc).__name__) from exc

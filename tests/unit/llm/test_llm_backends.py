@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
+import json
 import logging
 import random
 import socket
@@ -249,6 +251,28 @@ async def test_html_body_is_not_retried(server: ScriptedServer, build: Build, ca
     error = await _fail(build(case.kind, server.url + case.suffix))
     assert not error.retryable and error.attempts == 1
     assert "invalid reply: body is not JSON (text/html)" in error.reason
+
+
+async def test_a_compressed_reply_is_invalid_and_named(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    """Requests ask for ``identity`` (the size limit is on the bytes that arrive); a server that
+    compresses anyway gets a reason naming its coding, not a mangled JSON error."""
+    packed = gzip.compress(json.dumps(case.ok("x").json).encode())
+    server.script(Reply(body=packed, headers={"Content-Encoding": "gzip"}))
+    error = await _fail(build(case.kind, server.url + case.suffix))
+    assert not error.retryable and error.attempts == 1
+    assert error.reason == "invalid reply: body compressed (gzip), identity was asked"
+    assert server.requests[0].headers["accept-encoding"] == "identity"
+
+
+async def test_an_error_page_is_quoted_in_its_own_charset(
+    server: ScriptedServer, build: Build, case: Case
+) -> None:
+    page = "Überlastet – später".encode("latin-1", errors="replace")
+    server.script(Reply(status=400, body=page, content_type="text/plain; charset=ISO-8859-1"))
+    error = await _fail(build(case.kind, server.url + case.suffix))
+    assert "Überlastet" in error.reason
 
 
 async def test_reply_without_text_is_invalid(server: ScriptedServer, build: Build, case: Case) -> None:
