@@ -6,6 +6,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.monitor.health import OutcomeWindow
@@ -36,6 +37,23 @@ from shared.queue import RESULT_PROBLEMS
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class LiveInstance:
+    instance: str  # service@host:pid
+    service: str
+    at: float  # its last heartbeat, monotonic
+
+
+def place_of(beat: ServiceHeartbeat) -> str:
+    """Where a process counts as one live instance: its instance name; under `syntx up` the name it runs
+    under on its host, so a process started again in a killed one's place takes that place at once (not
+    a second live instance until the dead one's heartbeats time out)."""
+    if beat.supervised_as is None:
+        return beat.instance
+    host = beat.instance.rsplit(":", 1)[0].partition("@")[2]
+    return f"{beat.supervised_as}@{host}"
+
+
 class Tracker:
     """Feeds events into the metrics and remembers the latest of each kind for status replies."""
 
@@ -56,7 +74,7 @@ class Tracker:
         self.last_fired: dict[str, datetime] = {}
         self.last_runs: dict[str, LastRun] = {}
         self.scored: dict[str, dict[str, int]] = {}
-        self._instances: dict[str, tuple[str, float]] = {}  # instance -> (service, last seen)
+        self._instances: dict[str, LiveInstance] = {}  # by its place (place_of)
 
     async def on_event(self, event: Event) -> None:
         metrics = self._metrics
@@ -169,7 +187,7 @@ class Tracker:
 
     def queue_faults(self) -> tuple[str, ...]:
         """Each instance that reported it cannot write the queue and is still alive: where and why."""
-        live = set(self._instances)
+        live = {seen.instance for seen in self._instances.values()}
         for instance in [name for name in self._queue_faults if name not in live]:
             del self._queue_faults[instance]  # gone or silent: its fault ends with it (a new one reports)
         now = utc_now()
@@ -180,10 +198,11 @@ class Tracker:
         )
 
     def _on_heartbeat(self, event: ServiceHeartbeat) -> None:
-        if event.stopping:
-            self._instances.pop(event.instance, None)
-        else:
-            self._instances[event.instance] = (event.service, time.monotonic())
+        place = place_of(event)
+        if not event.stopping:
+            self._instances[place] = LiveInstance(event.instance, event.service, time.monotonic())
+        elif (known := self._instances.get(place)) is not None and known.instance == event.instance:
+            del self._instances[place]  # not a successor that already took the place
         self.refresh_services()
 
     def on_tick(self, tick: Tick, received_at: datetime) -> None:
@@ -207,11 +226,11 @@ class Tracker:
         silent service is a 0, never a series that vanishes)."""
         cutoff = time.monotonic() - self._service_timeout_s
         live: dict[str, int] = {}
-        for instance, (service, seen) in list(self._instances.items()):
-            if seen < cutoff:
-                del self._instances[instance]
+        for place, seen in list(self._instances.items()):
+            if seen.at < cutoff:
+                del self._instances[place]
             else:
-                live[service] = live.get(service, 0) + 1
+                live[seen.service] = live.get(seen.service, 0) + 1
         self._metrics.services_up.clear()
         for service in self._expected:
             self._metrics.services_up.labels(service=self._label("service", service))

@@ -587,3 +587,33 @@ async def test_healthz_and_status_check_answer_by_health(
     assert seen["CRITICAL"][3].startswith("syntx CRITICAL - overflow: queue OVERFLOW: 60 jobs waiting")
     monkeypatch.setenv("SYNTX_NATS__URL", f"nats://127.0.0.1:{free_port()}")
     assert await asyncio.to_thread(syntx, "status", "--check") == 3
+
+
+async def test_instances_of_one_service_count_once_each_and_one_started_again_takes_its_place() -> None:
+    """Two processes of one consumer are two live instances; under `syntx up` a process started again in
+    a killed one's place (same supervised name and host, a new pid) replaces it at once, and the goodbye
+    of the one it replaced does not remove it."""
+    settings = load_settings([DEFAULT_CONFIG])
+    tracker = Tracker(MonitorMetrics(CollectorRegistry()), Labels(settings), settings.monitor)
+    since = datetime.now(UTC)
+
+    def beat(supervised_as: str | None, pid: int, stopping: bool = False) -> ServiceHeartbeat:
+        instance = f"consumer.sigma@host:{pid}"
+        return ServiceHeartbeat(
+            service="consumer.sigma",
+            instance=instance,
+            started_at=since,
+            stopping=stopping,
+            supervised_as=supervised_as,
+        )
+
+    async def live_after(*beats: ServiceHeartbeat) -> int:
+        for each in beats:
+            await tracker.on_event(each)
+        return tracker.refresh_services().get("consumer.sigma", 0)
+
+    assert await live_after(beat("consumer.sigma", 10), beat("consumer.sigma-2", 11)) == 2
+    assert await live_after(beat("consumer.sigma-2", 12)) == 2  # 11 was killed; 12 took its place
+    assert await live_after(beat("consumer.sigma-2", 11, stopping=True)) == 2  # a late goodbye of 11
+    assert await live_after(beat("consumer.sigma-2", 12, stopping=True)) == 1
+    assert await live_after(beat(None, 20), beat(None, 21)) == 3  # not under `syntx up`: by instance
