@@ -69,7 +69,7 @@ class Tracker:
         self._label = labels
         self._service_timeout_s = settings.service_timeout_s  # not heard from for this long: gone
         self.outcomes = OutcomeWindow(settings.health.window_s)
-        self.backend_down: dict[str, bool] = {}
+        self._backends: dict[str, dict[str, bool]] = {}  # wrapper -> instance ("": unnamed) -> said down
         self._queue_faults: dict[str, QueueState] = {}  # instance -> its last "cannot write" report
         self.last_fired: dict[str, datetime] = {}
         self.last_runs: dict[str, LastRun] = {}
@@ -96,8 +96,10 @@ class Tracker:
             metrics.files_refused.labels(reason=event.reason).inc()
         elif isinstance(event, BackendState):
             wrapper = self._label("wrapper", event.wrapper)
-            metrics.backend_available.labels(wrapper=wrapper).set(1 if event.available else 0)
-            self.backend_down[wrapper] = not event.available
+            self._backends.setdefault(wrapper, {})[event.instance or ""] = not event.available
+            metrics.backend_available.labels(wrapper=wrapper).set(
+                0 if any(self._backends[wrapper].values()) else 1
+            )
             state = "available" if event.available else f"down ({event.consecutive_failures} failures)"
             self._ran(f"backend.{wrapper}", f"{self._label('backend', event.backend)} {state}")
         elif isinstance(event, QueueState):
@@ -185,9 +187,27 @@ class Tracker:
             self._ran(f"queue.{event.service}", f"cannot write {event.folder}: {event.error}")
         self._queue_faults[event.instance] = event
 
+    def backends_down(self) -> list[str]:
+        """The wrappers whose backend one of their live processes last said is down (each of a consumer's
+        instances says so for itself: one that answers again does not speak for one still failing). A
+        process that stopped or went silent takes what it said with it; one started in its place has said
+        nothing yet. A report that names no process counts until another replaces it."""
+        live = self._live_instances()
+        down = []
+        for wrapper, said in self._backends.items():
+            for instance in [name for name in said if name and name not in live]:
+                del said[instance]
+            failing = any(said.values())
+            self._metrics.backend_available.labels(wrapper=wrapper).set(0 if failing else 1)
+            down += [wrapper] if failing else []
+        return down
+
+    def _live_instances(self) -> set[str]:
+        return {seen.instance for seen in self._instances.values()}
+
     def queue_faults(self) -> tuple[str, ...]:
         """Each instance that reported it cannot write the queue and is still alive: where and why."""
-        live = {seen.instance for seen in self._instances.values()}
+        live = self._live_instances()
         for instance in [name for name in self._queue_faults if name not in live]:
             del self._queue_faults[instance]  # gone or silent: its fault ends with it (a new one reports)
         now = utc_now()

@@ -159,6 +159,7 @@ class BackendState(Message):
     available: bool
     consecutive_failures: Count
     pause_s: Seconds
+    instance: Name | None = None  # the process that says it (service@host:pid); a consumer may run several
 
 
 class QueueState(Message):
