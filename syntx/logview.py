@@ -209,10 +209,10 @@ def known_services(logs_dir: Path, configured: list[str]) -> list[str]:
     return configured + sorted(strangers - set(configured) - NOT_SERVICE_LOGS)
 
 
-def with_instances(logs_dir: Path, services: list[str]) -> list[str]:
+def with_instances(logs_dir: Path, services: list[str], known: list[str]) -> list[str]:
     """Each of ``services`` followed by its other instances that left a log (``consumer.sigma-2`` …), in
-    the order of their numbers."""
-    found = _logged(logs_dir)
+    the order of their numbers; a name in ``known`` is a service of its own, never an instance."""
+    found = _logged(logs_dir) - set(known)
     named: list[str] = []
     for service in services:
         others = sorted(

@@ -46,10 +46,10 @@ def logs(
         return usage(f"syntx logs: --tail {count} is negative; give 0 or more lines")
     logs_dir = settings.logs_dir
     listed = logview.known_services(logs_dir, service_names(settings.consumers))
-    known = logview.with_instances(logs_dir, listed)
+    known = logview.with_instances(logs_dir, listed, listed)
     if strangers := [name for name in wanted if name not in known]:
         return usage(f"syntx logs: {unknown('service', strangers[0], known)}")
-    chosen = logview.with_instances(logs_dir, wanted) if wanted else known
+    chosen = logview.with_instances(logs_dir, wanted, listed) if wanted else known
     services = [name for name in chosen if logview.log_files(logs_dir, name)]
     if not services:
         return fail(f"syntx logs: no log files in {logs_dir} yet; start the system with `syntx up`")

@@ -9,19 +9,25 @@ import json
 import os
 import re
 import signal
+import socket
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from shared.config import QueueSettings
 from shared.messaging import JobScored, ServiceHeartbeat, subjects
-from shared.queue import ERROR, PROCESSED, RESULT_SUFFIX, FileQueue, JobMeta
+from shared.queue import ERROR, PROCESSED, RESULT_SUFFIX, FileQueue, JobMeta, JobResult
 from tests.support.chaos import BIN, Up, environment, syntx_up
+from tests.support.consumers import until
 from tests.support.harness import EventLog, observer
 
 SERVICE = "consumer.sigma"
 SECOND = "consumer.sigma-2"
 READY = re.compile(rf"{re.escape(SERVICE)} connected and ready \({re.escape(SERVICE)}@\S+:(\d+)\)")
+HOST = socket.gethostname()
+MAX_RESULT_BYTES = QueueSettings().max_result_bytes
 JOBS = 60  # per batch: a few seconds of work for two processes at concurrency 2
 CONFIG = """
 schedules:  # no ticks: the consumers take jobs as they land, the test writes them
@@ -54,14 +60,18 @@ async def test_two_instances_share_the_queue_and_one_killed_is_restarted(tmp_pat
             more = _add_jobs(queue, JOBS, "b")
             await events.wait_for(lambda _: len(_scored(events) & more) >= JOBS // 4, within_s=60)
             os.kill(first[SECOND], signal.SIGKILL)
+            killed_at = datetime.now(UTC)
             await up.wait_for(f"{SECOND} exited with code -9; restarting", 1, within_s=30)
-            await events.wait_for(lambda _: _scored(events) >= jobs | more, within_s=90)
+            # On disk, not by events: a process killed between filing a result and saying so is not
+            # asked to say it again (its claim is dropped, the job is done).
+            await until(lambda: set(_results(queue)) >= jobs | more, "every job filed", within_s=90)
             restarted = await _two_live_instances(up, events, commands)
 
         up.process.send_signal(signal.SIGINT)
         await asyncio.wait_for(up.process.wait(), timeout=60)
 
-    assert restarted[SERVICE] == first[SERVICE]  # the other one kept going
+    assert restarted[SERVICE] == first[SERVICE]
+    assert _answered_by(queue, more, after=killed_at) >= {f"{SERVICE}@{HOST}:{first[SERVICE]}"}  # kept going
     assert restarted[SECOND] != first[SECOND]
     scored = Counter(event.job_id for event in events.of(JobScored))
     assert {job for job, times in scored.items() if times > 1} == set()  # none processed twice
@@ -126,14 +136,15 @@ def _scored(events: EventLog) -> set[str]:
     return {event.job_id for event in events.of(JobScored)}
 
 
-def _answered_by(queue: FileQueue, jobs: set[str]) -> set[str]:
-    """The owners (``consumer.sigma@host:pid``) of the answered attempts of ``jobs``."""
+def _answered_by(queue: FileQueue, jobs: set[str], after: datetime | None = None) -> set[str]:
+    """The owners (``consumer.sigma@host:pid``) of the answered attempts of ``jobs`` (ended ``after``)."""
     owners = set()
     for job_id in jobs:
         path = queue.result_path(job_id)
         assert path is not None, job_id
-        record = json.loads(path.read_text(encoding="utf-8"))
-        owners |= {attempt["owner"] for attempt in record["attempts"] if attempt["outcome"] == "answered"}
+        for attempt in JobResult.load(path, max_bytes=MAX_RESULT_BYTES).attempts:
+            if attempt.outcome == "answered" and (after is None or attempt.finished_at > after):
+                owners.add(attempt.owner)
     return owners
 
 
