@@ -3,7 +3,9 @@
 Starts a nats-server (random port, temp store), an instant loopback LLM in its own process (and a 200 ms
 one for the slow-backend row), then the consumer as its own process per scenario
 (``python -m services.consumer --wrapper syntex_system``, configured by ``SYNTX_*`` and a temp YAML),
-and an emulation of the original consumer in-process. Everything it starts it stops, temp dirs included.
+and an emulation of the original consumer in-process. The instant c=16 and the 50 ms c=64 rows also run
+in watch mode as one process and as two instances on one queue (the concurrency split between them).
+Everything it starts it stops, temp dirs included.
 Options: ``--quick`` (smoke run, ~1 min), ``--only NAME[,NAME]`` (latency, throughput, flatness, slow,
 fast, baseline, original; rss comes with throughput and slow), ``--profile FILE`` (extra c16 run under
 py-spy), ``--before REV`` (the consumer of git revision REV runs the throughput rows too, each just

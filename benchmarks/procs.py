@@ -21,7 +21,9 @@ from typing import IO, Any
 
 import yaml
 
-from shared.config import CONFIG_ENV, DEFAULT_CONFIG, PROJECT_ROOT
+from shared.config import CONFIG_ENV, DEFAULT_CONFIG, PROJECT_ROOT, SUPERVISED_AS_ENV
+from shared.messaging.subjects import consumer_schedule
+from shared.service_table import instance_names
 from syntx.embedded_nats import die_with_parent, nats_server_binary
 
 log = logging.getLogger(__name__)
@@ -167,8 +169,9 @@ def write_config(spec: ConsumerSpec) -> Path:
     return path
 
 
-def start_consumer(children: Children, spec: ConsumerSpec) -> subprocess.Popen[bytes]:
-    """``python -m services.consumer --wrapper syntex_system`` configured by ``SYNTX_*`` and a temp YAML."""
+def start_consumer(children: Children, spec: ConsumerSpec, index: int = 0) -> subprocess.Popen[bytes]:
+    """``python -m services.consumer --wrapper syntex_system`` configured by ``SYNTX_*`` and a temp YAML;
+    ``index`` 1, 2, …: its second, third, … instance, named as ``syntx up`` names it (its own log file)."""
     spec.data_dir.mkdir(parents=True, exist_ok=True)
     env = {key: value for key, value in os.environ.items() if not key.startswith("SYNTX_")}
     env.update(
@@ -177,8 +180,15 @@ def start_consumer(children: Children, spec: ConsumerSpec) -> subprocess.Popen[b
         SYNTX_NATS__URL=spec.nats_url,
         PYTHONPATH=str(spec.tree),
     )
+    if index:
+        env[SUPERVISED_AS_ENV] = instance_names(consumer_schedule(CONSUMER), index + 1)[index]
     args = [sys.executable, "-m", "services.consumer", "--wrapper", CONSUMER]
-    return children.spawn(args, spec.data_dir / "consumer.out", env=env, cwd=spec.tree)
+    return children.spawn(args, spec.data_dir / output_name(index), env=env, cwd=spec.tree)
+
+
+def output_name(index: int) -> str:
+    """Where the output of the consumer's instance ``index`` (0: the first) goes, in its data dir."""
+    return f"consumer-{index + 1}.out" if index else "consumer.out"
 
 
 def peak_rss_mb(pid: int) -> float | None:

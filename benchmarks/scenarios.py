@@ -18,6 +18,7 @@ from benchmarks.workload import (
     job_ids,
     jobs_per_second,
     read_results,
+    release_jobs,
     wrapper_template,
     write_jobs_bulk,
 )
@@ -32,6 +33,11 @@ FAST_CONCURRENCY = 64
 FLAT_CONCURRENCY = 4
 PACING_S = 0.02
 CONCURRENCIES = (1, 4, 16, 64)
+# One process is one event loop, held to one core by its CPU per job: these rows split one concurrency
+# over this many processes of the consumer on one queue (`instances`), beside one process run the same way.
+INSTANCES = 2
+SPLIT_CONCURRENCY = 16  # the instant-backend row that is split too
+STAGED = "staged"  # below the queue root, outside the queue's folders: jobs wait there to be released
 BEFORE_CONCURRENCIES = (1, 16, 64)  # the other revision's consumer (--before), beside ours
 
 
@@ -70,6 +76,7 @@ class Measured:
     slow: float | None = None
     fast: float | None = None
     before_throughput: dict[int, float] = field(default_factory=dict)
+    split: dict[str, float] = field(default_factory=dict)  # by split_label(): watch-mode rows by processes
     original: OriginalRun | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)
     cpu_ms_per_job: dict[str, float] = field(default_factory=dict)
@@ -147,6 +154,43 @@ async def throughput(bench: Bench, sizes: Sizes, out: Measured) -> None:
             out.before_throughput[concurrency] = rate
         out.throughput[concurrency] = await _throughput(
             bench, sizes, out, concurrency, f"throughput-c{concurrency}", PROJECT_ROOT
+        )
+    label = f"throughput-c{SPLIT_CONCURRENCY}"
+    await _split(
+        bench, out, label, port=bench.instant_port, concurrency=SPLIT_CONCURRENCY, jobs=sizes.throughput_jobs
+    )
+
+
+def split_label(label: str, instances: int) -> str:
+    """The row of ``label``'s concurrency split over ``instances`` watching processes."""
+    return f"{label}-watch-x{instances}"
+
+
+async def _split(bench: Bench, out: Measured, label: str, *, port: int, concurrency: int, jobs: int) -> None:
+    """``label``'s concurrency as one watching process and split over :data:`INSTANCES` of them on one
+    queue: ``jobs`` jobs moved into ``incoming/`` once every process is ready, jobs/s from the first claim
+    to the last result, CPU per job summed over the processes."""
+    for instances in (1, INSTANCES):
+        each = concurrency // instances
+        row = split_label(label, instances)
+        queue = fresh_queue(bench, row)
+        (queue.root / STAGED).mkdir()
+        ids = write_jobs_bulk(queue.root, jobs, folder_name=STAGED)
+        async with consumer(
+            bench, queue, port=port, concurrency=each, watch=True, instances=instances
+        ) as running:
+            cpu_before = running.cpu_seconds()
+            release_jobs(queue.root, STAGED, ids)
+            await wait_results(running, jobs, timeout_s=60 + jobs / 20)
+            cpu_used = running.cpu_seconds() - cpu_before
+            if (rss := running.peak_rss_mb()) is not None:
+                out.rss_mb[row] = rss
+        results = read_results(queue.root)
+        _check([item.status for item in results], row, out)
+        out.split[row] = jobs_per_second(results)
+        out.cpu_ms_per_job[row] = cpu_used * 1000 / max(1, len(results))
+        log.info(
+            "%s: %.0f jobs/s, %d process(es) at concurrency %d each", row, out.split[row], instances, each
         )
 
 
@@ -247,6 +291,8 @@ async def fast_backend(bench: Bench, sizes: Sizes, out: Measured) -> None:
         out=out,
     )
     out.fast = rates[0]
+    label = f"fast-c{FAST_CONCURRENCY}"
+    await _split(bench, out, label, port=port, concurrency=FAST_CONCURRENCY, jobs=sizes.fast_jobs)
 
 
 async def original(bench: Bench, sizes: Sizes, out: Measured) -> None:

@@ -1,4 +1,5 @@
-"""One consumer process under test: start it, wait until it is ready, tick it, wait for results, stop it."""
+"""The consumer under test — one process, or several instances of it on one queue: start them, wait until
+each is ready, tick, wait for results, stop them."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from benchmarks.procs import CONSUMER, Children, ConsumerSpec, cpu_seconds, peak_rss_mb, start_consumer
+from benchmarks.procs import (
+    CONSUMER,
+    Children,
+    ConsumerSpec,
+    cpu_seconds,
+    output_name,
+    peak_rss_mb,
+    start_consumer,
+)
 from benchmarks.workload import result_count
 from shared.config import PROJECT_ROOT
 from shared.messaging import subjects
@@ -53,19 +62,29 @@ class Bench:
 
 @dataclass
 class Running:
-    process: subprocess.Popen[bytes]
+    processes: list[subprocess.Popen[bytes]]  # the first instance first
     queue: FileQueue
     data_dir: Path
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.processes[0]
 
     @property
     def root(self) -> Path:
         return self.queue.root
 
     def peak_rss_mb(self) -> float | None:
-        return peak_rss_mb(self.process.pid)
+        """The largest peak resident set of the instances."""
+        peaks = [peak for process in self.processes if (peak := peak_rss_mb(process.pid)) is not None]
+        return max(peaks, default=None)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.process.pid) or 0.0
+        """CPU time the instances have used so far, summed."""
+        return sum(cpu_seconds(process.pid) or 0.0 for process in self.processes)
+
+    def died(self) -> subprocess.Popen[bytes] | None:
+        return next((process for process in self.processes if process.poll() is not None), None)
 
 
 def fresh_queue(bench: Bench, label: str) -> FileQueue:
@@ -87,43 +106,52 @@ async def consumer(
     watch: bool,
     queue_settings: dict[str, Any] | None = None,
     tree: Path = PROJECT_ROOT,
+    instances: int = 1,
 ) -> AsyncIterator[Running]:
-    """A consumer process on ``queue``'s data dir, ready (it said hello on NATS) when this yields;
-    ``tree``: whose code it runs."""
+    """``instances`` processes of the consumer on ``queue``'s data dir (``concurrency`` each), all ready
+    (each said hello on NATS) when this yields; ``tree``: whose code they run."""
     data_dir = queue.root.parent
     spec = ConsumerSpec(
         data_dir, bench.nats_url, bench.url(port), concurrency, watch, queue=queue_settings or {}, tree=tree
     )
-    ready = asyncio.Event()
+    ready: set[str] = set()  # the instances heard from
 
     async def on_heartbeat(msg: Msg) -> None:
         with contextlib.suppress(ValueError, AttributeError):
             beat = json.loads(msg.data)
             if beat.get("service") == subjects.consumer_schedule(CONSUMER) and not beat.get("stopping"):
-                ready.set()
+                ready.add(str(beat.get("instance")))
 
     sub = await bench.nc.subscribe(subjects.SERVICE_HEARTBEAT, cb=on_heartbeat)
     await bench.nc.flush()
-    process = start_consumer(bench.children, spec)
+    processes = [start_consumer(bench.children, spec, index) for index in range(instances)]
+    running = Running(processes, queue, data_dir)
     try:
-        await _wait_ready(process, ready, data_dir)
-        yield Running(process, queue, data_dir)
+        await _wait_ready(running, ready)
+        yield running
     finally:
         await sub.unsubscribe()
-        code = bench.children.stop(process)
-        if code not in (0, -15):
-            log.warning("consumer exited with %s; see %s", code, data_dir / "consumer.out")
+        for process in processes:
+            code = bench.children.stop(process)
+            if code not in (0, -15):
+                log.warning("consumer exited with %s; see the *.out files in %s", code, data_dir)
 
 
-async def _wait_ready(process: subprocess.Popen[bytes], ready: asyncio.Event, data_dir: Path) -> None:
+async def _wait_ready(running: Running, ready: set[str]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while not ready.is_set():
-        if process.poll() is not None:
-            raise RuntimeError(f"consumer exited at start: {_tail(data_dir / 'consumer.out')}")
+    while len(ready) < len(running.processes):
+        if running.died() is not None:
+            raise RuntimeError(f"consumer exited at start: {_output(running)}")
         if time.monotonic() > deadline:
-            output = _tail(data_dir / "consumer.out")
-            raise RuntimeError(f"consumer not ready after {READY_TIMEOUT_S:.0f} s: {output}")
+            raise RuntimeError(f"consumer not ready after {READY_TIMEOUT_S:.0f} s: {_output(running)}")
         await asyncio.sleep(0.02)
+
+
+def _output(running: Running) -> str:
+    """The end of the output of the instance that died (else the first one's)."""
+    died = running.died()
+    index = running.processes.index(died) if died is not None else 0
+    return _tail(running.data_dir / output_name(index))
 
 
 def _tail(path: Path, chars: int = 800) -> str:
@@ -144,8 +172,8 @@ async def wait_results(running: Running, count: int, timeout_s: float) -> None:
     """Until ``count`` results are in ``processed/`` + ``error/``; polled four times a second."""
     deadline = time.monotonic() + timeout_s
     while (done := result_count(running.root)) < count:
-        if running.process.poll() is not None:
-            raise RuntimeError(f"consumer died: {_tail(running.data_dir / 'consumer.out')}")
+        if running.died() is not None:
+            raise RuntimeError(f"consumer died: {_output(running)}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {done} of {count} results after {timeout_s:.0f} s")
         await asyncio.sleep(0.25)

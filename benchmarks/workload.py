@@ -77,10 +77,11 @@ def job_ids(count: int, start: int = 0, epoch: datetime | None = None) -> list[s
     ]
 
 
-def write_jobs_bulk(queue_root: Path, count: int, start: int = 0) -> list[str]:
-    """Write ``count`` jobs straight into ``incoming/`` with plain os calls (the consumer is not running)."""
+def write_jobs_bulk(queue_root: Path, count: int, start: int = 0, folder_name: str = INCOMING) -> list[str]:
+    """Write ``count`` jobs straight into ``incoming/`` (or another folder below ``queue_root``) with plain
+    os calls (the consumer is not running)."""
     data = job_bytes()
-    folder = os.fspath(queue_root / INCOMING)
+    folder = os.fspath(queue_root / folder_name)
     ids = job_ids(count, start)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     for job_id in ids:
@@ -90,6 +91,14 @@ def write_jobs_bulk(queue_root: Path, count: int, start: int = 0) -> list[str]:
         finally:
             os.close(fd)
     return ids
+
+
+def release_jobs(queue_root: Path, folder_name: str, ids: list[str]) -> None:
+    """Move the jobs ``ids`` written into ``folder_name`` into ``incoming/``, one rename each, oldest first
+    (what a producer's renames look like to consumers that watch ``incoming/``, at full speed)."""
+    source, target = queue_root / folder_name, queue_root / INCOMING
+    for job_id in ids:
+        os.rename(source / f"{job_id}{JOB_SUFFIX}", target / f"{job_id}{JOB_SUFFIX}")
 
 
 def add_job_timed(queue: FileQueue, data: bytes, job_id: str) -> float:

@@ -19,12 +19,12 @@ from typing import Final
 
 @dataclass(frozen=True)
 class ServiceRow:
-    name: str  # heartbeats, logs/<name>.log, `syntx run NAME`; a consumer's instances: consumer.<wrapper>
+    name: str  # heartbeats, logs/<name>.log, `syntx run NAME`; a consumer's: consumer.<wrapper>
     module: str  # runs as `python -m <module>`
     settings: str | None  # the field of Settings that holds its section; None: it has no settings
     schedules: Mapping[str, str] = field(default_factory=dict)  # default cron by schedule name
-    per_consumer: bool = False  # one instance per configured consumer, started with --wrapper <name>
-    cluster_replicas: int = 1  # instances `syntx up --cluster N` runs (named <name>, <name>-2, …)
+    per_consumer: bool = False  # one per configured consumer (its `instances`), started with --wrapper <name>
+    cluster_replicas: int = 1  # instances `syntx up --cluster N` runs (see instance_names)
 
 
 SERVICE_TABLE: Final = (
@@ -47,6 +47,16 @@ SERVICES: Final = tuple(row.name for row in SERVICE_TABLE)
 def service_row(name: str) -> ServiceRow | None:
     """The row of the service called ``name`` (``consumer``, not ``consumer.<wrapper>``), if any."""
     return next((row for row in SERVICE_TABLE if row.name == name), None)
+
+
+def instance_names(service: str, count: int) -> list[str]:
+    """What ``syntx up`` calls the ``count`` processes of one service: ``service``, ``service-2``, … (the
+    prefix of their output lines; each writes its own ``logs/<that name>.log``). All of them announce
+    themselves as ``service``."""
+    return [service, *(f"{service}{INSTANCE_MARK}{index}" for index in range(2, count + 1))]
+
+
+INSTANCE_MARK = "-"  # between a service's name and the number of its second, third, … instance
 
 
 def default_crons() -> dict[str, str]:

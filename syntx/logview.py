@@ -1,6 +1,8 @@
 """``syntx logs``: the services' log files merged by time, each line prefixed like ``docker compose logs``.
 
 Every service writes ``logs/<service>.log`` and rotates it to ``<service>.log.1`` … (``.1`` the newest);
+its second, third, … process under ``syntx up`` (a consumer's ``instances``, a scheduler replica) writes its
+own ``logs/<service>-2.log`` …, shown beside the service's as its own stream;
 a line starts with its ISO 8601 time. A line without one (a traceback's continuation) goes with the line
 before it. ``--tail N`` prints the last N lines of the merged output, read from the files' ends (the cost
 does not grow with the logs); follow mode starts there and then prints lines as they are appended, and
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from shared.service_table import INSTANCE_MARK
+
 FOLLOW_POLL_S = 0.5  # how often follow mode looks for appended lines, like `tail -f`'s default of 1 s
 FOLLOW_TAIL = 10  # `-f` alone starts with this many last lines, like `tail -f`
 BLOCK_BYTES = 64 * 1024  # one read from a file's end
@@ -26,6 +30,7 @@ TAIL_LINE_MAX_BYTES = 64 * 1024  # a longer line is shown cut, so a file without
 # Lines without a time (a traceback's continuation) read beyond N to reach the line whose time they take.
 CONTINUATION_MAX = 200
 _ROTATED = re.compile(r"\.log\.(\d+)$")
+_INSTANCE = re.compile(rf"^(.+){re.escape(INSTANCE_MARK)}([2-9]|[1-9]\d+)$")  # instance_names' second, …
 
 
 def log_files(logs_dir: Path, service: str) -> list[Path]:
@@ -196,17 +201,43 @@ def follow(logs_dir: Path, services: list[str], since: datetime | None, count: i
 
 
 def known_services(logs_dir: Path, configured: list[str]) -> list[str]:
-    """The configured services, then any other service that left a log (a removed consumer …)."""
-    found = (
-        {
-            _ROTATED.sub("", name).removesuffix(".log")
-            for name in os.listdir(logs_dir)
-            if name.endswith(".log") or _ROTATED.search(name)
-        }
-        if logs_dir.is_dir()
-        else set()
-    )
-    return configured + sorted(found - set(configured) - NOT_SERVICE_LOGS)
+    """The configured services, then any other service that left a log (a removed consumer …); not the
+    logs of a service's other instances (:func:`with_instances` adds those)."""
+    found = _logged(logs_dir)
+    services = set(configured) | found
+    strangers = {name for name in found if _instance_of(name) not in services}
+    return configured + sorted(strangers - set(configured) - NOT_SERVICE_LOGS)
+
+
+def with_instances(logs_dir: Path, services: list[str], known: list[str]) -> list[str]:
+    """Each of ``services`` followed by its other instances that left a log (``consumer.sigma-2`` …), in
+    the order of their numbers; a name in ``known`` is a service of its own, never an instance."""
+    found = _logged(logs_dir) - set(known)
+    named: list[str] = []
+    for service in services:
+        others = sorted(
+            (name for name in found if _instance_of(name) == service),
+            key=lambda name: int(name.rsplit(INSTANCE_MARK, 1)[1]),
+        )
+        named += [service, *others]
+    return list(dict.fromkeys(named))
+
+
+def _logged(logs_dir: Path) -> set[str]:
+    """Every name a log file in ``logs_dir`` is written under."""
+    if not logs_dir.is_dir():
+        return set()
+    return {
+        _ROTATED.sub("", name).removesuffix(".log")
+        for name in os.listdir(logs_dir)
+        if name.endswith(".log") or _ROTATED.search(name)
+    }
+
+
+def _instance_of(name: str) -> str | None:
+    """The service whose second, third, … instance writes under ``name`` (``consumer.sigma-2``), if any."""
+    match = _INSTANCE.match(name)
+    return match.group(1) if match else None
 
 
 NOT_SERVICE_LOGS = frozenset({"queue_status_hourly"})

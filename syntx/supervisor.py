@@ -20,10 +20,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.config import CONFIG_ENV, Settings
+from shared.config import CONFIG_ENV, SUPERVISED_AS_ENV, Settings
 from shared.messaging import subjects
 from shared.service import CONFIG_EXIT_CODE, reported
-from shared.service_table import SERVICE_TABLE, ServiceRow
+from shared.service_table import SERVICE_TABLE, ServiceRow, instance_names
 from shared.timing import set_within
 from syntx.embedded_nats import EmbeddedNats, EmbeddedNatsError, die_with_parent
 from syntx.lines import bounded_lines
@@ -37,24 +37,31 @@ MAX_REPLICAS = 5  # JetStream keeps at most five copies of a stream
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    name: str
+    name: str  # the prefix of its output lines; it learns it as SUPERVISED_AS_ENV (its own log file)
     args: tuple[str, ...]
 
 
 def service_specs(settings: Settings, cluster: bool = False) -> list[ServiceSpec]:
-    """Every service of the service table: once, each consumer once per configured consumer, and with
-    ``cluster`` as many replicas as its row asks for (named scheduler, scheduler-2, …)."""
+    """Every service of the service table: once; each configured consumer as many times as its
+    ``instances`` says; with ``cluster`` as many replicas as its row asks for. A service's second, third, …
+    process is named as :func:`instance_names` says."""
     return [spec for row in SERVICE_TABLE for spec in _row_specs(row, settings, cluster)]
 
 
 def _row_specs(row: ServiceRow, settings: Settings, cluster: bool) -> list[ServiceSpec]:
     if row.per_consumer:
         return [
-            ServiceSpec(subjects.consumer_schedule(name), ("-m", row.module, "--wrapper", name))
-            for name in settings.consumers
+            spec
+            for name, consumer in settings.consumers.items()
+            for spec in _instances(
+                subjects.consumer_schedule(name), ("-m", row.module, "--wrapper", name), consumer.instances
+            )
         ]
-    replicas = [f"{row.name}-{index}" for index in range(2, row.cluster_replicas + 1)] if cluster else []
-    return [ServiceSpec(name, ("-m", row.module)) for name in (row.name, *replicas)]
+    return _instances(row.name, ("-m", row.module), row.cluster_replicas if cluster else 1)
+
+
+def _instances(service: str, args: tuple[str, ...], count: int) -> list[ServiceSpec]:
+    return [ServiceSpec(name, args) for name in instance_names(service, count)]
 
 
 @dataclass
@@ -77,7 +84,7 @@ class Child:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env=env,
+            env={**env, SUPERVISED_AS_ENV: self.spec.name},
             start_new_session=True,
             preexec_fn=die_with_parent,
         )

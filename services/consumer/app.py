@@ -250,6 +250,7 @@ class Consumer:
             available=available,
             consecutive_failures=self._backend_failures,
             pause_s=pause_s,
+            instance=self._ctx.owner,
         )
         await self._ctx.bus.emit(subjects.CONSUMER_BACKEND, state)
 

@@ -115,7 +115,7 @@ class Monitor:
             incoming=incoming,
             outcomes=self.tracker.outcomes.totals(),
             oldest_claim_age_s=self.oldest_claim_age_s(),
-            backends_down=[wrapper for wrapper, down in self.tracker.backend_down.items() if down],
+            backends_down=self.tracker.backends_down(),
             wrappers=len(self._settings.consumers),
             silent_services=silent,
             expected_services=len(self._expected_services),

@@ -6,6 +6,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.monitor.health import OutcomeWindow
@@ -36,6 +37,23 @@ from shared.queue import RESULT_PROBLEMS
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class LiveInstance:
+    instance: str  # service@host:pid
+    service: str
+    at: float  # its last heartbeat, monotonic
+
+
+def place_of(beat: ServiceHeartbeat) -> str:
+    """Where a process counts as one live instance: its instance name; under `syntx up` the name it runs
+    under on its host, so a process started again in a killed one's place takes that place at once (not
+    a second live instance until the dead one's heartbeats time out)."""
+    if beat.supervised_as is None:
+        return beat.instance
+    host = beat.instance.rsplit(":", 1)[0].partition("@")[2]
+    return f"{beat.supervised_as}@{host}"
+
+
 class Tracker:
     """Feeds events into the metrics and remembers the latest of each kind for status replies."""
 
@@ -51,12 +69,12 @@ class Tracker:
         self._label = labels
         self._service_timeout_s = settings.service_timeout_s  # not heard from for this long: gone
         self.outcomes = OutcomeWindow(settings.health.window_s)
-        self.backend_down: dict[str, bool] = {}
+        self._backends: dict[str, dict[str, bool]] = {}  # wrapper -> instance ("": unnamed) -> said down
         self._queue_faults: dict[str, QueueState] = {}  # instance -> its last "cannot write" report
         self.last_fired: dict[str, datetime] = {}
         self.last_runs: dict[str, LastRun] = {}
         self.scored: dict[str, dict[str, int]] = {}
-        self._instances: dict[str, tuple[str, float]] = {}  # instance -> (service, last seen)
+        self._instances: dict[str, LiveInstance] = {}  # by its place (place_of)
 
     async def on_event(self, event: Event) -> None:
         metrics = self._metrics
@@ -78,8 +96,10 @@ class Tracker:
             metrics.files_refused.labels(reason=event.reason).inc()
         elif isinstance(event, BackendState):
             wrapper = self._label("wrapper", event.wrapper)
-            metrics.backend_available.labels(wrapper=wrapper).set(1 if event.available else 0)
-            self.backend_down[wrapper] = not event.available
+            self._backends.setdefault(wrapper, {})[event.instance or ""] = not event.available
+            metrics.backend_available.labels(wrapper=wrapper).set(
+                0 if any(self._backends[wrapper].values()) else 1
+            )
             state = "available" if event.available else f"down ({event.consecutive_failures} failures)"
             self._ran(f"backend.{wrapper}", f"{self._label('backend', event.backend)} {state}")
         elif isinstance(event, QueueState):
@@ -167,9 +187,27 @@ class Tracker:
             self._ran(f"queue.{event.service}", f"cannot write {event.folder}: {event.error}")
         self._queue_faults[event.instance] = event
 
+    def backends_down(self) -> list[str]:
+        """The wrappers whose backend one of their live processes last said is down (each of a consumer's
+        instances says so for itself: one that answers again does not speak for one still failing). A
+        process that stopped or went silent takes what it said with it; one started in its place has said
+        nothing yet. A report that names no process counts until another replaces it."""
+        live = self._live_instances()
+        down = []
+        for wrapper, said in self._backends.items():
+            for instance in [name for name in said if name and name not in live]:
+                del said[instance]
+            failing = any(said.values())
+            self._metrics.backend_available.labels(wrapper=wrapper).set(0 if failing else 1)
+            down += [wrapper] if failing else []
+        return down
+
+    def _live_instances(self) -> set[str]:
+        return {seen.instance for seen in self._instances.values()}
+
     def queue_faults(self) -> tuple[str, ...]:
         """Each instance that reported it cannot write the queue and is still alive: where and why."""
-        live = set(self._instances)
+        live = self._live_instances()
         for instance in [name for name in self._queue_faults if name not in live]:
             del self._queue_faults[instance]  # gone or silent: its fault ends with it (a new one reports)
         now = utc_now()
@@ -180,10 +218,11 @@ class Tracker:
         )
 
     def _on_heartbeat(self, event: ServiceHeartbeat) -> None:
-        if event.stopping:
-            self._instances.pop(event.instance, None)
-        else:
-            self._instances[event.instance] = (event.service, time.monotonic())
+        place = place_of(event)
+        if not event.stopping:
+            self._instances[place] = LiveInstance(event.instance, event.service, time.monotonic())
+        elif (known := self._instances.get(place)) is not None and known.instance == event.instance:
+            del self._instances[place]  # not a successor that already took the place
         self.refresh_services()
 
     def on_tick(self, tick: Tick, received_at: datetime) -> None:
@@ -207,11 +246,11 @@ class Tracker:
         silent service is a 0, never a series that vanishes)."""
         cutoff = time.monotonic() - self._service_timeout_s
         live: dict[str, int] = {}
-        for instance, (service, seen) in list(self._instances.items()):
-            if seen < cutoff:
-                del self._instances[instance]
+        for place, seen in list(self._instances.items()):
+            if seen.at < cutoff:
+                del self._instances[place]
             else:
-                live[service] = live.get(service, 0) + 1
+                live[seen.service] = live.get(seen.service, 0) + 1
         self._metrics.services_up.clear()
         for service in self._expected:
             self._metrics.services_up.labels(service=self._label("service", service))

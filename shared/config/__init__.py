@@ -7,6 +7,7 @@ from shared.config.environment import (
     CONFIG_ENV,
     FAIL_TASKS_ENV,
     FAILPOINTS_ENV,
+    SUPERVISED_AS_ENV,
 )
 from shared.config.sections import (
     DEFAULT_MAX_HEADER_BYTES,
@@ -48,6 +49,7 @@ __all__ = [
     "BACKEND_KINDS",
     "FAILPOINTS_ENV",
     "FAIL_TASKS_ENV",
+    "SUPERVISED_AS_ENV",
     "BackPressureSettings",
     "BackendSettings",
     "CONFIG_ENV",

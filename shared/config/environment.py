@@ -19,7 +19,10 @@ DELIMITER = "__"
 CONFIG_ENV = "SYNTX_CONFIG"
 FAILPOINTS_ENV = "SYNTX_FAILPOINTS"  # fault injection: the consumer kills itself at named points
 FAIL_TASKS_ENV = "SYNTX_FAIL_TASKS"  # fault injection: named background tasks fail at their start
-NOT_SETTINGS = frozenset({CONFIG_ENV, FAILPOINTS_ENV, FAIL_TASKS_ENV})  # read by the project, not settings
+# Set by `syntx up` for each child: the name it runs the process under (consumer.sigma-2 for a consumer's
+# second instance): the process's own log file, and its place in the monitor's count of live instances.
+SUPERVISED_AS_ENV = "SYNTX_SUPERVISED_AS"
+NOT_SETTINGS = frozenset({CONFIG_ENV, FAILPOINTS_ENV, FAIL_TASKS_ENV, SUPERVISED_AS_ENV})  # not settings
 
 
 def env_name(path: tuple[str, ...]) -> str:

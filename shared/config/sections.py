@@ -15,6 +15,9 @@ from shared.service_table import default_crons
 OFFLINE_MODEL = "offline-responder"
 DEFAULT_MAX_HEADER_BYTES = 4096
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+# A consumer's processes on one machine: each is one event loop, so more than a few per core only contend
+# for the cores (and each holds its own connections to the backend and NATS).
+MAX_CONSUMER_INSTANCES = 32
 
 
 class _Section(BaseModel):
@@ -228,7 +231,14 @@ class ConsumerSettings(_Section):
     wrapper: str = Field(description="wrapper template name; defaults to the consumer's own name")
     backend: BackendSettings = BackendSettings()
     batch: int = Field(20, ge=1, le=10_000)
-    concurrency: int = Field(4, ge=1, le=256)
+    concurrency: int = Field(4, ge=1, le=256, description="LLM calls in flight at once, per instance")
+    instances: int = Field(
+        1,
+        ge=1,
+        le=MAX_CONSUMER_INSTANCES,
+        description="processes `syntx up` runs of this consumer (one core each at most); they share its "
+        "queue and ticks",
+    )
     threshold: int = Field(90, ge=0, le=100)
     scorer: str = Field("default", description="default (syntx-2) or a name in SCORERS, scoring/scorers.py")
     watch: bool = False

@@ -42,6 +42,7 @@ from shared.config.sections import (
 )
 from shared.names import clipped
 from shared.safe_yaml import YamlRefused, load_yaml_file
+from shared.service_table import instance_names
 
 # The shipped config/syntx.yaml, every topic listed, is about 20 KB; a file fifty times that is a mistake.
 CONFIG_MAX_BYTES = 1024 * 1024
@@ -190,10 +191,22 @@ def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings
         settings = settings_type(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, Settings)) from exc
-    problems = unknown_variables(settings, os.environ)
+    problems = unknown_variables(settings, os.environ) + instance_clashes(settings)
     if problems:
         raise ConfigError("\n".join(problems))
     return settings
+
+
+def instance_clashes(settings: Settings) -> list[str]:
+    """``sigma`` with ``instances: 2`` runs a second process called ``consumer.sigma-2`` (its output, its
+    log file): a consumer named ``sigma-2`` beside it is a mistake, one line each."""
+    return [
+        f"config: consumers.{instance} has the name of instance {number} of consumers.{name} "
+        f"(instances: {consumer.instances}); rename it"
+        for name, consumer in settings.consumers.items()
+        for number, instance in enumerate(instance_names(name, consumer.instances)[1:], start=2)
+        if instance in settings.consumers
+    ]
 
 
 class _BoundedYamlSource(YamlConfigSettingsSource):

@@ -159,6 +159,7 @@ class BackendState(Message):
     available: bool
     consecutive_failures: Count
     pause_s: Seconds
+    instance: Name | None = None  # the process that says it (service@host:pid); a consumer may run several
 
 
 class QueueState(Message):
@@ -263,6 +264,9 @@ class ServiceHeartbeat(Message):
     instance: Name
     started_at: datetime
     stopping: bool = False
+    # The name `syntx up` runs the process under (consumer.sigma-2); unset elsewhere. A process that
+    # `syntx up` started again in its place replaces it at once in the monitor's count.
+    supervised_as: Name | None = None
 
 
 OverlapOutcome = Literal["skipped", "queued", "overlapped"]

@@ -75,15 +75,23 @@ class _ServiceFilter(logging.Filter):
         return True
 
 
-def setup_logging(service: str, settings: LoggingSettings, logs_dir: Path | None, zone: ZoneInfo) -> None:
-    """Configure the root logger; call once, from a service's ``main()``."""
+def setup_logging(
+    service: str,
+    settings: LoggingSettings,
+    logs_dir: Path | None,
+    zone: ZoneInfo,
+    log_name: str | None = None,
+) -> None:
+    """Configure the root logger; call once, from a service's ``main()``. The file is
+    ``logs/<log_name><file_suffix>.log``, ``log_name`` the service's unless given (one file per process:
+    two processes rotating one file lose lines)."""
     formatter = ZonedOneLineFormatter(zone, settings.max_message_chars)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if logs_dir is not None:
         logs_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(
             LogFile(
-                str(logs_dir / f"{service}{settings.file_suffix}.log"),
+                str(logs_dir / f"{log_name or service}{settings.file_suffix}.log"),
                 max_bytes=settings.max_bytes,
                 backups=settings.backups,
             )

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from shared.config import ConfigError, Settings, load_settings
+from shared.config import SUPERVISED_AS_ENV, ConfigError, Settings, load_settings
 from shared.messaging import (
     Bus,
     Delivery,
@@ -47,7 +47,8 @@ def load_or_exit() -> Settings:
 
 def service_main(service: str, body: ServiceBody) -> None:
     settings = load_or_exit()
-    setup_logging(service, settings.logging, settings.logs_dir, settings.zone)
+    log_name = supervised_as() or service  # a second instance under `syntx up` has its own log file
+    setup_logging(service, settings.logging, settings.logs_dir, settings.zone, log_name)
     log.info("starting %s (data %s)", service, settings.data_dir.resolve())
     try:
         asyncio.run(_serve(settings, body))
@@ -72,6 +73,11 @@ async def _serve(settings: Settings, body: ServiceBody) -> None:
 
 def instance_name(service: str) -> str:
     return f"{service}@{socket.gethostname()}:{os.getpid()}"
+
+
+def supervised_as() -> str | None:
+    """The name `syntx up` runs this process under (``consumer.sigma-2``), or None outside it."""
+    return os.environ.get(SUPERVISED_AS_ENV) or None
 
 
 @asynccontextmanager
@@ -111,7 +117,13 @@ async def _beat_forever(
 
 
 async def _beat(bus: Bus, service: str, instance: str, started: datetime, *, stopping: bool) -> None:
-    beat = ServiceHeartbeat(service=service, instance=instance, started_at=started, stopping=stopping)
+    beat = ServiceHeartbeat(
+        service=service,
+        instance=instance,
+        started_at=started,
+        stopping=stopping,
+        supervised_as=supervised_as(),
+    )
     try:  # not flushed: the client sends it at once, and a flush waits with asyncio.wait_for (see set_within)
         await bus.emit(subjects.SERVICE_HEARTBEAT, beat)
     except Exception as exc:

@@ -15,7 +15,9 @@ from syntx.suggest import unknown
 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser("logs", help="the services' log files merged by time, prefixed by service")
-    parser.add_argument("services", nargs="*", metavar="SERVICE", help="e.g. producer; none: all")
+    parser.add_argument(
+        "services", nargs="*", metavar="SERVICE", help="e.g. producer (with its other instances); none: all"
+    )
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
     parser.add_argument("--since", help="only lines from then on: 10m, 2h, 1d or an ISO 8601 time")
     parser.add_argument(
@@ -43,10 +45,12 @@ def logs(
     if count is not None and count < 0:
         return usage(f"syntx logs: --tail {count} is negative; give 0 or more lines")
     logs_dir = settings.logs_dir
-    known = logview.known_services(logs_dir, service_names(settings.consumers))
+    listed = logview.known_services(logs_dir, service_names(settings.consumers))
+    known = logview.with_instances(logs_dir, listed, listed)
     if strangers := [name for name in wanted if name not in known]:
         return usage(f"syntx logs: {unknown('service', strangers[0], known)}")
-    services = [name for name in (wanted or known) if logview.log_files(logs_dir, name)]
+    chosen = logview.with_instances(logs_dir, wanted, listed) if wanted else known
+    services = [name for name in chosen if logview.log_files(logs_dir, name)]
     if not services:
         return fail(f"syntx logs: no log files in {logs_dir} yet; start the system with `syntx up`")
     if not follow:

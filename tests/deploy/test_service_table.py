@@ -79,3 +79,10 @@ def test_syntx_up_starts_each_service_of_the_table_once_and_replicas_in_a_cluste
     assert all(spec.args[0] == "-m" and spec.args[1] in modules for spec in alone)
     cluster = [spec.name for spec in service_specs(settings, cluster=True)]
     assert cluster == ["scheduler", "scheduler-2", *[spec.name for spec in alone][1:]]
+
+
+def test_syntx_up_runs_a_consumer_as_many_times_as_its_instances_say() -> None:
+    settings = Settings(consumers={"sigma": {"wrapper": "sigma", "instances": 3}})
+    specs = [spec for spec in service_specs(settings) if "--wrapper" in spec.args]
+    assert [spec.name for spec in specs] == ["consumer.sigma", "consumer.sigma-2", "consumer.sigma-3"]
+    assert {spec.args for spec in specs} == {("-m", "services.consumer", "--wrapper", "sigma")}

@@ -20,7 +20,7 @@ from pathlib import Path
 import nats.errors
 from nats.aio.client import Client
 
-from shared.config import CONFIG_ENV, DEFAULT_CONFIG
+from shared.config import CONFIG_ENV, DEFAULT_CONFIG, SUPERVISED_AS_ENV
 from shared.messaging import Bus, Event, ProducerGeneration, Tick, subjects
 from shared.queue import (
     ARCHIVE,
@@ -32,6 +32,7 @@ from shared.queue import (
     FileQueue,
     is_job_name,
 )
+from shared.service_table import INSTANCE_MARK
 from shared.watch import OVERFLOW, Change
 from tests.support.harness import free_port
 
@@ -143,20 +144,32 @@ class Up:
             raise AssertionError(f"no {marker!r} x{times}:\n{self.output()[-3000:]}") from None
 
     def children(self) -> dict[str, int]:
-        """Service name -> pid of every running child (the embedded server as ``nats-server``)."""
+        """Name -> pid of every running child, named as `syntx up` names them (a service's second process
+        ``consumer.sigma-2``; the embedded server ``nats-server``)."""
         found: dict[str, int] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent != self.process.pid:
+                    continue
                 argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+                environ = (entry / "environ").read_bytes().decode(errors="replace").split("\0")
             except (OSError, IndexError, ValueError):
                 continue  # gone meanwhile
-            name = _service_name(argv) if parent == self.process.pid else None
+            name = _supervised_as(environ) or _service_name(argv)
             if name is not None:
                 found[name] = int(entry.name)
         return found
+
+    def instances(self, service: str) -> dict[str, int]:
+        """The running processes of ``service``: name -> pid."""
+        return {
+            name: pid
+            for name, pid in self.children().items()
+            if name == service or name.startswith(f"{service}{INSTANCE_MARK}")
+        }
 
 
 def _service_name(argv: list[str]) -> str | None:
@@ -169,6 +182,12 @@ def _service_name(argv: list[str]) -> str | None:
     if "--wrapper" in argv[:-1]:
         name = f"{name}.{argv[argv.index('--wrapper') + 1]}"
     return name
+
+
+def _supervised_as(environ: list[str]) -> str | None:
+    """The name `syntx up` gave a child (``consumer.sigma-2``), from its environment."""
+    prefix = f"{SUPERVISED_AS_ENV}="
+    return next((item.removeprefix(prefix) for item in environ if item.startswith(prefix)), None)
 
 
 def environment(config: str, config_file: Path, data_dir: Path) -> dict[str, str]:

@@ -44,6 +44,7 @@ async def test_demo_reaches_a_result_within_a_minute_and_ctrl_c_leaves_nothing(t
             "consumers.sigma.threshold",
         ),
         (["python", "-m", "services.scheduler"], "SYNTX_TIMEZONE", "Mars/Olympus", "timezone"),
+        (["syntx", "up"], "SYNTX_CONSUMERS__SIGMA__INSTANCES", "33", "consumers.sigma.instances"),
     ],
 )
 def test_a_bad_configuration_value_stops_startup_with_one_clear_line(

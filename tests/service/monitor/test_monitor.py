@@ -24,6 +24,7 @@ from services.monitor.metrics import MonitorMetrics
 from services.monitor.status import Tracker
 from shared.config import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from shared.messaging import (
+    BackendState,
     Event,
     GeneratorBudgetExhausted,
     GeneratorCall,
@@ -587,3 +588,68 @@ async def test_healthz_and_status_check_answer_by_health(
     assert seen["CRITICAL"][3].startswith("syntx CRITICAL - overflow: queue OVERFLOW: 60 jobs waiting")
     monkeypatch.setenv("SYNTX_NATS__URL", f"nats://127.0.0.1:{free_port()}")
     assert await asyncio.to_thread(syntx, "status", "--check") == 3
+
+
+async def test_instances_of_one_service_count_once_each_and_one_started_again_takes_its_place() -> None:
+    """Two processes of one consumer are two live instances; under `syntx up` a process started again in
+    a killed one's place (same supervised name and host, a new pid) replaces it at once, and the goodbye
+    of the one it replaced does not remove it."""
+    settings = load_settings([DEFAULT_CONFIG])
+    tracker = Tracker(MonitorMetrics(CollectorRegistry()), Labels(settings), settings.monitor)
+    since = datetime.now(UTC)
+
+    def beat(supervised_as: str | None, pid: int, stopping: bool = False) -> ServiceHeartbeat:
+        instance = f"consumer.sigma@host:{pid}"
+        return ServiceHeartbeat(
+            service="consumer.sigma",
+            instance=instance,
+            started_at=since,
+            stopping=stopping,
+            supervised_as=supervised_as,
+        )
+
+    async def live_after(*beats: ServiceHeartbeat) -> int:
+        for each in beats:
+            await tracker.on_event(each)
+        return tracker.refresh_services().get("consumer.sigma", 0)
+
+    assert await live_after(beat("consumer.sigma", 10), beat("consumer.sigma-2", 11)) == 2
+    assert await live_after(beat("consumer.sigma-2", 12)) == 2  # 11 was killed; 12 took its place
+    assert await live_after(beat("consumer.sigma-2", 11, stopping=True)) == 2  # a late goodbye of 11
+    assert await live_after(beat("consumer.sigma-2", 12, stopping=True)) == 1
+    assert await live_after(beat(None, 20), beat(None, 21)) == 3  # not under `syntx up`: by instance
+
+
+async def test_a_backend_is_down_while_a_live_instance_says_so_not_once_that_instance_is_gone() -> None:
+    """Each of a consumer's processes says for itself whether its backend answers: one that answers again
+    does not clear what another still failing said, and a process that stops takes its word with it."""
+    settings = load_settings([DEFAULT_CONFIG])
+    metrics = MonitorMetrics(CollectorRegistry())
+    tracker = Tracker(metrics, Labels(settings), settings.monitor)
+    since = datetime.now(UTC)
+    first, second = "consumer.sigma@host:10", "consumer.sigma@host:11"
+
+    def said(instance: str, available: bool) -> BackendState:
+        failures = 0 if available else 2
+        return BackendState(
+            wrapper="sigma",
+            backend="openai",
+            available=available,
+            consecutive_failures=failures,
+            pause_s=1.0,
+            instance=instance,
+        )
+
+    async def down_after(*events: Event) -> list[str]:
+        for event in events:
+            await tracker.on_event(event)
+        return tracker.backends_down()
+
+    beats = [
+        ServiceHeartbeat(service="consumer.sigma", instance=x, started_at=since) for x in (first, second)
+    ]
+    assert await down_after(*beats, said(first, False), said(second, False)) == ["sigma"]
+    assert await down_after(said(second, True)) == ["sigma"]  # the first still fails
+    assert metrics.registry.get_sample_value("syntx_backend_available", {"wrapper": "sigma"}) == 0
+    assert await down_after(beats[0].model_copy(update={"stopping": True})) == []
+    assert metrics.registry.get_sample_value("syntx_backend_available", {"wrapper": "sigma"}) == 1

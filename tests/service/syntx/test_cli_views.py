@@ -120,6 +120,32 @@ def test_logs_merges_every_service_and_rotated_file_by_time(
     assert [line.rsplit(": ", 1)[-1] for line in capsys.readouterr().out.splitlines()] == ["b"]
 
 
+def test_logs_show_a_service_s_other_instances_beside_it_each_as_its_own_stream(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`syntx up` runs a consumer's second and tenth instance as consumer.sigma-2 and -10, each with its
+    own log file: all of them come with the service, in the order of their numbers, rotated files too."""
+    logs = environment / "logs"
+    write_logs(logs)
+    (logs / "consumer.sigma-10.log").write_text(log_line(3, "consumer.sigma", "ten"), encoding="utf-8")
+    (logs / "consumer.sigma-2.log.1").write_text(log_line(1, "consumer.sigma", "two old"), encoding="utf-8")
+    (logs / "consumer.sigma-2.log").write_text(log_line(5, "consumer.sigma", "two"), encoding="utf-8")
+    assert syntx("logs", "consumer.sigma") == 0
+    shown = [
+        (line.split(" | ", 1)[0].rstrip(), line.rsplit(": ", 1)[-1])
+        for line in capsys.readouterr().out.splitlines()
+    ]
+    assert shown == [
+        ("consumer.sigma-2", "two old"), ("consumer.sigma", "a"), ("consumer.sigma-10", "ten"),
+        ("consumer.sigma", "b"), ("consumer.sigma-2", "two"),
+    ]  # fmt: skip
+    assert syntx("logs", "consumer.sigma-2", "--tail", "1") == 0
+    assert [line.rsplit(": ", 1)[-1] for line in capsys.readouterr().out.splitlines()] == ["two"]
+    assert syntx("logs") == 0
+    streams = [line.split(" | ", 1)[0].rstrip() for line in capsys.readouterr().out.splitlines()]
+    assert sorted(set(streams)) == ["consumer.sigma", "consumer.sigma-10", "consumer.sigma-2", "producer"]
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [

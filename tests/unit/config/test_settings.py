@@ -190,6 +190,14 @@ def test_settings_are_frozen(base_yaml: Path) -> None:
             "config: consumers.extra.batch = 0: Input should be greater than or equal to 1",
         ),
         (
+            "consumers:\n  sigma: {instances: 0}\n",
+            "config: consumers.sigma.instances = 0: Input should be greater than or equal to 1",
+        ),
+        (
+            "consumers:\n  sigma: {instances: 33}\n",
+            "config: consumers.sigma.instances = 33: Input should be less than or equal to 32",
+        ),
+        (
             "schedules:\n  producer: {cron: '0 * * * *', missed: sometimes}\n",
             "config: schedules.producer.missed = 'sometimes': Input should be 'skip' or 'run_once'",
         ),
@@ -439,3 +447,16 @@ def test_a_slot_claim_must_outlive_its_takeover(tmp_path: Path) -> None:
         load_settings([write(tmp_path / "bad.yaml", text)])
     (line,) = problems(caught)
     assert "scheduler" in line and "claim_ttl_s must exceed claim_ahead_s + takeover_after_s" in line
+
+
+def test_a_consumer_named_like_another_one_s_instance_is_one_clear_line(tmp_path: Path) -> None:
+    """``sigma`` with three instances runs ``consumer.sigma-2`` and ``-3`` (their output, their log files):
+    a consumer named ``sigma-3`` beside it is refused; at two instances it is not."""
+    text = "consumers:\n  sigma: {instances: 3}\n  sigma-3: {wrapper: sigma}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings([write(tmp_path / "bad.yaml", text)])
+    assert problems(caught) == [
+        "config: consumers.sigma-3 has the name of instance 3 of consumers.sigma (instances: 3); rename it"
+    ]
+    fewer = load_settings([write(tmp_path / "fine.yaml", text.replace("instances: 3", "instances: 2"))])
+    assert fewer.consumers["sigma"].instances == 2
