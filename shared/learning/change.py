@@ -121,26 +121,45 @@ def _split(
     before: dict[Setting, CellStats], totals: dict[Setting, CellStats], noise: float, block: int
 ) -> _Split | None:
     """(Standard errors between the results from ``block`` on and those before it)², compared within
-    each setting; None when either side has too few results."""
-    weighted_gap = weights = deviations = degrees = 0.0
-    counts = [0.0, 0.0]
+    each setting; None when either side has too few results. The spread of one result is the wider of
+    the two sides' own spreads (each pulled towards ``noise``): a few far-off scores in a short side widen
+    its standard error instead of passing for a move, so heavy tails do not look like a change. (Each side
+    with only its own spread took a run of tight passes for a change; README, "How well it learns".)"""
+    pairs: list[tuple[CellStats, CellStats]] = []
+    sides = [_Side(), _Side()]
     for setting, total in totals.items():
         early = before.get(setting, CellStats())
         late = CellStats(total.weight, total.total, total.squares)
         late.add(early, -1.0)
-        for side in (early, late):
-            if side.weight > 0:
-                deviations += side.deviations
-                degrees += max(side.weight - 1.0, 0.0)
-        if early.weight <= 1e-9 or late.weight <= 1e-9:
-            continue
+        for side, stats in zip(sides, (early, late), strict=True):
+            side.add(stats)
+        if early.weight > 1e-9 and late.weight > 1e-9:
+            pairs.append((early, late))
+    counts = [sum(pair[index].weight for pair in pairs) for index in (0, 1)]
+    if min(counts, default=0.0) < MIN_RESULTS:
+        return None
+    variance = max(side.variance(noise) for side in sides)
+    weighted_gap = weights = error = 0.0
+    for early, late in pairs:
         weight = early.weight * late.weight / (early.weight + late.weight)
         weighted_gap += weight * (late.mean - early.mean)
         weights += weight
-        counts[0] += early.weight
-        counts[1] += late.weight
-    if min(counts) < MIN_RESULTS or weights <= 0:
-        return None
-    variance = (deviations + NOISE_WEIGHT * noise) / (degrees + NOISE_WEIGHT)
-    move = weighted_gap / weights
-    return _Split(weighted_gap * weighted_gap / (max(variance, 1.0) * weights), block, move)
+        error += weight * weight * variance * (1.0 / early.weight + 1.0 / late.weight)
+    return _Split(weighted_gap * weighted_gap / error, block, weighted_gap / weights)
+
+
+@dataclass
+class _Side:
+    """The spread of the results on one side of a split, over every setting."""
+
+    deviations: float = 0.0
+    degrees: float = 0.0
+
+    def add(self, stats: CellStats) -> None:
+        if stats.weight > 0:
+            self.deviations += stats.deviations
+            self.degrees += max(stats.weight - 1.0, 0.0)
+
+    def variance(self, noise: float) -> float:
+        """The spread of one score on this side, pulled towards the pooled ``noise``."""
+        return max((self.deviations + NOISE_WEIGHT * noise) / (self.degrees + NOISE_WEIGHT), 1.0)

@@ -4,7 +4,8 @@
   so a replay changes nothing; a result beyond the horizon weighs less than 0.1 % and is not learned.
 - **Choices** (:mod:`shared.learning.choice`): Thompson sampling from each arm's posterior
   (:mod:`shared.learning.posterior`), its spread scaled by ``exploration``, within bounds that keep
-  implausible arms out while their evidence is fresh and widen with time, so no arm is shut out.
+  implausible arms out while their evidence is fresh and widen with time, so no arm is shut out; an arm
+  with fewer results than its chance of being best warrants is drawn without the bound.
 - **After a change** (see :mod:`shared.learning.memory`), every arm with no result since is owed
   ``RECHECK_JOBS``, and an arm is drawn with its full spread until it has ``RESTART_RESULTS`` results
   since: the change may have moved any arm, and results are how the learner hears of it.
@@ -16,11 +17,11 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from shared.config import LearningSettings
-from shared.learning.choice import Candidate, choose, cut_for
+from shared.learning.choice import Candidate, chances_of_best, choose, cut_for
 from shared.learning.estimates import estimate
 from shared.learning.memory import Memory
 from shared.learning.observation import Arm, Observation, arm_name
@@ -30,6 +31,7 @@ from shared.learning.state import BlockRow, Estimates, LearnerState, cells_of, r
 RECHECK_JOBS = 1  # after a change, jobs owed to every arm with no result since
 RESTART_RESULTS = 3  # after a change, an arm is drawn with its full spread until it has this many since
 SWEEPS_PER_PLAN = 2  # Gibbs sweeps of the spreads before a batch (the chain continues between batches)
+BEHIND = 0.5  # an arm with a share of the results under this much of its chance of being best is uncut
 PRUNE_EVERY = 4  # forget ids beyond the horizon after a quarter of it passed (O(1) per job on average)
 
 
@@ -107,7 +109,22 @@ class Learner:
                 candidates.append(
                     Candidate(mean, variance**0.5, self.settings.exploration, cut_for(ages[arm]))
                 )
-        return candidates
+        return self._widen_behind(candidates)
+
+    def _widen_behind(self, candidates: list[Candidate]) -> list[Candidate]:
+        """An arm below the leader whose share of the results is under ``BEHIND`` of its chance of being
+        best (under its full posterior) is drawn without the cut until its share catches up: an unlucky
+        start that put a good arm far below the leader cannot keep it from the results that correct it."""
+        results = [data.results for data in self.design().arms]
+        total = sum(results)
+        if total <= 0:
+            return candidates
+        chances = chances_of_best(candidates, self.rng)
+        leader = max(candidates, key=lambda candidate: candidate.mean)
+        return [
+            replace(c, cut=math.inf) if c is not leader and share < BEHIND * chance * total else c
+            for c, share, chance in zip(candidates, results, chances, strict=True)
+        ]
 
     def _restarting(self) -> set[Arm]:
         """After a change, the arms with fewer than ``RESTART_RESULTS`` results since: drawn as plain

@@ -4,6 +4,7 @@ function of the statistics, and a state that round-trips as one typed record."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -75,6 +76,20 @@ def test_the_cut_follows_the_jobs_since_each_arms_newest_result() -> None:
     assert ages[UNTRIED] == learner.memory.horizon_jobs  # never seen
     cuts = {arm: candidate.cut for arm, candidate in zip(ARMS, learner.candidates(), strict=True)}
     assert cuts[BEST] == CUT < cuts[POOR[0]] < cuts[UNTRIED]
+
+
+def test_an_arm_with_fewer_results_than_its_chance_of_being_best_warrants_is_drawn_without_the_cut() -> None:
+    """Scores spread ±20. The leader has 200 results at 70; an arm with 4 results at 67 may well be
+    better (its chance of being best is far above its 2 % of the results), so its draws are not cut; an
+    arm with 60 results at 40 has no such chance and keeps its cut, and so does the leader."""
+    learner = Learner(LearningSettings(), list(ARMS), random.Random(3))
+    number = 0
+    for arm, mean, count in [(BEST, 70, 200), (POOR[0], 67, 4), (POOR[1], 40, 60)]:
+        for offset in range(count):
+            number += 1
+            learner.observe(observation(number, arm, mean + (offset % 5 - 2) * 10))
+    cuts = {arm: candidate.cut for arm, candidate in zip(ARMS, learner.candidates(), strict=True)}
+    assert cuts[POOR[0]] == math.inf and cuts[BEST] < math.inf and cuts[POOR[1]] < math.inf
 
 
 def test_more_exploration_spreads_the_choices() -> None:

@@ -86,6 +86,33 @@ def test_a_stricter_scorer_taking_over_an_arm_is_not_a_change() -> None:
     assert change is not None and change.arms == (BEST,)  # within the strict scorer's results it did
 
 
+def heavy_tailed_start(model: Learner) -> None:
+    """400 jobs shared by two arms, scores within ±5 of 80 and 70."""
+    for number in range(400):
+        arm = [BEST, POOR[0]][number % 2]
+        model.observe(scored(number, arm, 80 if arm == BEST else 70))
+
+
+def test_two_far_off_scores_among_ten_are_no_change() -> None:
+    """Heavy tails: of BEST's next ten results eight are as before and two score 0. Their mean is 16 points
+    lower, but so spread that it says little: the ten results' own spread sets their standard error."""
+    model = learner()
+    heavy_tailed_start(model)
+    for number in range(400, 410):
+        model.observe(scored(number, BEST, 0 if number % 5 == 0 else 80, sd=0.0))
+    assert model.memory.change() is None
+
+
+def test_ten_results_that_all_moved_are_a_change() -> None:
+    """The same 16 points lower, but every one of the ten results moved: that is a change."""
+    model = learner()
+    heavy_tailed_start(model)
+    for number in range(400, 410):
+        model.observe(scored(number, BEST, 64))
+    change = model.memory.change()
+    assert change is not None and (change.block, change.arms) == (4, (BEST,))
+
+
 def test_the_order_results_arrive_in_does_not_matter_across_a_change() -> None:
     jobs = [
         scored(number, ARMS[number % len(ARMS)], 95 if number < 700 and number % len(ARMS) == 0 else 70)
