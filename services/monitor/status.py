@@ -97,9 +97,7 @@ class Tracker:
         elif isinstance(event, BackendState):
             wrapper = self._label("wrapper", event.wrapper)
             self._backends.setdefault(wrapper, {})[event.instance or ""] = not event.available
-            metrics.backend_available.labels(wrapper=wrapper).set(
-                0 if any(self._backends[wrapper].values()) else 1
-            )
+            self._backend_failing(wrapper)
             state = "available" if event.available else f"down ({event.consecutive_failures} failures)"
             self._ran(f"backend.{wrapper}", f"{self._label('backend', event.backend)} {state}")
         elif isinstance(event, QueueState):
@@ -193,14 +191,16 @@ class Tracker:
         process that stopped or went silent takes what it said with it; one started in its place has said
         nothing yet. A report that names no process counts until another replaces it."""
         live = self._live_instances()
-        down = []
-        for wrapper, said in self._backends.items():
+        for said in self._backends.values():
             for instance in [name for name in said if name and name not in live]:
                 del said[instance]
-            failing = any(said.values())
-            self._metrics.backend_available.labels(wrapper=wrapper).set(0 if failing else 1)
-            down += [wrapper] if failing else []
-        return down
+        return [wrapper for wrapper in self._backends if self._backend_failing(wrapper)]
+
+    def _backend_failing(self, wrapper: str) -> bool:
+        """Whether a process of ``wrapper`` says its backend is down; the gauge is set to say the same."""
+        failing = any(self._backends[wrapper].values())
+        self._metrics.backend_available.labels(wrapper=wrapper).set(0 if failing else 1)
+        return failing
 
     def _live_instances(self) -> set[str]:
         return {seen.instance for seen in self._instances.values()}
