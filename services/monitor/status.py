@@ -33,6 +33,7 @@ from shared.messaging import (
     utc_now,
 )
 from shared.queue import RESULT_PROBLEMS
+from shared.service import instance_host
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,7 @@ def place_of(beat: ServiceHeartbeat) -> str:
     a second live instance until the dead one's heartbeats time out)."""
     if beat.supervised_as is None:
         return beat.instance
-    host = beat.instance.rsplit(":", 1)[0].partition("@")[2]
-    return f"{beat.supervised_as}@{host}"
+    return f"{beat.supervised_as}@{instance_host(beat.instance)}"
 
 
 class Tracker:

@@ -9,6 +9,7 @@ from shared.service.names import (
 )
 from shared.service.runner import (
     CONFIG_EXIT_CODE,
+    instance_host,
     instance_name,
     presence,
     queue_state_sender,
@@ -22,6 +23,7 @@ __all__ = [
     "PlantedFailure",
     "SERVICES",
     "ServiceTasks",
+    "instance_host",
     "instance_name",
     "presence",
     "queue_state_sender",

@@ -75,6 +75,11 @@ def instance_name(service: str) -> str:
     return f"{service}@{socket.gethostname()}:{os.getpid()}"
 
 
+def instance_host(instance: str) -> str:
+    """The host in an :func:`instance_name` (``consumer.sigma@box:4242`` -> ``box``)."""
+    return instance.rsplit(":", 1)[0].partition("@")[2]
+
+
 def supervised_as() -> str | None:
     """The name `syntx up` runs this process under (``consumer.sigma-2``), or None outside it."""
     return os.environ.get(SUPERVISED_AS_ENV) or None
