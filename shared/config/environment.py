@@ -14,6 +14,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
+from shared.names import clipped, name_problem
+
 PREFIX = "SYNTX_"
 DELIMITER = "__"
 CONFIG_ENV = "SYNTX_CONFIG"
@@ -23,6 +25,9 @@ FAIL_TASKS_ENV = "SYNTX_FAIL_TASKS"  # fault injection: named background tasks f
 # second instance): the process's own log file, and its place in the monitor's count of live instances.
 SUPERVISED_AS_ENV = "SYNTX_SUPERVISED_AS"
 NOT_SETTINGS = frozenset({CONFIG_ENV, FAILPOINTS_ENV, FAIL_TASKS_ENV, SUPERVISED_AS_ENV})  # not settings
+# A supervised name becomes a log file's name (with `.log` and a rotation number after it): it must fit a
+# file name (NAME_MAX, 255 bytes) with room for those.
+SUPERVISED_AS_MAX_BYTES = 200
 
 
 def env_name(path: tuple[str, ...]) -> str:
@@ -78,3 +83,22 @@ def unknown_variables(settings: BaseModel, environ: Mapping[str, str]) -> list[s
         hint = f"; did you mean {close[0]}?" if close else f" (nested keys are joined by {DELIMITER})"
         lines.append(f"config: environment variable {name} is not a setting{hint}")
     return lines
+
+
+def supervised_as_problems(environ: Mapping[str, str]) -> list[str]:
+    """One line when :data:`SUPERVISED_AS_ENV` is set to something ``syntx up`` never gives: not a plain file
+    name (a path, ``.``, ``..``, a control character) or longer than :data:`SUPERVISED_AS_MAX_BYTES`."""
+    value = environ.get(SUPERVISED_AS_ENV)
+    if not value:
+        return []
+    problem = name_problem(value)
+    if problem is None and ("/" in value or value in (".", "..")):
+        problem = "it is a path, not a name"
+    if problem is None and len(value.encode()) > SUPERVISED_AS_MAX_BYTES:
+        problem = f"it is over {SUPERVISED_AS_MAX_BYTES} bytes"
+    if problem is None:
+        return []
+    return [
+        f"config: environment variable {SUPERVISED_AS_ENV}={clipped(value)!r} is not a process name "
+        f"({problem}); `syntx up` sets it, unset it elsewhere"
+    ]

@@ -22,7 +22,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.types import ConfigFileSourceType, Traversable
 
-from shared.config.environment import CONFIG_ENV, unknown_variables
+from shared.config.environment import CONFIG_ENV, supervised_as_problems, unknown_variables
 from shared.config.sections import (
     CONSUMER_SCHEDULE_PREFIX,
     CleanupSettings,
@@ -191,7 +191,11 @@ def load_settings(paths: list[Path] | None = None, **overrides: Any) -> Settings
         settings = settings_type(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, Settings)) from exc
-    problems = unknown_variables(settings, os.environ) + instance_clashes(settings)
+    problems = [
+        *unknown_variables(settings, os.environ),
+        *supervised_as_problems(os.environ),
+        *instance_clashes(settings),
+    ]
     if problems:
         raise ConfigError("\n".join(problems))
     return settings

@@ -460,3 +460,31 @@ def test_a_consumer_named_like_another_one_s_instance_is_one_clear_line(tmp_path
     ]
     fewer = load_settings([write(tmp_path / "fine.yaml", text.replace("instances: 3", "instances: 2"))])
     assert fewer.consumers["sigma"].instances == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("../escaped", "it is a path, not a name"),
+        ("..", "it is a path, not a name"),
+        ("consumer.sigma\n-2", "file name contains control or invisible characters"),
+        ("x" * 201, "it is over 200 bytes"),
+    ],
+)
+def test_a_supervised_name_that_is_no_file_name_is_one_clear_line(
+    base_yaml: Path, monkeypatch: pytest.MonkeyPatch, value: str, why: str
+) -> None:
+    """``SYNTX_SUPERVISED_AS`` names the process's log file: set by hand to a path it would write outside
+    ``logs/``, too long it would not fit a file name."""
+    monkeypatch.setenv("SYNTX_SUPERVISED_AS", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings([base_yaml])
+    (line,) = problems(caught)
+    assert line.startswith("config: environment variable SYNTX_SUPERVISED_AS=") and f"({why})" in line
+
+
+def test_the_names_syntx_up_gives_are_supervised_names(
+    base_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNTX_SUPERVISED_AS", "consumer.sigma-2")
+    assert load_settings([base_yaml]).consumers
