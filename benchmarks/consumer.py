@@ -8,8 +8,8 @@ in watch mode as one process and as two instances on one queue (the concurrency 
 Everything it starts it stops, temp dirs included.
 Options: ``--quick`` (smoke run, ~1 min), ``--only NAME[,NAME]`` (latency, throughput, flatness, slow,
 fast, baseline, original; rss comes with throughput and slow), ``--profile FILE`` (extra c16 run under
-py-spy), ``--before REV`` (the consumer of git revision REV runs the throughput rows too, each just
-before ours), ``--original DIR`` (the original system's own consumer code from a checkout of its
+py-spy), ``--before REV`` (the consumer of git revision REV runs the throughput, slow and fast rows too,
+each just before ours), ``--original DIR`` (the original system's own consumer code from a checkout of its
 repository, on the same stub: see ``benchmarks.original``).
 """
 

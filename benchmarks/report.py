@@ -108,6 +108,7 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
         figure = f"{out.slow:.1f} jobs/s = {out.slow / IDEAL_SLOW:.1%} of {IDEAL_SLOW:.0f}"
         label = f"slow backend {SLOW_DELAY_S * 1000:.0f} ms, c=16 ({sizes.slow_jobs} jobs)"
         table.append((label, figure, ">= 90 %", _ratio(out.slow, out.baseline_slow)))
+        table += _before_row(out.slow, out.before_slow, IDEAL_SLOW, out, "before-slow-c16")
     if out.fast is not None:
         ideal = FAST_CONCURRENCY / FAST_DELAY_S
         instant = out.throughput.get(FAST_CONCURRENCY)
@@ -116,6 +117,7 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
         figure += _cpu(out, f"fast-c{FAST_CONCURRENCY}")
         label = f"fast backend {FAST_DELAY_S * 1000:.0f} ms, c={FAST_CONCURRENCY} ({sizes.fast_jobs} jobs)"
         table.append((label, figure, ">= 90 %", "-"))
+        table += _before_row(out.fast, out.before_fast, ideal, out, f"before-fast-c{FAST_CONCURRENCY}")
     for processes, rate, row in _split(out, f"fast-c{FAST_CONCURRENCY}"):
         ideal = FAST_CONCURRENCY / FAST_DELAY_S
         figure = f"{rate:,.1f} jobs/s = {rate / ideal:.1%} of {ideal:,.0f}" + _cpu(out, row)
@@ -165,6 +167,14 @@ def _throughput_rows(out: Measured, sizes: Sizes) -> list[Row]:
         label = f"original's own QueueConsumer.process_batch, n={original.jobs}"
         table.append((label, figure, "", "1.00x"))
     return table
+
+
+def _before_row(ours: float, before: float | None, ideal: float, out: Measured, label: str) -> list[Row]:
+    """The other revision's figure on the same backend (``--before``), when it ran."""
+    if before is None:
+        return []
+    figure = f"{before:,.1f} jobs/s = {before / ideal:.1%} of {ideal:,.0f}" + _cpu(out, label)
+    return [("  before (--before), same backend", figure, "", f"ours {ours / before:.2f}x")]
 
 
 C16 = ">= 750 jobs/s, >= 2.50x"  # the instant backend at concurrency 16: against the original's code

@@ -76,6 +76,8 @@ class Measured:
     slow: float | None = None
     fast: float | None = None
     before_throughput: dict[int, float] = field(default_factory=dict)
+    before_slow: float | None = None  # the other revision's consumer (--before) on the slow backend
+    before_fast: float | None = None  # … and on the fast one
     split: dict[str, float] = field(default_factory=dict)  # by split_label(): watch-mode rows by processes
     original: OriginalRun | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -260,17 +262,22 @@ async def flatness(bench: Bench, sizes: Sizes, out: Measured, *, with_baseline: 
 async def slow_backend(bench: Bench, sizes: Sizes, out: Measured, *, with_baseline: bool) -> None:
     if bench.slow_port is None:
         _process, bench.slow_port = start_stub(bench.children, bench.workdir, SLOW_DELAY_S)
-    rates = await _rounds(
-        bench,
-        "slow-c16",
-        port=bench.slow_port,
-        concurrency=16,
-        queued=sizes.slow_jobs,
-        measured=sizes.slow_jobs,
-        rounds=1,
-        out=out,
-    )
-    out.slow = rates[0]
+    for tree, label in _trees(bench, "slow-c16"):
+        rates = await _rounds(
+            bench,
+            label,
+            port=bench.slow_port,
+            concurrency=16,
+            queued=sizes.slow_jobs,
+            measured=sizes.slow_jobs,
+            rounds=1,
+            out=out,
+            tree=tree,
+        )
+        if tree == PROJECT_ROOT:
+            out.slow = rates[0]
+        else:
+            out.before_slow = rates[0]
     if with_baseline:
         queue = fresh_queue(bench, "baseline-slow")
         write_jobs_bulk(queue.root, sizes.baseline_slow_jobs)
@@ -280,19 +287,31 @@ async def slow_backend(bench: Bench, sizes: Sizes, out: Measured, *, with_baseli
 async def fast_backend(bench: Bench, sizes: Sizes, out: Measured) -> None:
     """A 50 ms backend at concurrency 64: how close to the ideal 64 / 0.05 s the consumer comes."""
     _process, port = start_stub(bench.children, bench.workdir, FAST_DELAY_S)
-    rates = await _rounds(
-        bench,
-        f"fast-c{FAST_CONCURRENCY}",
-        port=port,
-        concurrency=FAST_CONCURRENCY,
-        queued=sizes.fast_jobs,
-        measured=sizes.fast_jobs,
-        rounds=1,
-        out=out,
-    )
-    out.fast = rates[0]
     label = f"fast-c{FAST_CONCURRENCY}"
+    for tree, row in _trees(bench, label):
+        rates = await _rounds(
+            bench,
+            row,
+            port=port,
+            concurrency=FAST_CONCURRENCY,
+            queued=sizes.fast_jobs,
+            measured=sizes.fast_jobs,
+            rounds=1,
+            out=out,
+            tree=tree,
+        )
+        if tree == PROJECT_ROOT:
+            out.fast = rates[0]
+        else:
+            out.before_fast = rates[0]
     await _split(bench, out, label, port=port, concurrency=FAST_CONCURRENCY, jobs=sizes.fast_jobs)
+
+
+def _trees(bench: Bench, label: str) -> list[tuple[Path, str]]:
+    """Whose consumer runs a row, with the row's label: the other revision's first (``--before``), then
+    ours — so both see the same load."""
+    ours = (PROJECT_ROOT, label)
+    return [(bench.before, f"before-{label}"), ours] if bench.before is not None else [ours]
 
 
 async def original(bench: Bench, sizes: Sizes, out: Measured) -> None:
