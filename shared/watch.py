@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 
 from watchdog.events import (
@@ -151,3 +151,33 @@ async def watching(
     finally:
         observer.stop()
         await asyncio.to_thread(observer.join)
+
+
+@asynccontextmanager
+async def arrivals(
+    folder: Path, ring: Callable[[], None], *, polling: bool, retry_s: float
+) -> AsyncIterator[None]:
+    """Call ``ring()`` on the event loop when files arrive in ``folder`` (or arrivals may have been
+    missed: rescan), while inside — for a listener that scans the folder and needs only the wake-up.
+
+    On Linux with inotify: :class:`shared.doorbell.Doorbell`, which reads the kernel's events in bulk
+    on the event loop (a folder removed is watched for again every ``retry_s``); polling and other
+    platforms: :func:`watching`, arrivals only.
+    """
+    if polling or sys.platform != "linux":
+
+        def arrived(change: Change) -> None:
+            if change[0] in ("added", "overflow"):
+                ring()
+
+        async with watching([folder], arrived, polling=polling, arrivals_only=True):
+            yield
+        return
+    with _doorbell(folder, ring, retry_s):
+        yield
+
+
+def _doorbell(folder: Path, ring: Callable[[], None], retry_s: float) -> AbstractContextManager[object]:
+    from shared.doorbell import Doorbell  # imports watchdog's inotify, which loads only on Linux
+
+    return Doorbell(str(folder), ring, retry_s=retry_s)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.consumer.processing import HIDDEN_DETAIL, ConsumerContext, JobProcessor, Outcome
@@ -37,7 +39,7 @@ from shared.queue import (
 )
 from shared.service import ServiceTasks
 from shared.timing import set_within
-from shared.watch import Change, watching
+from shared.watch import arrivals
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,10 @@ class Consumer:
     def queue(self) -> FileQueue:
         return self._ctx.claims.queue
 
+    @property
+    def rescan_s(self) -> float:
+        return self._ctx.settings.rescan_s
+
     async def on_tick(self, tick: Tick) -> None:
         batch = tick.batch or self._ctx.settings.batch
         log.info("tick %s: processing up to %d jobs", tick.schedule, batch)
@@ -81,17 +87,19 @@ class Consumer:
     async def drain(self, limit: int | None) -> int:
         """Claim and process jobs until ``limit`` were claimed, the queue is empty, or we stop. While
         the queue cannot be written this waits for it (the run resumes when it can)."""
-        claimed: dict[str, asyncio.Task[Outcome]] = {}  # a job released in this pass waits for the next
+        run = _Run(limit)
         tidied = False
-        while not self._stop.is_set() and (limit is None or len(claimed) < limit):
+        while not self._stop.is_set() and not run.full:
             if not await self.gate.wait_open(self._stop) or await self._backend_paused():
                 break
             tidied = tidied or self._writing(self._drop_finished_claims)
-            if tidied and not await self._claim_pass(claimed, limit) and self.gate.is_open:
+            if tidied and not await self._claim_pass(run) and self.gate.is_open:
                 break
-        if claimed:
-            await asyncio.wait(claimed.values())
-        return len(claimed)
+        run.waiting.clear()  # the run claims no more: its tasks end with their jobs (a probe that
+        # succeeded must not work through the rest alone; the next drain has every slot)
+        if run.tasks:
+            await asyncio.wait(run.tasks)
+        return len(run.claimed)
 
     def _writing(self, step: Callable[[], None]) -> bool:
         """Run ``step`` (a call that writes the queue); False when the queue cannot be written (the gate
@@ -155,23 +163,35 @@ class Consumer:
             await self._processor.report_hidden(shown(name)[:EVENT_TEXT_CHARS])
         self._hidden_seen = set(hidden)
 
-    async def _claim_pass(self, claimed: dict[str, asyncio.Task[Outcome]], limit: int | None) -> int:
-        started = 0
-        for job_id in await self._waiting():
-            if job_id in claimed and not _handed_back(claimed[job_id]):
-                continue
-            if self._stop.is_set() or (limit is not None and len(claimed) >= limit) or self._held():
-                break
+    async def _claim_pass(self, run: _Run) -> int:
+        """Claim the jobs waiting now, oldest first, each as a slot frees — taken by this pass or by a
+        job of the run that has just finished (:meth:`_run`). The number claimed from this pass."""
+        run.waiting = deque(await self._waiting())
+        claims_before = run.claims_made
+        while run.waiting and not (self._stop.is_set() or run.full or self._held()):
             await self._slots.acquire()
-            claim = None if self._stop.is_set() or self._probing() else await self._take(job_id)
+            claim = await self._claim_next(run)
             if claim is None:
                 self._slots.release()
-                if self._probing():
-                    break
-                continue
-            claimed[job_id] = self._start(claim)
-            started += 1
-        return started
+                break
+            self._start(claim, run)
+        return run.claims_made - claims_before
+
+    async def _claim_next(self, run: _Run) -> ClaimFile | None:
+        """The run's next waiting job, claimed for a slot the caller holds; None when the run has no
+        more for now: none left in this pass, its limit reached, stopping, claims held, or a probe out
+        while the backend is failing."""
+        while run.waiting:
+            if self._stop.is_set() or run.full or self._held() or self._probing():
+                return None
+            job_id = run.waiting.popleft()
+            if job_id in run.claimed and run.claimed[job_id] != "paused":
+                continue  # claimed in this run already and not handed back: left to a later run
+            if (claim := await self._take(job_id)) is not None:
+                run.claimed[job_id] = None
+                run.claims_made += 1
+                return claim
+        return None
 
     def _held(self) -> bool:
         """No claims now: the backend is paused or the queue cannot be written."""
@@ -192,26 +212,45 @@ class Consumer:
                 self.gate.close(queue_fault)
         return None
 
-    def _start(self, claim: ClaimFile) -> asyncio.Task[Outcome]:
+    def _start(self, claim: ClaimFile, run: _Run | None = None) -> None:
         """Process a claim (its slot acquired) in its own task, which releases the slot when done."""
-        task = asyncio.create_task(self._run(claim), name=f"job {claim.job_id}")
+        task = asyncio.create_task(self._run(claim, run), name=f"job {claim.job_id}")
         self._inflight[task] = claim
         task.add_done_callback(self._inflight.pop)
-        return task
+        if run is not None:
+            run.tasks.add(task)
 
-    async def _run(self, claim: ClaimFile) -> Outcome:
+    async def _run(self, claim: ClaimFile, run: _Run | None) -> Outcome:
+        """Process ``claim``, then — while its run has jobs waiting — claim and process the next one in
+        the same task, holding the same slot.
+
+        Taking the next job the moment one is filed keeps the calls to the backend spread out: when a
+        slot freed only wakes the run's claiming, every job finished in one turn of the event loop is
+        replaced in the next, all at once, and with a backend that answers in a fixed time they keep
+        coming back together (a 50 ms backend at concurrency 64: 607–651 jobs/s where this does 732–744).
+        """
         try:
-            outcome = await self._processor.process(claim)
+            while True:
+                outcome = await self._process(claim)
+                if run is not None:
+                    run.claimed[claim.job_id] = outcome
+                await self._note_backend(outcome)
+                following = None if run is None else await self._claim_next(run)
+                if following is None:
+                    return outcome
+                claim = self._inflight[_this_task()] = following
+        finally:
+            self._slots.release()
+
+    async def _process(self, claim: ClaimFile) -> Outcome:
+        try:
+            return await self._processor.process(claim)
         except asyncio.CancelledError:
             self._release_at_shutdown(claim)
             raise
         except Exception as exc:
             log.exception("job %s: unexpected error; counted as a failed attempt", claim.job_id)
-            outcome = await self._processor.crashed(claim, exc)
-        finally:
-            self._slots.release()
-        await self._note_backend(outcome)
-        return outcome
+            return await self._processor.crashed(claim, exc)
 
     def _release_at_shutdown(self, claim: ClaimFile) -> None:
         try:
@@ -326,10 +365,9 @@ class Consumer:
 
     # -- watch mode ------------------------------------------------------------------------------
 
-    def on_change(self, change: Change) -> None:
-        kind, folder, name = change
-        if (kind == "added" and folder == INCOMING) or kind == "overflow":
-            self._wake.set()
+    def ring(self) -> None:
+        """Files arrived in ``incoming/`` (or may have: a rescan is due)."""
+        self._wake.set()
 
     async def on_event(self, event: Event) -> None:
         """``syntx.job.created`` (from any host): claim the named job at once, without a folder scan.
@@ -365,7 +403,7 @@ class Consumer:
         self._wake.set()
         while not self._stop.is_set():
             if not self._wake.is_set():
-                await set_within(self._wake, self._ctx.settings.rescan_s)
+                await set_within(self._wake, self.rescan_s)
             self._wake.clear()
             await self.drain(limit=None)
 
@@ -383,9 +421,27 @@ class Consumer:
         await asyncio.gather(*late, return_exceptions=True)
 
 
-def _handed_back(task: asyncio.Task[Outcome]) -> bool:
-    """The job went back to ``incoming/`` because the queue could not be written: claim it again."""
-    return task.done() and not task.cancelled() and task.exception() is None and task.result() == "paused"
+def _this_task() -> asyncio.Task[Outcome]:
+    task = asyncio.current_task()
+    assert task is not None, "called from a job's task"
+    return task
+
+
+@dataclass
+class _Run:
+    """One drain: the jobs it claimed (their outcome once filed; ``"paused"``: handed back because the
+    queue could not be written, to be claimed again), the ids of its current pass not yet tried, and the
+    tasks processing them."""
+
+    limit: int | None
+    claimed: dict[str, Outcome | None] = field(default_factory=dict)
+    claims_made: int = 0  # a job handed back and claimed again counts twice
+    waiting: deque[str] = field(default_factory=deque)
+    tasks: set[asyncio.Task[Outcome]] = field(default_factory=set)
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and len(self.claimed) >= self.limit
 
 
 async def run_consumer(
@@ -411,5 +467,5 @@ async def run_consumer(
 
 async def _watch(consumer: Consumer, polling: bool) -> None:
     folder = consumer.queue.folder(INCOMING)
-    async with watching([folder], consumer.on_change, polling=polling, arrivals_only=True):
+    async with arrivals(folder, consumer.ring, polling=polling, retry_s=consumer.rescan_s):
         await consumer.feed()

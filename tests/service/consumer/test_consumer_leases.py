@@ -13,7 +13,7 @@ import pytest
 import services.consumer.app as consumer_app
 from shared.messaging import BackendState, JobFailed, JobScored, subjects
 from shared.queue import Claims, FileQueue, JobMeta, new_token, recover_expired
-from shared.watch import OVERFLOW, Change, watching
+from shared.watch import Change, watching
 from tests.support.consumers import consumer_running, good_answer, http_backend, make_settings, result
 from tests.support.harness import HEARTBEATS, count, observer
 from tests.support.llm_server import Reply, ScriptedServer
@@ -50,6 +50,39 @@ async def test_a_call_longer_than_the_lease_keeps_its_claim_by_renewal(
     assert len(server.requests) == 1
 
 
+async def test_a_job_taken_by_a_finishing_slot_keeps_its_claim_by_renewal(
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
+) -> None:
+    """With one slot the second job is claimed by the task that filed the first: its lease is renewed
+    as the first one's was, through a call longer than two leases."""
+    server.script(Reply(json={"response": good_answer()}))
+    server.default = Reply(json={"response": good_answer()}, delay_s=2.0)
+    settings = make_settings(
+        tmp_path, nats_server, backend=http_backend(server.url), watch=True, concurrency=1
+    )
+    settings = settings.model_copy(update={"queue": settings.queue.model_copy(update={"lease_s": 0.6})})
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    first = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
+    second = queue.add_job("Erkläre, wie Hunde ihre Umgebung wahrnehmen.", JobMeta(topic="Hunde"))
+    rival = Claims(queue, new_token())
+    url = settings.nats.url
+    assert url is not None
+    async with (
+        observer(url, HEARTBEATS, subjects.JOB_ALL) as (_nc, events),
+        consumer_running(settings, events),
+    ):
+        await server.wait_for_requests(2)
+        await asyncio.sleep(1.3)  # the scenario itself: more than two lease periods pass during the call
+        assert rival.expired(0.6) == []
+        await events.wait_for(count(JobScored, 2))
+    assert [[a["outcome"] for a in result(queue, job)["attempts"]] for job in (first, second)] == [
+        ["answered"],
+        ["answered"],
+    ]
+    assert len(server.requests) == 2
+
+
 async def test_a_down_backend_pauses_claims_probes_one_job_at_a_time_and_resumes(
     tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
 ) -> None:
@@ -70,10 +103,12 @@ async def test_a_down_backend_pauses_claims_probes_one_job_at_a_time_and_resumes
         await server.wait_for_requests(len(server.requests) + 2)  # two more probes
         in_flight_while_down = server.max_in_flight
         assert all(queue.result_path(job_id) is None for job_id in ids)
-        server.default = Reply(json={"response": good_answer()})
+        server.default = Reply(json={"response": good_answer()}, delay_s=0.2)
+        server.max_in_flight = 0
         await events.wait_for(count(JobScored, len(ids)), within_s=30)
         await events.wait_for(lambda seen: any(isinstance(e, BackendState) and e.available for e in seen))
     assert in_flight_while_down == 1  # probes go out one at a time
+    assert server.max_in_flight == 4  # once a probe is answered, every slot again (not the probe's alone)
     assert all(not failed.final_status and failed.will_retry for failed in events.of(JobFailed))
     assert all(queue.result_path(job_id) is not None for job_id in ids)
 
@@ -150,23 +185,22 @@ async def test_arrivals_only_reports_files_created_or_moved_in_and_nothing_else(
     assert seen == [("added", "incoming", "a.job"), ("added", "incoming", "b.job")]
 
 
-async def test_an_overflow_makes_the_consumer_rescan_and_find_unannounced_jobs(
+async def test_a_ring_without_a_new_file_makes_the_consumer_rescan_and_find_unannounced_jobs(
     tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The kernel dropped the notifications of a new job: only the rescan an overflow triggers finds it.
+    """The kernel dropped the notifications of a new job: only the rescan the doorbell's ring after an
+    overflow triggers finds it.
 
-    (A real inotify overflow needs the kernel queue to fill; the watcher half of this chain is the test
-    above. Here the watcher is replaced by one that reports nothing but what the test hands it.)
+    (That the doorbell rings after a real overflow is tested in tests/unit/service/test_doorbell.py.
+    Here the doorbell is replaced by one that rings only when the test rings it.)
     """
-    sinks: list[Callable[[Change], None]] = []
+    rings: list[Callable[[], None]] = []
     drained = asyncio.Event()
     drain = consumer_app.Consumer.drain
 
     @asynccontextmanager
-    async def silent_watcher(
-        _folders: object, sink: Callable[[Change], None], **_: object
-    ) -> AsyncIterator[None]:
-        sinks.append(sink)
+    async def silent_doorbell(_folder: object, ring: Callable[[], None], **_: object) -> AsyncIterator[None]:
+        rings.append(ring)
         yield
 
     async def observed_drain(self: consumer_app.Consumer, limit: int | None) -> int:
@@ -174,7 +208,7 @@ async def test_an_overflow_makes_the_consumer_rescan_and_find_unannounced_jobs(
         drained.set()
         return claimed
 
-    monkeypatch.setattr(consumer_app, "watching", silent_watcher)
+    monkeypatch.setattr(consumer_app, "arrivals", silent_doorbell)
     monkeypatch.setattr(consumer_app.Consumer, "drain", observed_drain)
     settings = make_settings(tmp_path, nats_server, watch=True, rescan_s=300.0)
     queue = FileQueue(settings.queue_dir)
@@ -187,7 +221,7 @@ async def test_an_overflow_makes_the_consumer_rescan_and_find_unannounced_jobs(
     ):
         await asyncio.wait_for(drained.wait(), timeout=10)  # the start-up pass found an empty queue
         job_id = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
-        [sink] = sinks
-        sink(OVERFLOW)
+        [ring] = rings
+        ring()
         await events.wait_for(count(JobScored, 1))
     assert queue.result_path(job_id) is not None

@@ -22,7 +22,6 @@ import pytest
 import services.consumer.app as consumer_app
 from shared.messaging import JobCreated, JobScored, subjects
 from shared.queue import INCOMING, PROCESSING, FileQueue, Intake, JobMeta, scan_jobs
-from shared.watch import Change
 from tests.support.consumers import consumer_with_events, job_ids, make_settings, result
 from tests.support.harness import count
 from tests.support.natsserver import NatsServer
@@ -67,24 +66,24 @@ def second_mount(tmp_path: Path) -> Iterator[tuple[FileQueue, Path]]:
 
 
 @pytest.fixture
-def blind_watcher(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[Change], None]]:
-    """The consumer's folder watch reports nothing (the writer is on another host)."""
-    sinks: list[Callable[[Change], None]] = []
+def blind_watcher(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[], None]]:
+    """The consumer's doorbell never rings (the writer is on another host)."""
+    rings: list[Callable[[], None]] = []
 
     @asynccontextmanager
-    async def silent(_folders: object, sink: Callable[[Change], None], **_: object) -> AsyncIterator[None]:
-        sinks.append(sink)
+    async def silent(_folder: object, ring: Callable[[], None], **_: object) -> AsyncIterator[None]:
+        rings.append(ring)
         yield
 
-    monkeypatch.setattr(consumer_app, "watching", silent)
-    return sinks
+    monkeypatch.setattr(consumer_app, "arrivals", silent)
+    return rings
 
 
 async def test_a_remote_consumer_claims_the_job_named_in_job_created_at_once(
     tmp_path: Path,
     nats_server: NatsServer,
     second_mount: tuple[FileQueue, Path],
-    blind_watcher: list[Callable[[Change], None]],
+    blind_watcher: list[Callable[[], None]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The named job is claimed by one rename: no scan of incoming/ (a large folder on a slow mount)."""
@@ -120,7 +119,7 @@ async def test_a_remote_consumer_finds_an_unannounced_job_by_its_rescan(
     tmp_path: Path,
     nats_server: NatsServer,
     second_mount: tuple[FileQueue, Path],
-    blind_watcher: list[Callable[[Change], None]],
+    blind_watcher: list[Callable[[], None]],
 ) -> None:
     writer, _ = second_mount
     settings = make_settings(tmp_path, nats_server, watch=True, watch_polling=True, rescan_s=0.2)
@@ -135,7 +134,7 @@ async def test_two_consumers_sharing_a_queue_file_one_result_per_announced_job(
     tmp_path: Path,
     nats_server: NatsServer,
     second_mount: tuple[FileQueue, Path],
-    blind_watcher: list[Callable[[Change], None]],
+    blind_watcher: list[Callable[[], None]],
 ) -> None:
     """Both hear every job.created; the claim is a rename, so each job is processed once."""
     writer, _ = second_mount

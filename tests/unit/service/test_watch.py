@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from watchdog.events import FileCreatedEvent
 
-from shared.watch import OVERFLOW, Change, _Forwarder, watching
+from shared.watch import OVERFLOW, Change, _Forwarder, arrivals, watching
 
 
 async def test_changes_a_busy_loop_cannot_take_are_bounded_and_end_in_an_overflow(
@@ -83,3 +83,20 @@ async def test_unpaired_changes_are_each_half_of_a_move_in_order_and_no_folder_o
         ("added", "b", "x.txt"),
         ("removed", "b", "x.txt"),
     ]
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["doorbell", "polling"])
+async def test_arrivals_ring_for_a_file_moved_in_or_made(tmp_path: Path, polling: bool) -> None:
+    """``arrivals`` on this system (the doorbell) and where inotify sees nothing (watchdog polling)."""
+    rung = asyncio.Event()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    async with arrivals(folder, rung.set, polling=polling, retry_s=1.0):
+        (elsewhere / "moved.txt").write_text("x")
+        (elsewhere / "moved.txt").rename(folder / "moved.txt")
+        await asyncio.wait_for(rung.wait(), timeout=10)
+        rung.clear()
+        (folder / "made.txt").write_text("x")
+        await asyncio.wait_for(rung.wait(), timeout=10)
