@@ -150,13 +150,15 @@ async def _rounds(
 async def throughput(bench: Bench, sizes: Sizes, out: Measured) -> None:
     """Ours at every concurrency; with ``--before``, the other revision's consumer at each of
     BEFORE_CONCURRENCIES just before ours (so both see the same load)."""
+    port, jobs = bench.instant_port, sizes.throughput_jobs
     for concurrency in CONCURRENCIES:
         if bench.before is not None and concurrency in BEFORE_CONCURRENCIES:
-            rate = await _throughput(bench, sizes, out, concurrency, f"before-c{concurrency}", bench.before)
+            label = f"before-c{concurrency}"
+            rate = await _one_round(bench, out, label, port, concurrency, jobs, bench.before)
             out.before_throughput[concurrency] = rate
-        out.throughput[concurrency] = await _throughput(
-            bench, sizes, out, concurrency, f"throughput-c{concurrency}", PROJECT_ROOT
-        )
+        label = f"throughput-c{concurrency}"
+        rate = await _one_round(bench, out, label, port, concurrency, jobs, PROJECT_ROOT)
+        out.throughput[concurrency] = rate
     label = f"throughput-c{SPLIT_CONCURRENCY}"
     await _split(
         bench, out, label, port=bench.instant_port, concurrency=SPLIT_CONCURRENCY, jobs=sizes.throughput_jobs
@@ -194,24 +196,6 @@ async def _split(bench: Bench, out: Measured, label: str, *, port: int, concurre
         log.info(
             "%s: %.0f jobs/s, %d process(es) at concurrency %d each", row, out.split[row], instances, each
         )
-
-
-async def _throughput(
-    bench: Bench, sizes: Sizes, out: Measured, concurrency: int, label: str, tree: Path
-) -> float:
-    n = sizes.throughput_jobs
-    rates = await _rounds(
-        bench,
-        label,
-        port=bench.instant_port,
-        concurrency=concurrency,
-        queued=n,
-        measured=n,
-        rounds=1,
-        out=out,
-        tree=tree,
-    )
-    return rates[0]
 
 
 async def profile(bench: Bench, sizes: Sizes, out: Measured) -> None:
@@ -262,22 +246,9 @@ async def flatness(bench: Bench, sizes: Sizes, out: Measured, *, with_baseline: 
 async def slow_backend(bench: Bench, sizes: Sizes, out: Measured, *, with_baseline: bool) -> None:
     if bench.slow_port is None:
         _process, bench.slow_port = start_stub(bench.children, bench.workdir, SLOW_DELAY_S)
-    for tree, label in _trees(bench, "slow-c16"):
-        rates = await _rounds(
-            bench,
-            label,
-            port=bench.slow_port,
-            concurrency=16,
-            queued=sizes.slow_jobs,
-            measured=sizes.slow_jobs,
-            rounds=1,
-            out=out,
-            tree=tree,
-        )
-        if tree == PROJECT_ROOT:
-            out.slow = rates[0]
-        else:
-            out.before_slow = rates[0]
+    out.slow, out.before_slow = await _ours_and_before(
+        bench, out, "slow-c16", port=bench.slow_port, concurrency=16, jobs=sizes.slow_jobs
+    )
     if with_baseline:
         queue = fresh_queue(bench, "baseline-slow")
         write_jobs_bulk(queue.root, sizes.baseline_slow_jobs)
@@ -288,30 +259,38 @@ async def fast_backend(bench: Bench, sizes: Sizes, out: Measured) -> None:
     """A 50 ms backend at concurrency 64: how close to the ideal 64 / 0.05 s the consumer comes."""
     _process, port = start_stub(bench.children, bench.workdir, FAST_DELAY_S)
     label = f"fast-c{FAST_CONCURRENCY}"
-    for tree, row in _trees(bench, label):
-        rates = await _rounds(
-            bench,
-            row,
-            port=port,
-            concurrency=FAST_CONCURRENCY,
-            queued=sizes.fast_jobs,
-            measured=sizes.fast_jobs,
-            rounds=1,
-            out=out,
-            tree=tree,
-        )
-        if tree == PROJECT_ROOT:
-            out.fast = rates[0]
-        else:
-            out.before_fast = rates[0]
+    out.fast, out.before_fast = await _ours_and_before(
+        bench, out, label, port=port, concurrency=FAST_CONCURRENCY, jobs=sizes.fast_jobs
+    )
     await _split(bench, out, label, port=port, concurrency=FAST_CONCURRENCY, jobs=sizes.fast_jobs)
 
 
-def _trees(bench: Bench, label: str) -> list[tuple[Path, str]]:
-    """Whose consumer runs a row, with the row's label: the other revision's first (``--before``), then
-    ours — so both see the same load."""
-    ours = (PROJECT_ROOT, label)
-    return [(bench.before, f"before-{label}"), ours] if bench.before is not None else [ours]
+async def _ours_and_before(
+    bench: Bench, out: Measured, label: str, *, port: int, concurrency: int, jobs: int
+) -> tuple[float, float | None]:
+    """``label``'s row, one ticked round of ``jobs``: ours, and with ``--before`` the other revision's
+    consumer just before it (so both see the same load; its row labelled ``before-<label>``)."""
+    before = None
+    if bench.before is not None:
+        before = await _one_round(bench, out, f"before-{label}", port, concurrency, jobs, bench.before)
+    return await _one_round(bench, out, label, port, concurrency, jobs, PROJECT_ROOT), before
+
+
+async def _one_round(
+    bench: Bench, out: Measured, label: str, port: int, concurrency: int, jobs: int, tree: Path
+) -> float:
+    rates = await _rounds(
+        bench,
+        label,
+        port=port,
+        concurrency=concurrency,
+        queued=jobs,
+        measured=jobs,
+        rounds=1,
+        out=out,
+        tree=tree,
+    )
+    return rates[0]
 
 
 async def original(bench: Bench, sizes: Sizes, out: Measured) -> None:
