@@ -7,10 +7,12 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import services.consumer.app as consumer_app
+from shared.config import Settings
 from shared.messaging import BackendState, JobFailed, JobScored, subjects
 from shared.queue import Claims, FileQueue, JobMeta, new_token, recover_expired
 from shared.watch import Change, watching
@@ -21,16 +23,25 @@ from tests.support.natsserver import NatsServer
 from tests.support.stopped import paused
 
 pytestmark = pytest.mark.timeout(60)
+LEASE_S = 0.6  # short, so that a 2 s call outlasts two leases
+
+
+def _short_leases(
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer, **consumer: Any
+) -> tuple[Settings, FileQueue]:
+    """A watching consumer on ``server`` whose claims' leases last :data:`LEASE_S`, and its queue."""
+    settings = make_settings(tmp_path, nats_server, backend=http_backend(server.url), watch=True, **consumer)
+    settings = settings.model_copy(update={"queue": settings.queue.model_copy(update={"lease_s": LEASE_S})})
+    queue = FileQueue(settings.queue_dir)
+    queue.ensure()
+    return settings, queue
 
 
 async def test_a_call_longer_than_the_lease_keeps_its_claim_by_renewal(
     tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
 ) -> None:
     server.default = Reply(json={"response": good_answer()}, delay_s=2.0)
-    settings = make_settings(tmp_path, nats_server, backend=http_backend(server.url), watch=True)
-    settings = settings.model_copy(update={"queue": settings.queue.model_copy(update={"lease_s": 0.6})})
-    queue = FileQueue(settings.queue_dir)
-    queue.ensure()
+    settings, queue = _short_leases(tmp_path, nats_server, server)
     job_id = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
     rival = Claims(queue, new_token())  # a second consumer's recovery, racing for expired claims
     url = settings.nats.url
@@ -41,8 +52,8 @@ async def test_a_call_longer_than_the_lease_keeps_its_claim_by_renewal(
     ):
         await server.wait_for_requests(1)
         await asyncio.sleep(1.3)  # the scenario itself: more than two lease periods pass during the call
-        assert rival.expired(0.6) == []
-        assert recover_expired(rival, 0.6, max_attempts=3) == []
+        assert rival.expired(LEASE_S) == []
+        assert recover_expired(rival, LEASE_S, max_attempts=3) == []
         await events.wait_for(count(JobScored, 1))
     record = result(queue, job_id)
     assert record["status"] in ("passed", "rejected")
@@ -57,12 +68,7 @@ async def test_a_job_taken_by_a_finishing_slot_keeps_its_claim_by_renewal(
     as the first one's was, through a call longer than two leases."""
     server.script(Reply(json={"response": good_answer()}))
     server.default = Reply(json={"response": good_answer()}, delay_s=2.0)
-    settings = make_settings(
-        tmp_path, nats_server, backend=http_backend(server.url), watch=True, concurrency=1
-    )
-    settings = settings.model_copy(update={"queue": settings.queue.model_copy(update={"lease_s": 0.6})})
-    queue = FileQueue(settings.queue_dir)
-    queue.ensure()
+    settings, queue = _short_leases(tmp_path, nats_server, server, concurrency=1)
     first = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
     second = queue.add_job("Erkläre, wie Hunde ihre Umgebung wahrnehmen.", JobMeta(topic="Hunde"))
     rival = Claims(queue, new_token())
@@ -74,7 +80,7 @@ async def test_a_job_taken_by_a_finishing_slot_keeps_its_claim_by_renewal(
     ):
         await server.wait_for_requests(2)
         await asyncio.sleep(1.3)  # the scenario itself: more than two lease periods pass during the call
-        assert rival.expired(0.6) == []
+        assert rival.expired(LEASE_S) == []
         await events.wait_for(count(JobScored, 2))
     assert [[a["outcome"] for a in result(queue, job)["attempts"]] for job in (first, second)] == [
         ["answered"],
