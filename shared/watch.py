@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from watchdog.events import (
@@ -173,11 +173,7 @@ async def arrivals(
         async with watching([folder], arrived, polling=polling, arrivals_only=True):
             yield
         return
-    with _doorbell(folder, ring, retry_s):
-        yield
-
-
-def _doorbell(folder: Path, ring: Callable[[], None], retry_s: float) -> AbstractContextManager[object]:
     from shared.doorbell import Doorbell  # imports watchdog's inotify, which loads only on Linux
 
-    return Doorbell(str(folder), ring, retry_s=retry_s)
+    with Doorbell(str(folder), ring, retry_s=retry_s):
+        yield
