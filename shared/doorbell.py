@@ -8,7 +8,10 @@ events are read on the event loop itself (``add_reader`` on a non-blocking inoti
 :data:`READ_BYTES` a read (~1,300 job arrivals; the loop calls again while more wait), and only their
 fixed headers are looked at: for a lost watch (the folder removed), armed again every ``retry_s`` until
 the folder is back, and for events the kernel dropped — among them perhaps the one saying the watch
-ended — after which the folder is watched again at once.
+ended — after which the folder is watched again at once. Anything else going wrong in those callbacks (a
+read failing with ``EIO``, the listener's ``ring`` raising) stops the doorbell and comes out of its
+``with`` block in the task that entered it, as a failed task would: the loop would otherwise call the
+reader again and again, logging the same error, while the listener waits for rings that never come.
 
 The descriptor is made and watched with watchdog's own ctypes bindings (``inotify_c``).
 """
@@ -47,6 +50,8 @@ class Doorbell:
         self._fd = -1
         self._armed = False
         self._retry: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._broken: BaseException | None = None
 
     def __enter__(self) -> Doorbell:
         fd = inotify_init()
@@ -57,19 +62,39 @@ class Doorbell:
             os.set_blocking(fd, False)
             os.set_inheritable(fd, False)
             self._arm(at_start=True)
-            self._loop.add_reader(fd, self._read)
+            self._loop.add_reader(fd, self._guarded, self._read)
         except BaseException:
             os.close(fd)
             raise
+        self._task = asyncio.current_task()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
     ) -> None:
+        self._quiet()
+        os.close(self._fd)
+        if self._broken is not None:
+            if self._task is not None and self._task.cancelling():
+                self._task.uncancel()  # the cancel was the doorbell's own: what broke it comes out instead
+            raise self._broken
+
+    def _quiet(self) -> None:
         if self._retry is not None:
             self._retry.cancel()
         self._loop.remove_reader(self._fd)
-        os.close(self._fd)
+
+    def _guarded(self, callback: Callable[[], None]) -> None:
+        """Run one of the doorbell's loop callbacks; a failure stops the doorbell and cancels the task
+        inside its ``with`` block, whose exit raises the failure."""
+        try:
+            callback()
+        except Exception as exc:
+            log.error("%s: the doorbell stopped: %s", os.fsdecode(self._folder), exc)
+            self._broken = exc
+            self._quiet()
+            if self._task is not None:
+                self._task.cancel()
 
     @property
     def armed(self) -> bool:
@@ -84,7 +109,7 @@ class Doorbell:
             if at_start:
                 raise _os_error("inotify_add_watch", errno, self._folder)
             log.debug("%s: still not there (%s)", os.fsdecode(self._folder), os.strerror(errno))
-            self._retry = self._loop.call_later(self._retry_s, self._arm)
+            self._retry = self._loop.call_later(self._retry_s, self._guarded, self._arm)
             return
         back = not self._armed and not at_start
         self._armed = True
@@ -117,7 +142,7 @@ class Doorbell:
             return
         self._armed = False
         log.warning("%s was removed; watching for it every %.0f s", os.fsdecode(self._folder), self._retry_s)
-        self._retry = self._loop.call_later(self._retry_s, self._arm)
+        self._retry = self._loop.call_later(self._retry_s, self._guarded, self._arm)
 
 
 def _kinds(events: bytes) -> int:

@@ -144,3 +144,37 @@ async def test_leaving_closes_the_descriptor(tmp_path: Path) -> None:
     with Doorbell(str(tmp_path), Rings(), retry_s=RETRY_S):
         assert len(set(os.listdir("/proc/self/fd")) - before) == 1
     assert set(os.listdir("/proc/self/fd")) - before == set()
+
+
+async def test_a_read_that_fails_stops_the_doorbell_and_comes_out_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared.doorbell import Doorbell
+
+    def failing_read(fd: int, size: int) -> bytes:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    rings = Rings()
+    with pytest.raises(OSError) as raised, Doorbell(str(tmp_path), rings, retry_s=RETRY_S):
+        monkeypatch.setattr(os, "read", failing_read)  # the loop's own wake-ups use recv, not read
+        (tmp_path / "job.txt").touch()
+        await asyncio.wait_for(asyncio.Event().wait(), timeout=10)  # cancelled by the doorbell
+    assert raised.value.errno == errno.EIO
+    assert rings.count == 0
+    assert caplog.text.count("the doorbell stopped") == 1  # once, not once per turn of the loop
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0  # the task goes on, not half-cancelled
+
+
+async def test_a_ring_that_raises_comes_out_of_the_doorbell(tmp_path: Path) -> None:
+    from shared.doorbell import Doorbell
+
+    def ring() -> None:
+        raise RuntimeError("the listener is broken")
+
+    with (
+        pytest.raises(RuntimeError, match="the listener is broken"),
+        Doorbell(str(tmp_path), ring, retry_s=RETRY_S),
+    ):
+        (tmp_path / "job.txt").touch()
+        await asyncio.wait_for(asyncio.Event().wait(), timeout=10)
