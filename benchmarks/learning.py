@@ -25,7 +25,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from benchmarks.learning_rules import RULES, Ours, Rule
+from benchmarks.learning_rules import DEFAULT_RULES, RULES, Ours, Rule
 from benchmarks.learning_world import JOBS, VARIANTS, Arm, World, make_world
 
 BATCH = 20
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     seeds = list(range(first, first + count))
     sys.stdout.write(f"seeds {_seeds(seeds)}\n")
-    rules = tuple(args.rules.split(",")) if args.rules else (QUICK_RULES if args.quick else tuple(RULES))
+    rules = tuple(args.rules.split(",")) if args.rules else (QUICK_RULES if args.quick else DEFAULT_RULES)
     rules = rules if "uniform" in rules else ("uniform", *rules)  # regret is shown as a share of its
     rows = run_benchmark(seeds, rules, tuple(args.worlds.split(",")))
     sys.stdout.write(render(rows, seeds) + "\n")

@@ -6,6 +6,9 @@
 - ``previous``: the learner as it was before it moved to shared/learning (a frozen copy in
   benchmarks/previous, with the configuration it shipped with).
 - ``ours``: shared/learning with the configuration shipped in config/syntx.yaml.
+- ``bernoulli`` (asked for by name, meaningful in the pass/fail worlds only): Thompson sampling on whether
+  a score passed, with those worlds' own prior for an arm's chance — the right model of them, which no
+  learner of real scores is given; a yardstick for what modelling pass/fail alone can win.
 
 Every rule sees a batch's scores as (job, arm, score) once they arrive.
 """
@@ -98,6 +101,30 @@ class Ours:
         return self.learner.memory.change() is not None
 
 
+class PassFailOracle:
+    PASS_AT = 50  # the pass/fail worlds' scores cluster near 85 and 20: a pass is unambiguous
+    PRIOR = 9.0  # Beta(9, 9): mean 0.5, sd 0.115, the worlds' U(0.3, 0.7) chances
+    SPREAD = 1.0  # draws at this many posterior sds (1: plain Thompson sampling)
+
+    def __init__(self, arms: list[Arm], rng: random.Random) -> None:
+        self.arms, self.rng = arms, rng
+        self.passed: Counter[Arm] = Counter()
+        self.failed: Counter[Arm] = Counter()
+
+    def plan(self, count: int) -> list[Arm]:
+        return [max(self.arms, key=self._sample) for _ in range(count)]
+
+    def _sample(self, arm: Arm) -> float:
+        passed, failed = self.PRIOR + self.passed[arm], self.PRIOR + self.failed[arm]
+        total = passed + failed
+        sd = math.sqrt(passed * failed / (total * total * (total + 1)))
+        return passed / total + self.SPREAD * sd * self.rng.gauss(0.0, 1.0)
+
+    def learn(self, batch: list[Scored]) -> None:
+        for _, arm, score in batch:
+            (self.passed if score >= self.PASS_AT else self.failed)[arm] += 1
+
+
 @functools.cache
 def shipped_settings() -> LearningSettings:
     """The learner's settings as config/syntx.yaml ships them."""
@@ -109,4 +136,6 @@ RULES: dict[str, Callable[[list[Arm], random.Random], Rule]] = {
     "thompson": PlainThompson,
     "previous": Previous,
     "ours": Ours,
+    "bernoulli": PassFailOracle,
 }
+DEFAULT_RULES = ("uniform", "thompson", "previous", "ours")
