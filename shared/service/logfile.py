@@ -4,16 +4,26 @@ Python's file handler prints ``--- Logging error ---`` and a traceback to stderr
 cannot write: thousands on a full disk. :class:`LogFile` says it once — when writing starts to fail,
 with the cause — and once when it works again, with how many lines the file missed (stdout has them
 all); in between it tries to reopen the file at every record, so it resumes by itself.
+
+Several processes may write one file — the replicas of a service that ``docker compose --scale`` starts
+share the logs volume and the service's name. Python's handler rotates as if alone: a second process
+rotates again what the first just rotated (a backup pushed out early) and goes on writing into the file
+that is now ``.1``. Here a rotation holds an exclusive lock on the logs folder and moves files only if
+the file at the path is still the one this process writes; if another process rotated it first, this one
+opens the new file instead. A process's lines between the other's rotation and its own next check (one
+record at most: its file is then over the limit) land in ``.1``; none is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import logging
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from logging.handlers import RotatingFileHandler
 
 
@@ -53,6 +63,25 @@ class LogFile(RotatingFileHandler):
         stream.seek(0, os.SEEK_END)
         return stream.tell() + len(line) >= self.maxBytes
 
+    def doRollover(self) -> None:
+        with _folder_locked(os.path.dirname(self.baseFilename)):
+            if self._rotated_by_another():
+                self._drop_stream()
+                self.stream = self._open()
+            else:
+                super().doRollover()
+
+    def _rotated_by_another(self) -> bool:
+        """Whether the file at the path is no longer the one open here (another process rotated it)."""
+        if self.stream is None:
+            return False
+        try:
+            there = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            return True
+        here = os.fstat(self.stream.fileno())
+        return (there.st_dev, there.st_ino) != (here.st_dev, here.st_ino)
+
     def _open(self) -> io.TextIOWrapper:
         stream = super()._open()
         self._regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
@@ -69,3 +98,15 @@ class LogFile(RotatingFileHandler):
         with contextlib.suppress(OSError, ValueError):  # stderr gone too: nothing else to tell
             sys.stderr.write(f"logging: {text}\n")
             sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _folder_locked(folder: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` (every process writing a log there takes the same one); held
+    only while files are renamed, a few times per ``max_bytes`` written."""
+    fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -128,3 +130,33 @@ def test_a_record_is_formatted_once_for_stdout_the_log_file_and_its_rollover_che
     in_file = (tmp_path / "consumer.sigma.log").read_text(encoding="utf-8").splitlines()
     on_stdout = capsys.readouterr().out.splitlines()
     assert in_file == on_stdout and [line.split(": ", 1)[1] for line in in_file] == made
+
+
+WRITER = """
+import logging, sys
+from shared.service.logfile import LogFile
+handler = LogFile(sys.argv[1], max_bytes=2_000, backups=10_000)
+handler.setFormatter(logging.Formatter("%(message)s"))
+for number in range(int(sys.argv[3])):
+    handler.emit(logging.makeLogRecord({"msg": f"{sys.argv[2]} line {number:05d} " + "x" * 40}))
+handler.close()
+"""
+
+
+def test_two_processes_writing_one_log_file_lose_no_line_as_they_rotate_it(tmp_path: Path) -> None:
+    """The replicas of one service (``docker compose --scale``) write one file in the shared logs folder:
+    every line of both is in the file or a backup, each once, however their rotations interleave."""
+    path, lines = tmp_path / "consumer.sigma.log", 2_000
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(lines)], cwd=Path.cwd())
+        for name in ("first", "second")
+    ]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+
+    written = [
+        line for file in tmp_path.glob("consumer.sigma.log*") for line in file.read_text().splitlines()
+    ]
+    assert len(list(tmp_path.glob("consumer.sigma.log.*"))) > 50  # they rotated it many times
+    assert sorted(written) == sorted(
+        f"{name} line {n:05d} " + "x" * 40 for name in ("first", "second") for n in range(lines)
+    )
