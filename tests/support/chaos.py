@@ -52,7 +52,7 @@ SERVICES = (
     "consumer.syntex_system",
     "consumer.syntex_system2",
     "consumer.sigma",
-    "consumer.sigma2",
+    "consumer.sigma-2",
     "monitor",
     "cleanup",
 )
@@ -62,7 +62,8 @@ LEASE_S = 4
 
 
 def chaos_config(seed: int) -> str:
-    """The configuration over the shipped one: two consumer processes per wrapper watching incoming/,
+    """The configuration over the shipped one: two consumer processes per wrapper watching incoming/ (two
+    consumers of one wrapper for syntex_system, one consumer with two instances for sigma),
     every schedule ticking within seconds but the producer's (ticked by the test), short leases, fast
     reconnects and restarts."""
     return f"""
@@ -71,14 +72,12 @@ schedules:
   consumer.syntex_system:  {{cron: "@every 5s"}}
   consumer.syntex_system2: {{cron: "@every 5s"}}
   consumer.sigma:          {{cron: "@every 5s"}}
-  consumer.sigma2:         {{cron: "@every 5s"}}
   monitor:                 {{cron: "@every 10s"}}
   cleanup:                 {{cron: "@every 2s"}}
 consumers:
   syntex_system:  {CONSUMER}
   syntex_system2: {{wrapper: syntex_system, {CONSUMER[1:]}
-  sigma:          {CONSUMER}
-  sigma2:         {{wrapper: sigma, {CONSUMER[1:]}
+  sigma:          {{instances: 2, {CONSUMER[1:]}
 queue: {{lease_s: {LEASE_S}}}
 producer: {{batch: 20, seed: {seed}}}
 nats:
@@ -173,7 +172,8 @@ class Up:
 
 
 def _service_name(argv: list[str]) -> str | None:
-    """``python -m services.consumer --wrapper sigma2`` -> ``consumer.sigma2``; nats-server; else None."""
+    """``python -m services.consumer --wrapper syntex_system2`` -> ``consumer.syntex_system2``; nats-server;
+    else None."""
     if argv and NATS in Path(argv[0]).name:
         return NATS
     if "-m" not in argv[:-1]:

@@ -67,6 +67,7 @@ from shared.queue import (
     JobMeta,
     QueueFault,
 )
+from shared.service_table import INSTANCE_MARK
 from shared.timing import set_within
 from shared.watch import watching
 from tests.support.chaos import (
@@ -108,6 +109,8 @@ FLOOD_HOLD_S = 10.0  # the flood waits in incoming/ this long while the loop wor
 HOSTILE_ROUNDS = 10  # every hostile body on every subject, this many times
 TURN_S = 120.0  # the longest the loop may take to turn after a fault (a full backlog included)
 CONSUMERS = tuple(service for service in SERVICES if service.startswith("consumer."))
+# a consumer's instances share its schedule: consumer.sigma and consumer.sigma-2 tick on consumer.sigma
+CONSUMER_SCHEDULES = tuple(dict.fromkeys(service.partition(INSTANCE_MARK)[0] for service in CONSUMERS))
 WITHDRAWN = "withdrawn"  # beside the queue: flood files taken out of incoming/ again
 HOSTILE_NAMES: tuple[bytes, ...] = (
     b"\xff" * 100 + b".txt",  # not UTF-8; escaped, its quarantine name is 300+ characters
@@ -301,7 +304,7 @@ FAULTS: dict[str, Callable[[Run, Fault], Awaitable[None]]] = {
 
 
 def _subjects() -> list[str]:
-    schedules = ("producer", "monitor", "cleanup", *CONSUMERS)
+    schedules = ("producer", "monitor", "cleanup", *CONSUMER_SCHEDULES)
     return [*EVENT_TYPES, *REQUEST_TYPES, subjects.SERVICE_PING, *map(subjects.tick, schedules)]
 
 
