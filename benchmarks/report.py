@@ -105,7 +105,9 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
         figure = _rate(out.big_queue) + share + _cpu(out, "queued-big")
         table.append((label, figure, "flat", _ratio(out.big_queue, out.baseline_big)))
     if out.slow is not None:
-        figure = f"{out.slow:.1f} jobs/s = {out.slow / IDEAL_SLOW:.1%} of {IDEAL_SLOW:.0f}"
+        figure = f"{out.slow:.1f} jobs/s = {out.slow / IDEAL_SLOW:.1%} of {IDEAL_SLOW:.0f}" + _cpu(
+            out, "slow-c16"
+        )
         label = f"slow backend {SLOW_DELAY_S * 1000:.0f} ms, c=16 ({sizes.slow_jobs} jobs)"
         table.append((label, figure, ">= 90 %", _ratio(out.slow, out.baseline_slow)))
         table += _before_row(out.slow, out.before_slow, IDEAL_SLOW, out, "before-slow-c16")
