@@ -23,7 +23,7 @@ from pathlib import Path
 
 from shared.config import DEFAULT_MAX_HEADER_BYTES
 from shared.names import job_id_problem, name_problem
-from shared.queue.faults import FileFault, on_file, renamed
+from shared.queue.faults import QueueFault, fault, on_file, renamed
 from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
 from shared.queue.intake import UnreadableFile, claimed_job_id, read_bounded
 from shared.queue.jobfile import Job, JobFileError, parse_job
@@ -172,8 +172,7 @@ class Claims:
             queue.sidecar_path(INCOMING, claim.job_id),
             queue.attempts_path(claim.job_id),
         ):
-            with contextlib.suppress(FileNotFoundError, FileFault), on_file("remove a finished claim", path):
-                path.unlink()
+            _remove(path)
 
     def all(self) -> list[ClaimFile]:
         folder = self.queue.folder(PROCESSING)
@@ -186,6 +185,19 @@ class Claims:
         return [
             claim for claim in self.all() if (clock := claim.lease_clock()) is not None and clock < cutoff
         ]
+
+
+def _remove(path: Path) -> None:
+    """Remove a file of a finished job if it is there (usually it is not: no context managers here, this
+    runs four times per job); a name the filesystem refuses stays, a folder that fails is the queue's."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        problem = fault("remove a finished claim", path, error)
+        if isinstance(problem, QueueFault):
+            raise problem from error
 
 
 def _touch(path: Path) -> None:

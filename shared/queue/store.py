@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -66,6 +67,10 @@ _ABSENT: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOO
 # Ids judged good for this queue and remembered: a job's id is judged once, not for each of the ~15
 # paths a job needs; more than the jobs in flight at the highest concurrency, so a job stays in it.
 VALID_IDS_KEPT: Final = 4096
+# Day folder names remembered for lookups: the days a recent job is probed in, for a few weeks of jobs.
+DAY_NAMES_KEPT: Final = 64
+# Where a result is before it is archived: looked up first, one stat each.
+_UNARCHIVED: Final = tuple(folder for folder in RESULT_FOLDERS if folder != ARCHIVE)
 
 
 class InvalidJobId(ValueError):
@@ -88,6 +93,7 @@ class FileQueue:
         self.root = root
         self._leftovers: set[Path] = set()  # staging files a failed write could not remove
         self._folders: dict[str, Path] = {}
+        self._prefixes: dict[str, str] = {}  # folder name -> "<root>/<folder>/": lookups join strings
         self._name_max: int | None = None  # NAME_MAX of the root's filesystem, asked once it exists
         self._valid_ids: set[str] = set()  # ids that kept the name rule under that NAME_MAX
 
@@ -96,6 +102,13 @@ class FileQueue:
         if path is None:
             path = self._folders[name] = self.root / name
         return path
+
+    def _prefix(self, name: str) -> str:
+        """``<root>/<name>/`` as a string: the per-job lookups build their paths from it, not from Paths."""
+        prefix = self._prefixes.get(name)
+        if prefix is None:
+            prefix = self._prefixes[name] = os.path.join(self.folder(name), "")
+        return prefix
 
     def ensure(self) -> None:
         for name in ALL_FOLDERS:
@@ -336,8 +349,8 @@ class FileQueue:
     def result_path(self, job_id: str) -> Path | None:
         """Where the result of ``job_id`` is: ``processed/``, ``error/`` or the archive; None if nowhere."""
         name = self.file_name(job_id, RESULT_SUFFIX)
-        for folder in RESULT_FOLDERS:
-            if folder != ARCHIVE and _holds(self.folder(folder), name):
+        for folder in _UNARCHIVED:
+            if _holds(self._prefix(folder) + name):
                 return self.folder(folder) / name
         return self.archived_path(job_id)
 
@@ -351,12 +364,12 @@ class FileQueue:
         of earlier versions is found too.
         """
         name = self.file_name(job_id, RESULT_SUFFIX)
-        archive = self.folder(ARCHIVE)
-        if _holds(archive, name):
-            return archive / name
+        archive = self._prefix(ARCHIVE)
+        if _holds(archive + name):
+            return self.folder(ARCHIVE) / name
         for day in self._archive_days_for(job_id, today or datetime.now(UTC).date()):
-            if _holds(archive, os.path.join(day, name)):
-                return archive / day / name
+            if _holds(f"{archive}{day}/{name}"):
+                return self.folder(ARCHIVE) / day / name
         return None
 
     def _archive_days_for(self, job_id: str, today: date) -> Iterator[str]:
@@ -370,7 +383,7 @@ class FileQueue:
             return
         day = first
         while day <= last:
-            yield archive_day_name(day)
+            yield _day_folder_name(day)
             day += timedelta(days=1)
 
     def job_ids(self, folder: str) -> Iterator[str]:
@@ -474,10 +487,9 @@ class FileQueue:
         self.write_atomic(self.attempts_path(job_id), data)
 
 
-def _holds(folder: Path, name: str) -> bool:
-    """Whether ``folder``/``name`` exists (one ``stat``, no path objects: this runs several times per
-    job); a folder that cannot be looked into is the queue's fault."""
-    path = os.path.join(folder, name)
+def _holds(path: str) -> bool:
+    """Whether a file ``path`` exists (one ``stat``, no path objects: this runs a dozen times per job); a
+    folder that cannot be looked into is the queue's fault."""
     try:
         os.stat(path)
     except OSError as error:
@@ -488,6 +500,12 @@ def _holds(folder: Path, name: str) -> bool:
     except ValueError:  # a NUL in the name: nothing by that name can exist
         return False
     return True
+
+
+@lru_cache(maxsize=DAY_NAMES_KEPT)
+def _day_folder_name(day: date) -> str:
+    """:func:`archive_day_name` of ``day``, remembered: the lookup asks for the same few days per job."""
+    return archive_day_name(day)
 
 
 def _file_names(folder: Path) -> Iterator[str]:
