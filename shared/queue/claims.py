@@ -15,7 +15,6 @@ None or False, a :class:`FileFault` is the job file's, a :class:`QueueFault` the
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -109,9 +108,14 @@ class Claims:
         return ClaimFile(job_id, self.token, target)
 
     def _move_sidecar(self, job_id: str, origin: str, destination: str) -> None:
+        """Move the job's sidecar along, if it has one (a job of the original layout; usually none)."""
         source = self.queue.sidecar_path(origin, job_id)
-        with contextlib.suppress(FileNotFoundError), on_file("move metadata", source):
+        try:
             os.rename(source, self.queue.sidecar_path(destination, job_id))
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise fault("move metadata", source, error) from error
 
     def read_job(
         self, claim: ClaimFile, max_bytes: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
