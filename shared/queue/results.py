@@ -225,7 +225,7 @@ def load_history(queue: FileQueue, job_id: str) -> History:
     cannot be moved stays, and is replaced by the next history written). :class:`QueueFault` when the
     queue cannot be read or written.
     """
-    path = queue.attempts_path(job_id)
+    path = queue.attempts_file(job_id)
     try:  # no context manager: most jobs have no history, and this runs for every one
         return History(_HISTORY.validate_json(read_bounded(path, MAX_HISTORY_BYTES)))
     except FileNotFoundError:
@@ -243,7 +243,7 @@ def load_history(queue: FileQueue, job_id: str) -> History:
         why = f"{where}: {first['msg']}"
     detail = f"attempt history unreadable ({why}); counted as empty"
     try:
-        return History([], quarantine(queue, path, "bad_attempts", detail))
+        return History([], quarantine(queue, Path(path), "bad_attempts", detail))
     except FileFault:
         return History([])
 

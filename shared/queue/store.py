@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from shared.names import folder_name_max, job_id_problem
-from shared.queue.faults import QueueFault, folder_of, on_folder, on_own, renamed
+from shared.queue.faults import FilePath, QueueFault, folder_of, on_folder, on_own, renamed
 from shared.queue.folders import (
     ALL_FOLDERS,
     ARCHIVE,
@@ -91,7 +91,7 @@ def new_job_id(now: datetime | None = None) -> str:
 class FileQueue:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._leftovers: set[Path] = set()  # staging files a failed write could not remove
+        self._leftovers: set[FilePath] = set()  # staging files a failed write could not remove
         self._folders: dict[str, Path] = {}
         self._prefixes: dict[str, str] = {}  # folder name -> "<root>/<folder>/": lookups join strings
         self._name_max: int | None = None  # NAME_MAX of the root's filesystem, asked once it exists
@@ -102,6 +102,11 @@ class FileQueue:
         if path is None:
             path = self._folders[name] = self.root / name
         return path
+
+    def located(self, folder: str, file_name: str) -> str:
+        """``<root>/<folder>/<file_name>`` as a string: what the per-job file operations pass to the system
+        (a Path per file and job costs more than the system call it names)."""
+        return self._prefix(folder) + file_name
 
     def _prefix(self, name: str) -> str:
         """``<root>/<name>/`` as a string: the per-job lookups build their paths from it, not from Paths."""
@@ -117,7 +122,7 @@ class FileQueue:
     # -- writing ---------------------------------------------------------------------------------
 
     def write_atomic(
-        self, target: Path, data: bytes, *, fsync: bool = False, exclusive: bool = False
+        self, target: FilePath, data: bytes, *, fsync: bool = False, exclusive: bool = False
     ) -> bool:
         """Write ``data`` to ``.tmp/`` and move it to ``target`` in one step.
 
@@ -127,7 +132,7 @@ class FileQueue:
         :class:`~shared.queue.faults.FileFault` when the filesystem refuses the name; the staging file
         never stays behind (see :meth:`sweep_staging`).
         """
-        staging = self.folder(TMP) / f"{target.name}.{secrets.token_hex(4)}.part"
+        staging = self.located(TMP, f"{os.path.basename(target)}.{secrets.token_hex(4)}.part")
         with on_own("write a staging file", staging):
             self._write_new(staging, data, fsync)
         try:
@@ -143,7 +148,7 @@ class FileQueue:
             self.discard(staging)  # after a replace: gone already
         return True
 
-    def _write_new(self, path: Path, data: bytes, fsync: bool) -> None:
+    def _write_new(self, path: FilePath, data: bytes, fsync: bool) -> None:
         """Create ``path`` with ``data``; on any failure nothing of it stays (or it is remembered)."""
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, NEW_FILE_MODE)
         try:
@@ -162,7 +167,7 @@ class FileQueue:
             self.discard(path)
             raise
 
-    def discard(self, staging: Path) -> None:
+    def discard(self, staging: FilePath) -> None:
         """Remove a file the queue made and no longer wants (a staging file, a probe, a note whose file
         was not moved); one that cannot be removed now is remembered for :meth:`sweep_staging`."""
         try:
@@ -249,7 +254,7 @@ class FileQueue:
         :meth:`_settle` leaves exactly one result: ``processed/`` wins over ``error/``. Raises
         :class:`QueueFault` (nothing was filed) when the queue cannot be written.
         """
-        target = self.result_in(folder, job_id)
+        target = self.located(folder, self.file_name(job_id, RESULT_SUFFIX))
         if self.result_path(job_id) is not None:
             return False
         data = (
@@ -269,7 +274,7 @@ class FileQueue:
         try:
             if folder == PROCESSED:
                 try:
-                    (self.folder(ERROR) / name).unlink()
+                    os.unlink(self.located(ERROR, name))
                 except FileNotFoundError:
                     return True
                 log.warning(
@@ -324,14 +329,26 @@ class FileQueue:
             self._valid_ids.add(job_id)
 
     def job_path(self, folder: str, job_id: str) -> Path:
-        return self.folder(folder) / self.file_name(job_id, JOB_SUFFIX)
+        return Path(self.job_file(folder, job_id))
+
+    def job_file(self, folder: str, job_id: str) -> str:
+        """:meth:`job_path` as a string, for the per-job file operations."""
+        return self.located(folder, self.file_name(job_id, JOB_SUFFIX))
 
     def sidecar_path(self, folder: str, job_id: str) -> Path:
         """Metadata of the original layout: ``X.json`` beside ``X.txt``."""
-        return self.folder(folder) / self.file_name(job_id, RESULT_SUFFIX)
+        return Path(self.sidecar_file(folder, job_id))
+
+    def sidecar_file(self, folder: str, job_id: str) -> str:
+        """:meth:`sidecar_path` as a string, for the per-job file operations."""
+        return self.located(folder, self.file_name(job_id, RESULT_SUFFIX))
 
     def attempts_path(self, job_id: str) -> Path:
-        return self.folder(ATTEMPTS) / self.file_name(job_id, RESULT_SUFFIX)
+        return Path(self.attempts_file(job_id))
+
+    def attempts_file(self, job_id: str) -> str:
+        """:meth:`attempts_path` as a string, for the per-job file operations."""
+        return self.located(ATTEMPTS, self.file_name(job_id, RESULT_SUFFIX))
 
     def result_in(self, folder: str, job_id: str) -> Path:
         """Where the result of ``job_id`` is (or would be) in ``processed/`` or ``error/``."""
