@@ -15,7 +15,6 @@ None or False, a :class:`FileFault` is the job file's, a :class:`QueueFault` the
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from shared.config import DEFAULT_MAX_HEADER_BYTES
 from shared.names import job_id_problem, name_problem
-from shared.queue.faults import FileFault, on_file, renamed
+from shared.queue.faults import FilePath, QueueFault, fault, on_file, renamed
 from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
 from shared.queue.intake import UnreadableFile, claimed_job_id, read_bounded
 from shared.queue.jobfile import Job, JobFileError, parse_job
@@ -103,15 +102,20 @@ class Claims:
     def take(self, job_id: str) -> ClaimFile | None:
         """Claim a waiting job; exactly one caller wins. The lease starts now. None when it is gone."""
         target = self.path(job_id)
-        if not renamed("claim", self.queue.job_path(INCOMING, job_id), target):
+        if not renamed("claim", self.queue.job_file(INCOMING, job_id), target):
             return None
         self._move_sidecar(job_id, INCOMING, PROCESSING)
         return ClaimFile(job_id, self.token, target)
 
     def _move_sidecar(self, job_id: str, origin: str, destination: str) -> None:
-        source = self.queue.sidecar_path(origin, job_id)
-        with contextlib.suppress(FileNotFoundError), on_file("move metadata", source):
-            os.rename(source, self.queue.sidecar_path(destination, job_id))
+        """Move the job's sidecar along, if it has one (a job of the original layout; usually none)."""
+        source = self.queue.sidecar_file(origin, job_id)
+        try:
+            os.rename(source, self.queue.sidecar_file(destination, job_id))
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise fault("move metadata", source, error) from error
 
     def read_job(
         self, claim: ClaimFile, max_bytes: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
@@ -124,7 +128,7 @@ class Claims:
         read; an unreadable sidecar is ignored.
         """
         try:
-            sidecar: bytes | None = read_bounded(self.queue.sidecar_path(PROCESSING, claim.job_id), max_bytes)
+            sidecar: bytes | None = read_bounded(self.queue.sidecar_file(PROCESSING, claim.job_id), max_bytes)
         except (OSError, UnreadableFile):
             sidecar = None
         try:
@@ -168,12 +172,11 @@ class Claims:
         queue = self.queue
         for path in (
             claim.path,
-            queue.sidecar_path(PROCESSING, claim.job_id),
-            queue.sidecar_path(INCOMING, claim.job_id),
-            queue.attempts_path(claim.job_id),
+            queue.sidecar_file(PROCESSING, claim.job_id),
+            queue.sidecar_file(INCOMING, claim.job_id),
+            queue.attempts_file(claim.job_id),
         ):
-            with contextlib.suppress(FileNotFoundError, FileFault), on_file("remove a finished claim", path):
-                path.unlink()
+            _remove(path)
 
     def all(self) -> list[ClaimFile]:
         folder = self.queue.folder(PROCESSING)
@@ -186,6 +189,19 @@ class Claims:
         return [
             claim for claim in self.all() if (clock := claim.lease_clock()) is not None and clock < cutoff
         ]
+
+
+def _remove(path: FilePath) -> None:
+    """Remove a file of a finished job if it is there (usually it is not: no context managers here, this
+    runs four times per job); a name the filesystem refuses stays, a folder that fails is the queue's."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        problem = fault("remove a finished claim", path, error)
+        if isinstance(problem, QueueFault):
+            raise problem from error
 
 
 def _touch(path: Path) -> None:

@@ -22,6 +22,10 @@ from typing import Final
 
 from shared.names import shown
 
+# A file's path as the queue's hot paths pass it: a plain string (no Path built per file and job) or a
+# Path; made a Path only when a fault is said.
+FilePath = str | Path
+
 FILE_ERRNOS: Final = frozenset(
     {errno.ENAMETOOLONG, errno.EILSEQ, errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.ELOOP}
 )
@@ -36,9 +40,9 @@ def errno_name(error: OSError) -> str:
     return errno.errorcode.get(number, f"errno {number}")
 
 
-def folder_of(path: Path) -> str:
+def folder_of(path: FilePath) -> str:
     """The folder of the queue a file is in, as a log line names it: ``processed/``."""
-    return f"{shown(path.parent.name)}/"
+    return f"{shown(Path(path).parent.name)}/"
 
 
 class QueueFault(Exception):
@@ -57,15 +61,15 @@ class QueueFault(Exception):
 class FileFault(Exception):
     """This one file cannot be handled (its name or kind); the others can."""
 
-    def __init__(self, operation: str, path: Path, error: OSError) -> None:
+    def __init__(self, operation: str, path: FilePath, error: OSError) -> None:
         self.operation = operation
-        self.path = path
+        self.path = Path(path)
         self.errno_name = errno_name(error)
         self.reason = error.strerror or str(error)
         super().__init__(f"{operation}: {self.reason} ({self.errno_name})")
 
 
-def fault(operation: str, path: Path, error: OSError, *, own: bool = False) -> QueueFault | FileFault:
+def fault(operation: str, path: FilePath, error: OSError, *, own: bool = False) -> QueueFault | FileFault:
     """The kind of fault ``error`` is, raised by ``operation`` on ``path``. For a file of the queue's own
     (``own``: a result, a note, a staging file) a missing file means a missing folder: the queue's."""
     if error.errno in FILE_ERRNOS and not (own and error.errno == errno.ENOENT):
@@ -74,7 +78,7 @@ def fault(operation: str, path: Path, error: OSError, *, own: bool = False) -> Q
 
 
 @contextmanager
-def on_file(operation: str, path: Path) -> Iterator[None]:
+def on_file(operation: str, path: FilePath) -> Iterator[None]:
     """Around a call on one file that may be gone: ``FileNotFoundError`` passes as it is (the caller skips
     the file), other errors come out as :class:`FileFault` or :class:`QueueFault`."""
     try:
@@ -86,7 +90,7 @@ def on_file(operation: str, path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def on_own(operation: str, path: Path) -> Iterator[None]:
+def on_own(operation: str, path: FilePath) -> Iterator[None]:
     """Around a call that makes a file of the queue's own (a result, a note, a staging file): a missing
     folder is the queue's fault, a name the filesystem refuses is this file's."""
     try:
@@ -107,7 +111,7 @@ def on_folder(operation: str, folder: Path) -> Iterator[None]:
         raise QueueFault(operation, f"{shown(folder.name)}/", error) from error
 
 
-def renamed(operation: str, source: Path, target: Path) -> bool:
+def renamed(operation: str, source: FilePath, target: FilePath) -> bool:
     """Rename ``source`` to ``target``; False when ``source`` is gone. A missing ``target`` folder (the
     source still there) is the queue's fault; other errors are sorted as :func:`on_file` sorts them."""
     try:

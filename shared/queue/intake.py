@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final, Literal, get_args
 
 from shared.names import clipped, fitted, folder_name_max, id_max_bytes, job_id_problem, name_problem, shown
-from shared.queue.faults import FileFault, on_folder, renamed
+from shared.queue.faults import FileFault, FilePath, on_folder, renamed
 from shared.queue.folders import CLAIM_NAME, JOB_SUFFIX, QUARANTINE, QUARANTINE_NOTE_SUFFIX, is_job_name
 from shared.queue.store import FileQueue
 
@@ -138,7 +138,7 @@ def describe_kind(mode: int) -> str:
     return next((label for test, label in kinds if test(mode)), "not a regular file")
 
 
-def read_bounded(path: Path, max_bytes: int) -> bytes:
+def read_bounded(path: FilePath, max_bytes: int) -> bytes:
     """The whole of a regular file of at most ``max_bytes``; raises :class:`UnreadableFile` otherwise.
 
     Never follows a symlink or reads a file that has other names (hard links), never blocks on a FIFO,

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from shared.queue.faults import FileFault, on_file
+from shared.queue.faults import FileFault, QueueFault, fault
 from shared.queue.folders import ERROR, PROCESSED, RESULT_SUFFIX, ResultFolder
 from shared.queue.intake import Quarantined, UnreadableFile, quarantine, read_bounded
 from shared.queue.jobfile import Job, JobMeta
@@ -225,14 +225,16 @@ def load_history(queue: FileQueue, job_id: str) -> History:
     cannot be moved stays, and is replaced by the next history written). :class:`QueueFault` when the
     queue cannot be read or written.
     """
-    path = queue.attempts_path(job_id)
-    try:
-        with on_file("read the attempt history", path):
-            return History(_HISTORY.validate_json(read_bounded(path, MAX_HISTORY_BYTES)))
+    path = queue.attempts_file(job_id)
+    try:  # no context manager: most jobs have no history, and this runs for every one
+        return History(_HISTORY.validate_json(read_bounded(path, MAX_HISTORY_BYTES)))
     except FileNotFoundError:
         return History([])
-    except FileFault as exc:
-        why = str(exc)
+    except OSError as error:
+        problem = fault("read the attempt history", path, error)
+        if isinstance(problem, QueueFault):
+            raise problem from error
+        why = str(problem)
     except UnreadableFile as exc:
         why = str(exc)
     except ValidationError as exc:
@@ -241,7 +243,7 @@ def load_history(queue: FileQueue, job_id: str) -> History:
         why = f"{where}: {first['msg']}"
     detail = f"attempt history unreadable ({why}); counted as empty"
     try:
-        return History([], quarantine(queue, path, "bad_attempts", detail))
+        return History([], quarantine(queue, Path(path), "bad_attempts", detail))
     except FileFault:
         return History([])
 

@@ -19,11 +19,12 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
 from shared.names import folder_name_max, job_id_problem
-from shared.queue.faults import QueueFault, folder_of, on_folder, on_own, renamed
+from shared.queue.faults import FilePath, QueueFault, folder_of, on_folder, on_own, renamed
 from shared.queue.folders import (
     ALL_FOLDERS,
     ARCHIVE,
@@ -66,6 +67,10 @@ _ABSENT: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOO
 # Ids judged good for this queue and remembered: a job's id is judged once, not for each of the ~15
 # paths a job needs; more than the jobs in flight at the highest concurrency, so a job stays in it.
 VALID_IDS_KEPT: Final = 4096
+# Day folder names remembered for lookups: the days a recent job is probed in, for a few weeks of jobs.
+DAY_NAMES_KEPT: Final = 64
+# Where a result is before it is archived: looked up first, one stat each.
+_UNARCHIVED: Final = tuple(folder for folder in RESULT_FOLDERS if folder != ARCHIVE)
 
 
 class InvalidJobId(ValueError):
@@ -86,8 +91,9 @@ def new_job_id(now: datetime | None = None) -> str:
 class FileQueue:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._leftovers: set[Path] = set()  # staging files a failed write could not remove
+        self._leftovers: set[FilePath] = set()  # staging files a failed write could not remove
         self._folders: dict[str, Path] = {}
+        self._prefixes: dict[str, str] = {}  # folder name -> "<root>/<folder>/": lookups join strings
         self._name_max: int | None = None  # NAME_MAX of the root's filesystem, asked once it exists
         self._valid_ids: set[str] = set()  # ids that kept the name rule under that NAME_MAX
 
@@ -97,6 +103,18 @@ class FileQueue:
             path = self._folders[name] = self.root / name
         return path
 
+    def located(self, folder: str, file_name: str) -> str:
+        """``<root>/<folder>/<file_name>`` as a string: what the per-job file operations pass to the system
+        (a Path per file and job costs more than the system call it names)."""
+        return self._prefix(folder) + file_name
+
+    def _prefix(self, name: str) -> str:
+        """``<root>/<name>/`` as a string: the per-job lookups build their paths from it, not from Paths."""
+        prefix = self._prefixes.get(name)
+        if prefix is None:
+            prefix = self._prefixes[name] = os.path.join(self.folder(name), "")
+        return prefix
+
     def ensure(self) -> None:
         for name in ALL_FOLDERS:
             self.folder(name).mkdir(parents=True, exist_ok=True)
@@ -104,7 +122,7 @@ class FileQueue:
     # -- writing ---------------------------------------------------------------------------------
 
     def write_atomic(
-        self, target: Path, data: bytes, *, fsync: bool = False, exclusive: bool = False
+        self, target: FilePath, data: bytes, *, fsync: bool = False, exclusive: bool = False
     ) -> bool:
         """Write ``data`` to ``.tmp/`` and move it to ``target`` in one step.
 
@@ -114,7 +132,7 @@ class FileQueue:
         :class:`~shared.queue.faults.FileFault` when the filesystem refuses the name; the staging file
         never stays behind (see :meth:`sweep_staging`).
         """
-        staging = self.folder(TMP) / f"{target.name}.{secrets.token_hex(4)}.part"
+        staging = self.located(TMP, f"{os.path.basename(target)}.{secrets.token_hex(4)}.part")
         with on_own("write a staging file", staging):
             self._write_new(staging, data, fsync)
         try:
@@ -130,7 +148,7 @@ class FileQueue:
             self.discard(staging)  # after a replace: gone already
         return True
 
-    def _write_new(self, path: Path, data: bytes, fsync: bool) -> None:
+    def _write_new(self, path: FilePath, data: bytes, fsync: bool) -> None:
         """Create ``path`` with ``data``; on any failure nothing of it stays (or it is remembered)."""
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, NEW_FILE_MODE)
         try:
@@ -149,7 +167,7 @@ class FileQueue:
             self.discard(path)
             raise
 
-    def discard(self, staging: Path) -> None:
+    def discard(self, staging: FilePath) -> None:
         """Remove a file the queue made and no longer wants (a staging file, a probe, a note whose file
         was not moved); one that cannot be removed now is remembered for :meth:`sweep_staging`."""
         try:
@@ -236,7 +254,7 @@ class FileQueue:
         :meth:`_settle` leaves exactly one result: ``processed/`` wins over ``error/``. Raises
         :class:`QueueFault` (nothing was filed) when the queue cannot be written.
         """
-        target = self.result_in(folder, job_id)
+        target = self.located(folder, self.file_name(job_id, RESULT_SUFFIX))
         if self.result_path(job_id) is not None:
             return False
         data = (
@@ -256,7 +274,7 @@ class FileQueue:
         try:
             if folder == PROCESSED:
                 try:
-                    (self.folder(ERROR) / name).unlink()
+                    os.unlink(self.located(ERROR, name))
                 except FileNotFoundError:
                     return True
                 log.warning(
@@ -311,14 +329,26 @@ class FileQueue:
             self._valid_ids.add(job_id)
 
     def job_path(self, folder: str, job_id: str) -> Path:
-        return self.folder(folder) / self.file_name(job_id, JOB_SUFFIX)
+        return Path(self.job_file(folder, job_id))
+
+    def job_file(self, folder: str, job_id: str) -> str:
+        """:meth:`job_path` as a string, for the per-job file operations."""
+        return self.located(folder, self.file_name(job_id, JOB_SUFFIX))
 
     def sidecar_path(self, folder: str, job_id: str) -> Path:
         """Metadata of the original layout: ``X.json`` beside ``X.txt``."""
-        return self.folder(folder) / self.file_name(job_id, RESULT_SUFFIX)
+        return Path(self.sidecar_file(folder, job_id))
+
+    def sidecar_file(self, folder: str, job_id: str) -> str:
+        """:meth:`sidecar_path` as a string, for the per-job file operations."""
+        return self.located(folder, self.file_name(job_id, RESULT_SUFFIX))
 
     def attempts_path(self, job_id: str) -> Path:
-        return self.folder(ATTEMPTS) / self.file_name(job_id, RESULT_SUFFIX)
+        return Path(self.attempts_file(job_id))
+
+    def attempts_file(self, job_id: str) -> str:
+        """:meth:`attempts_path` as a string, for the per-job file operations."""
+        return self.located(ATTEMPTS, self.file_name(job_id, RESULT_SUFFIX))
 
     def result_in(self, folder: str, job_id: str) -> Path:
         """Where the result of ``job_id`` is (or would be) in ``processed/`` or ``error/``."""
@@ -336,8 +366,8 @@ class FileQueue:
     def result_path(self, job_id: str) -> Path | None:
         """Where the result of ``job_id`` is: ``processed/``, ``error/`` or the archive; None if nowhere."""
         name = self.file_name(job_id, RESULT_SUFFIX)
-        for folder in RESULT_FOLDERS:
-            if folder != ARCHIVE and _holds(self.folder(folder), name):
+        for folder in _UNARCHIVED:
+            if _holds(self._prefix(folder) + name):
                 return self.folder(folder) / name
         return self.archived_path(job_id)
 
@@ -351,12 +381,12 @@ class FileQueue:
         of earlier versions is found too.
         """
         name = self.file_name(job_id, RESULT_SUFFIX)
-        archive = self.folder(ARCHIVE)
-        if _holds(archive, name):
-            return archive / name
+        archive = self._prefix(ARCHIVE)
+        if _holds(archive + name):
+            return self.folder(ARCHIVE) / name
         for day in self._archive_days_for(job_id, today or datetime.now(UTC).date()):
-            if _holds(archive, os.path.join(day, name)):
-                return archive / day / name
+            if _holds(f"{archive}{day}/{name}"):
+                return self.folder(ARCHIVE) / day / name
         return None
 
     def _archive_days_for(self, job_id: str, today: date) -> Iterator[str]:
@@ -370,7 +400,7 @@ class FileQueue:
             return
         day = first
         while day <= last:
-            yield archive_day_name(day)
+            yield _day_folder_name(day)
             day += timedelta(days=1)
 
     def job_ids(self, folder: str) -> Iterator[str]:
@@ -474,10 +504,9 @@ class FileQueue:
         self.write_atomic(self.attempts_path(job_id), data)
 
 
-def _holds(folder: Path, name: str) -> bool:
-    """Whether ``folder``/``name`` exists (one ``stat``, no path objects: this runs several times per
-    job); a folder that cannot be looked into is the queue's fault."""
-    path = os.path.join(folder, name)
+def _holds(path: str) -> bool:
+    """Whether a file ``path`` exists (one ``stat``, no path objects: this runs a dozen times per job); a
+    folder that cannot be looked into is the queue's fault."""
     try:
         os.stat(path)
     except OSError as error:
@@ -488,6 +517,12 @@ def _holds(folder: Path, name: str) -> bool:
     except ValueError:  # a NUL in the name: nothing by that name can exist
         return False
     return True
+
+
+@lru_cache(maxsize=DAY_NAMES_KEPT)
+def _day_folder_name(day: date) -> str:
+    """:func:`archive_day_name` of ``day``, remembered: the lookup asks for the same few days per job."""
+    return archive_day_name(day)
 
 
 def _file_names(folder: Path) -> Iterator[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +37,8 @@ _SUFFIX = (
 )
 _GROUP = "field_"  # regex group name prefix, so that field keys cannot clash with the marker groups
 _HORIZONTAL_RULE = re.compile(r"^[ \t]*([-*_=])(?:[ \t]*\1){2,}[ \t]*$")
+REGEXES_KEPT = 256  # compiled header regexes kept: more formats than any catalog has
+_regexes: dict[int, tuple[FormatSpec, re.Pattern[str]]] = {}  # id of a format -> (it, its regex)
 
 
 class HeaderHit(BaseModel):
@@ -86,13 +87,20 @@ def _field_pattern(labels: list[str]) -> str:
     return "|".join(sorted(patterns, key=lambda pattern: (-len(pattern), pattern)))
 
 
-@lru_cache(maxsize=256)
 def header_regex(fmt: FormatSpec) -> re.Pattern[str]:
-    """One regex per format: an optional marker, then one named group per field key."""
+    """One regex per format: an optional marker, then one named group per field key. Remembered per
+    format object, not by value: hashing a format model (all its fields) cost more than a line's match."""
+    known = _regexes.get(id(fmt))
+    if known is not None and known[0] is fmt:
+        return known[1]
+    if len(_regexes) >= REGEXES_KEPT:
+        _regexes.clear()
     groups = "|".join(
         f"(?P<{_GROUP}{spec.key}>{_field_pattern([spec.label, *spec.aliases])})" for spec in fmt.fields
     )
-    return re.compile(f"{_PREFIX}(?:{groups}){_SUFFIX}", re.IGNORECASE)
+    regex = re.compile(f"{_PREFIX}(?:{groups}){_SUFFIX}", re.IGNORECASE)
+    _regexes[id(fmt)] = (fmt, regex)  # holding the format keeps its id from being reused meanwhile
+    return regex
 
 
 def _style(match: re.Match[str]) -> HeaderStyle:
@@ -121,7 +129,7 @@ def _match_header(
 
 def _scan(lines: list[str], fmt: FormatSpec) -> list[tuple[int, HeaderHit, str]]:
     hits = []
-    regex = header_regex(fmt)  # looked up once: hashing a format model per line is not free
+    regex = header_regex(fmt)  # looked up once per answer, not per line
     for index, line in enumerate(lines):
         found = _match_header(line, fmt, regex, index + 1)
         if found is not None:
