@@ -60,7 +60,6 @@ def test_ours_beats_plain_thompson_sampling_and_uniform_choice() -> None:
     assert regret["passfail", "thompson"] < regret["passfail", "ours"] < regret["passfail", "uniform"], table
 
 
-
 def test_the_pass_fail_yardstick_learns_its_world() -> None:
     """``bernoulli`` (Thompson sampling on the pass itself, with the pass/fail world's own prior) finds that
     world's best arm: a yardstick for what the right model of pass/fail alone wins (README, "How well it
