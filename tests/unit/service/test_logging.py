@@ -135,7 +135,7 @@ def test_a_record_is_formatted_once_for_stdout_the_log_file_and_its_rollover_che
 WRITER = """
 import logging, sys
 from shared.service.logfile import LogFile
-handler = LogFile(sys.argv[1], max_bytes=2_000, backups=10_000)
+handler = LogFile(sys.argv[1], max_bytes=1_000, backups=10_000)
 handler.setFormatter(logging.Formatter("%(message)s"))
 for number in range(int(sys.argv[3])):
     handler.emit(logging.makeLogRecord({"msg": f"{sys.argv[2]} line {number:05d} " + "x" * 40}))
@@ -146,7 +146,7 @@ handler.close()
 def test_two_processes_writing_one_log_file_lose_no_line_as_they_rotate_it(tmp_path: Path) -> None:
     """The replicas of one service (``docker compose --scale``) write one file in the shared logs folder:
     every line of both is in the file or a backup, each once, however their rotations interleave."""
-    path, lines = tmp_path / "consumer.sigma.log", 2_000
+    path, lines = tmp_path / "consumer.sigma.log", 1_000
     writers = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(lines)], cwd=Path.cwd())
         for name in ("first", "second")
