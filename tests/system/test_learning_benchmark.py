@@ -64,7 +64,7 @@ def test_the_pass_fail_yardstick_learns_its_world() -> None:
     """``bernoulli`` (Thompson sampling on the pass itself, with the pass/fail world's own prior) finds that
     world's best arm: a yardstick for what the right model of pass/fail alone wins (README, "How well it
     learns")."""
-    rows = run_benchmark(SEEDS, ("uniform", "bernoulli"), ("passfail",))
+    rows = run_benchmark(SEEDS, ("uniform", "bernoulli"), ("passfail",), processes=1)
     by_rule = {row.rule: row for row in rows}
     assert by_rule["bernoulli"].regret < 0.3 * by_rule["uniform"].regret, render(rows, SEEDS)
     assert by_rule["bernoulli"].best_seeds == len(SEEDS), render(rows, SEEDS)
