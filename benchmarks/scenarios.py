@@ -154,10 +154,10 @@ async def throughput(bench: Bench, sizes: Sizes, out: Measured) -> None:
     for concurrency in CONCURRENCIES:
         if bench.before is not None and concurrency in BEFORE_CONCURRENCIES:
             label = f"before-c{concurrency}"
-            rate = await _one_round(bench, out, label, port, concurrency, jobs, bench.before)
+            rate = await one_round(bench, out, label, port, concurrency, jobs, bench.before)
             out.before_throughput[concurrency] = rate
         label = f"throughput-c{concurrency}"
-        rate = await _one_round(bench, out, label, port, concurrency, jobs, PROJECT_ROOT)
+        rate = await one_round(bench, out, label, port, concurrency, jobs, PROJECT_ROOT)
         out.throughput[concurrency] = rate
     label = f"throughput-c{SPLIT_CONCURRENCY}"
     await _split(
@@ -272,11 +272,11 @@ async def _ours_and_before(
     consumer just before it (so both see the same load; its row labelled ``before-<label>``)."""
     before = None
     if bench.before is not None:
-        before = await _one_round(bench, out, f"before-{label}", port, concurrency, jobs, bench.before)
-    return await _one_round(bench, out, label, port, concurrency, jobs, PROJECT_ROOT), before
+        before = await one_round(bench, out, f"before-{label}", port, concurrency, jobs, bench.before)
+    return await one_round(bench, out, label, port, concurrency, jobs, PROJECT_ROOT), before
 
 
-async def _one_round(
+async def one_round(
     bench: Bench, out: Measured, label: str, port: int, concurrency: int, jobs: int, tree: Path
 ) -> float:
     rates = await _rounds(
