@@ -155,7 +155,7 @@ def run_benchmark(
     per core unless given; 1 runs them here). Each run draws from random streams named by its rule,
     world and seed, so the figures do not depend on how the runs are spread."""
     cases = [(name, rule, seed) for name in worlds for rule in rules for seed in seeds]
-    workers = processes or len(os.sched_getaffinity(0))
+    workers = processes or _cores()
     if workers == 1:
         runs = [_run_case(case) for case in cases]
     else:  # spawned, not forked: the caller may have threads (a test runner, an event loop)
@@ -167,6 +167,13 @@ def run_benchmark(
         rows.append(Row(name, rule, runs[start : start + len(seeds)]))
         log.info("%s %s: %.0f", name, rule, rows[-1].regret)
     return rows
+
+
+def _cores() -> int:
+    """The cores this process may run on (all of them where the system does not say)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _run_case(case: tuple[str, str, int]) -> Run:
