@@ -22,7 +22,7 @@ from pathlib import Path
 
 from shared.config import DEFAULT_MAX_HEADER_BYTES
 from shared.names import job_id_problem, name_problem
-from shared.queue.faults import FilePath, QueueFault, fault, on_file, renamed
+from shared.queue.faults import FilePath, fault, file_fault, on_file, renamed
 from shared.queue.folders import CLAIM_NAME, INCOMING, JOB_SUFFIX, PROCESSING, is_job_name
 from shared.queue.intake import UnreadableFile, claimed_job_id, read_bounded
 from shared.queue.jobfile import Job, JobFileError, parse_job
@@ -199,9 +199,7 @@ def _remove(path: FilePath) -> None:
     except FileNotFoundError:
         return
     except OSError as error:
-        problem = fault("remove a finished claim", path, error)
-        if isinstance(problem, QueueFault):
-            raise problem from error
+        file_fault("remove a finished claim", path, error)  # a name the filesystem refuses stays
 
 
 def _touch(path: Path) -> None:

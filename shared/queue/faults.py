@@ -77,6 +77,16 @@ def fault(operation: str, path: FilePath, error: OSError, *, own: bool = False) 
     return QueueFault(operation, folder_of(path), error)
 
 
+def file_fault(operation: str, path: FilePath, error: OSError) -> FileFault:
+    """The fault ``error`` is when it is this one file's; a fault of the queue's is raised. For the
+    per-job calls that usually fail (no sidecar, no history), where a context manager costs more than the
+    system call."""
+    problem = fault(operation, path, error)
+    if isinstance(problem, QueueFault):
+        raise problem from error
+    return problem
+
+
 @contextmanager
 def on_file(operation: str, path: FilePath) -> Iterator[None]:
     """Around a call on one file that may be gone: ``FileNotFoundError`` passes as it is (the caller skips

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from shared.queue.faults import FileFault, QueueFault, fault
+from shared.queue.faults import FileFault, file_fault
 from shared.queue.folders import ERROR, PROCESSED, RESULT_SUFFIX, ResultFolder
 from shared.queue.intake import Quarantined, UnreadableFile, quarantine, read_bounded
 from shared.queue.jobfile import Job, JobMeta
@@ -231,10 +231,7 @@ def load_history(queue: FileQueue, job_id: str) -> History:
     except FileNotFoundError:
         return History([])
     except OSError as error:
-        problem = fault("read the attempt history", path, error)
-        if isinstance(problem, QueueFault):
-            raise problem from error
-        why = str(problem)
+        why = str(file_fault("read the attempt history", path, error))
     except UnreadableFile as exc:
         why = str(exc)
     except ValidationError as exc:
