@@ -37,24 +37,33 @@ def _short_leases(
     return settings, queue
 
 
-async def test_a_call_longer_than_the_lease_keeps_its_claim_by_renewal(
-    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
+async def _calls_outlasting_two_leases(
+    settings: Settings, queue: FileQueue, server: ScriptedServer, *, jobs: int
 ) -> None:
-    server.default = Reply(json={"response": good_answer()}, delay_s=2.0)
-    settings, queue = _short_leases(tmp_path, nats_server, server)
-    job_id = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
-    rival = Claims(queue, new_token())  # a second consumer's recovery, racing for expired claims
+    """Run the consumer until its ``jobs``-th call is out, let more than two leases pass during that call
+    — a rival's recovery, racing for expired claims, finds none and takes none — and until ``jobs`` are
+    scored."""
+    rival = Claims(queue, new_token())
     url = settings.nats.url
     assert url is not None
     async with (
         observer(url, HEARTBEATS, subjects.JOB_ALL) as (_nc, events),
         consumer_running(settings, events),
     ):
-        await server.wait_for_requests(1)
+        await server.wait_for_requests(jobs)
         await asyncio.sleep(1.3)  # the scenario itself: more than two lease periods pass during the call
         assert rival.expired(LEASE_S) == []
         assert recover_expired(rival, LEASE_S, max_attempts=3) == []
-        await events.wait_for(count(JobScored, 1))
+        await events.wait_for(count(JobScored, jobs))
+
+
+async def test_a_call_longer_than_the_lease_keeps_its_claim_by_renewal(
+    tmp_path: Path, nats_server: NatsServer, server: ScriptedServer
+) -> None:
+    server.default = Reply(json={"response": good_answer()}, delay_s=2.0)
+    settings, queue = _short_leases(tmp_path, nats_server, server)
+    job_id = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
+    await _calls_outlasting_two_leases(settings, queue, server, jobs=1)
     record = result(queue, job_id)
     assert record["status"] in ("passed", "rejected")
     assert [attempt["outcome"] for attempt in record["attempts"]] == ["answered"]
@@ -71,17 +80,7 @@ async def test_a_job_taken_by_a_finishing_slot_keeps_its_claim_by_renewal(
     settings, queue = _short_leases(tmp_path, nats_server, server, concurrency=1)
     first = queue.add_job("Erkläre, wie Katzen ihre Umgebung wahrnehmen.", JobMeta(topic="Katzen"))
     second = queue.add_job("Erkläre, wie Hunde ihre Umgebung wahrnehmen.", JobMeta(topic="Hunde"))
-    rival = Claims(queue, new_token())
-    url = settings.nats.url
-    assert url is not None
-    async with (
-        observer(url, HEARTBEATS, subjects.JOB_ALL) as (_nc, events),
-        consumer_running(settings, events),
-    ):
-        await server.wait_for_requests(2)
-        await asyncio.sleep(1.3)  # the scenario itself: more than two lease periods pass during the call
-        assert rival.expired(LEASE_S) == []
-        await events.wait_for(count(JobScored, 2))
+    await _calls_outlasting_two_leases(settings, queue, server, jobs=2)
     assert [[a["outcome"] for a in result(queue, job)["attempts"]] for job in (first, second)] == [
         ["answered"],
         ["answered"],
