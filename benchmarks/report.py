@@ -80,6 +80,11 @@ def _cpu(out: Measured, label: str) -> str:
     return "" if cpu is None else f" ({cpu:.2f} ms CPU/job)"
 
 
+def _of_ideal(rate: float, ideal: float) -> str:
+    """A rate with its share of the ideal one: ``723.4 jobs/s = 56.5% of 1,280``."""
+    return f"{rate:,.1f} jobs/s = {rate / ideal:.1%} of {ideal:,.0f}"
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} jobs/s"
 
@@ -105,9 +110,7 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
         figure = _rate(out.big_queue) + share + _cpu(out, "queued-big")
         table.append((label, figure, "flat", _ratio(out.big_queue, out.baseline_big)))
     if out.slow is not None:
-        figure = f"{out.slow:.1f} jobs/s = {out.slow / IDEAL_SLOW:.1%} of {IDEAL_SLOW:.0f}" + _cpu(
-            out, "slow-c16"
-        )
+        figure = _of_ideal(out.slow, IDEAL_SLOW) + _cpu(out, "slow-c16")
         label = f"slow backend {SLOW_DELAY_S * 1000:.0f} ms, c=16 ({sizes.slow_jobs} jobs)"
         table.append((label, figure, ">= 90 %", _ratio(out.slow, out.baseline_slow)))
         table += _before_row(out.slow, out.before_slow, IDEAL_SLOW, out, "before-slow-c16")
@@ -115,14 +118,14 @@ def rows(out: Measured, capacity: float, sizes: Sizes) -> list[Row]:
         ideal = FAST_CONCURRENCY / FAST_DELAY_S
         instant = out.throughput.get(FAST_CONCURRENCY)
         of_instant = f"; {out.fast / instant:.1%} of the instant c={FAST_CONCURRENCY} rate" if instant else ""
-        figure = f"{out.fast:,.1f} jobs/s = {out.fast / ideal:.1%} of {ideal:,.0f}{of_instant}"
+        figure = _of_ideal(out.fast, ideal) + of_instant
         figure += _cpu(out, f"fast-c{FAST_CONCURRENCY}")
         label = f"fast backend {FAST_DELAY_S * 1000:.0f} ms, c={FAST_CONCURRENCY} ({sizes.fast_jobs} jobs)"
         table.append((label, figure, ">= 90 %", "-"))
         table += _before_row(out.fast, out.before_fast, ideal, out, f"before-fast-c{FAST_CONCURRENCY}")
     for processes, rate, row in _split(out, f"fast-c{FAST_CONCURRENCY}"):
         ideal = FAST_CONCURRENCY / FAST_DELAY_S
-        figure = f"{rate:,.1f} jobs/s = {rate / ideal:.1%} of {ideal:,.0f}" + _cpu(out, row)
+        figure = _of_ideal(rate, ideal) + _cpu(out, row)
         table.append((_split_name(processes, FAST_CONCURRENCY), figure, ">= 90 %", "-"))
     if out.rss_mb:
         which = (
@@ -175,7 +178,7 @@ def _before_row(ours: float, before: float | None, ideal: float, out: Measured, 
     """The other revision's figure on the same backend (``--before``), when it ran."""
     if before is None:
         return []
-    figure = f"{before:,.1f} jobs/s = {before / ideal:.1%} of {ideal:,.0f}" + _cpu(out, label)
+    figure = _of_ideal(before, ideal) + _cpu(out, label)
     return [("  before (--before), same backend", figure, "", f"ours {ours / before:.2f}x")]
 
 
