@@ -367,7 +367,7 @@ class FileQueue:
         """Where the result of ``job_id`` is: ``processed/``, ``error/`` or the archive; None if nowhere."""
         name = self.file_name(job_id, RESULT_SUFFIX)
         for folder in _UNARCHIVED:
-            if _holds(self._prefix(folder) + name):
+            if _holds(self.located(folder, name)):
                 return self.folder(folder) / name
         return self.archived_path(job_id)
 
